@@ -1,0 +1,168 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/p2p"
+)
+
+// fakeBackend is a provider with a tiny ledger whose jobs "run" by echoing
+// their args, so protocol tests need no executor.
+type fakeBackend struct {
+	mu        sync.Mutex
+	onboarded bool
+	avail     capability.Capability
+	holds     map[string]capability.Capability
+	refuse    bool
+	accepted  []string
+	allocs    map[string]chan Event
+	price     capability.PriceInformation
+	score     float64
+}
+
+func newFakeBackend(cpu uint64) *fakeBackend {
+	return &fakeBackend{
+		onboarded: true,
+		avail:     capability.Capability{CPU: capability.CPU{MilliCores: cpu}, Memory: 4 * capability.GiB, Disk: 4 * capability.GiB},
+		holds:     map[string]capability.Capability{}, allocs: map[string]chan Event{},
+	}
+}
+
+func (f *fakeBackend) Onboarded() bool          { f.mu.Lock(); defer f.mu.Unlock(); return f.onboarded }
+func (f *fakeBackend) Preferences() Preferences { return DefaultPreferences() }
+func (f *fakeBackend) Offer() (capability.Capability, capability.PriceInformation, float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.avail, f.price, f.score
+}
+
+func (f *fakeBackend) Hold(id string, c capability.Capability, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	left, err := f.avail.Subtract(c)
+	if err != nil {
+		return err
+	}
+	f.avail = left
+	f.holds[id] = c
+	return nil
+}
+
+func (f *fakeBackend) ReleaseHold(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.holds[id]
+	if ok {
+		f.avail, _ = f.avail.Add(c)
+		delete(f.holds, id)
+	}
+	return ok
+}
+
+func (f *fakeBackend) Accept(inv *Invocation) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refuse {
+		return "", errors.New("refusing on purpose")
+	}
+	id := "alloc-" + inv.Job.ID
+	f.accepted = append(f.accepted, inv.Job.ID)
+	ch := make(chan Event, 4)
+	ch <- Event{Kind: EventState, State: StateRunning, Time: time.Now()}
+	ch <- Event{Kind: EventStdout, Data: fmt.Appendf(nil, "ran %v", inv.Job.Args), Time: time.Now()}
+	ch <- Event{Kind: EventResult, Result: &Result{State: StateCompleted}, Time: time.Now()}
+	close(ch)
+	f.allocs[id] = ch
+	return id, nil
+}
+
+func (f *fakeBackend) Watch(_ context.Context, id string, _ peer.ID) (<-chan Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch, ok := f.allocs[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return ch, nil
+}
+
+func (f *fakeBackend) Cancel(string, peer.ID) error { return nil }
+
+func (f *fakeBackend) heldCount() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.holds) }
+
+type testNode struct {
+	host    *p2p.Host
+	key     crypto.PrivKey
+	svc     *Service
+	backend *fakeBackend
+}
+
+// newMesh starts n nodes on loopback that know only node 0 and waits until
+// every node has a peer on the bid-request topic.
+func newMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*testNode {
+	t.Helper()
+	ctx := context.Background()
+	cfg := LocalConfig()
+	cfg.Requester.BiddingWindow = 3 * time.Second
+	nodes := make([]*testNode, n)
+	for i := range n {
+		key, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := []p2p.Option{p2p.WithConfig(p2p.LocalConfig()), p2p.WithPrivKey(key), p2p.WithNetwork("orch-test")}
+		if i > 0 {
+			opts = append(opts, p2p.WithBootstrap(nodes[0].host.AddrInfo()))
+		}
+		h, err := p2p.New(ctx, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		b := backends(i)
+		svc, err := NewService(h, key, b, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close() })
+		nodes[i] = &testNode{host: h, key: key, svc: svc, backend: b}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, nd := range nodes {
+		for len(nd.svc.Topic().ListPeers()) < min(n-1, 2) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s has %d topic peers after 20s", nd.host.ID(), len(nd.svc.Topic().ListPeers()))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+func wasmJob(args ...string) Submission {
+	return Submission{Job: JobSpec{
+		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 64 * capability.MiB},
+		Duration:     time.Minute, Executor: ExecutorWasm, Module: []byte("\x00asm fake module"), Args: args,
+	}}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

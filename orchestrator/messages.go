@@ -1,0 +1,411 @@
+// Package orchestrator is the bidding protocol: bid requests on gossip, bids
+// and invocations on direct streams, allocation events back to the
+// requester. It holds both sides, the requester's and the provider's; what a
+// provider does with a won job is behind the Backend interface.
+package orchestrator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+)
+
+// Protocol names, under /dms/<network>/ (p2p adds the prefix).
+const (
+	TopicBidRequests  = "bid-requests/1"
+	ProtocolBid       = "bid/1"
+	ProtocolInvoke    = "invoke/1"
+	ProtocolAllocation = "allocation/1"
+)
+
+// Size limits of every message that crosses the network. A bid request is
+// small on purpose: the module never travels on gossip, only its hash.
+const (
+	MaxBidRequestSize = 16 << 10
+	MaxBidSize        = 16 << 10
+	MaxInvokeSize     = 24 << 20 // a Go wasip1 module is a few MiB, base64 adds a third
+	MaxModuleSize     = 16 << 20
+	MaxEventSize      = 256 << 10
+	MaxReplySize      = 16 << 10
+	MaxResultOutput   = 4 << 20 // per stream, as the requester assembles it
+	MaxArgs           = 256
+	MaxArgBytes       = 64 << 10 // args and env together
+	MaxStdin          = 1 << 20
+	MaxBiddingWindow  = time.Minute
+)
+
+// ErrInvalid marks a message that failed validation; the wrapped text says why.
+var ErrInvalid = errors.New("invalid message")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Executor kinds a job may ask for. They mirror executor.Kind without
+// importing it: the protocol names them, the node maps them.
+const (
+	ExecutorWasm   = "wasm"
+	ExecutorNative = "native"
+)
+
+// BidRequest is published on the bid-request topic.
+type BidRequest struct {
+	JobID        string                `json:"job_id"`
+	Requester    peer.ID               `json:"requester"`
+	Requirements capability.Capability `json:"requirements"`
+	// MaxPrice is the most the requester pays for the whole job; nil means
+	// no limit.
+	MaxPrice   *float64      `json:"max_price,omitempty"`
+	Duration   time.Duration `json:"duration"`
+	Executor   string        `json:"executor"`
+	ModuleHash string        `json:"module_hash,omitempty"` // hex sha256 of the module
+	ModuleSize int           `json:"module_size,omitempty"`
+	Deadline   time.Time     `json:"deadline"` // bidding closes
+	Nonce      string        `json:"nonce"`
+	// WantBids is how many acceptable bids the requester will wait for; a
+	// provider may stay silent when it expects enough nearer bids.
+	WantBids int       `json:"want_bids,omitempty"`
+	SentAt   time.Time `json:"sent_at"`
+}
+
+// Bid is a provider's signed offer for one bid request.
+type Bid struct {
+	JobID       string                `json:"job_id"`
+	Nonce       string                `json:"nonce"` // the request's nonce, ties the bid to it
+	Provider    peer.ID               `json:"provider"`
+	Requester   peer.ID               `json:"requester"`
+	Price       float64               `json:"price"`
+	Currency    string                `json:"currency,omitempty"`
+	Offered     capability.Capability `json:"offered"`
+	Score       float64               `json:"score"`
+	HoldExpires time.Time             `json:"hold_expires"`
+	Signature   []byte                `json:"signature,omitempty"`
+}
+
+// JobSpec is what runs: it travels only in the invocation, to the winner.
+type JobSpec struct {
+	ID           string                `json:"id"`
+	Requirements capability.Capability `json:"requirements"`
+	Duration     time.Duration         `json:"duration"`
+	Executor     string                `json:"executor"`
+	Module       []byte                `json:"module,omitempty"`
+	Command      []string              `json:"command,omitempty"` // native executor only
+	Args         []string              `json:"args,omitempty"`
+	Env          map[string]string     `json:"env,omitempty"`
+	Stdin        []byte                `json:"stdin,omitempty"`
+}
+
+// Invocation asks the winner of a bid to run the job.
+type Invocation struct {
+	Bid Bid     `json:"bid"`
+	Job JobSpec `json:"job"`
+}
+
+// InvokeMessage is what travels on the invoke protocol: an invocation, or a
+// release of the hold behind a bid that lost.
+type InvokeMessage struct {
+	Invocation *Invocation `json:"invocation,omitempty"`
+	ReleaseJob string      `json:"release_job,omitempty"`
+}
+
+// InvokeReply answers an InvokeMessage.
+type InvokeReply struct {
+	Accepted     bool   `json:"accepted"`
+	AllocationID string `json:"allocation_id,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// AllocationRequest opens the allocation stream: watch events or cancel.
+type AllocationRequest struct {
+	AllocationID string `json:"allocation_id"`
+	Cancel       bool   `json:"cancel,omitempty"`
+}
+
+// State is an allocation's life-cycle state.
+type State string
+
+// Allocation states. Completed, Failed and Cancelled are final.
+const (
+	StatePending   State = "pending"
+	StateRunning   State = "running"
+	StateCompleted State = "completed"
+	StateFailed    State = "failed"
+	StateCancelled State = "cancelled"
+)
+
+// Final reports whether no event follows a state.
+func (s State) Final() bool {
+	return s == StateCompleted || s == StateFailed || s == StateCancelled
+}
+
+// EventKind says what an Event carries.
+type EventKind string
+
+// Event kinds on the allocation stream.
+const (
+	EventState     EventKind = "state"
+	EventStdout    EventKind = "stdout"
+	EventStderr    EventKind = "stderr"
+	EventResult    EventKind = "result"
+	EventHeartbeat EventKind = "heartbeat"
+)
+
+// Event is one message on the allocation stream, provider to requester.
+type Event struct {
+	Seq          int       `json:"seq"`
+	AllocationID string    `json:"allocation_id"`
+	Kind         EventKind `json:"kind"`
+	Time         time.Time `json:"time"`
+	State        State     `json:"state,omitempty"`
+	Data         []byte    `json:"data,omitempty"`
+	Result       *Result   `json:"result,omitempty"`
+	Message      string    `json:"message,omitempty"`
+}
+
+// Result is the outcome of a finished allocation.
+type Result struct {
+	State           State         `json:"state"`
+	ExitCode        int           `json:"exit_code"`
+	Stdout          []byte        `json:"stdout,omitempty"`
+	Stderr          []byte        `json:"stderr,omitempty"`
+	StdoutTruncated bool          `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool          `json:"stderr_truncated,omitempty"`
+	Duration        time.Duration `json:"duration"`
+	Reason          string        `json:"reason,omitempty"`
+	Restarts        int           `json:"restarts,omitempty"`
+}
+
+// Encode marshals a message; it is the one encoder of the protocol.
+func Encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", v, err)
+	}
+	return b, nil
+}
+
+// decode unmarshals at most max bytes into v. Unknown fields are allowed so
+// that newer peers can add some; trailing data is not.
+func decode(data []byte, max int, v any) error {
+	if len(data) > max {
+		return invalid("%T of %d bytes exceeds the limit of %d", v, len(data), max)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return invalid("decode %T: %v", v, err)
+	}
+	if dec.More() {
+		return invalid("decode %T: trailing data", v)
+	}
+	return nil
+}
+
+// DecodeBidRequest decodes and checks the shape of a bid request (not its
+// freshness or signer: see Validator).
+func DecodeBidRequest(data []byte) (*BidRequest, error) {
+	var r BidRequest
+	if err := decode(data, MaxBidRequestSize, &r); err != nil {
+		return nil, err
+	}
+	return &r, r.check()
+}
+
+// DecodeBid decodes and checks the shape of a bid (not its signature).
+func DecodeBid(data []byte) (*Bid, error) {
+	var b Bid
+	if err := decode(data, MaxBidSize, &b); err != nil {
+		return nil, err
+	}
+	return &b, b.check()
+}
+
+// DecodeInvokeMessage decodes and checks an invocation or a release.
+func DecodeInvokeMessage(data []byte) (*InvokeMessage, error) {
+	var m InvokeMessage
+	if err := decode(data, MaxInvokeSize, &m); err != nil {
+		return nil, err
+	}
+	switch {
+	case m.Invocation != nil && m.ReleaseJob != "":
+		return nil, invalid("invoke message carries both an invocation and a release")
+	case m.Invocation != nil:
+		if err := m.Invocation.Bid.check(); err != nil {
+			return nil, err
+		}
+		if err := m.Invocation.Job.check(); err != nil {
+			return nil, err
+		}
+		if m.Invocation.Job.ID != m.Invocation.Bid.JobID {
+			return nil, invalid("job %q does not match bid's job %q", m.Invocation.Job.ID, m.Invocation.Bid.JobID)
+		}
+	case m.ReleaseJob != "":
+		if err := checkJobID(m.ReleaseJob); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, invalid("empty invoke message")
+	}
+	return &m, nil
+}
+
+// DecodeInvokeReply decodes a reply to an invocation.
+func DecodeInvokeReply(data []byte) (*InvokeReply, error) {
+	var r InvokeReply
+	if err := decode(data, MaxReplySize, &r); err != nil {
+		return nil, err
+	}
+	if r.Accepted && r.AllocationID == "" {
+		return nil, invalid("accepted reply without an allocation id")
+	}
+	return &r, nil
+}
+
+// DecodeAllocationRequest decodes the opening message of an allocation stream.
+func DecodeAllocationRequest(data []byte) (*AllocationRequest, error) {
+	var r AllocationRequest
+	if err := decode(data, MaxReplySize, &r); err != nil {
+		return nil, err
+	}
+	if r.AllocationID == "" || len(r.AllocationID) > 128 {
+		return nil, invalid("allocation id %q: want 1 to 128 characters", r.AllocationID)
+	}
+	return &r, nil
+}
+
+// DecodeEvent decodes one allocation event.
+func DecodeEvent(data []byte) (*Event, error) {
+	var e Event
+	if err := decode(data, MaxEventSize, &e); err != nil {
+		return nil, err
+	}
+	switch e.Kind {
+	case EventState, EventStdout, EventStderr, EventHeartbeat:
+	case EventResult:
+		if e.Result == nil {
+			return nil, invalid("result event without a result")
+		}
+	default:
+		return nil, invalid("event kind %q: want state, stdout, stderr, result or heartbeat", e.Kind)
+	}
+	return &e, nil
+}
+
+func checkJobID(id string) error {
+	if len(id) < 8 || len(id) > 64 {
+		return invalid("job id %q: want 8 to 64 characters", id)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return invalid("job id %q: want lower-case letters, digits and '-'", id)
+		}
+	}
+	return nil
+}
+
+func checkExecutor(kind string) error {
+	switch kind {
+	case ExecutorWasm, ExecutorNative:
+		return nil
+	}
+	return invalid("executor %q: want %s or %s", kind, ExecutorWasm, ExecutorNative)
+}
+
+func (r *BidRequest) check() error {
+	if err := checkJobID(r.JobID); err != nil {
+		return err
+	}
+	if r.Requester == "" {
+		return invalid("bid request without a requester")
+	}
+	if err := r.Requirements.Validate(); err != nil {
+		return invalid("requirements: %v", err)
+	}
+	if r.Requirements.IsZero() {
+		return invalid("requirements are empty: a job needs some cpu or memory")
+	}
+	if r.MaxPrice != nil && !(*r.MaxPrice >= 0) {
+		return invalid("max price %v: want a number >= 0", *r.MaxPrice)
+	}
+	if r.Duration <= 0 {
+		return invalid("duration %v: must be more than zero", r.Duration)
+	}
+	if err := checkExecutor(r.Executor); err != nil {
+		return err
+	}
+	if r.ModuleSize < 0 || r.ModuleSize > MaxModuleSize {
+		return invalid("module size %d: at most %d bytes", r.ModuleSize, MaxModuleSize)
+	}
+	if len(r.Nonce) < 8 || len(r.Nonce) > 64 {
+		return invalid("nonce of %d characters: want 8 to 64", len(r.Nonce))
+	}
+	if r.Deadline.IsZero() || r.SentAt.IsZero() {
+		return invalid("bid request without a deadline or send time")
+	}
+	if r.WantBids < 0 || r.WantBids > 1000 {
+		return invalid("want_bids %d: want 0 to 1000", r.WantBids)
+	}
+	return nil
+}
+
+func (b *Bid) check() error {
+	if err := checkJobID(b.JobID); err != nil {
+		return err
+	}
+	if b.Provider == "" || b.Requester == "" {
+		return invalid("bid without provider or requester")
+	}
+	if !(b.Price >= 0) {
+		return invalid("bid price %v: want a number >= 0", b.Price)
+	}
+	if err := b.Offered.Validate(); err != nil {
+		return invalid("offered: %v", err)
+	}
+	if len(b.Signature) == 0 || len(b.Signature) > 1024 {
+		return invalid("bid signature of %d bytes: want 1 to 1024", len(b.Signature))
+	}
+	return nil
+}
+
+func (j *JobSpec) check() error {
+	if err := checkJobID(j.ID); err != nil {
+		return err
+	}
+	if err := checkExecutor(j.Executor); err != nil {
+		return err
+	}
+	if j.Duration <= 0 {
+		return invalid("job duration %v: must be more than zero", j.Duration)
+	}
+	if len(j.Module) > MaxModuleSize {
+		return invalid("module of %d bytes: at most %d", len(j.Module), MaxModuleSize)
+	}
+	if j.Executor == ExecutorWasm && len(j.Module) == 0 {
+		return invalid("wasm job without a module")
+	}
+	if len(j.Args)+len(j.Command)+len(j.Env) > MaxArgs {
+		return invalid("%d args, command words and env vars: at most %d", len(j.Args)+len(j.Command)+len(j.Env), MaxArgs)
+	}
+	n := 0
+	for _, a := range j.Args {
+		n += len(a)
+	}
+	for _, a := range j.Command {
+		n += len(a)
+	}
+	for k, v := range j.Env {
+		n += len(k) + len(v)
+	}
+	if n > MaxArgBytes {
+		return invalid("args, command and env of %d bytes: at most %d", n, MaxArgBytes)
+	}
+	if len(j.Stdin) > MaxStdin {
+		return invalid("stdin of %d bytes: at most %d", len(j.Stdin), MaxStdin)
+	}
+	return nil
+}

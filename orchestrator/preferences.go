@@ -1,0 +1,128 @@
+package orchestrator
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Preferences are a node's choices on both sides of the protocol: which
+// requests it bids for as a provider, and how it ranks bids as a requester.
+type Preferences struct {
+	// MinPrice: requests whose maximum price is below this are not bid for.
+	MinPrice float64 `json:"min_price,omitempty"`
+	// AllowedExecutors defaults to wasm only: a native process is opted into.
+	AllowedExecutors  []string      `json:"allowed_executors,omitempty"`
+	AllowedRequesters []peer.ID     `json:"allowed_requesters,omitempty"` // empty: anyone
+	DeniedRequesters  []peer.ID     `json:"denied_requesters,omitempty"`
+	MaxDuration       time.Duration `json:"max_duration,omitempty"` // 0: no limit
+	// Ranking orders bids at the requester: criteria among "price",
+	// "score" and "headroom", most important first.
+	Ranking []string `json:"ranking,omitempty"`
+}
+
+// DefaultPreferences bids on wasm jobs from anyone and ranks bids by price,
+// then benchmark score, then headroom.
+func DefaultPreferences() Preferences {
+	return Preferences{AllowedExecutors: []string{ExecutorWasm}, Ranking: []string{"price", "score", "headroom"}}
+}
+
+// Validate checks the names a user could get wrong.
+func (p Preferences) Validate() error {
+	if !(p.MinPrice >= 0) {
+		return fmt.Errorf("min price %v: want a number >= 0", p.MinPrice)
+	}
+	for _, e := range p.AllowedExecutors {
+		if err := checkExecutor(e); err != nil {
+			return fmt.Errorf("allowed executors: %w", err)
+		}
+	}
+	if p.MaxDuration < 0 {
+		return fmt.Errorf("max duration %v: must not be negative", p.MaxDuration)
+	}
+	for _, r := range p.Ranking {
+		switch r {
+		case "price", "score", "headroom":
+		default:
+			return fmt.Errorf("ranking %q: want price, score or headroom", r)
+		}
+	}
+	return nil
+}
+
+// Accepts reports whether a provider with these preferences bids on req,
+// and if not, why.
+func (p Preferences) Accepts(req *BidRequest) (bool, string) {
+	execs := p.AllowedExecutors
+	if len(execs) == 0 {
+		execs = []string{ExecutorWasm}
+	}
+	if !slices.Contains(execs, req.Executor) {
+		return false, fmt.Sprintf("executor %s not allowed", req.Executor)
+	}
+	if slices.Contains(p.DeniedRequesters, req.Requester) {
+		return false, "requester denied"
+	}
+	if len(p.AllowedRequesters) > 0 && !slices.Contains(p.AllowedRequesters, req.Requester) {
+		return false, "requester not allowed"
+	}
+	if p.MaxDuration > 0 && req.Duration > p.MaxDuration {
+		return false, fmt.Sprintf("duration %v over the maximum %v", req.Duration, p.MaxDuration)
+	}
+	if p.MinPrice > 0 && req.MaxPrice != nil && *req.MaxPrice < p.MinPrice {
+		return false, fmt.Sprintf("max price %v below the minimum %v", *req.MaxPrice, p.MinPrice)
+	}
+	return true, ""
+}
+
+// CapabilityComparator orders two bids for one request: negative when a is
+// better than b.
+type CapabilityComparator func(req *BidRequest, a, b *Bid) int
+
+// Comparator builds the comparator the ranking names. Ties fall back to the
+// provider ID so the order is total and the same on every run.
+func (p Preferences) Comparator() CapabilityComparator {
+	ranking := p.Ranking
+	if len(ranking) == 0 {
+		ranking = DefaultPreferences().Ranking
+	}
+	return func(req *BidRequest, a, b *Bid) int {
+		for _, r := range ranking {
+			var c int
+			switch r {
+			case "price":
+				c = cmp.Compare(a.Price, b.Price)
+			case "score":
+				c = cmp.Compare(b.Score, a.Score) // higher is better
+			case "headroom":
+				c = cmp.Compare(headroom(req, b), headroom(req, a))
+			}
+			if c != 0 {
+				return c
+			}
+		}
+		return cmp.Compare(a.Provider, b.Provider)
+	}
+}
+
+// headroom is how many times over the offer covers the requirement, in its
+// tightest dimension: an offer with room to spare runs the job more safely.
+func headroom(req *BidRequest, b *Bid) float64 {
+	ratio := func(have, need uint64) float64 {
+		if need == 0 {
+			return 1e9
+		}
+		return float64(have) / float64(need)
+	}
+	return min(ratio(b.Offered.CPU.MilliCores, req.Requirements.CPU.MilliCores),
+		ratio(b.Offered.Memory, req.Requirements.Memory),
+		ratio(b.Offered.Disk, req.Requirements.Disk))
+}
+
+// Rank sorts bids best first with cmp.
+func Rank(req *BidRequest, bids []*Bid, c CapabilityComparator) {
+	slices.SortStableFunc(bids, func(a, b *Bid) int { return c(req, a, b) })
+}

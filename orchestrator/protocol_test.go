@@ -1,0 +1,149 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dms-project/dms/capability"
+)
+
+func TestJobRunsOnAnotherNode(t *testing.T) {
+	nodes := newMesh(t, 4, func(i int) *fakeBackend {
+		b := newFakeBackend(2000)
+		b.onboarded = i != 1 // the requester offers nothing
+		return b
+	})
+	var steps []ProgressKind
+	res, err := nodes[1].svc.Submit(context.Background(), wasmJob("hello"), func(p Progress) { steps = append(steps, p.Kind) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != StateCompleted || string(res.Stdout) != "ran [hello]" {
+		t.Fatalf("result %+v stdout %q", res, res.Stdout)
+	}
+	want := []ProgressKind{ProgressPublished, ProgressBid, ProgressClosed, ProgressAccepted}
+	for _, w := range want {
+		found := false
+		for _, s := range steps {
+			found = found || s == w
+		}
+		if !found {
+			t.Errorf("no %s step in %v", w, steps)
+		}
+	}
+	if len(nodes[1].backend.accepted) != 0 {
+		t.Fatal("the requester ran its own job")
+	}
+	// Losing bidders get their holds back.
+	for i, n := range nodes {
+		waitFor(t, "holds released", func() bool { return n.backend.heldCount() == 0 })
+		_ = i
+	}
+}
+
+func TestJobThatFitsNowhereFailsClearly(t *testing.T) {
+	nodes := newMesh(t, 3, func(int) *fakeBackend { return newFakeBackend(1000) })
+	nodes[0].svc.cfg.BiddingWindow = 300 * time.Millisecond
+	sub := wasmJob()
+	sub.Job.Requirements.CPU.MilliCores = 64000
+	_, err := nodes[0].svc.Submit(context.Background(), sub, nil)
+	if !errors.Is(err, ErrNoBids) || !strings.Contains(err.Error(), "cpu=64") {
+		t.Fatalf("err = %v, want ErrNoBids naming cpu=64", err)
+	}
+}
+
+func TestRefusingWinnerIsReplacedByNextBid(t *testing.T) {
+	nodes := newMesh(t, 3, func(i int) *fakeBackend {
+		b := newFakeBackend(2000)
+		switch i {
+		case 0:
+			b.onboarded = false
+		case 1:
+			b.refuse = true
+			b.score = 100 // ranked first
+		}
+		return b
+	})
+	nodes[0].svc.cfg.Grace = time.Second // wait for both bids
+	nodes[0].svc.cfg.WantBids = 2
+	var refused, accepted int
+	res, err := nodes[0].svc.Submit(context.Background(), wasmJob("x"), func(p Progress) {
+		switch p.Kind {
+		case ProgressRefused:
+			refused++
+		case ProgressAccepted:
+			accepted++
+			if p.Provider != nodes[2].host.ID() {
+				t.Errorf("accepted by %s, want node 2", p.Provider)
+			}
+		}
+	})
+	if err != nil || res.State != StateCompleted {
+		t.Fatalf("res=%+v err=%v", res, err)
+	}
+	if refused != 1 || accepted != 1 {
+		t.Fatalf("refused=%d accepted=%d, want 1 and 1", refused, accepted)
+	}
+	waitFor(t, "refuser's hold released", func() bool { return nodes[1].backend.heldCount() == 0 })
+}
+
+func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
+	nodes := newMesh(t, 3, func(i int) *fakeBackend {
+		b := newFakeBackend(2000)
+		b.onboarded = i == 2
+		return b
+	})
+	// Node 0 asks for bids but never invokes: it keeps bidding open, and we
+	// grab the bid from the provider's register.
+	sub := wasmJob()
+	sub.Job.ID = NewJobID()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go nodes[0].svc.Submit(ctx, sub, nil)
+	var bid Bid
+	waitFor(t, "provider bid", func() bool {
+		b := nodes[2].svc.RegisteredBids(sub.Job.ID)
+		if len(b) == 1 {
+			bid = b[0]
+		}
+		return len(b) == 1
+	})
+	// Node 1 did not receive the bid: its invocation must be refused.
+	msg, _ := Encode(&InvokeMessage{Invocation: &Invocation{Bid: bid, Job: sub.Job}})
+	data, err := nodes[1].host.Request(context.Background(), nodes[2].host.ID(), ProtocolInvoke, msg, MaxReplySize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := DecodeInvokeReply(data)
+	if err != nil || reply.Accepted || !strings.Contains(reply.Reason, "not to") {
+		t.Fatalf("reply=%+v err=%v, want refusal naming the requester", reply, err)
+	}
+	if len(nodes[2].backend.accepted) != 0 {
+		t.Fatal("provider accepted an invocation from a stranger")
+	}
+}
+
+func TestBidWithBadSignatureIsRejected(t *testing.T) {
+	nodes := newMesh(t, 2, func(int) *fakeBackend { return newFakeBackend(1000) })
+	b := &Bid{JobID: NewJobID(), Nonce: "abcdefgh12", Provider: nodes[1].host.ID(), Requester: nodes[0].host.ID(), HoldExpires: time.Now().Add(time.Minute)}
+	if err := b.Sign(nodes[0].key); err != nil { // signed with the wrong key
+		t.Fatal(err)
+	}
+	msg, _ := Encode(b)
+	_, err := nodes[1].host.Request(context.Background(), nodes[0].host.ID(), ProtocolBid, msg, MaxReplySize)
+	if err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("err = %v, want a signature rejection", err)
+	}
+}
+
+func TestOfferTooSmallSendsNoBid(t *testing.T) {
+	b := newFakeBackend(100)
+	req := &BidRequest{Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}}}
+	avail, _, _ := b.Offer()
+	if req.Requirements.Fits(avail) {
+		t.Fatal("setup: requirement should not fit")
+	}
+}

@@ -1,0 +1,364 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/p2p"
+)
+
+// Backend is what the provider side needs from the node: its offer, its
+// ledger and its allocations. The node implements it.
+type Backend interface {
+	// Onboarded reports whether the node offers anything; when it does not,
+	// bid requests are ignored.
+	Onboarded() bool
+	Preferences() Preferences
+	// Offer is what the node could give a job right now: its available
+	// capability, its prices and its benchmark score.
+	Offer() (available capability.Capability, price capability.PriceInformation, score float64)
+	// Hold reserves need for job until expires, or fails if it does not fit.
+	Hold(jobID string, need capability.Capability, expires time.Time) error
+	// ReleaseHold gives a hold back; it reports whether there was one.
+	ReleaseHold(jobID string) bool
+	// Accept makes the job's hold a lock and starts the allocation. The
+	// invocation has been checked: the bid is ours, unexpired, and the
+	// invoker is the requester that received it.
+	Accept(inv *Invocation) (allocationID string, err error)
+	// Watch streams an allocation's events from the first; the channel is
+	// closed after the result. Only the allocation's requester may watch.
+	Watch(ctx context.Context, allocationID string, requester peer.ID) (<-chan Event, error)
+	// Cancel stops an allocation on behalf of its requester.
+	Cancel(allocationID string, requester peer.ID) error
+}
+
+// ProviderConfig tunes the provider side.
+type ProviderConfig struct {
+	// HoldGrace is how long past the bidding deadline a hold lasts, so the
+	// requester has time to invoke the next bid if the first winner refuses.
+	HoldGrace time.Duration
+	// Heartbeat is how often an idle allocation stream says it is alive; the
+	// requester takes a few missed ones as the provider lost.
+	Heartbeat time.Duration
+	// BidDelay returns how long to wait before bidding on req, so that in a
+	// large mesh the nearest and least loaded providers answer first and the
+	// requester has enough bids before the rest speak (nil: no delay).
+	BidDelay func(req *BidRequest) time.Duration
+}
+
+// DefaultProviderConfig suits a real network.
+func DefaultProviderConfig() ProviderConfig {
+	return ProviderConfig{HoldGrace: 10 * time.Second, Heartbeat: time.Second}
+}
+
+// Provider answers bid requests with bids and runs the invocations it wins.
+type Provider struct {
+	host    *p2p.Host
+	key     crypto.PrivKey
+	backend Backend
+	cfg     ProviderConfig
+	log     *slog.Logger
+	now     func() time.Time
+
+	mu   sync.Mutex
+	bids map[string]*placedBid // by job ID: the bids we placed and may be invoked
+
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// NewProvider registers the invoke and allocation handlers on host. Bid
+// requests are fed to it with HandleBidRequest.
+func NewProvider(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg ProviderConfig, log *slog.Logger) (*Provider, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Provider{
+		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
+		now: time.Now, bids: map[string]*placedBid{}, ctx: ctx, cancel: cancel,
+	}
+	if err := host.HandleRequest(ProtocolInvoke, MaxInvokeSize, p.handleInvoke); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := host.HandleStream(ProtocolAllocation, p.handleAllocation); err != nil {
+		cancel()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close stops pending bids and waits for them.
+func (p *Provider) Close() {
+	p.cancel()
+	p.wg.Wait()
+}
+
+// RegisteredBids returns the bids this node placed for a job.
+func (p *Provider) RegisteredBids(jobID string) []Bid {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b, ok := p.bids[jobID]; ok {
+		return []Bid{*b.bid}
+	}
+	return nil
+}
+
+// HandleBidRequest decides whether to bid on a validated request and, if so,
+// holds the capability and sends the bid. It returns at once; the bid goes
+// out from a goroutine so the topic's reader never waits on a stream.
+func (p *Provider) HandleBidRequest(req *BidRequest) {
+	if req.Requester == p.host.ID() || !p.backend.Onboarded() {
+		return
+	}
+	if ok, why := p.backend.Preferences().Accepts(req); !ok {
+		p.log.Debug("not bidding", "job", req.JobID, "reason", why)
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := p.bid(req); err != nil {
+			p.log.Debug("not bidding", "job", req.JobID, "reason", err)
+		}
+	}()
+}
+
+func (p *Provider) bid(req *BidRequest) error {
+	if p.cfg.BidDelay != nil {
+		if d := p.cfg.BidDelay(req); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+				return p.ctx.Err()
+			}
+		}
+	}
+	available, price, score := p.backend.Offer()
+	if !req.Requirements.Fits(available) {
+		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)
+	}
+	quote := price.Quote(req.Requirements, req.Duration)
+	if req.MaxPrice != nil && quote > *req.MaxPrice {
+		return fmt.Errorf("quote %v over max price %v", quote, *req.MaxPrice)
+	}
+	expires := req.Deadline.Add(p.cfg.HoldGrace)
+	if err := p.backend.Hold(req.JobID, req.Requirements, expires); err != nil {
+		return fmt.Errorf("hold: %w", err)
+	}
+	offered := available
+	offered.Price = price
+	offered.CPU.Score = score
+	b := &Bid{
+		JobID: req.JobID, Nonce: req.Nonce, Provider: p.host.ID(), Requester: req.Requester,
+		Price: quote, Currency: price.Currency, Offered: offered, Score: score, HoldExpires: expires,
+	}
+	// Gossip-borne fields such as listen addresses would bloat every bid.
+	b.Offered.Connectivity = capability.Connectivity{}
+	if err := b.Sign(p.key); err != nil {
+		p.backend.ReleaseHold(req.JobID)
+		return err
+	}
+	p.mu.Lock()
+	p.pruneLocked()
+	p.bids[req.JobID] = &placedBid{bid: b, req: req}
+	p.mu.Unlock()
+
+	data, err := Encode(b)
+	if err != nil {
+		p.forget(req.JobID)
+		return err
+	}
+	ctx, cancel := context.WithDeadline(p.ctx, req.Deadline.Add(ClockSkew/10))
+	defer cancel()
+	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, data, MaxReplySize); err != nil {
+		p.forget(req.JobID)
+		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
+	}
+	return nil
+}
+
+// forget drops a bid and its hold.
+func (p *Provider) forget(jobID string) {
+	p.mu.Lock()
+	delete(p.bids, jobID)
+	p.mu.Unlock()
+	p.backend.ReleaseHold(jobID)
+}
+
+func (p *Provider) pruneLocked() {
+	now := p.now()
+	for id, b := range p.bids {
+		if now.After(b.bid.HoldExpires) {
+			delete(p.bids, id)
+		}
+	}
+}
+
+// handleInvoke accepts an invocation only from the requester that received
+// the bid, for an unexpired bid of this node.
+func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) ([]byte, error) {
+	msg, err := DecodeInvokeMessage(data)
+	if err != nil {
+		return nil, err
+	}
+	if msg.ReleaseJob != "" {
+		p.mu.Lock()
+		b, ok := p.bids[msg.ReleaseJob]
+		ok = ok && b.bid.Requester == from
+		if ok {
+			delete(p.bids, msg.ReleaseJob)
+		}
+		p.mu.Unlock()
+		if ok {
+			p.backend.ReleaseHold(msg.ReleaseJob)
+		}
+		return Encode(&InvokeReply{Accepted: ok})
+	}
+	reply := p.invoke(from, msg.Invocation)
+	return Encode(reply)
+}
+
+func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
+	refuse := func(format string, args ...any) *InvokeReply {
+		reason := fmt.Sprintf(format, args...)
+		p.log.Info("invocation refused", "job", inv.Bid.JobID, "from", from, "reason", reason)
+		return &InvokeReply{Reason: reason}
+	}
+	p.mu.Lock()
+	placed, ok := p.bids[inv.Bid.JobID]
+	if ok && placed.bid.Requester == from {
+		// Taken now so that a second invocation of the same bid is refused.
+		delete(p.bids, inv.Bid.JobID)
+	}
+	p.mu.Unlock()
+	if !ok {
+		return refuse("no open bid of this node for job %s", inv.Bid.JobID)
+	}
+	mine, req := placed.bid, placed.req
+	if mine.Requester != from {
+		return refuse("job %s was bid to %s, not to %s", inv.Bid.JobID, mine.Requester, from)
+	}
+	// From here the bid was taken out of p.bids: every refusal frees its hold.
+	var why string
+	switch {
+	case inv.Bid.Provider != p.host.ID() || inv.Bid.Nonce != mine.Nonce || string(inv.Bid.Signature) != string(mine.Signature):
+		why = fmt.Sprintf("the bid invoked for job %s is not the one this node signed", inv.Bid.JobID)
+	case p.now().After(mine.HoldExpires):
+		why = fmt.Sprintf("bid for job %s expired at %s", inv.Bid.JobID, mine.HoldExpires.Format(time.RFC3339))
+	case !inv.Job.Requirements.Equal(req.Requirements) || inv.Job.Executor != req.Executor || inv.Job.Duration > req.Duration:
+		why = fmt.Sprintf("job %s is not the job that was bid on (requirements, executor or duration differ)", inv.Bid.JobID)
+	case req.ModuleHash != "" && ModuleHash(inv.Job.Module) != req.ModuleHash:
+		why = fmt.Sprintf("job %s: module does not match the hash in the bid request", inv.Bid.JobID)
+	}
+	if why != "" {
+		p.backend.ReleaseHold(inv.Bid.JobID)
+		return refuse("%s", why)
+	}
+	id, err := p.backend.Accept(inv)
+	if err != nil {
+		p.backend.ReleaseHold(inv.Bid.JobID)
+		return refuse("job %s: %v", inv.Bid.JobID, err)
+	}
+	p.log.Info("invocation accepted", "job", inv.Bid.JobID, "allocation", id, "requester", from)
+	return &InvokeReply{Accepted: true, AllocationID: id}
+}
+
+// handleAllocation serves one allocation stream: a watch that replays and
+// follows events with heartbeats, or a cancel.
+func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s *p2p.FramedStream) {
+	s.SetMaxFrameSize(MaxEventSize)
+	data, err := s.Recv()
+	if err != nil {
+		s.Reset()
+		return
+	}
+	req, err := DecodeAllocationRequest(data)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	send := func(e Event) error {
+		b, err := Encode(&e)
+		if err != nil {
+			return err
+		}
+		return s.Send(b)
+	}
+	if req.Cancel {
+		ev := Event{AllocationID: req.AllocationID, Kind: EventState, State: StateCancelled, Time: p.now()}
+		if err := p.backend.Cancel(req.AllocationID, from); err != nil {
+			ev = Event{AllocationID: req.AllocationID, Kind: EventHeartbeat, Message: err.Error(), Time: p.now()}
+		}
+		if send(ev) != nil {
+			s.Reset()
+			return
+		}
+		s.Close()
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := p.backend.Watch(ctx, req.AllocationID, from)
+	if err != nil {
+		_ = send(Event{AllocationID: req.AllocationID, Kind: EventHeartbeat, Message: err.Error(), Time: p.now()})
+		s.Close()
+		return
+	}
+	hb := p.cfg.Heartbeat
+	if hb <= 0 {
+		hb = time.Second
+	}
+	ticker := time.NewTicker(hb)
+	defer ticker.Stop()
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				s.Close()
+				return
+			}
+			if err := send(e); err != nil {
+				s.Reset()
+				return
+			}
+		case <-ticker.C:
+			if err := send(Event{AllocationID: req.AllocationID, Kind: EventHeartbeat, Time: p.now()}); err != nil {
+				s.Reset()
+				return
+			}
+		case <-p.ctx.Done():
+			s.Reset()
+			return
+		}
+	}
+}
+
+// placedBid is a bid we sent and the request it answers.
+type placedBid struct {
+	bid *Bid
+	req *BidRequest
+}
+
+// ModuleHash is the hex sha256 a bid request names a module by.
+func ModuleHash(module []byte) string {
+	sum := sha256.Sum256(module)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrNotFound is returned for an allocation or job this node does not know.
+var ErrNotFound = errors.New("not found")

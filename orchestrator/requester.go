@@ -1,0 +1,442 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/p2p"
+)
+
+// Errors a submitter branches on.
+var (
+	// ErrNoBids: no acceptable bid arrived before bidding closed.
+	ErrNoBids = errors.New("no acceptable bids")
+	// ErrAllRefused: every bid was invoked and every provider refused.
+	ErrAllRefused = errors.New("every bidder refused the invocation")
+	// ErrProviderLost: the provider stopped answering while the job ran.
+	ErrProviderLost = errors.New("provider lost")
+)
+
+// RequesterConfig tunes the requester side.
+type RequesterConfig struct {
+	// BiddingWindow is how long bidding stays open at most.
+	BiddingWindow time.Duration
+	// WantBids closes bidding as soon as this many acceptable bids are in.
+	WantBids int
+	// Grace closes bidding this long after the first acceptable bid, so a
+	// small job in a quiet network starts in milliseconds, not at the end
+	// of the window.
+	Grace time.Duration
+	// InvokeTimeout bounds one invocation round trip.
+	InvokeTimeout time.Duration
+	// LostAfter: an allocation stream silent this long means the provider
+	// is gone (providers send heartbeats every ProviderConfig.Heartbeat).
+	LostAfter time.Duration
+	// Retries is how many times a job is submitted again after its provider
+	// refused every bid or was lost.
+	Retries int
+}
+
+// DefaultRequesterConfig suits a real network.
+func DefaultRequesterConfig() RequesterConfig {
+	return RequesterConfig{
+		BiddingWindow: 3 * time.Second, WantBids: 3, Grace: 25 * time.Millisecond,
+		InvokeTimeout: 30 * time.Second, LostAfter: 5 * time.Second, Retries: 2,
+	}
+}
+
+// Progress reports one step of a submission as it happens.
+type Progress struct {
+	Kind    ProgressKind `json:"kind"`
+	JobID   string       `json:"job_id"`
+	Attempt int          `json:"attempt"`
+	Time    time.Time    `json:"time"`
+	Bid     *Bid         `json:"bid,omitempty"`
+	Event   *Event       `json:"event,omitempty"`
+	// Provider and AllocationID name the winner from ProgressAccepted on.
+	Provider     peer.ID `json:"provider,omitempty"`
+	AllocationID string  `json:"allocation_id,omitempty"`
+	Message      string  `json:"message,omitempty"`
+}
+
+// ProgressKind names a step of a submission.
+type ProgressKind string
+
+// Steps of a submission, in order.
+const (
+	ProgressPublished ProgressKind = "published"
+	ProgressBid       ProgressKind = "bid"
+	ProgressClosed    ProgressKind = "closed"
+	ProgressRefused   ProgressKind = "refused"
+	ProgressAccepted  ProgressKind = "accepted"
+	ProgressEvent     ProgressKind = "event"
+	ProgressRetry     ProgressKind = "retry"
+)
+
+// Submission is a job to submit: the spec and what the requester pays.
+type Submission struct {
+	Job      JobSpec
+	MaxPrice *float64
+}
+
+// Requester publishes bid requests, collects bids, invokes the best and
+// follows the allocation to its result.
+type Requester struct {
+	host  *p2p.Host
+	topic *p2p.Topic
+	cfg   RequesterConfig
+	prefs func() Preferences
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu   sync.Mutex
+	open map[string]*openJob // by job ID, while bidding is open
+}
+
+type openJob struct {
+	req  *BidRequest
+	bids chan *Bid
+}
+
+// NewRequester registers the bid handler on host; topic is the joined
+// bid-request topic; prefs gives the node's current ranking.
+func NewRequester(host *p2p.Host, topic *p2p.Topic, cfg RequesterConfig, prefs func() Preferences, log *slog.Logger) (*Requester, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Requester{host: host, topic: topic, cfg: cfg, prefs: prefs, log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}}
+	if err := host.HandleRequest(ProtocolBid, MaxBidSize, r.handleBid); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// NewJobID returns a fresh random job ID.
+func NewJobID() string { return randomHex(16) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // the OS has no entropy: nothing can be signed either
+	}
+	return hex.EncodeToString(b)
+}
+
+// handleBid takes a bid from a provider. Only the requester named in the
+// bid, with bidding open, accepts it; an error tells the provider to let go
+// of its hold.
+func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]byte, error) {
+	b, err := DecodeBid(data)
+	if err != nil {
+		return nil, err
+	}
+	if b.Provider != from {
+		return nil, invalid("bid names provider %s but came from %s", b.Provider, from)
+	}
+	if b.Requester != r.host.ID() {
+		return nil, invalid("bid is for requester %s, not this node", b.Requester)
+	}
+	if err := b.Verify(); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	job, ok := r.open[b.JobID]
+	r.mu.Unlock()
+	if !ok || job.req.Nonce != b.Nonce {
+		return nil, fmt.Errorf("bidding for job %s is closed", b.JobID)
+	}
+	select {
+	case job.bids <- b:
+	default:
+		return nil, fmt.Errorf("job %s has enough bids", b.JobID)
+	}
+	return []byte("{}"), nil
+}
+
+// Submit runs a job on the mesh and returns its result. progress, if not
+// nil, sees every step as it happens and must not block.
+func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Progress)) (*Result, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	job := sub.Job
+	if job.ID == "" {
+		job.ID = NewJobID()
+	}
+	if err := job.check(); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
+		if attempt > 0 {
+			progress(Progress{Kind: ProgressRetry, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: lastErr.Error()})
+		}
+		res, err := r.attempt(ctx, job, sub.MaxPrice, attempt, progress)
+		if err == nil {
+			return res, nil
+		}
+		lastErr = err
+		if !errors.Is(err, ErrAllRefused) && !errors.Is(err, ErrProviderLost) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("job %s: %w", job.ID, lastErr)
+}
+
+func (r *Requester) attempt(ctx context.Context, job JobSpec, maxPrice *float64, attempt int, progress func(Progress)) (*Result, error) {
+	bids, req, err := r.collect(ctx, job, maxPrice, attempt, progress)
+	if err != nil {
+		return nil, err
+	}
+	Rank(req, bids, r.prefs().Comparator())
+	winner, allocID, err := r.invoke(ctx, job, bids, attempt, progress)
+	if err != nil {
+		return nil, err
+	}
+	return r.follow(ctx, job.ID, winner, allocID, attempt, progress)
+}
+
+// collect publishes the bid request and gathers acceptable bids until
+// WantBids are in, Grace has passed since the first, or the window closes.
+func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64, attempt int, progress func(Progress)) ([]*Bid, *BidRequest, error) {
+	now := r.now()
+	want := max(r.cfg.WantBids, 1)
+	req := &BidRequest{
+		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
+		Duration: job.Duration, Executor: job.Executor, Deadline: now.Add(r.cfg.BiddingWindow),
+		Nonce: randomHex(12), WantBids: want, SentAt: now,
+	}
+	if len(job.Module) > 0 {
+		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
+	}
+	data, err := Encode(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	open := &openJob{req: req, bids: make(chan *Bid, 4*want+16)}
+	r.mu.Lock()
+	r.open[job.ID] = open
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.open, job.ID)
+		r.mu.Unlock()
+	}()
+
+	window, cancel := context.WithDeadline(ctx, req.Deadline)
+	defer cancel()
+	if err := r.topic.Publish(window, data); err != nil {
+		return nil, nil, fmt.Errorf("publish bid request: %w", err)
+	}
+	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now()})
+
+	var bids []*Bid
+	var grace <-chan time.Time
+	rejected := 0
+	for len(bids) < want {
+		select {
+		case b := <-open.bids:
+			if why := acceptable(req, b, r.now()); why != "" {
+				rejected++
+				r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)
+				continue
+			}
+			bids = append(bids, b)
+			progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: b})
+			if grace == nil {
+				t := time.NewTimer(r.cfg.Grace)
+				defer t.Stop()
+				grace = t.C
+			}
+			continue
+		case <-grace:
+		case <-window.Done():
+			if ctx.Err() != nil {
+				r.release(bids)
+				return nil, nil, ctx.Err()
+			}
+		}
+		break
+	}
+	progress(Progress{Kind: ProgressClosed, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d acceptable bids", len(bids))})
+	if len(bids) == 0 {
+		return nil, nil, fmt.Errorf("%w: no provider among %d connected peers bid for %s (executor %s, %s) within %v; %d bids were unacceptable",
+			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow, rejected)
+	}
+	return bids, req, nil
+}
+
+// acceptable says why a bid cannot be taken, or "" if it can.
+func acceptable(req *BidRequest, b *Bid, now time.Time) string {
+	switch {
+	case b.Nonce != req.Nonce:
+		return "bid answers another request"
+	case req.MaxPrice != nil && b.Price > *req.MaxPrice:
+		return fmt.Sprintf("price %v over the maximum %v", b.Price, *req.MaxPrice)
+	case !now.Before(b.HoldExpires):
+		return "hold already expired"
+	case !req.Requirements.Fits(b.Offered):
+		return "offer does not cover the requirements"
+	}
+	return ""
+}
+
+// invoke tries the bids best first until one provider accepts, then
+// releases the holds of the others.
+func (r *Requester) invoke(ctx context.Context, job JobSpec, bids []*Bid, attempt int, progress func(Progress)) (peer.ID, string, error) {
+	var reasons []string
+	for i, b := range bids {
+		msg, err := Encode(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: job}})
+		if err != nil {
+			return "", "", err
+		}
+		ictx, cancel := context.WithTimeout(ctx, r.cfg.InvokeTimeout)
+		data, err := r.host.Request(ictx, b.Provider, ProtocolInvoke, msg, MaxReplySize)
+		cancel()
+		var reply *InvokeReply
+		if err == nil {
+			reply, err = DecodeInvokeReply(data)
+		}
+		if err == nil && !reply.Accepted {
+			err = errors.New(reply.Reason)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				r.release(bids[i+1:])
+				return "", "", ctx.Err()
+			}
+			reasons = append(reasons, fmt.Sprintf("%s: %v", b.Provider, err))
+			progress(Progress{Kind: ProgressRefused, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, Message: err.Error()})
+			continue
+		}
+		progress(Progress{Kind: ProgressAccepted, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, AllocationID: reply.AllocationID, Bid: b})
+		r.release(bids[i+1:])
+		return b.Provider, reply.AllocationID, nil
+	}
+	return "", "", fmt.Errorf("%w: %v", ErrAllRefused, reasons)
+}
+
+// release tells losing bidders to drop their holds. It is best effort: a
+// hold that is not released expires anyway.
+func (r *Requester) release(bids []*Bid) {
+	for _, b := range bids {
+		msg, err := Encode(&InvokeMessage{ReleaseJob: b.JobID})
+		if err != nil {
+			continue
+		}
+		go func(p peer.ID) {
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.InvokeTimeout)
+			defer cancel()
+			if _, err := r.host.Request(ctx, p, ProtocolInvoke, msg, MaxReplySize); err != nil {
+				r.log.Debug("release hold", "provider", p, "err", err)
+			}
+		}(b.Provider)
+	}
+}
+
+// follow watches the allocation until its result. Silence longer than
+// LostAfter, or the stream ending without a result, is ErrProviderLost.
+func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
+	s, err := r.host.OpenStream(ctx, provider, ProtocolAllocation)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open allocation stream to %s: %v", ErrProviderLost, provider, err)
+	}
+	defer s.Close()
+	s.SetMaxFrameSize(MaxEventSize)
+	s.SetTimeout(r.cfg.LostAfter)
+	msg, err := Encode(&AllocationRequest{AllocationID: allocID})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Send(msg); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("%w: %v", ErrProviderLost, err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	// The result event carries no output: it is assembled from the output
+	// events, bounded in case the provider sends more than it should.
+	var stdout, stderr []byte
+	var stdoutCut, stderrCut bool
+	keep := func(buf []byte, cut *bool, p []byte) []byte {
+		if room := MaxResultOutput - len(buf); room < len(p) {
+			*cut = true
+			p = p[:max(room, 0)]
+		}
+		return append(buf, p...)
+	}
+	for {
+		data, err := s.Recv()
+		if err != nil {
+			s.Reset()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: %s stopped answering on allocation %s: %v", ErrProviderLost, provider, allocID, err)
+		}
+		ev, err := DecodeEvent(data)
+		if err != nil {
+			s.Reset()
+			return nil, fmt.Errorf("allocation %s: %w", allocID, err)
+		}
+		if ev.Kind == EventHeartbeat {
+			if ev.Message != "" {
+				return nil, fmt.Errorf("allocation %s on %s: %s", allocID, provider, ev.Message)
+			}
+			continue
+		}
+		switch ev.Kind {
+		case EventStdout:
+			stdout = keep(stdout, &stdoutCut, ev.Data)
+		case EventStderr:
+			stderr = keep(stderr, &stderrCut, ev.Data)
+		}
+		progress(Progress{Kind: ProgressEvent, JobID: jobID, Attempt: attempt, Time: r.now(), Provider: provider, AllocationID: allocID, Event: ev})
+		if ev.Kind == EventResult {
+			res := *ev.Result
+			res.Stdout, res.Stderr = stdout, stderr
+			res.StdoutTruncated = res.StdoutTruncated || stdoutCut
+			res.StderrTruncated = res.StderrTruncated || stderrCut
+			return &res, nil
+		}
+	}
+}
+
+// Cancel asks a provider to stop an allocation this node invoked.
+func (r *Requester) Cancel(ctx context.Context, provider peer.ID, allocID string) error {
+	s, err := r.host.OpenStream(ctx, provider, ProtocolAllocation)
+	if err != nil {
+		return fmt.Errorf("cancel %s: %w", allocID, err)
+	}
+	defer s.Close()
+	s.SetMaxFrameSize(MaxEventSize)
+	msg, err := Encode(&AllocationRequest{AllocationID: allocID, Cancel: true})
+	if err != nil {
+		return err
+	}
+	if err := s.Send(msg); err != nil {
+		s.Reset()
+		return fmt.Errorf("cancel %s: %w", allocID, err)
+	}
+	data, err := s.Recv()
+	if err != nil {
+		s.Reset()
+		return fmt.Errorf("cancel %s: %w", allocID, err)
+	}
+	ev, err := DecodeEvent(data)
+	if err != nil {
+		return fmt.Errorf("cancel %s: %w", allocID, err)
+	}
+	if ev.Message != "" {
+		return fmt.Errorf("cancel %s: %s", allocID, ev.Message)
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/p2p"
+)
+
+// Config holds both sides' settings.
+type Config struct {
+	Requester RequesterConfig
+	Provider  ProviderConfig
+	Logger    *slog.Logger
+}
+
+// DefaultConfig suits a real network.
+func DefaultConfig() Config {
+	return Config{Requester: DefaultRequesterConfig(), Provider: DefaultProviderConfig()}
+}
+
+// LocalConfig suits a test network on one machine: short windows so tests
+// and the demo do not wait on timers meant for the internet.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.Requester.BiddingWindow = 2 * time.Second
+	c.Requester.InvokeTimeout = 5 * time.Second
+	c.Provider.Heartbeat = 300 * time.Millisecond
+	c.Requester.LostAfter = 5 * c.Provider.Heartbeat
+	c.Provider.HoldGrace = 5 * time.Second
+	return c
+}
+
+// Service is the protocol on one node: it joins the bid-request topic,
+// feeds requests to the provider side and offers Submit on the requester
+// side.
+type Service struct {
+	*Requester
+	provider  *Provider
+	topic     *p2p.Topic
+	validator *Validator
+	log       *slog.Logger
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// NewService joins the topic and registers the protocol handlers on host.
+// When it fails nothing is left running.
+func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config) (_ *Service, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{validator: NewValidator(nil), log: log.With("subsystem", "orchestrator")}
+	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) error {
+		_, err := s.validator.Validate(from, data)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.topic.Close())
+		}
+	}()
+	if s.provider, err = NewProvider(host, key, backend, cfg.Provider, log); err != nil {
+		return nil, err
+	}
+	if s.Requester, err = NewRequester(host, s.topic, cfg.Requester, backend.Preferences, log); err != nil {
+		s.provider.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.readLoop()
+	return s, nil
+}
+
+// readLoop hands validated bid requests to the provider side. The topic
+// validator already checked signer, freshness and replay; decoding again
+// only recovers the value.
+func (s *Service) readLoop() {
+	defer s.wg.Done()
+	for m := range s.topic.Messages() {
+		req, err := DecodeBidRequest(m.Data)
+		if err != nil {
+			continue
+		}
+		s.provider.HandleBidRequest(req)
+	}
+}
+
+// RegisteredBids returns the bids this node placed for a job.
+func (s *Service) RegisteredBids(jobID string) []Bid { return s.provider.RegisteredBids(jobID) }
+
+// Topic is the joined bid-request topic (for measurements).
+func (s *Service) Topic() *p2p.Topic { return s.topic }
+
+// Close leaves the topic and waits for the read loop and pending bids. The
+// host's handlers stay registered; closing the host removes them.
+func (s *Service) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		err = s.topic.Close()
+		s.wg.Wait()
+		s.provider.Close()
+	})
+	return err
+}
