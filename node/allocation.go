@@ -1,0 +1,238 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/orchestrator"
+)
+
+// outputChunk bounds one output event so it stays well under the
+// allocation stream's frame limit.
+const outputChunk = 64 << 10
+
+// maxEvents bounds an allocation's event log: the output in it is already
+// capped by the executor, this catches a job writing one byte at a time.
+const maxEvents = 4096
+
+// AllocationInfo is what the node reports about an allocation.
+type AllocationInfo struct {
+	ID           string                `json:"id"`
+	JobID        string                `json:"job_id"`
+	Requester    peer.ID               `json:"requester"`
+	Executor     string                `json:"executor"`
+	Capability   capability.Capability `json:"capability"`
+	State        orchestrator.State    `json:"state"`
+	Created      time.Time             `json:"created"`
+	Started      time.Time             `json:"started,omitzero"`
+	Ended        time.Time             `json:"ended,omitzero"`
+	Result       *orchestrator.Result  `json:"result,omitempty"`
+	Stats        Statistics            `json:"stats"`
+	LastMessages []string              `json:"messages,omitempty"`
+}
+
+// Message is something routed to an allocation (RouteToAllocation).
+type Message struct {
+	// Kind is "cancel" for now; more kinds come with long-running services.
+	Kind string    `json:"kind"`
+	From peer.ID   `json:"from"`
+	Time time.Time `json:"time"`
+}
+
+// allocation is one job running on this node: an actor whose run goroutine
+// drives the executor under a supervisor, with an event log that watchers
+// replay and follow. Its state is behind mu; the run goroutine is the only
+// writer of the life-cycle fields.
+type allocation struct {
+	mu       sync.Mutex
+	info     AllocationInfo
+	events   []orchestrator.Event
+	dropped  int
+	changed  chan struct{} // closed and replaced on every new event
+	done     chan struct{}
+	cancel   context.CancelFunc
+	inbox    chan Message
+	spec     orchestrator.JobSpec
+	finished bool
+}
+
+func newAllocation(id string, inv *orchestrator.Invocation, requester peer.ID, now time.Time) *allocation {
+	a := &allocation{
+		info: AllocationInfo{
+			ID: id, JobID: inv.Job.ID, Requester: requester, Executor: inv.Job.Executor,
+			Capability: inv.Job.Requirements, State: orchestrator.StatePending, Created: now,
+		},
+		changed: make(chan struct{}),
+		done:    make(chan struct{}),
+		inbox:   make(chan Message, 8),
+		spec:    inv.Job,
+	}
+	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: orchestrator.StatePending, Time: now})
+	return a
+}
+
+// emitLocked appends an event and wakes the watchers. mu must be held.
+func (a *allocation) emitLocked(e orchestrator.Event) {
+	if len(a.events) >= maxEvents && e.Kind != orchestrator.EventResult && e.Kind != orchestrator.EventState {
+		a.dropped++
+		return
+	}
+	e.Seq = len(a.events)
+	e.AllocationID = a.info.ID
+	a.events = append(a.events, e)
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+func (a *allocation) emit(e orchestrator.Event) {
+	a.mu.Lock()
+	a.emitLocked(e)
+	a.mu.Unlock()
+}
+
+func (a *allocation) setState(s orchestrator.State, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	a.info.State = s
+	if s == orchestrator.StateRunning && a.info.Started.IsZero() {
+		a.info.Started = now
+	}
+	if msg != "" {
+		a.info.LastMessages = append(a.info.LastMessages, msg)
+		if len(a.info.LastMessages) > 8 {
+			a.info.LastMessages = a.info.LastMessages[1:]
+		}
+	}
+	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: s, Time: now, Message: msg})
+}
+
+// Info returns a copy of the allocation's record.
+func (a *allocation) Info() AllocationInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	info := a.info
+	info.LastMessages = append([]string(nil), a.info.LastMessages...)
+	return info
+}
+
+// watch sends every event from the first to ch until the result, then
+// closes ch. It stops early when ctx ends.
+func (a *allocation) watch(ctx context.Context) <-chan orchestrator.Event {
+	ch := make(chan orchestrator.Event, 16)
+	go func() {
+		defer close(ch)
+		next := 0
+		for {
+			a.mu.Lock()
+			pending := a.events[next:]
+			changed := a.changed
+			a.mu.Unlock()
+			for _, e := range pending {
+				select {
+				case ch <- e:
+				case <-ctx.Done():
+					return
+				}
+				next++
+				if e.Kind == orchestrator.EventResult {
+					return
+				}
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// output forwards executor output as events, cut into chunks.
+type output struct{ a *allocation }
+
+func (o output) Stdout(p []byte) { o.send(orchestrator.EventStdout, p) }
+func (o output) Stderr(p []byte) { o.send(orchestrator.EventStderr, p) }
+
+func (o output) send(kind orchestrator.EventKind, p []byte) {
+	for len(p) > 0 {
+		n := min(len(p), outputChunk)
+		o.a.emit(orchestrator.Event{Kind: kind, Time: time.Now(), Data: p[:n]})
+		p = p[n:]
+	}
+}
+
+var _ executor.Output = output{}
+
+// run drives the allocation to its end under the supervisor. finish is
+// called exactly once with the result, before watchers see it, so that the
+// node can release the lock first.
+func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executor.Spec, sup Supervisor, finish func(*orchestrator.Result, Statistics)) {
+	defer close(a.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case m := <-a.inbox:
+				if m.Kind == "cancel" {
+					cancel()
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	a.setState(orchestrator.StateRunning, "")
+	res, err, stats := sup.Run(ctx, func(ctx context.Context) (executor.Result, error) {
+		return ex.Run(ctx, spec, output{a})
+	}, func(n int, err error) {
+		a.setState(orchestrator.StateRunning, fmt.Sprintf("restart %d after: %v", n, err))
+	})
+	result := &orchestrator.Result{
+		State: orchestrator.StateCompleted, ExitCode: res.ExitCode, Duration: res.Duration,
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
+		Reason: res.Reason, Restarts: stats.Restarts,
+	}
+	switch {
+	case errors.Is(err, executor.ErrCancelled):
+		result.State = orchestrator.StateCancelled
+	case err != nil:
+		result.State = orchestrator.StateFailed
+		result.Reason = err.Error()
+	}
+	finish(result, stats)
+	a.mu.Lock()
+	a.info.State = result.State
+	a.info.Ended = time.Now()
+	a.info.Result = result
+	a.info.Stats = stats
+	a.finished = true
+	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: result.State, Time: a.info.Ended, Message: result.Reason})
+	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventResult, Time: a.info.Ended, Result: result})
+	a.mu.Unlock()
+}
+
+// route delivers a message to the allocation, or says why it cannot.
+func (a *allocation) route(m Message) error {
+	a.mu.Lock()
+	finished := a.finished
+	a.mu.Unlock()
+	if finished {
+		return fmt.Errorf("allocation %s has already ended", a.info.ID)
+	}
+	select {
+	case a.inbox <- m:
+		return nil
+	default:
+		return fmt.Errorf("allocation %s is busy: inbox full", a.info.ID)
+	}
+}

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/resources"
+)
+
+// Config is everything New needs. Start from DefaultConfig or LocalConfig.
+type Config struct {
+	// Home is the node's directory: disk is measured on its filesystem and
+	// the benchmark writes there. Required.
+	Home string
+	// Datastore holds the ledger, jobs and DHT records. The caller opens and
+	// closes it (resources.OpenDatastore for a real node, a map datastore for
+	// in-process networks). Required.
+	Datastore ds.Batching
+	// Key is the node's identity. Required.
+	Key crypto.PrivKey
+	// P2P options, applied after the preset's (p2p.DefaultConfig or
+	// p2p.LocalConfig).
+	P2P []p2p.Option
+	// Orchestrator tunes bidding on both sides.
+	Orchestrator orchestrator.Config
+	// Machine, if set, is used instead of measuring the machine at start
+	// (in-process networks share one measurement).
+	Machine *resources.Machine
+	// Reserve is what the owner keeps; offers and the monitor respect it.
+	Reserve resources.Reserve
+	// MonitorInterval is how often machine use is sampled; 0 turns the
+	// monitor off (in-process networks, where every node is the same machine).
+	MonitorInterval time.Duration
+	// Wasm, if set, is a sandbox shared with other in-process nodes, so a
+	// module is compiled once per process rather than once per node. The
+	// node does not close it.
+	Wasm *executor.Wasm
+	// WasmCacheDir keeps compiled modules on disk across restarts ("" : in
+	// memory only). Unused when Wasm is set.
+	WasmCacheDir string
+	// AllowNative lets this node run native-process jobs it wins; off by
+	// default because a native process is not sandboxed.
+	AllowNative bool
+	// Supervisor restarts failed allocations.
+	Supervisor SupervisorStrategy
+	// KeepFinished is how many ended allocations stay listed.
+	KeepFinished int
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig is for a real node on its own machine.
+func DefaultConfig(home string) Config {
+	return Config{
+		Home:            home,
+		Orchestrator:    orchestrator.DefaultConfig(),
+		Reserve:         resources.DefaultReserve,
+		MonitorInterval: resources.DefaultMonitorInterval,
+		Supervisor:      DefaultSupervisorStrategy(),
+		KeepFinished:    256,
+	}
+}
+
+// LocalConfig is for nodes of a test network on one machine: loopback
+// addresses, server-mode DHT, short bidding windows, no monitor (all nodes
+// share the machine, so one node's job would shrink every other's offer).
+func LocalConfig(home string) Config {
+	c := DefaultConfig(home)
+	c.P2P = []p2p.Option{p2p.WithConfig(p2p.LocalConfig())}
+	c.Orchestrator = orchestrator.LocalConfig()
+	c.MonitorInterval = 0
+	return c
+}
+
+// Validate checks what New cannot start without.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Home == "" {
+		errs = append(errs, errors.New("home: required"))
+	}
+	if c.Datastore == nil {
+		errs = append(errs, errors.New("datastore: required"))
+	}
+	if c.Key == nil {
+		errs = append(errs, errors.New("key: required"))
+	}
+	if err := c.Reserve.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("reserve: %w", err))
+	}
+	if c.MonitorInterval < 0 {
+		errs = append(errs, fmt.Errorf("monitor interval %v: want 0 (off) or more", c.MonitorInterval))
+	}
+	if c.Supervisor.MaxRestarts < 0 || c.Supervisor.Window < 0 || c.Supervisor.Backoff < 0 {
+		errs = append(errs, fmt.Errorf("supervisor strategy %+v: no negative values", c.Supervisor))
+	}
+	return errors.Join(errs...)
+}

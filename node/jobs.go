@@ -1,0 +1,208 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/orchestrator"
+)
+
+// Job states as the requester sees them.
+const (
+	JobBidding   = "bidding"
+	JobRunning   = "running"
+	JobCompleted = "completed"
+	JobFailed    = "failed"
+	JobCancelled = "cancelled"
+)
+
+// maxJobProgress bounds the progress kept per job; output is in the result.
+const maxJobProgress = 256
+
+// JobRecord is what a requester remembers of a job it submitted.
+type JobRecord struct {
+	ID           string                  `json:"id"`
+	Submitted    time.Time               `json:"submitted"`
+	Ended        time.Time               `json:"ended,omitzero"`
+	State        string                  `json:"state"`
+	Requirements capability.Capability   `json:"requirements"`
+	Executor     string                  `json:"executor"`
+	Duration     time.Duration           `json:"duration"`
+	Args         []string                `json:"args,omitempty"`
+	Provider     peer.ID                 `json:"provider,omitempty"`
+	AllocationID string                  `json:"allocation_id,omitempty"`
+	Bids         []orchestrator.Bid      `json:"bids,omitempty"`
+	Progress     []orchestrator.Progress `json:"progress,omitempty"`
+	Result       *orchestrator.Result    `json:"result,omitempty"`
+	Error        string                  `json:"error,omitempty"`
+}
+
+// Final reports whether the job has ended.
+func (j *JobRecord) Final() bool {
+	return j.State == JobCompleted || j.State == JobFailed || j.State == JobCancelled
+}
+
+// jobs is the requester's job book: in memory while running, written to
+// the datastore when a job starts and when it ends so nothing is lost.
+type jobs struct {
+	store ds.Datastore
+
+	mu      sync.Mutex
+	byID    map[string]*JobRecord
+	cancels map[string]context.CancelFunc
+}
+
+var jobsPrefix = ds.NewKey("/jobs")
+
+func newJobs(ctx context.Context, store ds.Datastore) (*jobs, error) {
+	j := &jobs{store: store, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}}
+	res, err := store.Query(ctx, query.Query{Prefix: jobsPrefix.String()})
+	if err != nil {
+		return nil, fmt.Errorf("load jobs: %w", err)
+	}
+	defer res.Close()
+	for e := range res.Next() {
+		if e.Error != nil {
+			return nil, fmt.Errorf("load jobs: %w", e.Error)
+		}
+		var rec JobRecord
+		if err := json.Unmarshal(e.Value, &rec); err != nil {
+			return nil, fmt.Errorf("load job %s: %w", e.Key, err)
+		}
+		if !rec.Final() {
+			// The node stopped while waiting on it: the stream is gone.
+			rec.State, rec.Error = JobFailed, "the requesting node restarted while the job was in flight"
+		}
+		j.byID[rec.ID] = &rec
+	}
+	return j, nil
+}
+
+func (j *jobs) save(ctx context.Context, rec *JobRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := j.store.Put(ctx, jobsPrefix.ChildString(rec.ID), b); err != nil {
+		return fmt.Errorf("save job %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// start records a new job as bidding.
+func (j *jobs) start(ctx context.Context, rec *JobRecord, cancel context.CancelFunc) error {
+	j.mu.Lock()
+	if _, dup := j.byID[rec.ID]; dup {
+		j.mu.Unlock()
+		return fmt.Errorf("job %s already exists", rec.ID)
+	}
+	j.byID[rec.ID] = rec
+	j.cancels[rec.ID] = cancel
+	cp := *rec
+	j.mu.Unlock()
+	return j.save(ctx, &cp)
+}
+
+// update applies one progress step to a job.
+func (j *jobs) update(p orchestrator.Progress) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	rec, ok := j.byID[p.JobID]
+	if !ok {
+		return
+	}
+	switch p.Kind {
+	case orchestrator.ProgressBid:
+		if p.Bid != nil {
+			rec.Bids = append(rec.Bids, *p.Bid)
+		}
+	case orchestrator.ProgressAccepted:
+		rec.State, rec.Provider, rec.AllocationID = JobRunning, p.Provider, p.AllocationID
+	case orchestrator.ProgressRetry:
+		rec.State, rec.Bids = JobBidding, nil
+	}
+	// Output is kept once, in the result; progress keeps the steps.
+	if p.Kind != orchestrator.ProgressEvent || (p.Event != nil && p.Event.Kind == orchestrator.EventState) {
+		if len(rec.Progress) < maxJobProgress {
+			rec.Progress = append(rec.Progress, p)
+		}
+	}
+}
+
+// finish records a job's end and writes it.
+func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, err error) *JobRecord {
+	j.mu.Lock()
+	rec, ok := j.byID[id]
+	if !ok {
+		j.mu.Unlock()
+		return nil
+	}
+	rec.Ended = time.Now()
+	switch {
+	case err != nil && (errors.Is(err, context.Canceled)):
+		rec.State, rec.Error = JobCancelled, "cancelled by the requester"
+	case err != nil:
+		rec.State, rec.Error = JobFailed, err.Error()
+	case res.State == orchestrator.StateCompleted:
+		rec.State = JobCompleted
+	case res.State == orchestrator.StateCancelled:
+		rec.State = JobCancelled
+	default:
+		rec.State = JobFailed
+		rec.Error = res.Reason
+	}
+	rec.Result = res
+	delete(j.cancels, id)
+	cp := *rec
+	j.mu.Unlock()
+	_ = j.save(ctx, &cp)
+	return &cp
+}
+
+func (j *jobs) get(id string) (JobRecord, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	rec, ok := j.byID[id]
+	if !ok {
+		return JobRecord{}, false
+	}
+	return *rec, true
+}
+
+func (j *jobs) list() []JobRecord {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]JobRecord, 0, len(j.byID))
+	for _, r := range j.byID {
+		c := *r
+		c.Progress = nil
+		if c.Result != nil {
+			res := *c.Result
+			res.Stdout, res.Stderr = nil, nil
+			c.Result = &res
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Submitted.Before(out[b].Submitted) })
+	return out
+}
+
+func (j *jobs) cancel(id string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	c, ok := j.cancels[id]
+	if ok {
+		c()
+	}
+	return ok
+}
