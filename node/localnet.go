@@ -1,0 +1,198 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/resources"
+)
+
+// LocalNetworkConfig describes a private network of nodes in one process
+// on 127.0.0.1: the demo, the bench and integration tests use it.
+type LocalNetworkConfig struct {
+	Nodes int
+	// Network is the network ID; "" picks a random one so runs never mix.
+	Network string
+	// Offer is what each provider registers; zero gives each node 1 core,
+	// 1 GiB of memory and 1 GiB of disk.
+	Offer capability.Capability
+	// Requesters are node indexes that offer nothing (node 1 in the demo).
+	Requesters []int
+	// Configure, if set, adjusts each node's config before it starts.
+	Configure func(i int, cfg *Config)
+	// Logger for every node; nil discards their logs.
+	Logger *slog.Logger
+}
+
+// LocalNetwork is a running in-process network.
+type LocalNetwork struct {
+	Nodes   []*Node
+	Network string
+	root    string
+	wasm    *executor.Wasm
+}
+
+// StartLocalNetwork starts cfg.Nodes nodes that know only node 0's address,
+// onboards the providers, and returns once every node has a peer on the
+// bid-request topic (bounded by ctx). A private network key is generated,
+// so nothing outside the process can join. On failure nothing is left
+// running.
+func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNetwork, err error) {
+	if cfg.Nodes < 1 {
+		return nil, fmt.Errorf("local network: %d nodes: want at least 1", cfg.Nodes)
+	}
+	if cfg.Network == "" {
+		cfg.Network = "local-" + randomHex(4)
+	}
+	offer := cfg.Offer
+	if offer.IsZero() {
+		offer = capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	root, err := os.MkdirTemp("", "dms-localnet-")
+	if err != nil {
+		return nil, err
+	}
+	ln := &LocalNetwork{Network: cfg.Network, root: root}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, ln.Close())
+		}
+	}()
+	keyText, err := p2p.GenerateSwarmKey()
+	if err != nil {
+		return nil, err
+	}
+	psk, err := p2p.DecodeSwarmKey(bytes.NewReader(keyText))
+	if err != nil {
+		return nil, err
+	}
+	machine, err := resources.Measure(ctx, root, resources.WithGPUDetector(func(context.Context) ([]capability.GPU, error) { return nil, nil }))
+	if err != nil {
+		return nil, err
+	}
+	if ln.wasm, err = executor.NewWasm(executor.WithLogger(log)); err != nil {
+		return nil, err
+	}
+	requester := map[int]bool{}
+	for _, i := range cfg.Requesters {
+		requester[i] = true
+	}
+	ln.Nodes = make([]*Node, cfg.Nodes)
+	start := func(i int) error {
+		key, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			return err
+		}
+		home, err := os.MkdirTemp(root, fmt.Sprintf("node-%d-", i))
+		if err != nil {
+			return err
+		}
+		c := LocalConfig(home)
+		c.Datastore, c.Key, c.Machine, c.Wasm, c.Logger = MemoryDatastore(), key, &machine, ln.wasm, log
+		c.P2P = append(c.P2P, p2p.WithNetwork(cfg.Network), p2p.WithPSK(psk))
+		if i > 0 {
+			c.P2P = append(c.P2P, p2p.WithBootstrap(ln.Nodes[0].Host().AddrInfo()))
+		}
+		if cfg.Configure != nil {
+			cfg.Configure(i, &c)
+		}
+		n, err := New(ctx, c)
+		if err != nil {
+			return fmt.Errorf("node %d: %w", i, err)
+		}
+		ln.Nodes[i] = n
+		if !requester[i] {
+			if err := n.SetRegisteredCapability(offer); err != nil {
+				return fmt.Errorf("node %d: onboard: %w", i, err)
+			}
+		}
+		return nil
+	}
+	if err := start(0); err != nil {
+		return nil, err
+	}
+	// The others start in parallel, a few at a time: most of a start is
+	// waiting on the network, and the machine has few cores.
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	errs := make([]error, cfg.Nodes)
+	for i := 1; i < cfg.Nodes; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = start(i)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ln, ln.WaitForMesh(ctx, min(cfg.Nodes-1, 3))
+}
+
+// WaitForMesh waits until every node has at least k peers on the
+// bid-request topic, polling until ctx ends.
+func (ln *LocalNetwork) WaitForMesh(ctx context.Context, k int) error {
+	for {
+		short := 0
+		for _, n := range ln.Nodes {
+			if len(n.Orchestrator().Topic().ListPeers()) < k {
+				short++
+			}
+		}
+		if short == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local network: %d of %d nodes have fewer than %d topic peers: %w", short, len(ln.Nodes), k, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every node and removes their homes.
+func (ln *LocalNetwork) Close() error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, n := range ln.Nodes {
+		if n == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.Close(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ln.wasm != nil {
+		errs = append(errs, ln.wasm.Close(context.Background()))
+	}
+	if ln.root != "" {
+		errs = append(errs, os.RemoveAll(ln.root))
+	}
+	return errors.Join(errs...)
+}
