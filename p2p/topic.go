@@ -1,0 +1,311 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+var (
+	// ErrTopicClosed is returned by Publish on a closed Topic.
+	ErrTopicClosed = errors.New("p2p: topic closed")
+	// ErrMessageTooLarge is returned by Publish for data that would not
+	// fit in one gossip message.
+	ErrMessageTooLarge = errors.New("p2p: gossip message too large")
+	// ErrIgnore, wrapped in a validator's error, drops the message without
+	// penalising the peer that forwarded it. Use it for messages an honest
+	// peer may relay (expired, duplicate); a plain error rejects the message
+	// and lowers the forwarder's score.
+	ErrIgnore = errors.New("p2p: ignore message")
+)
+
+// gossipOverhead is what gossipsub adds around our data in one RPC: author,
+// sequence number, signature, topic and protobuf framing.
+const gossipOverhead = 1 << 10
+
+// messageBuffer is how many received messages wait for a slow reader
+// before gossipsub starts dropping them for this subscription.
+const messageBuffer = 64
+
+// Validator checks a gossip message before it is delivered or forwarded.
+// from is the message's author, whose signature gossipsub has verified.
+type Validator func(ctx context.Context, from peer.ID, data []byte) error
+
+// Message is one gossip message from another node.
+type Message struct {
+	From       peer.ID // author (signer), not the peer that forwarded it
+	Data       []byte
+	ReceivedAt time.Time
+}
+
+// Topic is a joined gossip topic with one subscription.
+type Topic struct {
+	h     *Host
+	name  string // full name: dms/<network>/<name>
+	log   *slog.Logger
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+	out   chan Message
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// TopicName is the full gossip topic name of name in this network.
+func (h *Host) TopicName(name string) string { return "dms/" + h.cfg.Network + "/" + name }
+
+// JoinTopic joins and subscribes to dms/<network>/<name>. validate runs on
+// every message, ours included, before it is delivered or forwarded; an
+// error rejects it (see ErrIgnore).
+func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) {
+	if err := validateName("topic", name); err != nil {
+		return nil, err
+	}
+	if validate == nil {
+		return nil, fmt.Errorf("join topic %q: a validator is required", name)
+	}
+	full := h.TopicName(name)
+	t := &Topic{
+		h:    h,
+		name: full,
+		log:  h.logger("p2p.pubsub").With("topic", full),
+		out:  make(chan Message, messageBuffer),
+		done: make(chan struct{}),
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+
+	if err := h.ps.RegisterTopicValidator(full, t.validator(validate), pubsub.WithValidatorTimeout(h.cfg.StreamTimeout)); err != nil {
+		return nil, fmt.Errorf("join topic %s: register validator: %w", full, err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, h.ps.UnregisterTopicValidator(full))
+		}
+	}()
+	if t.topic, err = h.ps.Join(full); err != nil {
+		return nil, fmt.Errorf("join topic %s: %w", full, err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, t.topic.Close())
+		}
+	}()
+	if err := t.topic.SetScoreParams(topicScoreParams()); err != nil {
+		return nil, fmt.Errorf("join topic %s: score params: %w", full, err)
+	}
+	if t.sub, err = t.topic.Subscribe(pubsub.WithBufferSize(messageBuffer)); err != nil {
+		return nil, fmt.Errorf("join topic %s: subscribe: %w", full, err)
+	}
+
+	ctx, cancel := context.WithCancel(h.ctx)
+	t.cancel = cancel
+	go t.readLoop(ctx)
+	h.topics[t] = struct{}{}
+	return t, nil
+}
+
+// validator adapts validate to gossipsub, turning a panic into a rejection.
+func (t *Topic) validator(validate Validator) pubsub.ValidatorEx {
+	return func(ctx context.Context, via peer.ID, m *pubsub.Message) (res pubsub.ValidationResult) {
+		author := m.GetFrom()
+		defer func() {
+			if r := recover(); r != nil {
+				t.log.Warn("validator panicked; message rejected", "from", author, "panic", r)
+				res = pubsub.ValidationReject
+			}
+		}()
+		if err := validate(ctx, author, m.GetData()); err != nil {
+			if errors.Is(err, ErrIgnore) {
+				t.log.Debug("message ignored", "from", author, "via", via, "err", err)
+				return pubsub.ValidationIgnore
+			}
+			t.log.Debug("message rejected", "from", author, "via", via, "err", err)
+			return pubsub.ValidationReject
+		}
+		return pubsub.ValidationAccept
+	}
+}
+
+// readLoop moves messages from the subscription to Messages, skipping our
+// own, and closes the channel when the subscription ends.
+func (t *Topic) readLoop(ctx context.Context) {
+	defer close(t.done)
+	defer close(t.out)
+	self := t.h.host.ID()
+	for {
+		m, err := t.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if m.GetFrom() == self || m.ReceivedFrom == self {
+			continue
+		}
+		select {
+		case t.out <- Message{From: m.GetFrom(), Data: m.GetData(), ReceivedAt: time.Now()}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Name is the full topic name.
+func (t *Topic) Name() string { return t.name }
+
+// Messages delivers messages from other nodes; it is closed when the topic
+// is closed or the host shuts down.
+func (t *Topic) Messages() <-chan Message { return t.out }
+
+// ListPeers are the connected peers subscribed to this topic.
+func (t *Topic) ListPeers() []peer.ID { return t.topic.ListPeers() }
+
+// Publish sends data to the topic. gossipsub's own Publish succeeds with no
+// peer to send to, so we first wait (bounded by ctx) until at least one
+// peer has joined the topic.
+func (t *Topic) Publish(ctx context.Context, data []byte) error {
+	if limit := t.h.cfg.MaxMessageSize - gossipOverhead - len(t.name); len(data) > limit {
+		return fmt.Errorf("publish on %s: %d bytes, limit %d: %w", t.name, len(data), limit, ErrMessageTooLarge)
+	}
+	if err := t.waitForPeers(ctx); err != nil {
+		return err
+	}
+	if err := t.topic.Publish(ctx, data); err != nil {
+		if errors.Is(err, pubsub.ErrTopicClosed) {
+			return fmt.Errorf("publish on %s: %w", t.name, ErrTopicClosed)
+		}
+		return fmt.Errorf("publish on %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// waitForPeers polls the topic's peers; gossipsub has no event for "the
+// first peer joined" short of an event handler per caller.
+func (t *Topic) waitForPeers(ctx context.Context) error {
+	var tick *time.Ticker
+	for {
+		select {
+		case <-t.done:
+			return fmt.Errorf("publish on %s: %w", t.name, ErrTopicClosed)
+		default:
+		}
+		if len(t.topic.ListPeers()) > 0 {
+			return nil
+		}
+		if tick == nil {
+			tick = time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish on %s: no peer on the topic: %w", t.name, ctx.Err())
+		case <-t.done:
+			return fmt.Errorf("publish on %s: %w", t.name, ErrTopicClosed)
+		case <-tick.C:
+		}
+	}
+}
+
+// Close cancels the subscription, leaves the topic and removes the
+// validator. It is idempotent.
+func (t *Topic) Close() error {
+	t.closeOnce.Do(func() {
+		t.cancel()
+		t.sub.Cancel()
+		<-t.done
+		var errs []error
+		// After the host shut pubsub down there is nothing left to undo.
+		if t.h.ps != nil && t.h.ctx.Err() == nil {
+			errs = append(errs, t.topic.Close(), t.h.ps.UnregisterTopicValidator(t.name))
+		}
+		t.h.mu.Lock()
+		delete(t.h.topics, t)
+		t.h.mu.Unlock()
+		if err := errors.Join(errs...); err != nil {
+			t.closeErr = fmt.Errorf("close topic %s: %w", t.name, err)
+		}
+	})
+	return t.closeErr
+}
+
+// peerScoreParams tunes peer scoring for a small mesh with sparse traffic:
+// no penalty for quiet mesh peers (bid requests are rare), a heavy one for
+// invalid messages and protocol misbehaviour, loopback exempt from the
+// IP-colocation penalty (a test network shares one address).
+func peerScoreParams(cfg *Config) *pubsub.PeerScoreParams {
+	return &pubsub.PeerScoreParams{
+		// Must not be nil: Topic.SetScoreParams writes into it (and panics
+		// in the pubsub event loop on a nil map).
+		Topics:                      make(map[string]*pubsub.TopicScoreParams),
+		TopicScoreCap:               10,
+		AppSpecificScore:            func(peer.ID) float64 { return 0 },
+		AppSpecificWeight:           1,
+		IPColocationFactorWeight:    cfg.IPColocationWeight,
+		IPColocationFactorThreshold: 8,
+		IPColocationFactorWhitelist: cfg.ScoreIPWhitelist,
+		BehaviourPenaltyWeight:      -10,
+		BehaviourPenaltyThreshold:   6,
+		BehaviourPenaltyDecay:       pubsub.ScoreParameterDecay(10 * time.Minute),
+		DecayInterval:               pubsub.DefaultDecayInterval,
+		DecayToZero:                 pubsub.DefaultDecayToZero,
+		RetainScore:                 10 * time.Minute,
+	}
+}
+
+// peerScoreThresholds: two invalid messages stop gossip to a peer, three
+// stop publishing to it, four graylist it (see topicScoreParams).
+func peerScoreThresholds() *pubsub.PeerScoreThresholds {
+	return &pubsub.PeerScoreThresholds{
+		GossipThreshold:             -300,
+		PublishThreshold:            -800,
+		GraylistThreshold:           -1500,
+		AcceptPXThreshold:           10,
+		OpportunisticGraftThreshold: 1,
+	}
+}
+
+// topicScoreParams: a little credit for time in the mesh and first
+// deliveries, -100 × (invalid messages)², forgotten over an hour.
+func topicScoreParams() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		TopicWeight:                    1,
+		TimeInMeshWeight:               0.01,
+		TimeInMeshQuantum:              time.Second,
+		TimeInMeshCap:                  300,
+		FirstMessageDeliveriesWeight:   1,
+		FirstMessageDeliveriesDecay:    pubsub.ScoreParameterDecay(time.Hour),
+		FirstMessageDeliveriesCap:      5,
+		InvalidMessageDeliveriesWeight: -100,
+		InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+	}
+}
+
+// newPubSub starts gossipsub with strict signing, our size limit,
+// heartbeat and peer scoring.
+func (h *Host) newPubSub() (*pubsub.PubSub, error) {
+	params := pubsub.DefaultGossipSubParams()
+	params.HeartbeatInterval = h.cfg.GossipHeartbeat
+	ps, err := pubsub.NewGossipSub(h.ctx, h.host,
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithMaxMessageSize(h.cfg.MaxMessageSize),
+		pubsub.WithGossipSubParams(params),
+		pubsub.WithPeerScore(peerScoreParams(&h.cfg), peerScoreThresholds()),
+		pubsub.WithLogger(h.logger("p2p.gossipsub")),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
+	}
+	return ps, nil
+}
