@@ -368,6 +368,23 @@ func (n *Node) Offer() (capability.Capability, capability.PriceInformation, floa
 	return avail, reg.Price, score
 }
 
+// Load implements orchestrator.Backend: the share of the offer that is
+// held or locked, in its tightest dimension.
+func (n *Node) Load() float64 {
+	s := n.ledger.Snapshot()
+	used, err := s.Held.Add(s.Locked)
+	if err != nil {
+		return 1
+	}
+	frac := func(u, r uint64) float64 {
+		if r == 0 {
+			return 0
+		}
+		return float64(u) / float64(r)
+	}
+	return max(frac(used.CPU.MilliCores, s.Registered.CPU.MilliCores), frac(used.Memory, s.Registered.Memory), frac(used.Disk, s.Registered.Disk))
+}
+
 // Hold implements orchestrator.Backend.
 func (n *Node) Hold(jobID string, need capability.Capability, expires time.Time) error {
 	return n.ledger.Hold(jobID, need, expires)

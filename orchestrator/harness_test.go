@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +77,7 @@ func (f *fakeBackend) Accept(inv *Invocation) (string, error) {
 		return "", errors.New("refusing on purpose")
 	}
 	id := "alloc-" + inv.Job.ID
+	delete(f.holds, inv.Job.ID) // the hold becomes the allocation's lock
 	f.accepted = append(f.accepted, inv.Job.ID)
 	ch := make(chan Event, 4)
 	ch <- Event{Kind: EventState, State: StateRunning, Time: time.Now()}
@@ -97,6 +100,8 @@ func (f *fakeBackend) Watch(_ context.Context, id string, _ peer.ID) (<-chan Eve
 
 func (f *fakeBackend) Cancel(string, peer.ID) error { return nil }
 
+func (f *fakeBackend) Load() float64 { return 0 }
+
 func (f *fakeBackend) heldCount() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.holds) }
 
 type testNode struct {
@@ -113,6 +118,9 @@ func newMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*testNode
 	ctx := context.Background()
 	cfg := LocalConfig()
 	cfg.Requester.BiddingWindow = 3 * time.Second
+	if os.Getenv("DMS_TEST_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	nodes := make([]*testNode, n)
 	for i := range n {
 		key, _, err := crypto.GenerateEd25519Key(nil)

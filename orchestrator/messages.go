@@ -70,8 +70,11 @@ type BidRequest struct {
 	Nonce      string        `json:"nonce"`
 	// WantBids is how many acceptable bids the requester will wait for; a
 	// provider may stay silent when it expects enough nearer bids.
-	WantBids int       `json:"want_bids,omitempty"`
-	SentAt   time.Time `json:"sent_at"`
+	WantBids int `json:"want_bids,omitempty"`
+	// Spread is the share of providers, by distance to the job ID, asked
+	// to bid (see storm.go); 0 means all.
+	Spread float64   `json:"spread,omitempty"`
+	SentAt time.Time `json:"sent_at"`
 }
 
 // Bid is a provider's signed offer for one bid request.
@@ -346,6 +349,9 @@ func (r *BidRequest) check() error {
 	}
 	if r.Deadline.IsZero() || r.SentAt.IsZero() {
 		return invalid("bid request without a deadline or send time")
+	}
+	if !(r.Spread >= 0 && r.Spread <= 1) {
+		return invalid("spread %v: want 0 to 1", r.Spread)
 	}
 	if r.WantBids < 0 || r.WantBids > 1000 {
 		return invalid("want_bids %d: want 0 to 1000", r.WantBids)

@@ -71,9 +71,11 @@ func TestRefusingWinnerIsReplacedByNextBid(t *testing.T) {
 	nodes[0].svc.cfg.WantBids = 2
 	var refused, accepted int
 	res, err := nodes[0].svc.Submit(context.Background(), wasmJob("x"), func(p Progress) {
+		t.Logf("%s %s attempt %d provider %s bid %v msg %s", p.Time.Format("05.000"), p.Kind, p.Attempt, p.Provider, p.Bid != nil, p.Message)
 		switch p.Kind {
 		case ProgressRefused:
 			refused++
+			t.Logf("refused by %s: %s", p.Provider, p.Message)
 		case ProgressAccepted:
 			accepted++
 			if p.Provider != nodes[2].host.ID() {
@@ -83,6 +85,9 @@ func TestRefusingWinnerIsReplacedByNextBid(t *testing.T) {
 	})
 	if err != nil || res.State != StateCompleted {
 		t.Fatalf("res=%+v err=%v", res, err)
+	}
+	for i, n := range nodes {
+		t.Logf("node %d %s stats %+v", i, n.host.ID(), n.svc.Stats())
 	}
 	if refused != 1 || accepted != 1 {
 		t.Fatalf("refused=%d accepted=%d, want 1 and 1", refused, accepted)

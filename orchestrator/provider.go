@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -31,6 +32,9 @@ type Backend interface {
 	Hold(jobID string, need capability.Capability, expires time.Time) error
 	// ReleaseHold gives a hold back; it reports whether there was one.
 	ReleaseHold(jobID string) bool
+	// Load is how busy the node is, 0 (idle) to 1 (all locked): less loaded
+	// providers bid sooner.
+	Load() float64
 	// Accept makes the job's hold a lock and starts the allocation. The
 	// invocation has been checked: the bid is ours, unexpired, and the
 	// invoker is the requester that received it.
@@ -50,15 +54,14 @@ type ProviderConfig struct {
 	// Heartbeat is how often an idle allocation stream says it is alive; the
 	// requester takes a few missed ones as the provider lost.
 	Heartbeat time.Duration
-	// BidDelay returns how long to wait before bidding on req, so that in a
-	// large mesh the nearest and least loaded providers answer first and the
-	// requester has enough bids before the rest speak (nil: no delay).
-	BidDelay func(req *BidRequest) time.Duration
+	// MaxBidDelay bounds the pause before a bid (see storm.go); 0 bids at
+	// once.
+	MaxBidDelay time.Duration
 }
 
 // DefaultProviderConfig suits a real network.
 func DefaultProviderConfig() ProviderConfig {
-	return ProviderConfig{HoldGrace: 10 * time.Second, Heartbeat: time.Second}
+	return ProviderConfig{HoldGrace: 10 * time.Second, Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond}
 }
 
 // Provider answers bid requests with bids and runs the invocations it wins.
@@ -69,6 +72,9 @@ type Provider struct {
 	cfg     ProviderConfig
 	log     *slog.Logger
 	now     func() time.Time
+
+	bidsSent     atomic.Int64
+	requestsSeen atomic.Int64
 
 	mu   sync.Mutex
 	bids map[string]*placedBid // by job ID: the bids we placed and may be invoked
@@ -106,6 +112,12 @@ func (p *Provider) Close() {
 	p.wg.Wait()
 }
 
+// RequestsSeen counts the bid requests that reached this provider.
+func (p *Provider) RequestsSeen() int64 { return p.requestsSeen.Load() }
+
+// BidsSent counts the bids this provider has sent.
+func (p *Provider) BidsSent() int64 { return p.bidsSent.Load() }
+
 // RegisteredBids returns the bids this node placed for a job.
 func (p *Provider) RegisteredBids(jobID string) []Bid {
 	p.mu.Lock()
@@ -120,7 +132,12 @@ func (p *Provider) RegisteredBids(jobID string) []Bid {
 // holds the capability and sends the bid. It returns at once; the bid goes
 // out from a goroutine so the topic's reader never waits on a stream.
 func (p *Provider) HandleBidRequest(req *BidRequest) {
+	p.requestsSeen.Add(1)
 	if req.Requester == p.host.ID() || !p.backend.Onboarded() {
+		return
+	}
+	d := Distance(p.host.ID(), req.JobID)
+	if !Eligible(d, req.Spread) {
 		return
 	}
 	if ok, why := p.backend.Preferences().Accepts(req); !ok {
@@ -130,27 +147,26 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		if err := p.bid(req); err != nil {
+		if err := p.bid(req, d); err != nil {
 			p.log.Debug("not bidding", "job", req.JobID, "reason", err)
 		}
 	}()
 }
 
-func (p *Provider) bid(req *BidRequest) error {
-	if p.cfg.BidDelay != nil {
-		if d := p.cfg.BidDelay(req); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-p.ctx.Done():
-				t.Stop()
-				return p.ctx.Err()
-			}
-		}
-	}
+func (p *Provider) bid(req *BidRequest, distance float64) error {
 	available, price, score := p.backend.Offer()
 	if !req.Requirements.Fits(available) {
 		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)
+	}
+	if delay := BidDelay(distance, req.Spread, p.backend.Load(), p.cfg.MaxBidDelay); delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-p.ctx.Done():
+			t.Stop()
+			return p.ctx.Err()
+		}
+		available, price, score = p.backend.Offer() // Hold below re-checks the fit
 	}
 	quote := price.Quote(req.Requirements, req.Duration)
 	if req.MaxPrice != nil && quote > *req.MaxPrice {
@@ -185,6 +201,7 @@ func (p *Provider) bid(req *BidRequest) error {
 	}
 	ctx, cancel := context.WithDeadline(p.ctx, req.Deadline.Add(ClockSkew/10))
 	defer cancel()
+	p.bidsSent.Add(1)
 	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, data, MaxReplySize); err != nil {
 		p.forget(req.JobID)
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -43,6 +44,12 @@ type RequesterConfig struct {
 	// Retries is how many times a job is submitted again after its provider
 	// refused every bid or was lost.
 	Retries int
+	// SpreadFactor sets how many providers are asked to bid: about
+	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
+	SpreadFactor float64
+	// Widen: when fewer than WantBids bids have come this long after the
+	// request, it is sent once more, to everyone.
+	Widen time.Duration
 }
 
 // DefaultRequesterConfig suits a real network.
@@ -50,6 +57,7 @@ func DefaultRequesterConfig() RequesterConfig {
 	return RequesterConfig{
 		BiddingWindow: 3 * time.Second, WantBids: 3, Grace: 25 * time.Millisecond,
 		InvokeTimeout: 30 * time.Second, LostAfter: 5 * time.Second, Retries: 2,
+		SpreadFactor: 2, Widen: 250 * time.Millisecond,
 	}
 }
 
@@ -97,13 +105,29 @@ type Requester struct {
 	log   *slog.Logger
 	now   func() time.Time
 
+	bidsReceived atomic.Int64
+
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
 }
 
+// BidsReceived counts the bids that reached this requester, taken or not.
+func (r *Requester) BidsReceived() int64 { return r.bidsReceived.Load() }
+
+// estimateProviders is a lower bound of the mesh's size from what this
+// node sees: its connections and its DHT routing table. Erring low only
+// widens the spread, never starves the job.
+func (r *Requester) estimateProviders() int {
+	n := len(r.host.Peers())
+	if rt := r.host.DHT().RoutingTable(); rt != nil {
+		n = max(n, rt.Size())
+	}
+	return n
+}
+
 type openJob struct {
-	req  *BidRequest
-	bids chan *Bid
+	nonces map[string]bool // of every request sent for this attempt
+	bids   chan *Bid
 }
 
 // NewRequester registers the bid handler on host; topic is the joined
@@ -147,10 +171,12 @@ func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]b
 	if err := b.Verify(); err != nil {
 		return nil, err
 	}
+	r.bidsReceived.Add(1)
 	r.mu.Lock()
 	job, ok := r.open[b.JobID]
+	ok = ok && job.nonces[b.Nonce]
 	r.mu.Unlock()
-	if !ok || job.req.Nonce != b.Nonce {
+	if !ok {
 		return nil, fmt.Errorf("bidding for job %s is closed", b.JobID)
 	}
 	select {
@@ -213,15 +239,12 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Deadline: now.Add(r.cfg.BiddingWindow),
 		Nonce: randomHex(12), WantBids: want, SentAt: now,
+		Spread: SpreadFor(want, r.estimateProviders(), r.cfg.SpreadFactor),
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
 	}
-	data, err := Encode(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	open := &openJob{req: req, bids: make(chan *Bid, 4*want+16)}
+	open := &openJob{nonces: map[string]bool{req.Nonce: true}, bids: make(chan *Bid, 4*want+16)}
 	r.mu.Lock()
 	r.open[job.ID] = open
 	r.mu.Unlock()
@@ -233,11 +256,17 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 
 	window, cancel := context.WithDeadline(ctx, req.Deadline)
 	defer cancel()
-	if err := r.topic.Publish(window, data); err != nil {
-		return nil, nil, fmt.Errorf("publish bid request: %w", err)
+	if err := r.publish(window, req); err != nil {
+		return nil, nil, err
 	}
-	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now()})
+	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("spread %.3g", req.Spread)})
 
+	var widen <-chan time.Time
+	if r.cfg.Widen > 0 {
+		t := time.NewTimer(r.cfg.Widen)
+		defer t.Stop()
+		widen = t.C
+	}
 	var bids []*Bid
 	var grace <-chan time.Time
 	rejected := 0
@@ -257,6 +286,22 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 				grace = t.C
 			}
 			continue
+		case <-widen:
+			widen = nil
+			// Too few bids: nobody near enough could take it, or a peer
+			// that joined the mesh moments ago missed the request. Ask
+			// everyone once more; providers that already bid hold the job
+			// and do not bid twice.
+			wide := *req
+			wide.Spread, wide.Nonce, wide.SentAt = 1, randomHex(12), r.now()
+			r.mu.Lock()
+			open.nonces[wide.Nonce] = true
+			r.mu.Unlock()
+			if err := r.publish(window, &wide); err != nil {
+				return nil, nil, err
+			}
+			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked every provider again", len(bids))})
+			continue
 		case <-grace:
 		case <-window.Done():
 			if ctx.Err() != nil {
@@ -274,11 +319,20 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 	return bids, req, nil
 }
 
+func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
+	data, err := Encode(req)
+	if err != nil {
+		return err
+	}
+	if err := r.topic.Publish(ctx, data); err != nil {
+		return fmt.Errorf("publish bid request: %w", err)
+	}
+	return nil
+}
+
 // acceptable says why a bid cannot be taken, or "" if it can.
 func acceptable(req *BidRequest, b *Bid, now time.Time) string {
 	switch {
-	case b.Nonce != req.Nonce:
-		return "bid answers another request"
 	case req.MaxPrice != nil && b.Price > *req.MaxPrice:
 		return fmt.Sprintf("price %v over the maximum %v", b.Price, *req.MaxPrice)
 	case !now.Before(b.HoldExpires):

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -61,6 +62,9 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	s := &Service{validator: NewValidator(nil), log: log.With("subsystem", "orchestrator")}
 	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) error {
 		_, err := s.validator.Validate(from, data)
+		if errors.Is(err, ErrStale) {
+			return fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
+		}
 		return err
 	})
 	if err != nil {
@@ -99,6 +103,18 @@ func (s *Service) readLoop() {
 
 // RegisteredBids returns the bids this node placed for a job.
 func (s *Service) RegisteredBids(jobID string) []Bid { return s.provider.RegisteredBids(jobID) }
+
+// Stats are the protocol's counters on this node.
+type Stats struct {
+	RequestsSeen int64 `json:"requests_seen"` // bid requests heard as a provider
+	BidsSent     int64 `json:"bids_sent"`     // as a provider
+	BidsReceived int64 `json:"bids_received"` // as a requester, taken or not
+}
+
+// Stats returns the protocol's counters.
+func (s *Service) Stats() Stats {
+	return Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived()}
+}
 
 // Topic is the joined bid-request topic (for measurements).
 func (s *Service) Topic() *p2p.Topic { return s.topic }

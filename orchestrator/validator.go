@@ -2,11 +2,17 @@ package orchestrator
 
 import (
 	"container/list"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// ErrStale marks a request that was valid once (expired, replayed): honest
+// peers forward such messages too, so they are dropped without blame.
+var ErrStale = errors.New("stale bid request")
 
 // ClockSkew is how far a peer's clock may be from ours before its bid
 // requests are taken as stale or from the future.
@@ -48,7 +54,7 @@ func (v *Validator) Validate(from peer.ID, data []byte) (*BidRequest, error) {
 	}
 	now := v.now()
 	if req.Deadline.Before(now) {
-		return nil, invalid("bid request %s expired at %s", req.JobID, req.Deadline.Format(time.RFC3339Nano))
+		return nil, fmt.Errorf("%w: %w", ErrStale, invalid("bid request %s expired at %s", req.JobID, req.Deadline.Format(time.RFC3339Nano)))
 	}
 	if req.SentAt.After(now.Add(ClockSkew)) {
 		return nil, invalid("bid request %s sent in the future (%s)", req.JobID, req.SentAt.Format(time.RFC3339))
@@ -61,7 +67,7 @@ func (v *Validator) Validate(from peer.ID, data []byte) (*BidRequest, error) {
 	defer v.mu.Unlock()
 	v.prune(now)
 	if _, dup := v.seen[key]; dup {
-		return nil, invalid("bid request %s: nonce replayed", req.JobID)
+		return nil, fmt.Errorf("%w: %w", ErrStale, invalid("bid request %s: nonce replayed", req.JobID))
 	}
 	v.seen[key] = req.Deadline.Add(ClockSkew)
 	v.expiry[key] = v.order.PushBack(key)
