@@ -18,9 +18,9 @@ import (
 
 // Protocol names, under /dms/<network>/ (p2p adds the prefix).
 const (
-	TopicBidRequests  = "bid-requests/1"
-	ProtocolBid       = "bid/1"
-	ProtocolInvoke    = "invoke/1"
+	TopicBidRequests   = "bid-requests/1"
+	ProtocolBid        = "bid/1"
+	ProtocolInvoke     = "invoke/1"
 	ProtocolAllocation = "allocation/1"
 )
 
