@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
@@ -39,6 +40,7 @@ type LocalNetworkConfig struct {
 type LocalNetwork struct {
 	Nodes   []*Node
 	Network string
+	PSK     pnet.PSK // the network's key, for nodes started later
 	root    string
 	wasm    *executor.Wasm
 }
@@ -81,6 +83,7 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 	if err != nil {
 		return nil, err
 	}
+	ln.PSK = psk
 	machine, err := resources.Measure(ctx, root, resources.WithGPUDetector(func(context.Context) ([]capability.GPU, error) { return nil, nil }))
 	if err != nil {
 		return nil, err

@@ -19,6 +19,9 @@ type Config struct {
 	Requester RequesterConfig
 	Provider  ProviderConfig
 	Logger    *slog.Logger
+	// Observe, if set, sees every valid bid request as it arrives (the
+	// bench measures gossip with it). It must not block.
+	Observe func(req *BidRequest, receivedAt time.Time)
 }
 
 // DefaultConfig suits a real network.
@@ -47,6 +50,7 @@ type Service struct {
 	topic     *p2p.Topic
 	validator *Validator
 	log       *slog.Logger
+	observe   func(*BidRequest, time.Time)
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -59,7 +63,7 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{validator: NewValidator(nil), log: log.With("subsystem", "orchestrator")}
+	s := &Service{validator: NewValidator(nil), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
 	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) error {
 		_, err := s.validator.Validate(from, data)
 		if errors.Is(err, ErrStale) {
@@ -96,6 +100,9 @@ func (s *Service) readLoop() {
 		req, err := DecodeBidRequest(m.Data)
 		if err != nil {
 			continue
+		}
+		if s.observe != nil {
+			s.observe(req, m.ReceivedAt)
 		}
 		s.provider.HandleBidRequest(req)
 	}

@@ -1,0 +1,375 @@
+// Package bench measures the whole stack in one process, as `dms bench`
+// reports it: the gossip floor, submit-to-running and submit-to-done,
+// throughput, join time, memory per node and the bid traffic per job.
+// Every figure is taken in the same run as the floor it is compared with.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/p2p"
+)
+
+// Config says what to measure.
+type Config struct {
+	Nodes       int
+	Jobs        int
+	Concurrency int
+	// FloorSamples is how many gossip messages measure the floor.
+	FloorSamples int
+	// Progress, if set, is told what the bench is doing.
+	Progress func(string)
+	Logger   *slog.Logger
+}
+
+// Validate checks the sizes.
+func (c *Config) Validate() error {
+	switch {
+	case c.Nodes < 3:
+		return fmt.Errorf("nodes %d: want at least 3 (a requester and two providers)", c.Nodes)
+	case c.Jobs < 1:
+		return fmt.Errorf("jobs %d: want at least 1", c.Jobs)
+	case c.Concurrency < 1:
+		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
+	case c.FloorSamples < 1:
+		return fmt.Errorf("floor samples %d: want at least 1", c.FloorSamples)
+	}
+	return nil
+}
+
+// Percentiles of a distribution of durations.
+type Percentiles struct {
+	P50 time.Duration `json:"p50"`
+	P95 time.Duration `json:"p95"`
+	P99 time.Duration `json:"p99"`
+	N   int           `json:"n"`
+}
+
+func percentiles(d []time.Duration) Percentiles {
+	if len(d) == 0 {
+		return Percentiles{}
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)] }
+	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), N: len(s)}
+}
+
+// Report is one bench run.
+type Report struct {
+	Nodes       int `json:"nodes"`
+	Jobs        int `json:"jobs"`
+	Concurrency int `json:"concurrency"`
+	Cores       int `json:"cores"`
+
+	Startup time.Duration `json:"startup"` // N nodes up and meshed
+	// Floor: one bid request reaching every node.
+	Floor Percentiles `json:"floor"`
+	// SubmitToRunning: submission to the winner's running state, at the
+	// requester; SubmitToDone: to the result.
+	SubmitToRunning Percentiles `json:"submit_to_running"`
+	SubmitToDone    Percentiles `json:"submit_to_done"`
+	RunningVsFloor  float64     `json:"running_vs_floor"` // p50 / floor p50
+	DoneVsFloor     float64     `json:"done_vs_floor"`
+	// Throughput with Concurrency submitters on different nodes.
+	JobsPerSecond float64 `json:"jobs_per_second"`
+	Completed     int     `json:"completed"`
+	Failed        int     `json:"failed"`
+	FirstError    string  `json:"first_error,omitempty"`
+	// Join: a fresh node starting until it hears its first bid request.
+	Join time.Duration `json:"join"`
+	// HeapPerNode: Go heap in use divided by the node count, after GC.
+	HeapPerNode uint64 `json:"heap_per_node"`
+	// Bid traffic per job: what reached the requesters, what providers sent.
+	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
+	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
+}
+
+// Run starts the network, measures and tears it down.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	say := cfg.Progress
+	if say == nil {
+		say = func(string) {}
+	}
+	rep := &Report{Nodes: cfg.Nodes, Jobs: cfg.Jobs, Concurrency: cfg.Concurrency, Cores: runtime.NumCPU()}
+	obs := newObserver()
+	start := time.Now()
+	say(fmt.Sprintf("starting %d nodes", cfg.Nodes))
+	ln, err := node.StartLocalNetwork(ctx, node.LocalNetworkConfig{
+		Nodes: cfg.Nodes,
+		// Each node offers a little, so a storm of small jobs spreads out.
+		Offer:  capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},
+		Logger: cfg.Logger,
+		Configure: func(i int, c *node.Config) {
+			c.Orchestrator.Observe = obs.hook(i)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start network: %w", err)
+	}
+	defer ln.Close()
+	rep.Startup = time.Since(start)
+
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rep.HeapPerNode = ms.HeapInuse / uint64(cfg.Nodes)
+
+	say(fmt.Sprintf("measuring the gossip floor (%d messages)", cfg.FloorSamples))
+	floor, err := measureFloor(ctx, ln, obs, cfg.FloorSamples)
+	if err != nil {
+		return nil, err
+	}
+	rep.Floor = percentiles(floor)
+
+	say(fmt.Sprintf("running %d jobs, %d at a time", cfg.Jobs, cfg.Concurrency))
+	if err := runJobs(ctx, ln, cfg, rep); err != nil {
+		return nil, err
+	}
+	if rep.Floor.P50 > 0 {
+		rep.RunningVsFloor = float64(rep.SubmitToRunning.P50) / float64(rep.Floor.P50)
+		rep.DoneVsFloor = float64(rep.SubmitToDone.P50) / float64(rep.Floor.P50)
+	}
+
+	say("measuring join time")
+	if rep.Join, err = measureJoin(ctx, ln, obs, cfg.Logger); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// observer records when each node hears each bid request.
+type observer struct {
+	mu    sync.Mutex
+	seen  map[string]map[int]time.Time // job ID -> node -> when
+	extra map[int]chan struct{}        // node -> closed on its first request
+}
+
+func newObserver() *observer {
+	return &observer{seen: map[string]map[int]time.Time{}, extra: map[int]chan struct{}{}}
+}
+
+func (o *observer) hook(i int) func(*orchestrator.BidRequest, time.Time) {
+	return func(req *orchestrator.BidRequest, at time.Time) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if ch, ok := o.extra[i]; ok {
+			close(ch)
+			delete(o.extra, i)
+		}
+		if m, ok := o.seen[req.JobID]; ok {
+			if _, dup := m[i]; !dup {
+				m[i] = at
+			}
+		}
+	}
+}
+
+func (o *observer) track(jobID string) {
+	o.mu.Lock()
+	o.seen[jobID] = map[int]time.Time{}
+	o.mu.Unlock()
+}
+
+func (o *observer) heard(jobID string) (int, time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var last time.Time
+	for _, at := range o.seen[jobID] {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return len(o.seen[jobID]), last
+}
+
+// probe is a signed bid request that no provider can take, so it measures
+// gossip alone: nobody bids, nobody holds.
+func probe(n *node.Node) *orchestrator.BidRequest {
+	now := time.Now()
+	return &orchestrator.BidRequest{
+		JobID: orchestrator.NewJobID(), Requester: n.ID(),
+		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 1 << 40}},
+		Duration:     time.Second, Executor: orchestrator.ExecutorWasm,
+		Deadline: now.Add(10 * time.Second), Nonce: orchestrator.NewJobID(), SentAt: now,
+	}
+}
+
+func measureFloor(ctx context.Context, ln *node.LocalNetwork, obs *observer, samples int) ([]time.Duration, error) {
+	var out []time.Duration
+	for s := range samples {
+		from := ln.Nodes[s%len(ln.Nodes)]
+		req := probe(from)
+		data, err := orchestrator.Encode(req)
+		if err != nil {
+			return nil, err
+		}
+		obs.track(req.JobID)
+		sent := time.Now()
+		if err := from.Orchestrator().Topic().Publish(ctx, data); err != nil {
+			return nil, fmt.Errorf("floor: publish: %w", err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n, last := obs.heard(req.JobID)
+			if n >= len(ln.Nodes)-1 {
+				out = append(out, last.Sub(sent))
+				break
+			}
+			if time.Now().After(deadline) {
+				// A message that never reached everyone is not a floor
+				// sample; it is reported as the run's failure.
+				return nil, fmt.Errorf("floor: message %d reached %d of %d nodes in 5s", s, n, len(ln.Nodes)-1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return out, nil
+}
+
+func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report) error {
+	var bidsRecv0, bidsSent0 int64
+	for _, n := range ln.Nodes {
+		st := n.Orchestrator().Stats()
+		bidsRecv0 += st.BidsReceived
+		bidsSent0 += st.BidsSent
+	}
+	var (
+		mu               sync.Mutex
+		running, done    []time.Duration
+		completed, fails int
+		firstErr         string
+		next             atomic.Int64
+		wg               sync.WaitGroup
+	)
+	start := time.Now()
+	for c := range cfg.Concurrency {
+		requester := ln.Nodes[1+c%(len(ln.Nodes)-1)] // spread over nodes, skip the bootstrap
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(cfg.Jobs) {
+				sub := orchestrator.Submission{Job: orchestrator.JobSpec{
+					Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: 16 * capability.MiB},
+					Duration:     10 * time.Second, Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
+				}}
+				t0 := time.Now()
+				var tRun time.Duration
+				rec, err := requester.SubmitJob(ctx, sub, func(p orchestrator.Progress) {
+					if p.Kind == orchestrator.ProgressEvent && p.Event.Kind == orchestrator.EventState && p.Event.State == orchestrator.StateRunning && tRun == 0 {
+						tRun = p.Time.Sub(t0)
+					}
+				})
+				tDone := time.Since(t0)
+				mu.Lock()
+				if err == nil && rec.State == node.JobCompleted {
+					completed++
+					running = append(running, tRun)
+					done = append(done, tDone)
+				} else {
+					fails++
+					if firstErr == "" {
+						if err == nil {
+							err = errors.New(rec.State + ": " + rec.Error)
+						}
+						firstErr = err.Error()
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	rep.Completed, rep.Failed, rep.FirstError = completed, fails, firstErr
+	rep.SubmitToRunning, rep.SubmitToDone = percentiles(running), percentiles(done)
+	rep.JobsPerSecond = float64(completed) / wall.Seconds()
+	var bidsRecv, bidsSent int64
+	for _, n := range ln.Nodes {
+		st := n.Orchestrator().Stats()
+		bidsRecv += st.BidsReceived
+		bidsSent += st.BidsSent
+	}
+	rep.BidsReceivedPerJob = float64(bidsRecv-bidsRecv0) / float64(cfg.Jobs)
+	rep.BidsSentPerJob = float64(bidsSent-bidsSent0) / float64(cfg.Jobs)
+	if completed == 0 {
+		return fmt.Errorf("no job completed: %s", firstErr)
+	}
+	return nil
+}
+
+// measureJoin starts one more node that knows only the bootstrap node and
+// times it from start to its first bid request, while the bootstrap node
+// publishes probes every few milliseconds.
+func measureJoin(ctx context.Context, ln *node.LocalNetwork, obs *observer, log *slog.Logger) (time.Duration, error) {
+	const idx = -1
+	heard := make(chan struct{})
+	obs.mu.Lock()
+	obs.extra[idx] = heard
+	obs.mu.Unlock()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				req := probe(ln.Nodes[0])
+				if data, err := orchestrator.Encode(req); err == nil {
+					_ = ln.Nodes[0].Orchestrator().Topic().Publish(ctx, data)
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return 0, err
+	}
+	cfg := node.LocalConfig(ln.Nodes[0].Machine().DiskPath)
+	cfg.Datastore, cfg.Key = node.MemoryDatastore(), key
+	m := ln.Nodes[0].Machine()
+	cfg.Machine, cfg.Logger = &m, log
+	cfg.P2P = append(cfg.P2P, p2p.WithNetwork(ln.Network), p2p.WithPSK(ln.PSK), p2p.WithBootstrap(ln.Nodes[0].Host().AddrInfo()))
+	cfg.Orchestrator.Observe = obs.hook(idx)
+	start := time.Now()
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("join: %w", err)
+	}
+	defer n.Close()
+	select {
+	case <-heard:
+		return time.Since(start), nil
+	case <-time.After(30 * time.Second):
+		return 0, errors.New("join: the new node heard no bid request in 30s")
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
