@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dms-project/dms/node"
+)
+
+// run is the whole program: main only passes os.Args and the terminal, so
+// tests call run in-process. It returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runCtx(ctx, args, stdout, stderr)
+}
+
+// runCtx is run under ctx, which ends on SIGINT and SIGTERM in run; tests
+// end a `dms run` by cancelling it.
+func runCtx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := newEnv(stdout, stderr)
+	err := classify(e.app().RunContext(ctx, args))
+	if err != nil {
+		fmt.Fprintf(stderr, "dms: %s\n", err)
+		if exitCode(err) == exitUsage {
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", e.cmdPath)
+		}
+	}
+	return exitCode(err)
+}
+
+// env is what the commands share: the terminal, the logger and how to reach
+// a node.
+type env struct {
+	stdout, stderr io.Writer
+	level          *slog.LevelVar
+	log            *slog.Logger
+	cmdPath        string // "dms onboard", for the usage hint
+	// newController opens a controller for a home: the running node's
+	// control socket, else the home itself (pickController). Tests may
+	// replace it.
+	newController func(node.Home, node.Settings, *slog.Logger) (controller, error)
+}
+
+func newEnv(stdout, stderr io.Writer) *env {
+	level := new(slog.LevelVar)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return &env{
+		stdout: stdout, stderr: stderr, level: level, log: log, cmdPath: "dms",
+		newController: pickController,
+	}
+}
+
+// Global flags. They are accepted before the command (dms --home X onboard)
+// and after it (dms onboard --home X); the copies after the command carry no
+// environment variable, so flags beat DMS_* wherever they are written.
+func globalFlags(withEnv bool) []cli.Flag {
+	envs := func(v string) []string {
+		if withEnv {
+			return []string{v}
+		}
+		return nil
+	}
+	home, err := node.DefaultHomeDir()
+	if err != nil {
+		home = "~/.dms"
+	}
+	return []cli.Flag{
+		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: home, EnvVars: envs("DMS_HOME")},
+		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
+	}
+}
+
+// global returns a global flag's value: from the command line after the
+// command, else before it (or its environment variable), else the default.
+// An empty value (DMS_HOME= ) counts as unset.
+func global(c *cli.Context, name string) (string, bool) {
+	for _, cc := range c.Lineage() {
+		if cc.Command != nil && cc.IsSet(name) && cc.String(name) != "" {
+			return cc.String(name), true
+		}
+	}
+	return c.String(name), false
+}
+
+func (e *env) app() *cli.App {
+	onUsage := func(c *cli.Context, err error, _ bool) error {
+		e.cmdPath = c.Command.HelpName
+		return &usageError{msg: rewriteFlagError(err.Error()), err: err}
+	}
+	cmds := []*cli.Command{e.initCommand(), e.onboardCommand(), e.offboardCommand(), e.capabilityCommand(), e.benchmarkCommand(), e.versionCommand()}
+	cmds = append(cmds, e.meshCommands()...)
+	cmds = append(cmds, e.jobCommands()...)
+	cmds = append(cmds, e.benchCommand())
+	names := make([]string, 0, len(cmds))
+	for _, c := range cmds {
+		names = append(names, c.Name)
+		c.Flags = append(c.Flags, globalFlags(false)...)
+		c.OnUsageError = onUsage
+		if c.Before == nil { // a command group (dms job) checks its subcommands' arguments itself
+			c.Before = e.before
+		}
+		c.HideHelpCommand = true
+	}
+	return &cli.App{
+		Name:  "dms",
+		Usage: "the device management service: make this machine a node of a peer-to-peer compute mesh",
+		Description: "dms measures this machine, offers part of it to the mesh (onboarding), bids for the jobs\n" +
+			"other peers broadcast and runs the ones it wins. Start with dms init, then dms onboard.\n\n" +
+			"Settings come from, highest first: flags, DMS_* environment variables, the config file\n" +
+			"in the home, built-in defaults. Exit status: 0 done, 1 failed, 2 wrong usage.",
+		Flags:           globalFlags(true),
+		Commands:        cmds,
+		HideVersion:     true,
+		HideHelpCommand: true,
+		Writer:          e.stdout,
+		ErrWriter:       e.stderr,
+		OnUsageError:    onUsage,
+		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the exit status
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usagef("unknown command %q; commands: %s", c.Args().First(), strings.Join(names, ", "))
+			}
+			return cli.ShowAppHelp(c)
+		},
+	}
+}
+
+// before sets the log level from --log-level / DMS_LOG_LEVEL and refuses
+// stray arguments to a command that takes none (no ArgsUsage, no
+// subcommands).
+func (e *env) before(c *cli.Context) error {
+	e.cmdPath = c.Command.HelpName
+	if c.Args().Present() && c.Command.ArgsUsage == "" && len(c.Command.Subcommands) == 0 {
+		return usagef("unexpected argument %q: %s takes only flags", c.Args().First(), e.cmdPath)
+	}
+	if v, ok := global(c, "log-level"); ok {
+		l, err := node.ParseLogLevel(v)
+		if err != nil {
+			return badValue("log-level", v, err)
+		}
+		e.level.Set(l)
+	}
+	return nil
+}
+
+// openHome opens the home named by --home and its settings; the config
+// file's log level applies unless a flag or DMS_LOG_LEVEL set one.
+func (e *env) openHome(c *cli.Context) (controller, node.Settings, error) {
+	dir, _ := global(c, "home")
+	h, err := node.OpenHome(dir)
+	if err != nil {
+		return nil, node.Settings{}, err
+	}
+	s, err := h.Settings(os.Getenv)
+	if err != nil {
+		return nil, node.Settings{}, err
+	}
+	if _, ok := global(c, "log-level"); !ok {
+		e.level.Set(s.LogLevel)
+	}
+	ctl, err := e.newController(h, s, e.log)
+	if err != nil {
+		return nil, node.Settings{}, err
+	}
+	return ctl, s, nil
+}
+
+// rewriteFlagError turns the flag package's wording into ours.
+func rewriteFlagError(msg string) string {
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return fmt.Sprintf("unknown flag --%s", strings.TrimPrefix(name, "-"))
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return fmt.Sprintf("flag --%s needs a value", strings.TrimPrefix(name, "-"))
+	}
+	// `invalid value "x" for flag -duration: parse error`
+	return strings.Replace(msg, " for flag -", " for --", 1)
+}
+
+// closeController closes ctl, keeping the first error.
+func closeController(ctl controller, err *error) {
+	*err = errors.Join(*err, ctl.Close())
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dms-project/dms/bench"
+)
+
+func (e *env) benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "measure the mesh in one process: gossip floor, submit to running/done, throughput, join time, memory, bids per job",
+		Description: "bench starts --nodes nodes of a private network in this process on 127.0.0.1, onboards them,\n" +
+			"measures the gossip floor (one bid request reaching every node), then submits --jobs trivial\n" +
+			"WebAssembly jobs from --concurrency submitters on different nodes, then times a fresh node\n" +
+			"joining. Every figure comes from the same run. It needs no home and changes none.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "nodes", Value: 100, Usage: "how many nodes (at least 3)"},
+			&cli.IntFlag{Name: "jobs", Value: 200, Usage: "how many jobs to submit"},
+			&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "how many submitters at once, each on its own node"},
+			&cli.IntFlag{Name: "floor-samples", Value: 50, Usage: "how many gossip messages measure the floor"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg := bench.Config{
+				Nodes: c.Int("nodes"), Jobs: c.Int("jobs"), Concurrency: c.Int("concurrency"), FloorSamples: c.Int("floor-samples"),
+				Logger:   e.log.With("subsystem", "bench"),
+				Progress: func(s string) { fmt.Fprintf(e.stderr, "bench: %s\n", s) },
+			}
+			if err := cfg.Validate(); err != nil {
+				return usagef("%v", err)
+			}
+			if !c.IsSet("log-level") {
+				e.level.Set(slog.LevelWarn) // a hundred nodes' info logs would drown the report
+			}
+			rep, err := bench.Run(c.Context, cfg)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			printBench(e.stdout, rep)
+			return nil
+		},
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func printBench(w io.Writer, r *bench.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(name string, q bench.Percentiles) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(n=%d)\n", name, ms(q.P50), ms(q.P95), ms(q.P99), q.N)
+	}
+	fmt.Fprintf(tw, "dms bench: %d nodes, %d jobs, %d concurrent submitters, %d cores\n\n", r.Nodes, r.Jobs, r.Concurrency, r.Cores)
+	fmt.Fprintf(tw, "latency\tp50\tp95\tp99\t\n")
+	p("gossip floor (bid request to every node)", r.Floor)
+	p("submit to running", r.SubmitToRunning)
+	p("submit to done (trivial wasm job)", r.SubmitToDone)
+	fmt.Fprintf(tw, "\t\t\t\t\n")
+	fmt.Fprintf(tw, "submit to running / floor p50\t%.2fx\t\t\t\n", r.RunningVsFloor)
+	fmt.Fprintf(tw, "submit to done / floor p50\t%.2fx\t\t\t\n", r.DoneVsFloor)
+	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
+	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join))
+	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup))
+	fmt.Fprintf(tw, "Go heap in use per node\t%.2f MiB\t\t\t\n", float64(r.HeapPerNode)/(1<<20))
+	fmt.Fprintf(tw, "bids received per job (requester)\t%.2f\t\t\t\n", r.BidsReceivedPerJob)
+	fmt.Fprintf(tw, "bid messages sent per job (mesh)\t%.2f\t\t\t\n", r.BidsSentPerJob)
+	tw.Flush()
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "\nfirst failure: %s\n", r.FirstError)
+	}
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/onboarding"
+	"github.com/dms-project/dms/resources"
+)
+
+// syncBuffer is a bytes.Buffer that a running command writes while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runningNode is `dms run` running in-process.
+type runningNode struct {
+	stop   func() result // cancels the run and waits for it to return
+	stdout *syncBuffer
+}
+
+// startNode runs `dms --home home run --local args...` in a goroutine and
+// returns once it printed "ready". The test's end stops it.
+func startNode(t *testing.T, home string, args ...string) runningNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runCtx(ctx, append([]string{"dms", "--home", home, "run", "--local"}, args...), &out, &errb)
+	}()
+	stop := sync.OnceValue(func() result {
+		cancel()
+		select {
+		case code := <-done:
+			return result{code, out.String(), errb.String()}
+		case <-time.After(30 * time.Second):
+			t.Errorf("dms run did not stop within 30s of its context ending\nstderr:\n%s", errb.String())
+			return result{-1, out.String(), errb.String()}
+		}
+	})
+	t.Cleanup(func() { stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "\nready\n") {
+		select {
+		case code := <-done:
+			t.Fatalf("dms run exited %d before it was ready\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dms run not ready after 30s\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return runningNode{stop: stop, stdout: &out}
+}
+
+// runLine returns the value of the first "key: value" line dms run printed.
+func (n runningNode) runLine(t *testing.T, key string) string {
+	t.Helper()
+	for _, l := range strings.Split(n.stdout.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, key+": "); ok {
+			return v
+		}
+	}
+	t.Fatalf("dms run printed no %q line:\n%s", key, n.stdout.String())
+	return ""
+}
+
+func jsonOut[T any](t *testing.T, r result) T {
+	t.Helper()
+	r.want(t, 0)
+	var v T
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+	}
+	return v
+}
+
+// eventually polls cond every 20ms until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunInProcess drives a node started by `dms run` with the commands
+// that talk to it, and checks that it stops cleanly.
+func TestRunInProcess(t *testing.T) {
+	h := newHome(t)
+	network := "test-" + randomHex(3)
+	n := startNode(t, h, "--network", network, "--dht-mode", "server")
+	id := n.runLine(t, "peer id")
+	if got := n.runLine(t, "network"); got != network {
+		t.Fatalf("network: %q, want %q", got, network)
+	}
+	addr := n.runLine(t, "listening on")
+	if !strings.HasPrefix(addr, "/ip4/127.0.0.1/tcp/") || !strings.HasSuffix(addr, "/p2p/"+id) {
+		t.Fatalf("listening on %q: want a loopback TCP address ending in /p2p/%s", addr, id)
+	}
+	if n.runLine(t, "control socket") != filepath.Join(h, SocketFile) {
+		t.Fatalf("control socket line: %q", n.runLine(t, "control socket"))
+	}
+	st, err := os.Stat(socketPath(h))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+
+	dms(t, "--home", h, "id").want(t, 0, "peer id: "+id, "network: "+network, "listening on: "+addr)
+	if r := jsonOut[IDResponse](t, dms(t, "--home", h, "id", "--json")); r.PeerID != id || r.PID != os.Getpid() || r.Home != h {
+		t.Fatalf("id --json: %+v", r)
+	}
+	if r := jsonOut[PeersResponse](t, dms(t, "--home", h, "peers", "--json")); len(r.Peers) != 0 || r.Topic != "dms/"+network+"/bid-requests/1" {
+		t.Fatalf("peers --json of a lone node: %+v", r)
+	}
+	dms(t, "--home", h, "peers").want(t, 0, "0 peers")
+	s := jsonOut[StatusResponse](t, dms(t, "--home", h, "status", "--json"))
+	if s.ID.String() != id || s.Network != network || s.Onboarded || s.Home != h {
+		t.Fatalf("status --json: %+v", s)
+	}
+	dms(t, "--home", h, "status").want(t, 0, "peer id:      "+id, "onboarded:    no")
+
+	// One node per home: the second one is refused before it touches the
+	// first one's socket.
+	dms(t, "--home", h, "run", "--local").want(t, 1, fmt.Sprintf("a dms node is already running on %s (pid %d)", h, os.Getpid()))
+	dms(t, "--home", h, "id").want(t, 0, id)
+
+	// The controller commands go through the socket (opening the home
+	// directly would fail: the node holds the datastore).
+	if c := capabilityJSON(t, h); c.Onboarded || c.Home != h || c.Machine.CPU.MilliCores == 0 {
+		t.Fatalf("capability through the socket: %+v", c)
+	}
+	dms(t, "--home", h, "onboard", "--cpu", "1000", "--memory", "256MiB", "--disk", "256MiB", "--skip-benchmark").
+		want(t, 2, "invalid value 1000 for --cpu: more than this machine can offer")
+	dms(t, "--home", h, "onboard", "--cpu", "0.5", "--memory", "256MiB", "--disk", "256MiB", "--benchmark-duration", "80ms").
+		want(t, 0, "Onboarded: offering cpu=0.5 memory=256MiB disk=256MiB", "[4/4]", "benchmark: score")
+	if s := jsonOut[StatusResponse](t, dms(t, "--home", h, "status", "--json")); !s.Onboarded || s.Registered.CPU.MilliCores != 500 || s.Available.Memory != 256<<20 {
+		t.Fatalf("the running node did not take the offer: %+v", s)
+	}
+	dms(t, "--home", h, "benchmark", "--duration", "80ms").want(t, 0, "[1/4] cpu, one core", "stored")
+	dms(t, "--home", h, "offboard").want(t, 0, "Offboarded: no longer offering cpu=0.5")
+	dms(t, "--home", h, "onboard", "--cpu", "0.5", "--memory", "256MiB", "--disk", "256MiB").want(t, 0, "Onboarded")
+
+	// A second node that knows only the first one's address joins it, on
+	// the bid-request topic too.
+	h2 := filepath.Join(t.TempDir(), "home2")
+	dms(t, "--home", h2, "init").want(t, 0)
+	startNode(t, h2, "--network", network, "--bootstrap", addr)
+	eventually(t, 20*time.Second, "the second node does not see the first on the topic", func() bool {
+		r := jsonOut[PeersResponse](t, dms(t, "--home", h2, "peers", "--json"))
+		return len(r.Peers) == 1 && r.Peers[0].ID == id && r.Peers[0].OnTopic && r.Peers[0].Direction == "outbound"
+	})
+	dms(t, "--home", h, "peers").want(t, 0, "1 peer, 1 on the bid-request topic", "inbound")
+
+	r := n.stop()
+	r.want(t, 0)
+	if _, err := os.Stat(socketPath(h)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket after the node stopped: %v", err)
+	}
+	if !strings.Contains(r.stderr, "node stopped") {
+		t.Fatalf("no clean stop logged:\n%s", r.stderr)
+	}
+	msg := fmt.Sprintf("no dms node is running on %s (start one with: dms --home %s run)", h, h)
+	for _, cmd := range []string{"status", "peers", "id"} {
+		dms(t, "--home", h, cmd).want(t, 1, msg)
+	}
+	// The datastore was closed and holds what the node recorded.
+	if c := capabilityJSON(t, h); !c.Onboarded || c.Registered.CPU.MilliCores != 500 || c.Benchmark == nil {
+		t.Fatalf("after the node stopped: %+v", c)
+	}
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	h := newHome(t)
+	key := filepath.Join(t.TempDir(), "bad.key")
+	if err := os.WriteFile(key, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		says []string
+	}{
+		{[]string{"--dht-mode", "fast"}, []string{`invalid value "fast" for --dht-mode: want auto, server or client`}},
+		{[]string{"--listen", "localhost:4001"}, []string{`invalid value "localhost:4001" for --listen: want a multiaddr`}},
+		{[]string{"--bootstrap", "/ip4/127.0.0.1/tcp/4001"}, []string{`for --bootstrap: want a multiaddr ending in /p2p/<peer ID>`}},
+		{[]string{"--network", "My Net"}, []string{`invalid value "My Net" for --network: want 1 to 32 characters`}},
+		{[]string{"--swarm-key", filepath.Join(t.TempDir(), "none")}, []string{"for --swarm-key", "no such file"}},
+		{[]string{"--swarm-key", key}, []string{"for --swarm-key", "swarm"}},
+		{[]string{"now"}, []string{`unexpected argument "now"`}},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			dms(t, append([]string{"--home", h, "run", "--local"}, c.args...)...).want(t, 2, c.says...)
+		})
+	}
+	missing := filepath.Join(t.TempDir(), "nohome")
+	dms(t, "--home", missing, "peers").want(t, 2, "run dms init")
+	dms(t, "--home", missing, "run").want(t, 2, "run dms init")
+}
+
+// TestControlErrorsCrossTheSocket: an error a running node returns keeps
+// its kind on the CLI's side (usage or not, the sentinel under it) and
+// the reply that came with it.
+func TestControlErrorsCrossTheSocket(t *testing.T) {
+	dir := t.TempDir()
+	srv := newControlServer(slog.New(slog.DiscardHandler))
+	refused := OffboardResponse{Home: dir, Report: onboarding.OffboardReport{WasOnboarded: true, Affected: []resources.Lock{{ID: "alloc-1"}}}}
+	handle(srv, "POST "+pathOffboard, func(context.Context, OffboardRequest) (OffboardResponse, error) {
+		return refused, fmt.Errorf("offboard: %w", onboarding.ErrActiveAllocations)
+	})
+	handle(srv, "POST "+pathCapability, func(context.Context, CapabilityRequest) (CapabilityResponse, error) {
+		return CapabilityResponse{}, &onboarding.OfferError{Field: "cpu", Value: "9", Reason: "too much"}
+	})
+	following := make(chan struct{})
+	handleStream(srv, "POST /v1/follow", func(ctx context.Context, _ struct{}, send func(int)) (int, error) {
+		send(1)
+		close(following)
+		<-ctx.Done() // a job followed for as long as it runs
+		return 0, ctx.Err()
+	})
+	if err := srv.listen(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.close(context.Background()) })
+	ctl, err := pickController(node.Home{Dir: dir}, node.DefaultSettings(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ctl.(*socketController); !ok {
+		t.Fatalf("pickController chose %T with a node answering", ctl)
+	}
+	defer ctl.Close()
+	resp, err := ctl.Offboard(context.Background(), OffboardRequest{})
+	if !errors.Is(err, onboarding.ErrActiveAllocations) || exitCode(err) != exitFailure {
+		t.Fatalf("offboard error %v (exit %d): want ErrActiveAllocations, exit 1", err, exitCode(err))
+	}
+	if len(resp.Report.Affected) != 1 || resp.Report.Affected[0].ID != "alloc-1" {
+		t.Fatalf("the refused offboarding's report was lost: %+v", resp)
+	}
+	_, err = ctl.Capability(context.Background(), CapabilityRequest{})
+	if !errors.Is(err, onboarding.ErrInvalidOffer) || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "invalid value 9 for --cpu: too much") {
+		t.Fatalf("offer error %v (exit %d): want a usage error over ErrInvalidOffer", err, exitCode(err))
+	}
+	// Unknown paths are the server's 404, said plainly.
+	cl, err := dialControl(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.call(context.Background(), "/v1/nope", nil, nil); err == nil || !strings.Contains(err.Error(), fmt.Sprint(http.StatusNotFound)) {
+		t.Fatalf("unknown path: %v", err)
+	}
+	// Closing the server ends a streamed call under way, saying why, and
+	// then removes the socket, so that the CLI falls back to the home.
+	streamErr := make(chan error, 1)
+	go func() {
+		streamErr <- cl.stream(context.Background(), "/v1/follow", nil, func(json.RawMessage) {}, nil)
+	}()
+	<-following
+	if err := srv.close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-streamErr; !errors.Is(err, errNodeStopping) {
+		t.Fatalf("a streamed call cut by close: %v, want errNodeStopping", err)
+	}
+	if _, err := dialControl(context.Background(), dir); !errors.Is(err, errNoNode) {
+		t.Fatalf("dial after close: %v", err)
+	}
+}

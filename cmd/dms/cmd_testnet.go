@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/node"
+)
+
+// maxTestnetNodes bounds --nodes: every node connects to every other, and
+// the connection manager starts trimming above 96 connections.
+const maxTestnetNodes = 64
+
+// defaultTestnetDir is $TMPDIR/dms-testnet-<uid>: one per user, so users of
+// one machine do not collide.
+func defaultTestnetDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("dms-testnet-%d", os.Getuid()))
+}
+
+func testnetDirFlag() cli.Flag {
+	return &cli.StringFlag{Name: "dir", Usage: "the test network's `DIR`: one home per node (node-0, node-1, ...), swarm.key, testnet.json",
+		Value: defaultTestnetDir(), EnvVars: []string{"DMS_TESTNET_DIR"}}
+}
+
+func (e *env) testnetCommand() *cli.Command {
+	subs := []*cli.Command{e.testnetUpCommand(), e.testnetStatusCommand(), e.testnetDownCommand()}
+	for _, s := range subs {
+		// The app sets these up on top-level commands only.
+		s.Flags = append(s.Flags, globalFlags(false)...)
+		s.OnUsageError = e.onUsage
+		s.Before = e.before
+		s.HideHelpCommand = true
+	}
+	return &cli.Command{
+		Name:  "testnet",
+		Usage: "run a private test network of dms nodes on this machine",
+		Description: "Starts several dms run processes on 127.0.0.1, each with its own home, on a private\n" +
+			"network of their own (a random network ID and a new swarm key), and records them in\n" +
+			"DIR/testnet.json. Point any command at a node with --home DIR/node-N.",
+		Subcommands: subs,
+		// The group's own check: the subcommand follows, so the app's "flags
+		// only" check must not run here.
+		Before: func(c *cli.Context) error {
+			e.cmdPath = c.Command.HelpName
+			return nil
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usagef("unknown testnet command %q; testnet commands: up, status, down", c.Args().First())
+			}
+			return cli.ShowSubcommandHelp(c)
+		},
+	}
+}
+
+func (e *env) testnetUpCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "up",
+		Usage:     "start a test network and wait until every node sees every other",
+		UsageText: "dms testnet up [--nodes N] [--dir DIR] [--offer-cpu CORES] [--offer-memory SIZE] [--offer-disk SIZE] [--no-onboard] [--timeout D]",
+		Description: "Creates a network ID (testnet-<hex>) and a swarm key (DIR/swarm.key), a home per node\n" +
+			"(DIR/node-0 ... DIR/node-(N-1); homes left by an earlier network in DIR are reused), onboards\n" +
+			"each node with the offer given, and starts N dms run --local processes: node-0 first, the\n" +
+			"others with node-0 as their only bootstrap peer. Each runs detached, in its own process\n" +
+			"group, logging to DIR/node-N/node.log, so the network outlives this command. It returns\n" +
+			"once every node is connected to every other and sees it on the bid-request topic, or\n" +
+			"fails after --timeout naming the nodes that do not, and stops what it started.\n\n" +
+			"Each node's offer is checked against the whole machine, as if it ran alone, so N nodes\n" +
+			"together offer N times as much: a test network overcommits the machine on purpose (its\n" +
+			"jobs are small). Refuses to start while a test network is up in DIR. --log-level is\n" +
+			"passed on to the nodes.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "nodes", Usage: fmt.Sprintf("how many nodes, 1 to %d", maxTestnetNodes), Value: 3},
+			testnetDirFlag(),
+			&cli.StringFlag{Name: "offer-cpu", Usage: "cores each node offers, e.g. 1, 0.5 or 500m", Value: "1"},
+			&cli.StringFlag{Name: "offer-memory", Usage: "memory each node offers, e.g. 512MiB", Value: "512MiB"},
+			&cli.StringFlag{Name: "offer-disk", Usage: "disk each node offers, e.g. 1GiB", Value: "1GiB"},
+			&cli.BoolFlag{Name: "no-onboard", Usage: "offer nothing: the nodes join and can submit jobs, but none bids"},
+			&cli.DurationFlag{Name: "timeout", Usage: "how long the nodes may take to start and see each other", Value: 60 * time.Second},
+			&cli.BoolFlag{Name: "json", Usage: "print the test network's record (DIR/testnet.json) as JSON"},
+		},
+		Action: e.testnetUp,
+	}
+}
+
+func (e *env) testnetUp(c *cli.Context) error {
+	opts := testnetOptions{Dir: c.String("dir"), Nodes: c.Int("nodes"), Timeout: c.Duration("timeout"), Log: e.log, Progress: e.stderr}
+	if opts.Nodes < 1 || opts.Nodes > maxTestnetNodes {
+		return usagef("invalid value %d for --nodes: want 1 to %d", opts.Nodes, maxTestnetNodes)
+	}
+	if opts.Timeout <= 0 {
+		return usagef("invalid value %v for --timeout: want a positive duration, e.g. 60s", opts.Timeout)
+	}
+	if opts.Dir == "" {
+		return usagef("invalid value \"\" for --dir: want a directory")
+	}
+	if abs, err := filepath.Abs(opts.Dir); err == nil {
+		if p := socketPath(filepath.Join(abs, fmt.Sprintf("node-%d", opts.Nodes-1))); len(p) > maxSocketPath {
+			return usagef("invalid value %q for --dir: too long for the nodes' control sockets (%s is %d bytes, at most %d); pick a shorter path", opts.Dir, p, len(p), maxSocketPath)
+		}
+	}
+	if !c.Bool("no-onboard") {
+		offer, err := testnetOffer(c)
+		if err != nil {
+			return err
+		}
+		opts.Offer = &offer
+	}
+	opts.LogLevel, _ = global(c, "log-level")
+	start := time.Now()
+	rec, err := testnetUp(c.Context, opts)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	if c.Bool("json") {
+		return printJSON(e.stdout, rec)
+	}
+	offer := "offering nothing (not onboarded)"
+	if o := opts.Offer; o != nil {
+		offer = fmt.Sprintf("each offering cpu=%s memory=%s disk=%s", capability.FormatCPU(*o.CPU), capability.FormatBytes(*o.Memory), capability.FormatBytes(*o.Disk))
+	}
+	fmt.Fprintf(e.stdout, "Test network %s is up: %d %s, %s; took %s.\n\n", rec.Network, len(rec.Nodes), plural(len(rec.Nodes), "node", "nodes"), offer, took.Round(10*time.Millisecond))
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPID\tADDRESS\tHOME")
+	for _, n := range rec.Nodes {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", n.Name, n.PID, strings.Join(n.Addrs, " "), n.Home)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := writeTrimmed(e.stdout, buf.Bytes()); err != nil {
+		return err
+	}
+	last := shellQuote(rec.Nodes[len(rec.Nodes)-1].Home)
+	dir := shellQuote(rec.Dir)
+	fmt.Fprintf(e.stdout, "\nPoint the CLI at a node with --home, e.g.:\n  dms --home %s peers\n  dms --home %s status\n", last, last)
+	fmt.Fprintf(e.stdout, "Each node logs to its home's node.log. Check on them with: dms testnet status --dir %s\nStop them with: dms testnet down --dir %s\n", dir, dir)
+	return nil
+}
+
+// testnetOffer reads the --offer-* flags.
+func testnetOffer(c *cli.Context) (OnboardRequest, error) {
+	var req OnboardRequest
+	for _, f := range []struct {
+		name  string
+		parse func(string) (uint64, error)
+		dst   **uint64
+	}{
+		{"offer-cpu", capability.ParseCPU, &req.CPU},
+		{"offer-memory", capability.ParseBytes, &req.Memory},
+		{"offer-disk", capability.ParseBytes, &req.Disk},
+	} {
+		v, err := f.parse(c.String(f.name))
+		if err != nil {
+			return req, badValue(f.name, c.String(f.name), err)
+		}
+		*f.dst = &v
+	}
+	return req, nil
+}
+
+func (e *env) testnetStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show each node of the test network: running or not, and its peers",
+		Description: "Reads DIR/testnet.json and asks each running node for its peers. Exits 1 when no\n" +
+			"test network is up in DIR, or when any of its nodes is not running.",
+		Flags: []cli.Flag{
+			testnetDirFlag(),
+			&cli.BoolFlag{Name: "json", Usage: "print as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			dir, err := filepath.Abs(c.String("dir"))
+			if err != nil {
+				return err
+			}
+			rec, err := readTestnet(dir)
+			if err != nil {
+				return err
+			}
+			nodes := testnetStatus(c.Context, rec)
+			down := 0
+			for _, n := range nodes {
+				if !n.Running {
+					down++
+				}
+			}
+			if c.Bool("json") {
+				if err := printJSON(e.stdout, struct {
+					Network string              `json:"network"`
+					Dir     string              `json:"dir"`
+					Started time.Time           `json:"started"`
+					Nodes   []testnetNodeStatus `json:"nodes"`
+				}{rec.Network, rec.Dir, rec.Started, nodes}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(e.stdout, "Test network %s in %s, started %s ago:\n", rec.Network, rec.Dir, time.Since(rec.Started).Round(time.Second))
+				var buf bytes.Buffer
+				tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NODE\tPID\tRUNNING\tPEERS\tON TOPIC\tPEER ID")
+				for _, n := range nodes {
+					running, peers, topic := "no", "-", "-"
+					if n.Running {
+						running = "yes"
+						if n.Error != "" {
+							peers = "? (" + n.Error + ")"
+						} else {
+							peers, topic = fmt.Sprint(n.Peers), fmt.Sprint(n.TopicPeers)
+						}
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", n.Name, n.PID, running, peers, topic, n.PeerID)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if err := writeTrimmed(e.stdout, buf.Bytes()); err != nil {
+					return err
+				}
+			}
+			if down > 0 {
+				return fmt.Errorf("%d of %d nodes are not running; see node.log in their homes", down, len(nodes))
+			}
+			return nil
+		},
+	}
+}
+
+func (e *env) testnetDownCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "down",
+		Usage: "stop every node of the test network",
+		Description: "Sends SIGTERM to each node, waits up to --timeout for them to stop cleanly, then\n" +
+			"SIGKILLs what is left, and removes DIR/testnet.json once no node process is left. The\n" +
+			"homes and their logs stay, for a look or the next dms testnet up; --clean removes them.",
+		Flags: []cli.Flag{
+			testnetDirFlag(),
+			&cli.BoolFlag{Name: "clean", Usage: "also remove the homes, logs, swarm key and binary copy the network left in DIR"},
+			&cli.DurationFlag{Name: "timeout", Usage: "how long the nodes may take to stop before they are killed", Value: 10 * time.Second},
+		},
+		Action: func(c *cli.Context) error {
+			dir, err := filepath.Abs(c.String("dir"))
+			if err != nil {
+				return err
+			}
+			rec, err := readTestnet(dir)
+			switch {
+			case errors.Is(err, errNoTestnet):
+				fmt.Fprintf(e.stdout, "No test network is up in %s.\n", dir)
+			case err != nil:
+				return err
+			default:
+				if err := stopNodes(rec.Nodes, c.Duration("timeout")); err != nil {
+					return fmt.Errorf("stop test network %s: %w; %s kept", rec.Network, err, testnetRecordPath(dir))
+				}
+				if err := os.Remove(testnetRecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "Stopped test network %s: %d %s.\n", rec.Network, len(rec.Nodes), plural(len(rec.Nodes), "node", "nodes"))
+			}
+			if !c.Bool("clean") {
+				if rec != nil {
+					fmt.Fprintf(e.stdout, "Homes and logs are kept in %s (--clean removes them).\n", dir)
+				}
+				return nil
+			}
+			removed, err := cleanTestnetDir(dir)
+			if err != nil {
+				return err
+			}
+			if removed > 0 {
+				fmt.Fprintf(e.stdout, "Removed %d %s from %s.\n", removed, plural(removed, "home", "homes"), dir)
+			}
+			return nil
+		},
+	}
+}
+
+var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
+
+// cleanTestnetDir removes what test networks leave in dir (homes named
+// node-N, the swarm key, the binary copy) and dir itself once empty. It
+// touches nothing else: --dir may name a directory that holds more.
+func cleanTestnetDir(dir string) (homes int, err error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, ent := range entries {
+		p := filepath.Join(dir, ent.Name())
+		switch {
+		case ent.IsDir() && testnetHomeName.MatchString(ent.Name()):
+			if _, err := os.Stat(filepath.Join(p, node.IdentityFile)); err != nil {
+				continue // not a home of ours
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return homes, err
+			}
+			homes++
+		case ent.Name() == testnetSwarmKey:
+			if err := os.Remove(p); err != nil {
+				return homes, err
+			}
+		case ent.Name() == "bin" && ent.IsDir():
+			if err := os.Remove(filepath.Join(p, "dms")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return homes, err
+			}
+			_ = os.Remove(p) // only if empty
+		}
+	}
+	_ = os.Remove(dir) // only if empty
+	return homes, nil
+}

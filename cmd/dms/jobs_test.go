@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/node"
+)
+
+func TestDemoRunsTheSampleJob(t *testing.T) {
+	r := dms(t, "demo")
+	r.want(t, 0, "Hello from dms, world!", "Winner: node", "Bids (* won):", "submit -> done")
+	if strings.Contains(r.stdout, "Winner: node 1 ") {
+		t.Fatalf("the requester (node 1) ran its own job:\n%s", r.stdout)
+	}
+	dms(t, "demo", "--nodes", "1").want(t, 2, "--nodes")
+}
+
+// serveNode serves the control API of n on a fresh home, as dms run does,
+// and returns the home.
+func serveNode(t *testing.T, n *node.Node) string {
+	t.Helper()
+	home := t.TempDir()
+	s := newControlServer(slog.New(slog.DiscardHandler))
+	registerJobAPI(s, n)
+	if err := s.listen(home); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.close(context.Background()) })
+	return home
+}
+
+// waitJob polls dms job status until the job has ended.
+func waitJob(t *testing.T, home, id string) node.JobRecord {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r := dms(t, "--home", home, "job", "status", id, "--json")
+		r.want(t, 0)
+		var rec node.JobRecord
+		if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil {
+			t.Fatalf("job status --json: %v\n%s", err, r.stdout)
+		}
+		if rec.Final() {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after 60s", id, rec.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestJobCommands drives every job command against one in-process network
+// (node 1 submits, the others provide), each node served on its own home.
+func TestJobCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ln, err := node.StartLocalNetwork(ctx, node.LocalNetworkConfig{Nodes: 4, Requesters: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	homes := map[string]string{} // peer ID -> home
+	for _, n := range ln.Nodes {
+		homes[n.ID().String()] = serveNode(t, n)
+	}
+	req := homes[ln.Nodes[1].ID().String()]
+	wasm := filepath.Join(t.TempDir(), "hello.wasm")
+	if err := os.WriteFile(wasm, examples.HelloWasm, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	job := func(args ...string) result { return dms(t, append([]string{"--home", req, "job"}, args...)...) }
+	submit := func(args ...string) result {
+		return job(append([]string{"submit", "--cpu", "0.5", "--memory", "128MiB", "--duration", "1m", "--wasm", wasm}, args...)...)
+	}
+
+	var first node.JobRecord
+	t.Run("submit", func(t *testing.T) {
+		r := submit("--env", "A=1,2", "--", "tester", "-n", "1000")
+		r.want(t, 0, "Hello from dms, tester!", "primes below 1000: 168")
+		for _, step := range []string{"submitting job", "bid request sent", "bid from", "bidding closed with", "winner", "running on", "completed: exit code 0"} {
+			if !strings.Contains(r.stderr, step) {
+				t.Errorf("progress does not say %q:\n%s", step, r.stderr)
+			}
+		}
+		if strings.Contains(r.stdout, "bid from") {
+			t.Errorf("progress went to stdout:\n%s", r.stdout)
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		r := submit("--json", "--", "json")
+		r.want(t, 0)
+		if err := json.Unmarshal([]byte(r.stdout), &first); err != nil {
+			t.Fatalf("--json is not one JSON document: %v\n%s", err, r.stdout)
+		}
+		if first.State != node.JobCompleted || !strings.Contains(string(first.Result.Stdout), "Hello from dms, json!") || len(first.Bids) == 0 {
+			t.Fatalf("record %+v", first)
+		}
+		if first.Provider == ln.Nodes[1].ID() {
+			t.Fatal("the requester ran its own job")
+		}
+	})
+	t.Run("detach status logs", func(t *testing.T) {
+		r := submit("--detach", "--stdin", writeFile(t, "piped in\n"), "--", "detached")
+		r.want(t, 0, "dms job status")
+		id := strings.TrimSpace(r.stdout)
+		rec := waitJob(t, req, id[:8]) // any unique prefix names the job
+		if rec.ID != id || rec.State != node.JobCompleted {
+			t.Fatalf("detached job: %+v", rec)
+		}
+		job("logs", id).want(t, 0, "Hello from dms, detached!", "stdin: piped in")
+		job("status", id).want(t, 0, "state:      completed", "exit code 0", "steps:", "winner")
+	})
+	t.Run("list", func(t *testing.T) {
+		job("list").want(t, 0, "ID", "STATE", shortJobID(first.ID), "completed")
+		r := job("list", "--json")
+		r.want(t, 0)
+		var resp JobListResponse
+		if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil || len(resp.Jobs) < 3 {
+			t.Fatalf("list --json: %v, %d jobs\n%s", err, len(resp.Jobs), r.stdout)
+		}
+	})
+	t.Run("bids", func(t *testing.T) {
+		r := job("bids", first.ID)
+		r.want(t, 0, "Bids received for job "+first.ID, "PRICE", "SCORE")
+		if !strings.Contains(r.stdout, "*  "+shortPeer(first.Provider)) {
+			t.Errorf("the winner %s is not marked:\n%s", shortPeer(first.Provider), r.stdout)
+		}
+	})
+	t.Run("allocations", func(t *testing.T) {
+		home := homes[first.Provider.String()]
+		dms(t, "--home", home, "allocations").want(t, 0, first.AllocationID, shortJobID(first.ID), shortPeer(ln.Nodes[1].ID()), "completed")
+		r := dms(t, "--home", home, "allocations", "--json")
+		r.want(t, 0)
+		var resp AllocationsResponse
+		if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil || len(resp.Allocations) == 0 {
+			t.Fatalf("allocations --json: %v\n%s", err, r.stdout)
+		}
+		dms(t, "--home", req, "allocations").want(t, 0, "No allocations")
+	})
+	t.Run("job exits non-zero", func(t *testing.T) {
+		r := submit("--", "-n", "many")
+		r.want(t, 1, "exited with code 2", "hello: -n wants a non-negative integer")
+	})
+	t.Run("cancel", func(t *testing.T) {
+		r := dms(t, "--home", req, "job", "submit", "--cpu", "0.5", "--memory", "512MiB", "--duration", "1m", "--wasm", wasm, "--detach", "--", "-n", "400000000")
+		r.want(t, 0)
+		id := strings.TrimSpace(r.stdout)
+		job("cancel", id).want(t, 0, "cancelled")
+		if rec := waitJob(t, req, id); rec.State != node.JobCancelled {
+			t.Fatalf("cancelled job ended %s", rec.State)
+		}
+		job("cancel", id).want(t, 1, "already ended")
+	})
+	t.Run("bad input", func(t *testing.T) {
+		notWasm := writeFile(t, "#!/bin/sh\necho hi\n")
+		dms(t, "--home", req, "job", "submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m").want(t, 2, "missing --wasm")
+		submit("--memory", "4XB").want(t, 2, "--memory", "want a size")
+		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "soon", "--wasm", wasm).want(t, 2, "--duration")
+		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m", "--wasm", notWasm).want(t, 2, "--wasm", "not a WebAssembly module")
+		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m", "--wasm", wasm+".missing").want(t, 2, "--wasm", "no such file")
+		submit("--env", "NOEQUALS").want(t, 2, "--env")
+		submit("--max-price", "-1").want(t, 2, "--max-price")
+		big := filepath.Join(t.TempDir(), "big.wasm")
+		if err := os.WriteFile(big, append(append([]byte{}, examples.HelloWasm[:8]...), make([]byte, 17<<20)...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m", "--wasm", big).want(t, 2, "--wasm", "over the limit of 16MiB")
+		job("status", "0123456789abcdef").want(t, 2, "no job 0123456789abcdef on this node")
+		job("logs", "nope").want(t, 2, "no job nope on this node")
+		job("status").want(t, 2, "needs one job ID")
+		job("status", "a", "b").want(t, 2, `unexpected argument "b"`)
+		job("frobnicate").want(t, 2, "unknown job command")
+	})
+	t.Run("no node running", func(t *testing.T) {
+		empty := t.TempDir()
+		dms(t, "--home", empty, "job", "list").want(t, 1, "no dms node is running", "dms --home "+empty+" run")
+		dms(t, "--home", empty, "allocations").want(t, 1, "no dms node is running")
+	})
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

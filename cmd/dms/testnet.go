@@ -1,0 +1,734 @@
+package main
+
+// The process management behind `dms testnet`: a private network of
+// `dms run --local` processes on this machine, one home each, recorded in
+// DIR/testnet.json so that `status` and `down` find them again.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/onboarding"
+	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/resources"
+)
+
+// Files of a test network directory.
+const (
+	testnetFile     = "testnet.json" // the record: network, nodes, pids, addresses
+	testnetSwarmKey = "swarm.key"
+	testnetLogFile  = "node.log" // in each node's home: its stdout and stderr
+)
+
+// testnetBenchmark is how long the one benchmark shared by every node of a
+// test network runs: they all run on this machine, so one score fits all.
+const testnetBenchmark = 200 * time.Millisecond
+
+// testnetPoll is how often readiness and peers are polled while waiting.
+const testnetPoll = 100 * time.Millisecond
+
+// errNoTestnet: DIR holds no record of a test network.
+var errNoTestnet = errors.New("no test network is up")
+
+// testnetRecord is DIR/testnet.json.
+type testnetRecord struct {
+	Network  string        `json:"network"`
+	Dir      string        `json:"dir"`
+	SwarmKey string        `json:"swarm_key"`
+	Binary   string        `json:"binary"`
+	Started  time.Time     `json:"started"`
+	Nodes    []testnetNode `json:"nodes"`
+	// UpPID is the `dms testnet up` still starting the network; 0 once it
+	// is up. A live UpPID claims DIR as much as a live node does.
+	UpPID int `json:"up_pid,omitempty"`
+}
+
+// testnetNode is one node process of a test network.
+type testnetNode struct {
+	Name   string   `json:"name"`
+	Home   string   `json:"home"`
+	Log    string   `json:"log"`
+	PID    int      `json:"pid"`
+	PeerID string   `json:"peer_id,omitempty"`
+	Addrs  []string `json:"addrs,omitempty"`
+}
+
+func testnetRecordPath(dir string) string { return filepath.Join(dir, testnetFile) }
+
+// readTestnet reads DIR's record; errNoTestnet when there is none.
+func readTestnet(dir string) (*testnetRecord, error) {
+	b, err := os.ReadFile(testnetRecordPath(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", errNoTestnet, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("test network record: %w", err)
+	}
+	var r testnetRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("test network record %s: %w", testnetRecordPath(dir), err)
+	}
+	return &r, nil
+}
+
+// write replaces the record atomically, so a reader never sees half of it.
+func (r *testnetRecord) write() error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(r.Dir, ".testnet-*.json")
+	if err != nil {
+		return fmt.Errorf("test network record: %w", err)
+	}
+	_, err = tmp.Write(append(b, '\n'))
+	err = errors.Join(err, tmp.Sync(), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), testnetRecordPath(r.Dir))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("test network record: %w", err)
+	}
+	return nil
+}
+
+// live returns the nodes whose process still runs.
+func (r *testnetRecord) live() []testnetNode {
+	var out []testnetNode
+	for _, n := range r.Nodes {
+		if nodeAlive(n.PID, n.Home) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// claimed reports whether a live process holds DIR: a node, or an `up`
+// still starting them.
+func (r *testnetRecord) claimed() bool {
+	return len(r.live()) > 0 || (r.UpPID > 0 && r.UpPID != os.Getpid() && processAlive(r.UpPID))
+}
+
+// processAlive reports whether pid is a running process. A zombie counts as
+// gone: a node that `up` started outlives `up` and is reparented to init,
+// and in some containers init never reaps, so a stopped node would answer
+// kill(pid, 0) forever.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false // ESRCH: gone; EPERM: another user's, so not a node of ours
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true // no /proc here: trust kill
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		switch b[i+2] {
+		case 'Z', 'X':
+			return false
+		}
+	}
+	return true
+}
+
+// nodeAlive reports whether pid is still the node of home: where /proc
+// tells, a pid that was reused by another program since is not, so that
+// `down` never signals a stranger.
+func nodeAlive(pid int, home string) bool {
+	if !processAlive(pid) {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return !errors.Is(err, fs.ErrNotExist) || !dirExists("/proc/self")
+	}
+	return slices.Contains(strings.Split(string(b), "\x00"), home)
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// stopNodes sends SIGTERM to each live node's process group, waits up to
+// grace for them to end, then SIGKILLs what is left and waits a little
+// more. It returns an error naming any that survive.
+func stopNodes(nodes []testnetNode, grace time.Duration) error {
+	signal := func(n testnetNode, sig syscall.Signal) {
+		// Each node leads its own process group (Setpgid), which also holds
+		// any native job it started.
+		if err := syscall.Kill(-n.PID, sig); err != nil {
+			_ = syscall.Kill(n.PID, sig)
+		}
+	}
+	alive := func(ns []testnetNode) []testnetNode {
+		return slices.DeleteFunc(slices.Clone(ns), func(n testnetNode) bool { return !nodeAlive(n.PID, n.Home) })
+	}
+	wait := func(ns []testnetNode, d time.Duration) []testnetNode {
+		deadline := time.Now().Add(d)
+		for len(ns) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			ns = alive(ns)
+		}
+		return ns
+	}
+	left := alive(nodes)
+	for _, n := range left {
+		signal(n, syscall.SIGTERM)
+	}
+	if left = wait(left, grace); len(left) == 0 {
+		return nil
+	}
+	for _, n := range left {
+		signal(n, syscall.SIGKILL)
+	}
+	if left = wait(left, 5*time.Second); len(left) == 0 {
+		return nil
+	}
+	var names []string
+	for _, n := range left {
+		names = append(names, fmt.Sprintf("%s (pid %d)", n.Name, n.PID))
+	}
+	return fmt.Errorf("still running after SIGKILL: %s", strings.Join(names, ", "))
+}
+
+// testnetOptions is what `dms testnet up` was asked for.
+type testnetOptions struct {
+	Dir   string
+	Nodes int
+	// Offer is each node's offer; nil leaves the nodes not onboarded
+	// (they join and submit jobs, but do not bid).
+	Offer    *OnboardRequest
+	Timeout  time.Duration // for the nodes to start and see each other
+	LogLevel string        // passed to the nodes; "" for their default
+	Log      *slog.Logger
+	Progress io.Writer // a line per step, for the terminal
+}
+
+// testnetUp starts a test network in opts.Dir and returns its record once
+// every node is connected to every other and sees it on the bid-request
+// topic. On failure (or ctx ending) it stops what it started.
+func testnetUp(ctx context.Context, opts testnetOptions) (_ *testnetRecord, err error) {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("test network directory: %w", err)
+	}
+	rec, err := claimTestnetDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var started []*nodeProcess
+	defer func() {
+		if err == nil {
+			return
+		}
+		nodes := make([]testnetNode, 0, len(started))
+		for _, p := range started {
+			nodes = append(nodes, p.node)
+		}
+		if serr := stopNodes(nodes, 10*time.Second); serr != nil {
+			err = errors.Join(err, fmt.Errorf("tearing down: %w", serr))
+		}
+		if rerr := os.Remove(testnetRecordPath(dir)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	if rec.Binary, err = testnetBinary(dir); err != nil {
+		return nil, err
+	}
+	rec.Network = "testnet-" + randomHex(4)
+	rec.SwarmKey = filepath.Join(dir, testnetSwarmKey)
+	// Any key here is left by an earlier network of this directory, which
+	// is down (claimTestnetDir checked): a new network gets a new key.
+	if err := os.Remove(rec.SwarmKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	key, err := p2p.GenerateSwarmKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := p2p.WriteSwarmKey(rec.SwarmKey, key); err != nil {
+		return nil, err
+	}
+
+	progress(opts.Progress, "Preparing %d %s in %s", opts.Nodes, plural(opts.Nodes, "home", "homes"), dir)
+	homes, err := prepareTestnetHomes(ctx, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	rec.Nodes = make([]testnetNode, len(homes))
+	for i, h := range homes {
+		rec.Nodes[i] = testnetNode{Name: filepath.Base(h), Home: h, Log: filepath.Join(h, testnetLogFile)}
+	}
+
+	args := func(i int) []string {
+		a := []string{"--home", rec.Nodes[i].Home}
+		if opts.LogLevel != "" {
+			a = append(a, "--log-level", opts.LogLevel)
+		}
+		a = append(a, "run", "--local", "--network", rec.Network, "--swarm-key", rec.SwarmKey, "--listen", "/ip4/127.0.0.1/tcp/0")
+		if i > 0 {
+			for _, addr := range rec.Nodes[0].Addrs {
+				a = append(a, "--bootstrap", addr)
+			}
+		}
+		return a
+	}
+	// --timeout bounds the nodes' start and meeting, not the preparation.
+	ctx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("--timeout %v passed", opts.Timeout))
+	defer cancel()
+	// node-0 first: the others need its address.
+	progress(opts.Progress, "Starting %s (network %s)", rec.Nodes[0].Name, rec.Network)
+	p, err := startNodeProcess(rec.Binary, args(0), rec.Nodes[0], dir)
+	if err != nil {
+		return nil, err
+	}
+	started = append(started, p)
+	rec.Nodes[0] = p.node
+	if err := rec.write(); err != nil {
+		return nil, err
+	}
+	if rec.Nodes[0], err = p.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	if len(rec.Nodes) > 1 {
+		progress(opts.Progress, "Starting %s to %s, bootstrapping from %s", rec.Nodes[1].Name, rec.Nodes[len(rec.Nodes)-1].Name, rec.Nodes[0].Name)
+	}
+	for i := 1; i < len(rec.Nodes); i++ {
+		p, err := startNodeProcess(rec.Binary, args(i), rec.Nodes[i], dir)
+		if err != nil {
+			return nil, err
+		}
+		started = append(started, p)
+		rec.Nodes[i] = p.node
+	}
+	if err := rec.write(); err != nil { // pids first, so a crash here leaves them findable
+		return nil, err
+	}
+	for i, p := range started[1:] {
+		if rec.Nodes[i+1], err = p.waitReady(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := rec.write(); err != nil {
+		return nil, err
+	}
+	progress(opts.Progress, "Waiting for every node to see every other")
+	if err := waitForMesh(ctx, rec, started); err != nil {
+		return nil, err
+	}
+	rec.UpPID = 0
+	return rec, rec.write()
+}
+
+// claimTestnetDir makes sure no test network runs in dir and claims it by
+// creating the record (exclusively, so two `up` cannot both win).
+func claimTestnetDir(dir string) (*testnetRecord, error) {
+	old, err := readTestnet(dir)
+	switch {
+	case err == nil && old.claimed():
+		return nil, fmt.Errorf("a test network is already up in %s (network %s, %d of %d nodes running); stop it first with: dms testnet down --dir %s",
+			dir, old.Network, len(old.live()), len(old.Nodes), shellQuote(dir))
+	case err == nil:
+		// Left by a network whose processes are all gone (a reboot, a kill).
+		if err := os.Remove(testnetRecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	case !errors.Is(err, errNoTestnet):
+		return nil, err
+	}
+	rec := &testnetRecord{Dir: dir, Started: time.Now().UTC(), UpPID: os.Getpid()}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(testnetRecordPath(dir), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("another dms testnet up is starting a network in %s", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("test network record: %w", err)
+	}
+	_, err = f.Write(b)
+	return rec, errors.Join(err, f.Close())
+}
+
+// testnetBinary is the dms binary the nodes run: this one, or a copy in
+// DIR/bin when this one is go run's temporary build, which go run deletes
+// when it exits, while the nodes must outlive it.
+func testnetBinary(dir string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the dms binary: %w", err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return "", fmt.Errorf("find the dms binary: %w", err)
+	}
+	if !isGoRunBuild(exe) {
+		return exe, nil
+	}
+	dst := filepath.Join(dir, "bin", "dms")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return "", err
+	}
+	if err := copyFile(exe, dst, 0o700); err != nil {
+		return "", fmt.Errorf("copy the go run binary to %s: %w", dst, err)
+	}
+	return dst, nil
+}
+
+// isGoRunBuild recognises a binary that go run (or go test) built in its
+// temporary work directory ($GOTMPDIR or the temp dir, go-build*/.../exe/).
+func isGoRunBuild(exe string) bool {
+	for _, part := range strings.Split(filepath.ToSlash(exe), "/") {
+		if strings.HasPrefix(part, "go-build") {
+			return true
+		}
+	}
+	return false
+}
+
+// copyFile copies src to dst through a temporary file, so that a node
+// starting meanwhile never runs half a binary.
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".dms-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tmp, in)
+	err = errors.Join(err, tmp.Chmod(mode), tmp.Close())
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// prepareTestnetHomes initialises DIR/node-0 … node-(N-1) (keeping what an
+// earlier network of DIR left: identities, datastores) and onboards each
+// with opts.Offer. The machine is measured and benchmarked once for all:
+// every node runs on it. Each node is checked against the whole machine,
+// as it would be alone, so N nodes together offer N times what one may:
+// a test network overcommits the machine by design, its jobs being tiny.
+func prepareTestnetHomes(ctx context.Context, dir string, opts testnetOptions) ([]string, error) {
+	homes := make([]string, opts.Nodes)
+	for i := range homes {
+		rep, err := node.InitHome(filepath.Join(dir, fmt.Sprintf("node-%d", i)))
+		if err != nil {
+			return nil, err
+		}
+		homes[i] = rep.Home
+	}
+	var machine resources.Machine
+	var bench resources.Benchmark
+	if opts.Offer != nil {
+		var err error
+		if machine, err = resources.Measure(ctx, dir, resources.WithMeasureLogger(opts.Log)); err != nil {
+			return nil, err
+		}
+		if bench, err = resources.BenchmarkCapability(ctx, dir, resources.WithBenchmarkDuration(testnetBenchmark)); err != nil {
+			return nil, err
+		}
+	}
+	for i, dir := range homes {
+		h, err := node.OpenHome(dir)
+		if err != nil {
+			return nil, err
+		}
+		s, err := h.Settings(os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		ctl := newLocalController(h, s, opts.Log)
+		ctl.measure = func(context.Context, string) (resources.Machine, error) { return machine, nil }
+		if opts.Offer == nil {
+			// A home kept from an earlier network may hold an offer; its
+			// allocations ended with that network.
+			if _, err := ctl.Offboard(ctx, OffboardRequest{Force: true}); err != nil {
+				return nil, fmt.Errorf("node-%d: offboard: %w", i, err)
+			}
+			continue
+		}
+		// One datastore open: store the shared benchmark, then the offer,
+		// which carries its score.
+		open := ctl.ledger
+		ctl.ledger = func(f func(*resources.Ledger) error) error {
+			return open(func(l *resources.Ledger) error {
+				if err := l.SetBenchmark(bench); err != nil {
+					return err
+				}
+				return f(l)
+			})
+		}
+		if _, err := ctl.Onboard(ctx, *opts.Offer, nil); err != nil {
+			return nil, testnetOfferError(i, err)
+		}
+	}
+	return homes, nil
+}
+
+// testnetOfferError names the testnet flag behind an offer the machine
+// refused.
+func testnetOfferError(i int, err error) error {
+	var oe *onboarding.OfferError
+	if errors.As(err, &oe) && slices.Contains([]string{"cpu", "memory", "disk"}, oe.Field) {
+		return &usageError{msg: fmt.Sprintf("invalid value %s for --offer-%s: %s", oe.Value, oe.Field, oe.Reason), err: err}
+	}
+	return fmt.Errorf("node-%d: onboard: %w", i, err)
+}
+
+// nodeProcess is a node that testnetUp started, while it runs.
+type nodeProcess struct {
+	node   testnetNode
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process ended and was reaped
+	err    error         // its exit status, once exited
+}
+
+// startNodeProcess starts `dms run` detached in its own process group (so
+// a Ctrl-C meant for `dms testnet up` does not reach it), logging to the
+// node's log file.
+func startNodeProcess(bin string, args []string, n testnetNode, dir string) (*nodeProcess, error) {
+	logf, err := os.OpenFile(n.Log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%s: log: %w", n.Name, err)
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = testnetEnv(os.Environ())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: start %s: %w", n.Name, bin, err)
+	}
+	p := &nodeProcess{node: n, cmd: cmd, exited: make(chan struct{})}
+	p.node.PID = cmd.Process.Pid
+	// Reap it if it dies while we wait for it, or it would linger as a
+	// zombie; once testnetUp returns, the process outlives us.
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// testnetEnv drops the DMS_* variables that would pull a node off the test
+// network; the flags testnetUp passes override the rest of the settings.
+func testnetEnv(env []string) []string {
+	drop := []string{"DMS_HOME", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_TESTNET_DIR"}
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return slices.Contains(drop, k)
+	})
+}
+
+// waitReady waits until the node answers on its control socket, and
+// returns its record with its peer ID and addresses.
+func (p *nodeProcess) waitReady(ctx context.Context) (testnetNode, error) {
+	t := time.NewTicker(testnetPoll / 2)
+	defer t.Stop()
+	for {
+		if cl, err := dialControl(ctx, p.node.Home); err == nil {
+			var id IDResponse
+			err := cl.call(ctx, pathID, struct{}{}, &id)
+			cl.Close()
+			if err == nil {
+				p.node.PeerID, p.node.Addrs = id.PeerID, id.Addrs
+				return p.node, nil
+			}
+		}
+		select {
+		case <-p.exited:
+			return p.node, p.exitError()
+		case <-ctx.Done():
+			return p.node, fmt.Errorf("waiting for %s to start: %w; the end of %s:\n%s", p.node.Name, context.Cause(ctx), p.node.Log, logTail(p.node.Log, 15))
+		case <-t.C:
+		}
+	}
+}
+
+func (p *nodeProcess) exitError() error {
+	return fmt.Errorf("%s exited (%v); the end of %s:\n%s", p.node.Name, p.err, p.node.Log, logTail(p.node.Log, 15))
+}
+
+// waitForMesh waits until every node is connected to every other and sees
+// it on the bid-request topic (so a job submitted next reaches them all).
+// On timeout it names the nodes that fall short and whom they miss.
+func waitForMesh(ctx context.Context, rec *testnetRecord, procs []*nodeProcess) error {
+	clients := make([]*controlClient, len(rec.Nodes))
+	defer func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	t := time.NewTicker(testnetPoll)
+	defer t.Stop()
+	for {
+		var short []string
+		for i, n := range rec.Nodes {
+			// Each call has its own short deadline rather than ctx's, so
+			// that the round that runs into ctx's end still reports who
+			// misses whom, not a cancelled call.
+			callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			missing, err := missingPeers(callCtx, &clients[i], n, rec.Nodes)
+			cancel()
+			if err != nil {
+				short = append(short, fmt.Sprintf("%s: %v", n.Name, err))
+				continue
+			}
+			if len(missing) > 0 {
+				short = append(short, fmt.Sprintf("%s misses %s", n.Name, strings.Join(missing, ", ")))
+			}
+		}
+		if len(short) == 0 {
+			return nil
+		}
+		for _, p := range procs {
+			select {
+			case <-p.exited:
+				return p.exitError()
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the nodes to see each other: %w: %s; see the node.log in each home", context.Cause(ctx), strings.Join(short, "; "))
+		case <-t.C:
+		}
+	}
+}
+
+// missingPeers asks node n which of the others it is not connected to, or
+// does not see on the bid-request topic, by name.
+func missingPeers(ctx context.Context, cl **controlClient, n testnetNode, all []testnetNode) ([]string, error) {
+	if *cl == nil {
+		c, err := dialControl(ctx, n.Home)
+		if err != nil {
+			return nil, err
+		}
+		*cl = c
+	}
+	var r PeersResponse
+	if err := (*cl).call(ctx, pathPeers, struct{}{}, &r); err != nil {
+		(*cl).Close()
+		*cl = nil
+		return nil, err
+	}
+	onTopic := map[string]bool{}
+	for _, p := range r.Peers {
+		onTopic[p.ID] = p.OnTopic
+	}
+	var missing []string
+	for _, o := range all {
+		switch topic, connected := onTopic[o.PeerID]; {
+		case o.PeerID == n.PeerID:
+		case !connected:
+			missing = append(missing, o.Name)
+		case !topic:
+			missing = append(missing, o.Name+" (connected, not on the topic yet)")
+		}
+	}
+	return missing, nil
+}
+
+// testnetNodeStatus is one line of `dms testnet status`.
+type testnetNodeStatus struct {
+	testnetNode
+	Running    bool   `json:"running"`
+	Peers      int    `json:"peers"`
+	TopicPeers int    `json:"topic_peers"`
+	Error      string `json:"error,omitempty"` // why the peers are unknown
+}
+
+// testnetStatus asks each live node of rec for its peers, in parallel.
+func testnetStatus(ctx context.Context, rec *testnetRecord) []testnetNodeStatus {
+	out := make([]testnetNodeStatus, len(rec.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range rec.Nodes {
+		out[i] = testnetNodeStatus{testnetNode: n, Running: nodeAlive(n.PID, n.Home)}
+		if !out[i].Running {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			cl, err := dialControl(ctx, n.Home)
+			if err != nil {
+				out[i].Error = "not answering on its control socket"
+				return
+			}
+			defer cl.Close()
+			var r StatusResponse
+			if err := cl.call(ctx, pathStatus, struct{}{}, &r); err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			out[i].Peers, out[i].TopicPeers = r.Peers, r.TopicPeers
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// logTail returns the last n lines of a log file, indented.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "  (empty)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+func progress(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dms-project/dms/p2p"
+)
+
+// buildDMS builds the dms binary into a temporary directory.
+func buildDMS(t *testing.T) string {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the binary with")
+	}
+	bin := filepath.Join(t.TempDir(), "dms")
+	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// dmsExec runs the binary as a user would and returns what it printed.
+func dmsExec(t *testing.T, bin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %v: %v", bin, args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// gone reports whether pid no longer runs. kill(pid, 0) still succeeds on
+// a zombie, and the nodes, orphaned once `testnet up` exits, may stay
+// zombies: where init does not reap (this container's does not), the
+// process has still ended, which /proc tells.
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X')
+}
+
+// startRun starts `dms run --local` as a separate process and stops it
+// (SIGTERM, then waiting for it) when the test ends.
+func startRun(t *testing.T, bin, home string, args ...string) (stop func() (int, string)) {
+	t.Helper()
+	logPath := filepath.Join(filepath.Dir(home), filepath.Base(home)+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, append([]string{"--home", home, "run", "--local", "--listen", "/ip4/127.0.0.1/tcp/0"}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var code = -1
+	stopped := false
+	stop = func() (int, string) {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			timer := time.AfterFunc(20*time.Second, func() { _ = cmd.Process.Kill() })
+			_ = cmd.Wait()
+			timer.Stop()
+			code = cmd.ProcessState.ExitCode()
+		}
+		b, _ := os.ReadFile(logPath)
+		return code, string(b)
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// peersOfHome asks the node running on home for its peers (nil while none
+// answers).
+func peersOfHome(home string) []PeerInfo {
+	cl, err := dialControl(context.Background(), home)
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	var r PeersResponse
+	if cl.call(context.Background(), pathPeers, struct{}{}, &r) != nil {
+		return nil
+	}
+	return r.Peers
+}
+
+// TestTestnetEndToEnd builds the binary and drives a test network of
+// separate processes with it, as a user would.
+func TestTestnetEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds the dms binary and starts 6 node processes; skipped under -short")
+	}
+	for _, k := range []string{"DMS_HOME", "DMS_LOG_LEVEL", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_TESTNET_DIR", "DMS_RESERVE", "DMS_PRICE"} {
+		t.Setenv(k, "")
+	}
+	bin := buildDMS(t)
+	dir := filepath.Join(t.TempDir(), "tn")
+	t.Cleanup(func() { dmsExec(t, bin, "testnet", "down", "--dir", dir) }) // if the test fails half-way
+
+	start := time.Now()
+	dmsExec(t, bin, "testnet", "up", "--nodes", "4", "--dir", dir, "--timeout", "40s").want(t, 0, "is up: 4 nodes", "dms --home "+filepath.Join(dir, "node-3")+" peers")
+	t.Logf("testnet up --nodes 4: %v", time.Since(start).Round(time.Millisecond))
+	rec, err := readTestnet(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Nodes) != 4 || rec.UpPID != 0 || !strings.HasPrefix(rec.Network, "testnet-") {
+		t.Fatalf("testnet.json: %+v", rec)
+	}
+	for _, n := range rec.Nodes {
+		if gone(n.PID) || n.PeerID == "" || len(n.Addrs) == 0 {
+			t.Fatalf("node %+v: not running, or no peer ID or address recorded", n)
+		}
+	}
+	// A second network in the same directory is refused.
+	dmsExec(t, bin, "testnet", "up", "--nodes", "2", "--dir", dir).want(t, 1, "a test network is already up in "+dir)
+
+	// Every node sees every other, on the bid-request topic too.
+	var peers PeersResponse
+	r := dmsExec(t, bin, "--home", filepath.Join(dir, "node-3"), "peers", "--json")
+	r.want(t, 0)
+	if err := json.Unmarshal([]byte(r.stdout), &peers); err != nil {
+		t.Fatal(err)
+	}
+	if len(peers.Peers) != 3 {
+		t.Fatalf("node-3 sees %d peers, want 3:\n%s", len(peers.Peers), r.stdout)
+	}
+	for _, p := range peers.Peers {
+		if !p.OnTopic || p.ID == rec.Nodes[3].PeerID {
+			t.Fatalf("node-3's peer %+v: want another node, on the topic", p)
+		}
+	}
+	dmsExec(t, bin, "--home", filepath.Join(dir, "node-1"), "capability", "--json").want(t, 0, `"onboarded": true`)
+	dmsExec(t, bin, "testnet", "status", "--dir", dir).want(t, 0, "node-3", "yes")
+
+	// A node given only node-0's address and the swarm key joins; one with
+	// another key, started at the same time, does not.
+	joiner, outsider := filepath.Join(t.TempDir(), "joiner"), filepath.Join(t.TempDir(), "outsider")
+	for _, h := range []string{joiner, outsider} {
+		dmsExec(t, bin, "--home", h, "init").want(t, 0)
+	}
+	otherKey := filepath.Join(t.TempDir(), "other.key")
+	key, err := p2p.GenerateSwarmKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2p.WriteSwarmKey(otherKey, key); err != nil {
+		t.Fatal(err)
+	}
+	stopJoiner := startRun(t, bin, joiner, "--network", rec.Network, "--swarm-key", rec.SwarmKey, "--bootstrap", rec.Nodes[0].Addrs[0])
+	stopOutsider := startRun(t, bin, outsider, "--network", rec.Network, "--swarm-key", otherKey, "--bootstrap", rec.Nodes[0].Addrs[0])
+	eventually(t, 30*time.Second, "the joining node does not see the whole network", func() bool {
+		return len(peersOfHome(joiner)) >= 4 // >= 2 is what joining takes; discovery finds them all
+	})
+	eventually(t, 10*time.Second, "the outsider does not answer on its control socket", func() bool {
+		_, err := dialControl(context.Background(), outsider)
+		return err == nil
+	})
+	// The outsider had as long to get in as the joiner took to meet
+	// everyone, and dialled the same bootstrap peer.
+	if ps := peersOfHome(outsider); len(ps) != 0 {
+		t.Fatalf("a node with another swarm key connected to %d peers: %+v", len(ps), ps)
+	}
+	var outsiderID IDResponse
+	if err := json.Unmarshal([]byte(dmsExec(t, bin, "--home", outsider, "id", "--json").stdout), &outsiderID); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peersOfHome(rec.Nodes[0].Home) {
+		if p.ID == outsiderID.PeerID {
+			t.Fatal("node-0 is connected to the node with another swarm key")
+		}
+	}
+	// SIGTERM stops a node cleanly: exit 0, socket gone.
+	for name, stop := range map[string]func() (int, string){"joiner": stopJoiner, "outsider": stopOutsider} {
+		if code, log := stop(); code != 0 || !strings.Contains(log, "node stopped") {
+			t.Fatalf("%s after SIGTERM: exit %d\n%s", name, code, log)
+		}
+	}
+	if _, err := os.Stat(socketPath(joiner)); !os.IsNotExist(err) {
+		t.Fatalf("joiner's socket after it stopped: %v", err)
+	}
+
+	dmsExec(t, bin, "testnet", "down", "--dir", dir).want(t, 0, fmt.Sprintf("Stopped test network %s: 4 nodes", rec.Network))
+	for _, n := range rec.Nodes {
+		if !gone(n.PID) {
+			t.Errorf("%s (pid %d) still runs after testnet down", n.Name, n.PID)
+		}
+		if _, err := os.Stat(socketPath(n.Home)); !os.IsNotExist(err) {
+			t.Errorf("%s left its socket: %v", n.Name, err)
+		}
+		if log, err := os.ReadFile(n.Log); err != nil || !strings.Contains(string(log), "node stopped") {
+			t.Errorf("%s did not stop cleanly (%v):\n%s", n.Name, err, log)
+		}
+	}
+	if _, err := os.Stat(testnetRecordPath(dir)); !os.IsNotExist(err) {
+		t.Fatalf("testnet.json after down: %v", err)
+	}
+	dmsExec(t, bin, "testnet", "status", "--dir", dir).want(t, 1, "no test network is up in "+dir)
+	dmsExec(t, bin, "testnet", "down", "--dir", dir, "--clean").want(t, 0, "No test network is up", "Removed 4 homes")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s after down --clean: %v", dir, err)
+	}
+}
+
+// TestWaitForMeshNamesWhoIsMissing: when the nodes of a test network do
+// not all meet, the error names who misses whom.
+func TestWaitForMeshNamesWhoIsMissing(t *testing.T) {
+	h0 := newHome(t)
+	h1 := filepath.Join(t.TempDir(), "home1")
+	dms(t, "--home", h1, "init").want(t, 0)
+	// Two networks: they never meet.
+	n0 := startNode(t, h0, "--network", "apart-0")
+	n1 := startNode(t, h1, "--network", "apart-1")
+	rec := &testnetRecord{Nodes: []testnetNode{
+		{Name: "node-0", Home: h0, PeerID: n0.runLine(t, "peer id")},
+		{Name: "node-1", Home: h1, PeerID: n1.runLine(t, "peer id")},
+	}}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 300*time.Millisecond, errors.New("--timeout 300ms passed"))
+	defer cancel()
+	err := waitForMesh(ctx, rec, nil)
+	if err == nil || !strings.Contains(err.Error(), "--timeout 300ms passed: node-0 misses node-1; node-1 misses node-0") {
+		t.Fatalf("waitForMesh: %v", err)
+	}
+}
+
+func TestTestnetProcessHelpers(t *testing.T) {
+	for exe, want := range map[string]bool{
+		"/tmp/go-build2615188470/b001/exe/dms": true,
+		"/home/u/.cache/go-build/x/dms":        true,
+		"/usr/local/bin/dms":                   false,
+		"/tmp/dms":                             false,
+	} {
+		if got := isGoRunBuild(exe); got != want {
+			t.Errorf("isGoRunBuild(%s) = %v", exe, got)
+		}
+	}
+	env := testnetEnv([]string{"PATH=/bin", "DMS_BOOTSTRAP=/ip4/1.2.3.4/tcp/1/p2p/x", "DMS_LOG_LEVEL=debug", "DMS_NETWORK=x"})
+	if strings.Join(env, " ") != "PATH=/bin DMS_LOG_LEVEL=debug" {
+		t.Errorf("testnetEnv kept %v", env)
+	}
+
+	if !processAlive(os.Getpid()) || processAlive(0) || processAlive(1<<22+1) {
+		t.Fatal("processAlive is wrong about this process, pid 0 or an impossible pid")
+	}
+	// A child that exited and was not reaped yet is a zombie: kill(pid, 0)
+	// still succeeds, processAlive says it is gone.
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no true command:", err)
+	}
+	defer cmd.Wait()
+	eventually(t, 10*time.Second, "an exited child still counts as alive", func() bool { return !processAlive(cmd.Process.Pid) })
+	if _, err := os.Stat("/proc/self/stat"); err == nil {
+		if err := syscall.Kill(cmd.Process.Pid, 0); err != nil {
+			t.Fatalf("kill(zombie, 0): %v; the zombie case was not exercised", err)
+		}
+	}
+	if nodeAlive(os.Getpid(), "/no/such/home") {
+		t.Fatal("nodeAlive took this test for the node of another home")
+	}
+}
