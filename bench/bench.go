@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
@@ -113,7 +114,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	obs := newObserver()
 	start := time.Now()
 	say(fmt.Sprintf("starting %d nodes", cfg.Nodes))
-	ln, err := node.StartLocalNetwork(ctx, node.LocalNetworkConfig{
+	// A network that cannot form says so instead of waiting forever.
+	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second+time.Duration(cfg.Nodes)*time.Second)
+	defer cancelStart()
+	ln, err := node.StartLocalNetwork(startCtx, node.LocalNetworkConfig{
 		Nodes: cfg.Nodes,
 		// Each node offers a little, so a storm of small jobs spreads out.
 		Offer:  capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},
@@ -316,8 +320,8 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 	return nil
 }
 
-// measureJoin starts one more node that knows only the bootstrap node and
-// times it from start to its first bid request, while the bootstrap node
+// measureJoin starts one more node that knows three nodes of the network
+// and times it from start to its first bid request, while the bootstrap node
 // publishes probes every few milliseconds.
 func measureJoin(ctx context.Context, ln *node.LocalNetwork, obs *observer, log *slog.Logger) (time.Duration, error) {
 	const idx = -1
@@ -355,7 +359,9 @@ func measureJoin(ctx context.Context, ln *node.LocalNetwork, obs *observer, log 
 	cfg.Datastore, cfg.Key = node.MemoryDatastore(), key
 	m := ln.Nodes[0].Machine()
 	cfg.Machine, cfg.Logger = &m, log
-	cfg.P2P = append(cfg.P2P, p2p.WithNetwork(ln.Network), p2p.WithPSK(ln.PSK), p2p.WithBootstrap(ln.Nodes[0].Host().AddrInfo()))
+	// Like every node of the network, it knows a few nodes to start from.
+	boot := []peer.AddrInfo{ln.Nodes[0].Host().AddrInfo(), ln.Nodes[len(ln.Nodes)/2].Host().AddrInfo(), ln.Nodes[len(ln.Nodes)-1].Host().AddrInfo()}
+	cfg.P2P = append(cfg.P2P, p2p.WithNetwork(ln.Network), p2p.WithPSK(ln.PSK), p2p.WithBootstrap(boot...))
 	cfg.Orchestrator.Observe = obs.hook(idx)
 	start := time.Now()
 	n, err := node.New(ctx, cfg)
@@ -372,4 +378,3 @@ func measureJoin(ctx context.Context, ln *node.LocalNetwork, obs *observer, log 
 		return 0, ctx.Err()
 	}
 }
-

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 
 	"github.com/dms-project/dms/capability"
@@ -96,7 +98,7 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 		requester[i] = true
 	}
 	ln.Nodes = make([]*Node, cfg.Nodes)
-	start := func(i int) error {
+	start := func(i, started int) error {
 		key, _, err := crypto.GenerateEd25519Key(nil)
 		if err != nil {
 			return err
@@ -109,7 +111,7 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 		c.Datastore, c.Key, c.Machine, c.Wasm, c.Logger = MemoryDatastore(), key, &machine, ln.wasm, log
 		c.P2P = append(c.P2P, p2p.WithNetwork(cfg.Network), p2p.WithPSK(psk))
 		if i > 0 {
-			c.P2P = append(c.P2P, p2p.WithBootstrap(ln.Nodes[0].Host().AddrInfo()))
+			c.P2P = append(c.P2P, p2p.WithBootstrap(ln.bootstrapFor(i, started)...))
 		}
 		if cfg.Configure != nil {
 			cfg.Configure(i, &c)
@@ -126,28 +128,42 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 		}
 		return nil
 	}
-	if err := start(0); err != nil {
-		return nil, err
-	}
-	// The others start in parallel, a few at a time: most of a start is
-	// waiting on the network, and the machine has few cores.
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	errs := make([]error, cfg.Nodes)
-	for i := 1; i < cfg.Nodes; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			errs[i] = start(i)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	// Nodes start in waves of up to eight; each node bootstraps from three
+	// nodes of earlier waves, spread so that no node has to accept the
+	// whole network (its resource manager would turn the late ones away,
+	// leaving them knowing nobody).
+	for first := 0; first < cfg.Nodes; {
+		last := min(cfg.Nodes, first+max(1, min(first, 8)))
+		var wg sync.WaitGroup
+		errs := make([]error, last-first)
+		for i := first; i < last; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i-first] = start(i, first)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		first = last
 	}
 	return ln, ln.WaitForMesh(ctx, min(cfg.Nodes-1, 3))
+}
+
+// bootstrapFor picks up to three of the first started nodes (all up) for
+// node i, the same for every run of the same size.
+func (ln *LocalNetwork) bootstrapFor(i, started int) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	seen := map[int]bool{}
+	for _, j := range []int{(i * 31) % started, (i*17 + 5) % started, (i*7 + 3) % started} {
+		if !seen[j] {
+			seen[j] = true
+			out = append(out, ln.Nodes[j].Host().AddrInfo())
+		}
+	}
+	return out
 }
 
 // WaitForMesh waits until every node has at least k peers on the
@@ -165,7 +181,16 @@ func (ln *LocalNetwork) WaitForMesh(ctx context.Context, k int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("local network: %d of %d nodes have fewer than %d topic peers: %w", short, len(ln.Nodes), k, ctx.Err())
+			var counts []string
+			for i, n := range ln.Nodes {
+				if t := len(n.Orchestrator().Topic().ListPeers()); t < k {
+					counts = append(counts, fmt.Sprintf("node %d: %d topic peers, %d connections", i, t, len(n.Host().Peers())))
+				}
+			}
+			if len(counts) > 5 {
+				counts = append(counts[:5], "...")
+			}
+			return fmt.Errorf("local network: %d of %d nodes have fewer than %d topic peers (%s): %w", short, len(ln.Nodes), k, strings.Join(counts, "; "), ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

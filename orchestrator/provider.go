@@ -78,6 +78,10 @@ type Provider struct {
 
 	mu   sync.Mutex
 	bids map[string]*placedBid // by job ID: the bids we placed and may be invoked
+	// placed remembers every bid sent, invoked or not, for RegisteredBids;
+	// the oldest are forgotten past maxPlaced.
+	placed      map[string]Bid
+	placedOrder []string
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -93,7 +97,7 @@ func NewProvider(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Provid
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
 		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
-		now: time.Now, bids: map[string]*placedBid{}, ctx: ctx, cancel: cancel,
+		now: time.Now, bids: map[string]*placedBid{}, placed: map[string]Bid{}, ctx: ctx, cancel: cancel,
 	}
 	if err := host.HandleRequest(ProtocolInvoke, MaxInvokeSize, p.handleInvoke); err != nil {
 		cancel()
@@ -122,11 +126,14 @@ func (p *Provider) BidsSent() int64 { return p.bidsSent.Load() }
 func (p *Provider) RegisteredBids(jobID string) []Bid {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if b, ok := p.bids[jobID]; ok {
-		return []Bid{*b.bid}
+	if b, ok := p.placed[jobID]; ok {
+		return []Bid{b}
 	}
 	return nil
 }
+
+// maxPlaced bounds the bid history kept for RegisteredBids.
+const maxPlaced = 1024
 
 // HandleBidRequest decides whether to bid on a validated request and, if so,
 // holds the capability and sends the bid. It returns at once; the bid goes
@@ -192,6 +199,14 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	p.mu.Lock()
 	p.pruneLocked()
 	p.bids[req.JobID] = &placedBid{bid: b, req: req}
+	if _, ok := p.placed[req.JobID]; !ok {
+		p.placedOrder = append(p.placedOrder, req.JobID)
+	}
+	p.placed[req.JobID] = *b
+	for len(p.placedOrder) > maxPlaced {
+		delete(p.placed, p.placedOrder[0])
+		p.placedOrder = p.placedOrder[1:]
+	}
 	p.mu.Unlock()
 
 	data, err := Encode(b)

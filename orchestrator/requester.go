@@ -48,7 +48,7 @@ type RequesterConfig struct {
 	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
 	SpreadFactor float64
 	// Widen: when fewer than WantBids bids have come this long after the
-	// request, it is sent once more, to everyone.
+	// request, it is sent once more, to four times as many providers.
 	Widen time.Duration
 }
 
@@ -122,7 +122,10 @@ func (r *Requester) estimateProviders() int {
 	if rt := r.host.DHT().RoutingTable(); rt != nil {
 		n = max(n, rt.Size())
 	}
-	return n
+	// The peerstore knows every peer the DHT walks have met, which in a
+	// small mesh is nearly all of them. It may overcount peers that left;
+	// the widening below makes up for a spread that is too narrow.
+	return max(n, len(r.host.Libp2p().Peerstore().PeersWithAddrs())-1)
 }
 
 type openJob struct {
@@ -288,19 +291,19 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 			continue
 		case <-widen:
 			widen = nil
-			// Too few bids: nobody near enough could take it, or a peer
+			// Too few bids: too few near enough could take it, or a peer
 			// that joined the mesh moments ago missed the request. Ask
-			// everyone once more; providers that already bid hold the job
-			// and do not bid twice.
+			// again, four times as wide; providers that already bid hold
+			// the job and do not bid twice.
 			wide := *req
-			wide.Spread, wide.Nonce, wide.SentAt = 1, randomHex(12), r.now()
+			wide.Spread, wide.Nonce, wide.SentAt = min(1, 4*req.Spread), randomHex(12), r.now()
 			r.mu.Lock()
 			open.nonces[wide.Nonce] = true
 			r.mu.Unlock()
 			if err := r.publish(window, &wide); err != nil {
 				return nil, nil, err
 			}
-			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked every provider again", len(bids))})
+			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked again with spread %.3g", len(bids), wide.Spread)})
 			continue
 		case <-grace:
 		case <-window.Done():

@@ -145,10 +145,15 @@ func DefaultConfig() Config {
 			"/ip4/0.0.0.0/tcp/4001",
 			"/ip4/0.0.0.0/udp/4001/quic-v1",
 		),
-		Network:            DefaultNetwork,
-		DHTMode:            DHTModeAuto,
-		ConnLow:            32,
-		ConnHigh:           96,
+		Network: DefaultNetwork,
+		DHTMode: DHTModeAuto,
+		ConnLow: 32,
+		// ConnHigh stays below the resource manager's inbound limit (64 +
+		// 64 per GiB scaled: 80 at 256 MiB, 72 at 128 MiB); above it the
+		// resource manager would refuse newcomers before the connection
+		// manager ever trimmed to make room, and a busy bootstrap node
+		// would turn new nodes away for good.
+		ConnHigh:           64,
 		ConnGrace:          time.Minute,
 		ResourceMemory:     256 << 20,
 		ResourceFDs:        1024,
@@ -174,11 +179,14 @@ func LocalConfig() Config {
 	c.DHTMode = DHTModeServer
 	c.ResourceMemory = 128 << 20
 	c.ResourceFDs = 512
-	c.GossipHeartbeat = 250 * time.Millisecond
+	c.GossipHeartbeat = 700 * time.Millisecond
 	c.IPColocationWeight = 0
 	c.StreamTimeout = 3 * time.Second
 	c.DialTimeout = 3 * time.Second
 	c.DiscoveryInterval = time.Second
+	// A local network starts many nodes at once: let the connection manager
+	// trim the bootstrap node's surplus soon rather than after a minute.
+	c.ConnGrace = 5 * time.Second
 	c.AdvertiseTTL = time.Minute
 	c.NATService = false
 	c.NATPortMap = false

@@ -115,7 +115,8 @@ func (e *env) app() *cli.App {
 		Name:  "dms",
 		Usage: "the device management service: make this machine a node of a peer-to-peer compute mesh",
 		Description: "dms measures this machine, offers part of it to the mesh (onboarding), bids for the jobs\n" +
-			"other peers broadcast and runs the ones it wins. Start with dms init, then dms onboard.\n\n" +
+			"other peers broadcast and runs the ones it wins; any node can submit jobs.\n" +
+			"Try it on one machine: dms demo. Run a node: dms init, dms onboard, dms run.\n\n" +
 			"Settings come from, highest first: flags, DMS_* environment variables, the config file\n" +
 			"in the home, built-in defaults. Exit status: 0 done, 1 failed, 2 wrong usage.",
 		Flags:           globalFlags(true),

@@ -26,6 +26,8 @@ func (e *env) benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "jobs", Value: 200, Usage: "how many jobs to submit"},
 			&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "how many submitters at once, each on its own node"},
 			&cli.IntFlag{Name: "floor-samples", Value: 50, Usage: "how many gossip messages measure the floor"},
+			&cli.IntFlag{Name: "procs", Usage: "also start this many separate `dms run` processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
+			&cli.DurationFlag{Name: "procs-window", Value: 10 * time.Second, Usage: "how long the idle processes are sampled"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -40,16 +42,37 @@ func (e *env) benchCommand() *cli.Command {
 			if !c.IsSet("log-level") {
 				e.level.Set(slog.LevelWarn) // a hundred nodes' info logs would drown the report
 			}
+			if c.Int("procs") < 0 || c.Int("procs") > maxTestnetNodes {
+				return usagef("invalid value %d for --procs: want 0 to %d", c.Int("procs"), maxTestnetNodes)
+			}
+			if c.Duration("procs-window") <= 0 {
+				return usagef("invalid value %v for --procs-window: want a positive duration, e.g. 10s", c.Duration("procs-window"))
+			}
 			rep, err := bench.Run(c.Context, cfg)
 			if err != nil {
 				return err
 			}
+			var procs *procsReport
+			if n := c.Int("procs"); n > 0 {
+				fmt.Fprintf(e.stderr, "bench: starting %d node processes\n", n)
+				if procs, err = e.benchProcs(c.Context, n, c.Duration("procs-window"), e.stderr); err != nil {
+					return fmt.Errorf("process mode: %w", err)
+				}
+			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return enc.Encode(struct {
+					*bench.Report
+					Processes *procsReport `json:"processes,omitempty"`
+				}{rep, procs})
 			}
 			printBench(e.stdout, rep)
+			if procs != nil {
+				fmt.Fprintf(e.stdout, "\n%d separate `dms run` processes, idle, sampled for %s after start-up (%s):\n", procs.Nodes, procs.Window, ms(procs.Startup))
+				fmt.Fprintf(e.stdout, "  resident memory per process  mean %.1f MiB, max %.1f MiB\n", float64(procs.RSSMean)/(1<<20), float64(procs.RSSMax)/(1<<20))
+				fmt.Fprintf(e.stdout, "  CPU per process              mean %.2f%%, max %.2f%% of one core\n", procs.CPUMean, procs.CPUMax)
+			}
 			return nil
 		},
 	}
