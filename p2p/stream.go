@@ -125,7 +125,7 @@ func (h *Host) serveRequest(pid protocol.ID, maxReq int, handler RequestHandler,
 		}
 	}()
 	req, err := readFrame(s, maxReq, func(n int) error {
-		if err := s.Scope().ReserveMemory(n, network.ReservationPriorityMedium); err != nil {
+		if err := s.Scope().ReserveMemory(n, reservePriority(n)); err != nil {
 			return err
 		}
 		reserved = n
@@ -258,7 +258,7 @@ func (h *Host) Request(ctx context.Context, p peer.ID, name string, req []byte, 
 
 	var reserved int
 	env, err := readFrame(s, max(maxResp, maxErrorMessage)+1, func(n int) error {
-		if err := s.Scope().ReserveMemory(n, network.ReservationPriorityMedium); err != nil {
+		if err := s.Scope().ReserveMemory(n, reservePriority(n)); err != nil {
 			return err
 		}
 		reserved = n
@@ -433,3 +433,16 @@ func (f *FramedStream) RemotePeer() peer.ID { return f.s.Conn().RemotePeer() }
 
 // Protocol is the stream's protocol ID.
 func (f *FramedStream) Protocol() protocol.ID { return f.s.Protocol() }
+
+// smallFrame is the size below which a frame is reserved unconditionally:
+// bids, replies and control messages are tiny, and refusing them when the
+// resource manager is busy with yamux windows would fail a job for a few
+// hundred bytes. Large frames (job modules) yield first.
+const smallFrame = 64 << 10
+
+func reservePriority(n int) uint8 {
+	if n <= smallFrame {
+		return network.ReservationPriorityAlways
+	}
+	return network.ReservationPriorityMedium
+}
