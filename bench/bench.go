@@ -8,12 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -33,6 +36,8 @@ type Config struct {
 	Concurrency int
 	// FloorSamples is how many gossip messages measure the floor.
 	FloorSamples int
+	// JobsProfile, if set, receives a CPU profile of the jobs phase alone.
+	JobsProfile io.Writer
 	// Progress, if set, is told what the bench is doing.
 	Progress func(string)
 	Logger   *slog.Logger
@@ -81,12 +86,18 @@ type Report struct {
 	Startup time.Duration `json:"startup"` // N nodes up and meshed
 	// Floor: one bid request reaching every node.
 	Floor Percentiles `json:"floor"`
+	// FloorIncomplete counts probes that had not reached every node after
+	// 5 s; they are not in Floor.
+	FloorIncomplete int `json:"floor_incomplete,omitempty"`
 	// SubmitToRunning: submission to the winner's running state, at the
 	// requester; SubmitToDone: to the result.
 	SubmitToRunning Percentiles `json:"submit_to_running"`
 	SubmitToDone    Percentiles `json:"submit_to_done"`
 	RunningVsFloor  float64     `json:"running_vs_floor"` // p50 / floor p50
 	DoneVsFloor     float64     `json:"done_vs_floor"`
+	// Phases: the median time from submission to each step, showing where
+	// submit-to-running goes.
+	Phases map[string]time.Duration `json:"phases_p50"`
 	// Throughput with Concurrency submitters on different nodes.
 	JobsPerSecond float64 `json:"jobs_per_second"`
 	Completed     int     `json:"completed"`
@@ -94,6 +105,10 @@ type Report struct {
 	FirstError    string  `json:"first_error,omitempty"`
 	// Join: a fresh node starting until it hears its first bid request.
 	Join time.Duration `json:"join"`
+	// Settle is how long start-up work took to die down after the mesh
+	// formed; IdleCPU is then the whole network's CPU use, in cores.
+	Settle  time.Duration `json:"settle"`
+	IdleCPU float64       `json:"idle_cpu_cores"`
 	// HeapPerNode: Go heap in use divided by the node count, after GC.
 	HeapPerNode uint64 `json:"heap_per_node"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
@@ -132,20 +147,35 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer ln.Close()
 	rep.Startup = time.Since(start)
 
+	// Nodes that just started are busy: DHT walks, rendezvous, dials, mesh
+	// grafting. A real mesh is mostly old nodes, so the figures are taken
+	// once the start-up work has died down, and the idle cost is reported.
+	say("waiting for start-up work to settle")
+	rep.Settle, rep.IdleCPU = settle(ctx, 3*time.Second, 45*time.Second)
+
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	rep.HeapPerNode = ms.HeapInuse / uint64(cfg.Nodes)
 
 	say(fmt.Sprintf("measuring the gossip floor (%d messages)", cfg.FloorSamples))
-	floor, err := measureFloor(ctx, ln, obs, cfg.FloorSamples)
+	floor, incomplete, err := measureFloor(ctx, ln, obs, cfg.FloorSamples)
 	if err != nil {
 		return nil, err
 	}
-	rep.Floor = percentiles(floor)
+	rep.Floor, rep.FloorIncomplete = percentiles(floor), incomplete
 
 	say(fmt.Sprintf("running %d jobs, %d at a time", cfg.Jobs, cfg.Concurrency))
-	if err := runJobs(ctx, ln, cfg, rep); err != nil {
+	if cfg.JobsProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.JobsProfile); err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	err = runJobs(ctx, ln, cfg, rep)
+	if cfg.JobsProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if rep.Floor.P50 > 0 {
@@ -159,6 +189,54 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	return rep, nil
 }
+
+// settle waits until this process's CPU use over one second is under half
+// the cores and stops falling (falls less than a tenth), at least least
+// and at most most, and returns
+// how long it waited and the last second's use in cores.
+func settle(ctx context.Context, least, most time.Duration) (time.Duration, float64) {
+	start := time.Now()
+	prev, last := math.Inf(1), 0.0
+	t0, c0 := time.Now(), processCPU()
+	for time.Since(start) < most {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), last
+		case <-time.After(time.Second):
+		}
+		t1, c1 := time.Now(), processCPU()
+		last = (c1 - c0).Seconds() / t1.Sub(t0).Seconds()
+		t0, c0 = t1, c1
+		// Settled: well below saturation and no longer falling. A network
+		// that keeps every core busy has not settled, however flat.
+		busy := last > 0.5*float64(runtime.NumCPU())
+		if time.Since(start) >= least && !busy && last > 0.9*prev {
+			break
+		}
+		prev = last
+	}
+	return time.Since(start), last
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// The steps of a submission that Phases reports.
+const (
+	phasePublished = iota
+	phaseFirstBid
+	phaseClosed
+	phaseAccepted
+	numPhases
+)
+
+var phaseNames = [numPhases]string{"published", "first bid", "bidding closed", "accepted"}
 
 // observer records when each node hears each bid request.
 type observer struct {
@@ -217,36 +295,69 @@ func probe(n *node.Node) *orchestrator.BidRequest {
 	}
 }
 
-func measureFloor(ctx context.Context, ln *node.LocalNetwork, obs *observer, samples int) ([]time.Duration, error) {
-	var out []time.Duration
-	for s := range samples {
-		from := ln.Nodes[s%len(ln.Nodes)]
-		req := probe(from)
-		data, err := orchestrator.Encode(req)
-		if err != nil {
-			return nil, err
+// publishProbe sends one probe from node from and waits up to wait for
+// every other node to hear it. It returns the time to the last node, or
+// how many heard it when not all did.
+func publishProbe(ctx context.Context, ln *node.LocalNetwork, obs *observer, from *node.Node, wait time.Duration) (time.Duration, int, error) {
+	req := probe(from)
+	data, err := orchestrator.Encode(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	obs.track(req.JobID)
+	sent := time.Now()
+	if err := from.Orchestrator().Topic().Publish(ctx, data); err != nil {
+		return 0, 0, fmt.Errorf("floor: publish: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		n, last := obs.heard(req.JobID)
+		if n >= len(ln.Nodes)-1 {
+			return last.Sub(sent), n, nil
 		}
-		obs.track(req.JobID)
-		sent := time.Now()
-		if err := from.Orchestrator().Topic().Publish(ctx, data); err != nil {
-			return nil, fmt.Errorf("floor: publish: %w", err)
+		if time.Now().After(deadline) {
+			return 0, n, nil
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n, last := obs.heard(req.JobID)
-			if n >= len(ln.Nodes)-1 {
-				out = append(out, last.Sub(sent))
-				break
-			}
-			if time.Now().After(deadline) {
-				// A message that never reached everyone is not a floor
-				// sample; it is reported as the run's failure.
-				return nil, fmt.Errorf("floor: message %d reached %d of %d nodes in 5s", s, n, len(ln.Nodes)-1)
-			}
-			time.Sleep(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return 0, n, ctx.Err()
+		case <-time.After(time.Millisecond):
 		}
 	}
-	return out, nil
+}
+
+// measureFloor first waits until a probe reaches every node (the gossip
+// mesh forms on heartbeats after the nodes connect), then times samples
+// probes from nodes in turn. A probe that does not reach every node in 5 s
+// is counted as incomplete rather than timed.
+func measureFloor(ctx context.Context, ln *node.LocalNetwork, obs *observer, samples int) ([]time.Duration, int, error) {
+	warm := time.Now().Add(time.Minute)
+	for {
+		d, n, err := publishProbe(ctx, ln, obs, ln.Nodes[0], 5*time.Second)
+		if err != nil {
+			return nil, 0, err
+		}
+		if d > 0 {
+			break
+		}
+		if time.Now().After(warm) {
+			return nil, 0, fmt.Errorf("floor: after a minute, a message still reaches only %d of %d nodes", n, len(ln.Nodes)-1)
+		}
+	}
+	var out []time.Duration
+	incomplete := 0
+	for s := range samples {
+		d, _, err := publishProbe(ctx, ln, obs, ln.Nodes[s%len(ln.Nodes)], 5*time.Second)
+		if err != nil {
+			return nil, 0, err
+		}
+		if d == 0 {
+			incomplete++
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, incomplete, nil
 }
 
 func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report) error {
@@ -259,6 +370,7 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 	var (
 		mu               sync.Mutex
 		running, done    []time.Duration
+		phases           [numPhases][]time.Duration
 		completed, fails int
 		firstErr         string
 		next             atomic.Int64
@@ -277,9 +389,20 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 				}}
 				t0 := time.Now()
 				var tRun time.Duration
+				var steps [numPhases]time.Duration
 				rec, err := requester.SubmitJob(ctx, sub, func(p orchestrator.Progress) {
-					if p.Kind == orchestrator.ProgressEvent && p.Event.Kind == orchestrator.EventState && p.Event.State == orchestrator.StateRunning && tRun == 0 {
-						tRun = p.Time.Sub(t0)
+					at := p.Time.Sub(t0)
+					switch {
+					case p.Kind == orchestrator.ProgressPublished && steps[phasePublished] == 0:
+						steps[phasePublished] = at
+					case p.Kind == orchestrator.ProgressBid && steps[phaseFirstBid] == 0:
+						steps[phaseFirstBid] = at
+					case p.Kind == orchestrator.ProgressClosed:
+						steps[phaseClosed] = at
+					case p.Kind == orchestrator.ProgressAccepted:
+						steps[phaseAccepted] = at
+					case p.Kind == orchestrator.ProgressEvent && p.Event.Kind == orchestrator.EventState && p.Event.State == orchestrator.StateRunning && tRun == 0:
+						tRun = at
 					}
 				})
 				tDone := time.Since(t0)
@@ -288,6 +411,9 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 					completed++
 					running = append(running, tRun)
 					done = append(done, tDone)
+					for i := range steps {
+						phases[i] = append(phases[i], steps[i])
+					}
 				} else {
 					fails++
 					if firstErr == "" {
@@ -305,6 +431,10 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 	wall := time.Since(start)
 	rep.Completed, rep.Failed, rep.FirstError = completed, fails, firstErr
 	rep.SubmitToRunning, rep.SubmitToDone = percentiles(running), percentiles(done)
+	rep.Phases = map[string]time.Duration{}
+	for i, name := range phaseNames {
+		rep.Phases[name] = percentiles(phases[i]).P50
+	}
 	rep.JobsPerSecond = float64(completed) / wall.Seconds()
 	var bidsRecv, bidsSent int64
 	for _, n := range ln.Nodes {

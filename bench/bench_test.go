@@ -19,7 +19,7 @@ func TestSmoke(t *testing.T) {
 	if rep.Completed != 6 || rep.Failed != 0 {
 		t.Fatalf("completed %d, failed %d (%s)", rep.Completed, rep.Failed, rep.FirstError)
 	}
-	if rep.Floor.N != 5 || rep.SubmitToDone.N != 6 || rep.Join <= 0 || rep.HeapPerNode == 0 {
+	if rep.Floor.N+rep.FloorIncomplete != 5 || rep.SubmitToDone.N != 6 || rep.Join <= 0 || rep.HeapPerNode == 0 {
 		t.Fatalf("report is missing figures: %+v", rep)
 	}
 	t.Logf("%+v", rep)

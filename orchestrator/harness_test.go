@@ -50,6 +50,9 @@ func (f *fakeBackend) Offer() (capability.Capability, capability.PriceInformatio
 func (f *fakeBackend) Hold(id string, c capability.Capability, _ time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if _, dup := f.holds[id]; dup {
+		return errors.New("already held") // as the real ledger refuses a duplicate id
+	}
 	left, err := f.avail.Subtract(c)
 	if err != nil {
 		return err

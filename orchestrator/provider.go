@@ -161,6 +161,13 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 }
 
 func (p *Provider) bid(req *BidRequest, distance float64) error {
+	p.mu.Lock()
+	_, open := p.bids[req.JobID]
+	p.mu.Unlock()
+	if open {
+		// The requester asked again (wider): our first bid stands.
+		return fmt.Errorf("already bid for job %s", req.JobID)
+	}
 	available, price, score := p.backend.Offer()
 	if !req.Requirements.Fits(available) {
 		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)

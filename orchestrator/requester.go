@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -276,6 +277,9 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 	for len(bids) < want {
 		select {
 		case b := <-open.bids:
+			if slices.ContainsFunc(bids, func(o *Bid) bool { return o.Provider == b.Provider }) {
+				continue // one bid per provider: the first stands
+			}
 			if why := acceptable(req, b, r.now()); why != "" {
 				rejected++
 				r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)

@@ -64,12 +64,12 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 		log = slog.Default()
 	}
 	s := &Service{validator: NewValidator(nil), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
-	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) error {
-		_, err := s.validator.Validate(from, data)
+	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) (any, error) {
+		req, err := s.validator.Validate(from, data)
 		if errors.Is(err, ErrStale) {
-			return fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
+			return nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
 		}
-		return err
+		return req, err
 	})
 	if err != nil {
 		return nil, err
@@ -92,13 +92,13 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 }
 
 // readLoop hands validated bid requests to the provider side. The topic
-// validator already checked signer, freshness and replay; decoding again
-// only recovers the value.
+// validator already checked signer, freshness and replay, and its decoded
+// request comes with the message.
 func (s *Service) readLoop() {
 	defer s.wg.Done()
 	for m := range s.topic.Messages() {
-		req, err := DecodeBidRequest(m.Data)
-		if err != nil {
+		req, ok := m.Value.(*BidRequest)
+		if !ok {
 			continue
 		}
 		if s.observe != nil {

@@ -76,11 +76,11 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // acceptAll is a validator that accepts every message but "bad".
-func acceptAll(_ context.Context, _ peer.ID, data []byte) error {
+func acceptAll(_ context.Context, _ peer.ID, data []byte) (any, error) {
 	if string(data) == "bad" {
-		return errors.New("bad message")
+		return nil, errors.New("bad message")
 	}
-	return nil
+	return len(data), nil
 }
 
 // receive waits for a message with data want on t, skipping others.

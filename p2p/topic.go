@@ -35,12 +35,15 @@ const messageBuffer = 64
 
 // Validator checks a gossip message before it is delivered or forwarded.
 // from is the message's author, whose signature gossipsub has verified.
-type Validator func(ctx context.Context, from peer.ID, data []byte) error
+// The value it returns (the decoded message, say) travels with the message
+// to Messages, so the reader need not decode it again.
+type Validator func(ctx context.Context, from peer.ID, data []byte) (any, error)
 
 // Message is one gossip message from another node.
 type Message struct {
 	From       peer.ID // author (signer), not the peer that forwarded it
 	Data       []byte
+	Value      any // what the topic's validator returned for it
 	ReceivedAt time.Time
 }
 
@@ -128,7 +131,8 @@ func (t *Topic) validator(validate Validator) pubsub.ValidatorEx {
 				res = pubsub.ValidationReject
 			}
 		}()
-		if err := validate(ctx, author, m.GetData()); err != nil {
+		v, err := validate(ctx, author, m.GetData())
+		if err != nil {
 			if errors.Is(err, ErrIgnore) {
 				t.log.Debug("message ignored", "from", author, "via", via, "err", err)
 				return pubsub.ValidationIgnore
@@ -136,6 +140,7 @@ func (t *Topic) validator(validate Validator) pubsub.ValidatorEx {
 			t.log.Debug("message rejected", "from", author, "via", via, "err", err)
 			return pubsub.ValidationReject
 		}
+		m.ValidatorData = v
 		return pubsub.ValidationAccept
 	}
 }
@@ -155,7 +160,7 @@ func (t *Topic) readLoop(ctx context.Context) {
 			continue
 		}
 		select {
-		case t.out <- Message{From: m.GetFrom(), Data: m.GetData(), ReceivedAt: time.Now()}:
+		case t.out <- Message{From: m.GetFrom(), Data: m.GetData(), Value: m.ValidatorData, ReceivedAt: time.Now()}:
 		case <-ctx.Done():
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -28,6 +29,7 @@ func (e *env) benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "floor-samples", Value: 50, Usage: "how many gossip messages measure the floor"},
 			&cli.IntFlag{Name: "procs", Usage: "also start this many separate `dms run` processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
 			&cli.DurationFlag{Name: "procs-window", Value: 10 * time.Second, Usage: "how long the idle processes are sampled"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the jobs phase to `FILE` (go tool pprof reads it)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -47,6 +49,14 @@ func (e *env) benchCommand() *cli.Command {
 			}
 			if c.Duration("procs-window") <= 0 {
 				return usagef("invalid value %v for --procs-window: want a positive duration, e.g. 10s", c.Duration("procs-window"))
+			}
+			if path := c.String("cpuprofile"); path != "" {
+				f, err := os.Create(path)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				cfg.JobsProfile = f
 			}
 			rep, err := bench.Run(c.Context, cfg)
 			if err != nil {
@@ -88,6 +98,9 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "dms bench: %d nodes, %d jobs, %d concurrent submitters, %d cores\n\n", r.Nodes, r.Jobs, r.Concurrency, r.Cores)
 	fmt.Fprintf(tw, "latency\tp50\tp95\tp99\t\n")
 	p("gossip floor (bid request to every node)", r.Floor)
+	if r.FloorIncomplete > 0 {
+		fmt.Fprintf(tw, "  (%d more probes had not reached every node after 5 s)\t\t\t\t\n", r.FloorIncomplete)
+	}
 	p("submit to running", r.SubmitToRunning)
 	p("submit to done (trivial wasm job)", r.SubmitToDone)
 	fmt.Fprintf(tw, "\t\t\t\t\n")
@@ -96,10 +109,13 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
 	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join))
 	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup))
+	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
 	fmt.Fprintf(tw, "Go heap in use per node\t%.2f MiB\t\t\t\n", float64(r.HeapPerNode)/(1<<20))
 	fmt.Fprintf(tw, "bids received per job (requester)\t%.2f\t\t\t\n", r.BidsReceivedPerJob)
 	fmt.Fprintf(tw, "bid messages sent per job (mesh)\t%.2f\t\t\t\n", r.BidsSentPerJob)
 	tw.Flush()
+	fmt.Fprintf(w, "\nwhere submit to running goes (p50 from submission): published %s, first bid %s, bidding closed %s, accepted %s\n",
+		ms(r.Phases["published"]), ms(r.Phases["first bid"]), ms(r.Phases["bidding closed"]), ms(r.Phases["accepted"]))
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "\nfirst failure: %s\n", r.FirstError)
 	}
