@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -162,6 +163,19 @@ func TestTestnetEndToEnd(t *testing.T) {
 	}
 	dmsExec(t, bin, "--home", filepath.Join(dir, "node-1"), "capability", "--json").want(t, 0, `"onboarded": true`)
 	dmsExec(t, bin, "testnet", "status", "--dir", dir).want(t, 0, "node-3", "yes")
+
+	// A job submitted on a node that is not the bootstrap node runs on
+	// another process and its output comes back.
+	wasm := filepath.Join(t.TempDir(), "hello.wasm")
+	if err := os.WriteFile(wasm, examples.HelloWasm, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	job := dmsExec(t, bin, "--home", filepath.Join(dir, "node-2"), "job", "submit", "--cpu", "0.5", "--memory", "128MiB",
+		"--duration", "1m", "--wasm", wasm, "--", "e2e")
+	job.want(t, 0, "Hello from dms, e2e!", "primes below 100000: 9592")
+	if !strings.Contains(job.stderr, "completed") {
+		t.Fatalf("job progress on stderr does not say completed:\n%s", job.stderr)
+	}
 
 	// A node given only node-0's address and the swarm key joins; one with
 	// another key, started at the same time, does not.
