@@ -17,6 +17,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
 )
@@ -157,7 +158,10 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 	if cfg.Nodes > 20 {
 		k = 1
 	}
-	return ln, ln.WaitForMesh(ctx, k)
+	if err := ln.WaitForMesh(ctx, k); err != nil {
+		return nil, err
+	}
+	return ln, ln.WarmUp(ctx)
 }
 
 // bootstrapFor picks up to three of the first started nodes (all up) for
@@ -200,6 +204,46 @@ func (ln *LocalNetwork) WaitForMesh(ctx context.Context, k int) error {
 			}
 			return fmt.Errorf("local network: %d of %d nodes have fewer than %d topic peers (%s): %w", short, len(ln.Nodes), k, strings.Join(counts, "; "), ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// WarmUp publishes probes (bid requests nobody can take) from node 0 until
+// one reaches every other node. Peers that see each other on the topic can
+// still miss a message sent before gossipsub's first heartbeat grafts its
+// meshes; a network handed to a caller has delivered one for real.
+func (ln *LocalNetwork) WarmUp(ctx context.Context) error {
+	if len(ln.Nodes) < 2 {
+		return nil
+	}
+	for {
+		seen := make([]int64, len(ln.Nodes))
+		for i, n := range ln.Nodes {
+			seen[i] = n.Orchestrator().Stats().RequestsSeen
+		}
+		data, err := orchestrator.Encode(orchestrator.NewProbe(ln.Nodes[0].ID()))
+		if err != nil {
+			return err
+		}
+		if err := ln.Nodes[0].Orchestrator().Topic().Publish(ctx, data); err != nil {
+			return fmt.Errorf("local network: warm-up: %w", err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			missing := 0
+			for i, n := range ln.Nodes[1:] {
+				if n.Orchestrator().Stats().RequestsSeen == seen[i+1] {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("local network: warm-up: %d of %d nodes have not heard a probe: %w", missing, len(ln.Nodes)-1, ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 	}
 }

@@ -37,8 +37,11 @@ func FuzzDecodeBid(f *testing.F) {
 }
 
 func FuzzDecodeInvokeMessage(f *testing.F) {
-	f.Add([]byte(`{"release_job":"abcdefgh"}`))
-	f.Add([]byte(`{"invocation":{"bid":{},"job":{}}}`))
+	for _, m := range []*InvokeMessage{{ReleaseJob: "abcdefgh"}, {Invocation: &Invocation{Job: JobSpec{Module: []byte("\x00asm")}}}} {
+		data, _ := EncodeInvokeMessage(m)
+		f.Add(data)
+	}
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := DecodeInvokeMessage(data)
 		if err == nil && m.Invocation == nil && m.ReleaseJob == "" {

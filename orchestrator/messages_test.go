@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -193,5 +194,34 @@ func TestPreferencesAccepts(t *testing.T) {
 	}
 	if err := (Preferences{Ranking: []string{"colour"}}).Validate(); err == nil {
 		t.Fatal("unknown ranking accepted")
+	}
+}
+
+func TestInvokeMessageRoundTrip(t *testing.T) {
+	k, id := testPeer(t)
+	module := append([]byte("\x00asm\x01\x00\x00\x00"), make([]byte, 1<<20)...)
+	b := Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()}
+	if err := b.Sign(k); err != nil {
+		t.Fatal(err)
+	}
+	job := JobSpec{ID: b.JobID, Executor: ExecutorWasm, Duration: time.Minute, Module: module, Args: []string{"a"}}
+	data, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: b, Job: job}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > len(module)+4096 {
+		t.Fatalf("encoded invocation of %d bytes for a %d-byte module: the module is not raw", len(data), len(module))
+	}
+	m, err := DecodeInvokeMessage(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.Invocation.Job.Module, module) || m.Invocation.Job.Args[0] != "a" || m.Invocation.Bid.Verify() != nil {
+		t.Fatal("invocation changed in the round trip")
+	}
+	for _, bad := range [][]byte{nil, {0x05, '{', '}'}, append([]byte{0x02}, `{}`...), append([]byte{0x02}, "{}\x00asm"...)} {
+		if _, err := DecodeInvokeMessage(bad); err == nil {
+			t.Errorf("decoded %q", bad)
+		}
 	}
 }

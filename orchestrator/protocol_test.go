@@ -117,7 +117,7 @@ func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
 		return len(b) == 1
 	})
 	// Node 1 did not receive the bid: its invocation must be refused.
-	msg, _ := Encode(&InvokeMessage{Invocation: &Invocation{Bid: bid, Job: sub.Job}})
+	msg, _ := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: bid, Job: sub.Job}})
 	data, err := nodes[1].host.Request(context.Background(), nodes[2].host.ID(), ProtocolInvoke, msg, MaxReplySize)
 	if err != nil {
 		t.Fatal(err)

@@ -355,7 +355,7 @@ func acceptable(req *BidRequest, b *Bid, now time.Time) string {
 func (r *Requester) invoke(ctx context.Context, job JobSpec, bids []*Bid, attempt int, progress func(Progress)) (peer.ID, string, error) {
 	var reasons []string
 	for i, b := range bids {
-		msg, err := Encode(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: job}})
+		msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: job}})
 		if err != nil {
 			return "", "", err
 		}
@@ -389,7 +389,7 @@ func (r *Requester) invoke(ctx context.Context, job JobSpec, bids []*Bid, attemp
 // hold that is not released expires anyway.
 func (r *Requester) release(bids []*Bid) {
 	for _, b := range bids {
-		msg, err := Encode(&InvokeMessage{ReleaseJob: b.JobID})
+		msg, err := EncodeInvokeMessage(&InvokeMessage{ReleaseJob: b.JobID})
 		if err != nil {
 			continue
 		}
