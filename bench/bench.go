@@ -139,6 +139,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Logger: cfg.Logger,
 		Configure: func(i int, c *node.Config) {
 			c.Orchestrator.Observe = obs.hook(i)
+			// Bidding closes on the bids, not the window, so a longer window
+			// costs nothing when the machine keeps up; when a large run
+			// saturates it, jobs wait instead of failing for want of a bid.
+			c.Orchestrator.Requester.BiddingWindow = 10 * time.Second
 		},
 	})
 	if err != nil {
