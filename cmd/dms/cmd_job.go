@@ -27,8 +27,6 @@ func (e *env) jobCommands() []*cli.Command {
 	return []*cli.Command{e.jobCommand(), e.allocationsCommand(), e.demoCommand()}
 }
 
-const jobSubcommands = "submit, list, status, logs, cancel, bids"
-
 func (e *env) jobCommand() *cli.Command {
 	subs := []*cli.Command{
 		e.jobSubmitCommand(), e.jobListCommand(), e.jobIDCommand("status", "show a job: state, provider, result and each step", e.jobStatus),
@@ -36,20 +34,31 @@ func (e *env) jobCommand() *cli.Command {
 		e.jobIDCommand("cancel", "stop a job: a running one is stopped on its provider, one still bidding is dropped", e.jobCancel),
 		e.jobIDCommand("bids", "show the bids for a job: those received as its requester, those placed as a provider", e.jobBids),
 	}
-	for _, s := range subs {
-		// The app adds these to top-level commands only.
+	return e.commandGroup("job", "submit jobs to the mesh from the node running on --home, and follow them",
+		"Jobs are WebAssembly (WASI) modules. The node running on --home (dms run) puts each\n"+
+			"job's needs to the mesh, takes the best bid and follows the job to its end; these\n"+
+			"commands talk to that node over its control socket. A job ID may be shortened to any\n"+
+			"unique prefix of 4 characters or more. An ID this node has no job for exits 2.",
+		subs)
+}
+
+// commandGroup is a command made of subcommands (dms job, dms testnet): it
+// gives each subcommand the global flags and usage-error handling that the
+// app gives top-level commands, and answers an unknown subcommand with the
+// list of known ones (exit 2).
+func (e *env) commandGroup(name, usage, description string, subs []*cli.Command) *cli.Command {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.Name
 		s.Flags = append(s.Flags, globalFlags(false)...)
 		s.OnUsageError = e.onUsage
+		if s.Before == nil {
+			s.Before = e.before
+		}
 		s.HideHelpCommand = true
 	}
 	return &cli.Command{
-		Name:  "job",
-		Usage: "submit jobs to the mesh from the node running on --home, and follow them",
-		Description: "Jobs are WebAssembly (WASI) modules. The node running on --home (dms run) puts each\n" +
-			"job's needs to the mesh, takes the best bid and follows the job to its end; these\n" +
-			"commands talk to that node over its control socket. A job ID may be shortened to any\n" +
-			"unique prefix of 4 characters or more. An ID this node has no job for exits 2.",
-		Subcommands: subs,
+		Name: name, Usage: usage, Description: description, Subcommands: subs,
 		// The group's own check: the subcommand and its arguments follow,
 		// so the app's "flags only" check must not run here.
 		Before: func(c *cli.Context) error {
@@ -58,7 +67,7 @@ func (e *env) jobCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("unknown job command %q; job commands: %s", c.Args().First(), jobSubcommands)
+				return usagef("unknown %s command %q; %s commands: %s", name, c.Args().First(), name, strings.Join(names, ", "))
 			}
 			return cli.ShowSubcommandHelp(c)
 		},

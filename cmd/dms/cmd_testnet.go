@@ -35,33 +35,11 @@ func testnetDirFlag() cli.Flag {
 
 func (e *env) testnetCommand() *cli.Command {
 	subs := []*cli.Command{e.testnetUpCommand(), e.testnetStatusCommand(), e.testnetDownCommand()}
-	for _, s := range subs {
-		// The app sets these up on top-level commands only.
-		s.Flags = append(s.Flags, globalFlags(false)...)
-		s.OnUsageError = e.onUsage
-		s.Before = e.before
-		s.HideHelpCommand = true
-	}
-	return &cli.Command{
-		Name:  "testnet",
-		Usage: "run a private test network of dms nodes on this machine",
-		Description: "Starts several dms run processes on 127.0.0.1, each with its own home, on a private\n" +
-			"network of their own (a random network ID and a new swarm key), and records them in\n" +
+	return e.commandGroup("testnet", "run a private test network of dms nodes on this machine",
+		"Starts several dms run processes on 127.0.0.1, each with its own home, on a private\n"+
+			"network of their own (a random network ID and a new swarm key), and records them in\n"+
 			"DIR/testnet.json. Point any command at a node with --home DIR/node-N.",
-		Subcommands: subs,
-		// The group's own check: the subcommand follows, so the app's "flags
-		// only" check must not run here.
-		Before: func(c *cli.Context) error {
-			e.cmdPath = c.Command.HelpName
-			return nil
-		},
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("unknown testnet command %q; testnet commands: up, status, down", c.Args().First())
-			}
-			return cli.ShowSubcommandHelp(c)
-		},
-	}
+		subs)
 }
 
 func (e *env) testnetUpCommand() *cli.Command {
