@@ -108,6 +108,11 @@ type Requester struct {
 
 	bidsReceived atomic.Int64
 
+	// ctx and wg cover the fire-and-forget releases, so Close can end them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
 }
@@ -140,11 +145,19 @@ func NewRequester(host *p2p.Host, topic *p2p.Topic, cfg RequesterConfig, prefs f
 	if log == nil {
 		log = slog.Default()
 	}
-	r := &Requester{host: host, topic: topic, cfg: cfg, prefs: prefs, log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Requester{host: host, topic: topic, cfg: cfg, prefs: prefs, log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel}
 	if err := host.HandleRequest(ProtocolBid, MaxBidSize, r.handleBid); err != nil {
+		cancel()
 		return nil, err
 	}
 	return r, nil
+}
+
+// close stops the releases still under way and waits for them.
+func (r *Requester) close() {
+	r.cancel()
+	r.wg.Wait()
 }
 
 // NewJobID returns a fresh random job ID.
@@ -393,8 +406,10 @@ func (r *Requester) release(bids []*Bid) {
 		if err != nil {
 			continue
 		}
+		r.wg.Add(1)
 		go func(p peer.ID) {
-			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.InvokeTimeout)
+			defer r.wg.Done()
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.InvokeTimeout)
 			defer cancel()
 			if _, err := r.host.Request(ctx, p, ProtocolInvoke, msg, MaxReplySize); err != nil {
 				r.log.Debug("release hold", "provider", p, "err", err)

@@ -134,6 +134,7 @@ func (s *Service) Close() error {
 		err = s.topic.Close()
 		s.wg.Wait()
 		s.provider.Close()
+		s.Requester.close()
 	})
 	return err
 }
