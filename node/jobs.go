@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -56,6 +57,7 @@ func (j *JobRecord) Final() bool {
 // the datastore when a job starts and when it ends so nothing is lost.
 type jobs struct {
 	store ds.Datastore
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	byID    map[string]*JobRecord
@@ -64,8 +66,8 @@ type jobs struct {
 
 var jobsPrefix = ds.NewKey("/jobs")
 
-func newJobs(ctx context.Context, store ds.Datastore) (*jobs, error) {
-	j := &jobs{store: store, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}}
+func newJobs(ctx context.Context, store ds.Datastore, log *slog.Logger) (*jobs, error) {
+	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}}
 	res, err := store.Query(ctx, query.Query{Prefix: jobsPrefix.String()})
 	if err != nil {
 		return nil, fmt.Errorf("load jobs: %w", err)
@@ -165,7 +167,11 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 	delete(j.cancels, id)
 	cp := *rec
 	j.mu.Unlock()
-	_ = j.save(ctx, &cp)
+	if err := j.save(ctx, &cp); err != nil {
+		// The result is still in memory for this run; say that it will
+		// not survive a restart rather than drop that silently.
+		j.log.Error("job result not written to disk", "job", id, "err", err)
+	}
 	return &cp
 }
 

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}
 	n.prefs.Store(&prefs)
-	if n.jobs, err = newJobs(ctx, cfg.Datastore); err != nil {
+	if n.jobs, err = newJobs(ctx, cfg.Datastore, n.log); err != nil {
 		return nil, err
 	}
 	if cfg.Wasm != nil {
