@@ -19,14 +19,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
-	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/testnet"
 )
 
 // Config says what to measure.
@@ -132,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// A network that cannot form says so instead of waiting forever.
 	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second+time.Duration(cfg.Nodes)*time.Second)
 	defer cancelStart()
-	ln, err := node.StartLocalNetwork(startCtx, node.LocalNetworkConfig{
+	ln, err := testnet.StartLocal(startCtx, testnet.LocalConfig{
 		Nodes: cfg.Nodes,
 		// Each node offers a little, so a storm of small jobs spreads out.
 		Offer:  capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},
@@ -290,20 +289,16 @@ func (o *observer) heard(jobID string) (int, time.Time) {
 // publishProbe sends one probe from node from and waits up to wait for
 // every other node to hear it. It returns the time to the last node, or
 // how many heard it when not all did.
-func publishProbe(ctx context.Context, ln *node.LocalNetwork, obs *observer, from *node.Node, wait time.Duration) (time.Duration, int, error) {
-	req := orchestrator.NewProbe(from.ID())
-	data, err := orchestrator.Encode(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	obs.track(req.JobID)
+func publishProbe(ctx context.Context, ln *testnet.Local, obs *observer, from *node.Node, wait time.Duration) (time.Duration, int, error) {
+	id := orchestrator.NewJobID()
+	obs.track(id)
 	sent := time.Now()
-	if err := from.Orchestrator().Topic().Publish(ctx, data); err != nil {
+	if err := from.Probe(ctx, id); err != nil {
 		return 0, 0, fmt.Errorf("floor: publish: %w", err)
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		n, last := obs.heard(req.JobID)
+		n, last := obs.heard(id)
 		if n >= len(ln.Nodes)-1 {
 			return last.Sub(sent), n, nil
 		}
@@ -321,7 +316,7 @@ func publishProbe(ctx context.Context, ln *node.LocalNetwork, obs *observer, fro
 // measureFloor times samples probes from nodes in turn (StartLocalNetwork
 // has already seen one reach every node). A probe that does not reach
 // every node in 5 s is counted as incomplete rather than timed.
-func measureFloor(ctx context.Context, ln *node.LocalNetwork, obs *observer, samples int) ([]time.Duration, int, error) {
+func measureFloor(ctx context.Context, ln *testnet.Local, obs *observer, samples int) ([]time.Duration, int, error) {
 	var out []time.Duration
 	incomplete := 0
 	for s := range samples {
@@ -338,10 +333,10 @@ func measureFloor(ctx context.Context, ln *node.LocalNetwork, obs *observer, sam
 	return out, incomplete, nil
 }
 
-func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report) error {
+func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) error {
 	var bidsRecv0, bidsSent0 int64
 	for _, n := range ln.Nodes {
-		st := n.Orchestrator().Stats()
+		st := n.Stats()
 		bidsRecv0 += st.BidsReceived
 		bidsSent0 += st.BidsSent
 	}
@@ -396,7 +391,7 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 					fails++
 					if firstErr == "" {
 						if err == nil {
-							err = errors.New(rec.State + ": " + rec.Error)
+							err = errors.New(string(rec.State) + ": " + rec.Error)
 						}
 						firstErr = err.Error()
 					}
@@ -416,7 +411,7 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 	rep.JobsPerSecond = float64(completed) / wall.Seconds()
 	var bidsRecv, bidsSent int64
 	for _, n := range ln.Nodes {
-		st := n.Orchestrator().Stats()
+		st := n.Stats()
 		bidsRecv += st.BidsReceived
 		bidsSent += st.BidsSent
 	}
@@ -431,7 +426,7 @@ func runJobs(ctx context.Context, ln *node.LocalNetwork, cfg Config, rep *Report
 // measureJoin starts one more node that knows three nodes of the network
 // and times it from start to its first bid request, while the bootstrap node
 // publishes probes every few milliseconds.
-func measureJoin(ctx context.Context, ln *node.LocalNetwork, obs *observer, log *slog.Logger) (time.Duration, error) {
+func measureJoin(ctx context.Context, ln *testnet.Local, obs *observer, log *slog.Logger) (time.Duration, error) {
 	const idx = -1
 	heard := make(chan struct{})
 	obs.mu.Lock()
@@ -450,29 +445,16 @@ func measureJoin(ctx context.Context, ln *node.LocalNetwork, obs *observer, log 
 			case <-stop:
 				return
 			case <-t.C:
-				req := orchestrator.NewProbe(ln.Nodes[0].ID())
-				if data, err := orchestrator.Encode(req); err == nil {
-					_ = ln.Nodes[0].Orchestrator().Topic().Publish(ctx, data)
-				}
+				_ = ln.Nodes[0].Probe(ctx, "")
 			}
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()
 
-	key, _, err := crypto.GenerateEd25519Key(nil)
-	if err != nil {
-		return 0, err
-	}
-	cfg := node.LocalConfig(ln.Nodes[0].Machine().DiskPath)
-	cfg.Datastore, cfg.Key = node.MemoryDatastore(), key
-	m := ln.Nodes[0].Machine()
-	cfg.Machine, cfg.Logger = &m, log
 	// Like every node of the network, it knows a few nodes to start from.
-	boot := []peer.AddrInfo{ln.Nodes[0].Host().AddrInfo(), ln.Nodes[len(ln.Nodes)/2].Host().AddrInfo(), ln.Nodes[len(ln.Nodes)-1].Host().AddrInfo()}
-	cfg.P2P = append(cfg.P2P, p2p.WithNetwork(ln.Network), p2p.WithPSK(ln.PSK), p2p.WithBootstrap(boot...))
-	cfg.Orchestrator.Observe = obs.hook(idx)
+	boot := []peer.AddrInfo{ln.Nodes[0].AddrInfo(), ln.Nodes[len(ln.Nodes)/2].AddrInfo(), ln.Nodes[len(ln.Nodes)-1].AddrInfo()}
 	start := time.Now()
-	n, err := node.New(ctx, cfg)
+	n, err := ln.StartNode(ctx, log, boot, func(c *node.Config) { c.Orchestrator.Observe = obs.hook(idx) })
 	if err != nil {
 		return 0, fmt.Errorf("join: %w", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -25,12 +24,7 @@ type Native struct {
 	allowed bool
 	limits  memLimiter
 
-	closeCtx    context.Context
-	closeCancel context.CancelFunc
-
-	mu      sync.Mutex
-	closed  bool
-	running sync.WaitGroup
+	lifecycle
 }
 
 var _ Executor = (*Native)(nil)
@@ -52,7 +46,7 @@ func NewNative(allowed bool, opts ...Option) (*Native, error) {
 		n.limits = newMemLimiter(cfg.cgroupParent, n.log)
 		n.log.Info("native jobs allowed", "memory_limit", n.limits.mode())
 	}
-	n.closeCtx, n.closeCancel = context.WithCancel(context.Background())
+	n.lifecycle = newLifecycle()
 	return n, nil
 }
 
@@ -73,22 +67,10 @@ func (n *Native) MemoryLimitMode() string {
 
 // Close stops running jobs (killing their process groups) and waits for them.
 func (n *Native) Close(ctx context.Context) error {
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return nil
+	if _, err := n.close(ctx); err != nil {
+		return fmt.Errorf("close native executor: %w", err)
 	}
-	n.closed = true
-	n.mu.Unlock()
-	n.closeCancel()
-	done := make(chan struct{})
-	go func() { n.running.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("close native executor: %w", ctx.Err())
-	}
+	return nil
 }
 
 // Run implements Executor.
@@ -100,14 +82,10 @@ func (n *Native) Run(ctx context.Context, spec Spec, out Output) (Result, error)
 	if err := checkKind(&spec, KindNative); err != nil {
 		return res, fmt.Errorf("run native job: %w", err)
 	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return res, fmt.Errorf("run native job: %w", ErrClosed)
+	if err := n.enter(); err != nil {
+		return res, fmt.Errorf("run native job: %w", err)
 	}
-	n.running.Add(1)
-	n.mu.Unlock()
-	defer n.running.Done()
+	defer n.leave()
 
 	res, err := n.run(ctx, &spec, out)
 	if err != nil {

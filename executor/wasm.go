@@ -39,12 +39,9 @@ type Wasm struct {
 	wasiFuncs  map[string]api.FunctionDefinition
 	mountRoots []string
 
-	closeCtx    context.Context
-	closeCancel context.CancelFunc
+	lifecycle
 
 	mu      sync.Mutex // guards everything below
-	closed  bool
-	running sync.WaitGroup
 	modules map[[32]byte]*moduleEntry
 	lru     *list.List // of *moduleEntry, most recently used first
 	maxN    int
@@ -121,7 +118,7 @@ func NewWasm(opts ...Option) (*Wasm, error) {
 		maxN:       cfg.cacheEntries,
 		maxB:       cfg.cacheBytes,
 	}
-	w.closeCtx, w.closeCancel = context.WithCancel(context.Background())
+	w.lifecycle = newLifecycle()
 	return w, nil
 }
 
@@ -140,22 +137,13 @@ func (w *Wasm) Stats() WasmStats {
 
 // Close stops running jobs, waits for them and frees all compiled code.
 func (w *Wasm) Close(ctx context.Context) error {
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
+	first, err := w.close(ctx)
+	if !first {
 		return nil
 	}
-	w.closed = true
-	w.mu.Unlock()
-	w.closeCancel()
-
-	done := make(chan struct{})
-	go func() { w.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if err != nil {
 		// Closing the runtime below stops the stragglers anyway.
-		w.log.Warn("close: jobs still running", "err", ctx.Err())
+		w.log.Warn("close: jobs still running", "err", err)
 	}
 	return errors.Join(w.runtime.Close(ctx), w.cache.Close(ctx))
 }
@@ -166,22 +154,12 @@ func (w *Wasm) Compile(ctx context.Context, module []byte) error {
 	if err := w.enter(); err != nil {
 		return fmt.Errorf("compile wasm module: %w", err)
 	}
-	defer w.running.Done()
+	defer w.leave()
 	e, err := w.acquire(ctx, module)
 	if err != nil {
 		return fmt.Errorf("compile wasm module: %w", err)
 	}
 	w.release(e)
-	return nil
-}
-
-func (w *Wasm) enter() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return ErrClosed
-	}
-	w.running.Add(1)
 	return nil
 }
 
@@ -198,7 +176,7 @@ func (w *Wasm) Run(ctx context.Context, spec Spec, out Output) (Result, error) {
 	if err := w.enter(); err != nil {
 		return res, fmt.Errorf("run wasm job: %w", err)
 	}
-	defer w.running.Done()
+	defer w.leave()
 
 	e, err := w.acquire(ctx, spec.Module)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -40,11 +41,18 @@ type AllocationInfo struct {
 
 // Message is something routed to an allocation (RouteToAllocation).
 type Message struct {
-	// Kind is "cancel" for now; more kinds come with long-running services.
-	Kind string    `json:"kind"`
-	From peer.ID   `json:"from"`
-	Time time.Time `json:"time"`
+	// Kind is MessageCancel for now; more kinds come with long-running
+	// services.
+	Kind string  `json:"kind"`
+	From peer.ID `json:"from,omitempty"`
+	// Reason says why, for the allocation's result (a cancel by the
+	// requester, a forced offboarding).
+	Reason string    `json:"reason,omitempty"`
+	Time   time.Time `json:"time"`
 }
+
+// MessageCancel stops the allocation; its result says cancelled.
+const MessageCancel = "cancel"
 
 // allocation is one job running on this node: an actor whose run goroutine
 // drives the executor under a supervisor, with an event log that watchers
@@ -179,11 +187,13 @@ func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executo
 	defer close(a.done)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var cancelReason atomic.Pointer[string]
 	go func() {
 		for {
 			select {
 			case m := <-a.inbox:
-				if m.Kind == "cancel" {
+				if m.Kind == MessageCancel {
+					cancelReason.Store(&m.Reason)
 					cancel()
 				}
 			case <-ctx.Done():
@@ -205,6 +215,9 @@ func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executo
 	switch {
 	case errors.Is(err, executor.ErrCancelled):
 		result.State = orchestrator.StateCancelled
+		if r := cancelReason.Load(); r != nil && *r != "" {
+			result.Reason = *r
+		}
 	case err != nil:
 		result.State = orchestrator.StateFailed
 		result.Reason = err.Error()
@@ -219,6 +232,14 @@ func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executo
 	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: result.State, Time: a.info.Ended, Message: result.Reason})
 	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventResult, Time: a.info.Ended, Result: result})
 	a.mu.Unlock()
+}
+
+func (a *allocation) id() string { return a.info.ID } // set once, at creation
+
+func (a *allocation) isFinished() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.finished
 }
 
 // route delivers a message to the allocation, or says why it cannot.

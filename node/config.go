@@ -9,6 +9,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
 
+	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
@@ -36,6 +37,9 @@ type Config struct {
 	Machine *resources.Machine
 	// Reserve is what the owner keeps; offers and the monitor respect it.
 	Reserve resources.Reserve
+	// DefaultPrice is the price of a first offer that names none (the
+	// config file's price).
+	DefaultPrice capability.PriceInformation
 	// MonitorInterval is how often machine use is sampled; 0 turns the
 	// monitor off (in-process networks, where every node is the same machine).
 	MonitorInterval time.Duration

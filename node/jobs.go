@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,14 +19,31 @@ import (
 	"github.com/dms-project/dms/orchestrator"
 )
 
-// Job states as the requester sees them.
+// JobState is where a job stands, as its requester sees it. (An
+// allocation's state on its provider is an orchestrator.State.)
+type JobState string
+
+// Job states.
 const (
-	JobBidding   = "bidding"
-	JobRunning   = "running"
-	JobCompleted = "completed"
-	JobFailed    = "failed"
-	JobCancelled = "cancelled"
+	JobBidding   JobState = "bidding"
+	JobRunning   JobState = "running"
+	JobCompleted JobState = "completed"
+	JobFailed    JobState = "failed"
+	JobCancelled JobState = "cancelled"
 )
+
+// Final reports whether a job in state s has ended.
+func (s JobState) Final() bool {
+	return s == JobCompleted || s == JobFailed || s == JobCancelled
+}
+
+// MinJobIDPrefix is the shortest prefix of a job ID that FindJob resolves:
+// `dms job list` shows 12 characters, and fewer than 4 would match by
+// accident.
+const MinJobIDPrefix = 4
+
+// ErrAmbiguous: a job ID prefix matches more than one job.
+var ErrAmbiguous = errors.New("ambiguous job ID")
 
 // maxJobProgress bounds the progress kept per job; output is in the result.
 const maxJobProgress = 256
@@ -35,7 +53,7 @@ type JobRecord struct {
 	ID           string                  `json:"id"`
 	Submitted    time.Time               `json:"submitted"`
 	Ended        time.Time               `json:"ended,omitzero"`
-	State        string                  `json:"state"`
+	State        JobState                `json:"state"`
 	Requirements capability.Capability   `json:"requirements"`
 	Executor     string                  `json:"executor"`
 	Duration     time.Duration           `json:"duration"`
@@ -49,9 +67,7 @@ type JobRecord struct {
 }
 
 // Final reports whether the job has ended.
-func (j *JobRecord) Final() bool {
-	return j.State == JobCompleted || j.State == JobFailed || j.State == JobCancelled
-}
+func (j JobRecord) Final() bool { return j.State.Final() }
 
 // jobs is the requester's job book: in memory while running, written to
 // the datastore when a job starts and when it ends so nothing is lost.
@@ -62,12 +78,14 @@ type jobs struct {
 	mu      sync.Mutex
 	byID    map[string]*JobRecord
 	cancels map[string]context.CancelFunc
+	// ended is closed when the job ends: waiters wait on it, not a timer.
+	ended map[string]chan struct{}
 }
 
 var jobsPrefix = ds.NewKey("/jobs")
 
 func newJobs(ctx context.Context, store ds.Datastore, log *slog.Logger) (*jobs, error) {
-	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}}
+	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}, ended: map[string]chan struct{}{}}
 	res, err := store.Query(ctx, query.Query{Prefix: jobsPrefix.String()})
 	if err != nil {
 		return nil, fmt.Errorf("load jobs: %w", err)
@@ -110,6 +128,7 @@ func (j *jobs) start(ctx context.Context, rec *JobRecord, cancel context.CancelF
 	}
 	j.byID[rec.ID] = rec
 	j.cancels[rec.ID] = cancel
+	j.ended[rec.ID] = make(chan struct{})
 	cp := *rec
 	j.mu.Unlock()
 	return j.save(ctx, &cp)
@@ -165,6 +184,10 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 	}
 	rec.Result = res
 	delete(j.cancels, id)
+	if ch, ok := j.ended[id]; ok {
+		close(ch)
+		delete(j.ended, id)
+	}
 	cp := *rec
 	j.mu.Unlock()
 	if err := j.save(ctx, &cp); err != nil {
@@ -212,3 +235,65 @@ func (j *jobs) cancel(id string) bool {
 	}
 	return ok
 }
+
+// find resolves a full job ID or a unique prefix of at least
+// MinJobIDPrefix characters.
+func (j *jobs) find(id string) (JobRecord, error) {
+	id = strings.TrimSpace(id)
+	if rec, ok := j.get(id); ok {
+		return rec, nil
+	}
+	if len(id) < MinJobIDPrefix {
+		return JobRecord{}, &jobError{msg: fmt.Sprintf("no job %s on this node", id), err: ErrNotFound}
+	}
+	j.mu.Lock()
+	var match []string
+	for full := range j.byID {
+		if strings.HasPrefix(full, id) {
+			match = append(match, full)
+		}
+	}
+	j.mu.Unlock()
+	sort.Strings(match)
+	switch len(match) {
+	case 0:
+		return JobRecord{}, &jobError{msg: fmt.Sprintf("no job %s on this node", id), err: ErrNotFound}
+	case 1:
+		if rec, ok := j.get(match[0]); ok {
+			return rec, nil
+		}
+		return JobRecord{}, &jobError{msg: fmt.Sprintf("no job %s on this node", id), err: ErrNotFound}
+	}
+	return JobRecord{}, &jobError{
+		msg: fmt.Sprintf("job ID %s is ambiguous: %d jobs start with it (%s, ...); give more of it", id, len(match), strings.Join(match[:2], ", ")),
+		err: ErrAmbiguous,
+	}
+}
+
+// wait returns the job's record once it has ended, or its record as it
+// stands when ctx ends first.
+func (j *jobs) wait(ctx context.Context, id string) (JobRecord, error) {
+	j.mu.Lock()
+	ch, running := j.ended[id]
+	j.mu.Unlock()
+	if running {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+	rec, ok := j.get(id)
+	if !ok {
+		return JobRecord{}, &jobError{msg: fmt.Sprintf("no job %s on this node", id), err: ErrNotFound}
+	}
+	return rec, nil
+}
+
+// jobError is a message with the sentinel callers branch on beneath it.
+type jobError struct {
+	msg string
+	err error
+}
+
+func (e *jobError) Error() string { return e.msg }
+func (e *jobError) Unwrap() error { return e.err }

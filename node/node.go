@@ -2,64 +2,49 @@
 // the p2p host, the bidding protocol and the executors together, and runs
 // the allocations this node wins. It is created once the home is known and
 // runs for as long as dms runs.
+//
+// The node is the only writer of its state while it runs: the offer
+// (Onboard, Offboard), the benchmark, the preferences, holds and locks all
+// change through its methods, never through its ledger from outside.
 package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-datastore/namespace"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
 )
 
-// Interface is the Node as the specification names it.
-type Interface interface {
-	ID() peer.ID
-	Allocation(id string) (AllocationInfo, bool)
-	AllocationStatus(id string) (orchestrator.State, error)
-	RouteToAllocation(id string, msg Message) error
-	BenchmarkCapability(ctx context.Context, opts ...resources.BenchmarkOption) (resources.Benchmark, error)
-	SetRegisteredCapability(c capability.Capability) error
-	RegisteredCapability() capability.Capability
-	SetAvailableCapability(c capability.Capability)
-	AvailableCapability() capability.Capability
-	LockCapability(id string, c capability.Capability, until time.Time) error
-	LockedCapabilities() []resources.Lock
-	SetPreferences(p orchestrator.Preferences) error
-	Preferences() orchestrator.Preferences
-	RegisteredBids(jobID string) []orchestrator.Bid
-	StartAllocation(inv *orchestrator.Invocation) (string, error)
-}
-
-var (
-	_ Interface            = (*Node)(nil)
-	_ orchestrator.Backend = (*Node)(nil)
-)
-
 // ErrNotFound: no allocation or job of that ID on this node.
 var ErrNotFound = orchestrator.ErrNotFound
+
+// ErrStopping: the node is shutting down and takes no new work.
+var ErrStopping = errors.New("the node is stopping")
 
 // Node is one dms node.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	ledger  *resources.Ledger
+	onboard *onboarding.Onboarder
 	machine resources.Machine
 	monitor *resources.Monitor
 	host    *p2p.Host
@@ -71,6 +56,13 @@ type Node struct {
 	prefs   atomic.Pointer[orchestrator.Preferences]
 	started time.Time
 
+	// offerMu serialises the calls that change the offer, so that a forced
+	// offboarding that waits for allocations is not overtaken by an onboard.
+	offerMu sync.Mutex
+	// offboarding is set (under mu) while a forced offboarding stops the
+	// allocations: the node bids for nothing and starts nothing meanwhile.
+	offboarding atomic.Bool
+
 	mu       sync.Mutex
 	allocs   map[string]*allocation
 	finished []string // ended allocation IDs, oldest first
@@ -81,8 +73,8 @@ type Node struct {
 	closeOnce sync.Once
 }
 
-// New starts a node. ctx bounds the start only. If New fails, nothing it
-// started is left running.
+// New starts a node. ctx bounds the start only: what the node starts runs
+// until Close. If New fails, nothing it started is left running.
 func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
@@ -102,10 +94,18 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.ledger, err = resources.NewLedger(cfg.Datastore, resources.WithLedgerLogger(log.With("subsystem", "ledger"))); err != nil {
 		return nil, err
 	}
+	measureOpt := onboarding.WithLogger(log.With("subsystem", "onboarding"))
 	if cfg.Machine != nil {
 		n.machine = *cfg.Machine
+		// In-process networks share one measurement; offers are checked
+		// against it rather than a fresh one per call.
+		measureOpt = onboarding.WithMachine(n.machine)
 	} else if n.machine, err = resources.Measure(ctx, cfg.Home); err != nil {
 		return nil, fmt.Errorf("measure machine: %w", err)
+	}
+	if n.onboard, err = onboarding.New(n.ledger, cfg.Home, measureOpt, onboarding.WithReserve(cfg.Reserve),
+		onboarding.WithDefaultPrice(cfg.DefaultPrice), onboarding.WithLogger(log.With("subsystem", "onboarding"))); err != nil {
+		return nil, err
 	}
 	if err := n.recoverLocks(); err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if cfg.MonitorInterval > 0 {
-		if err := n.startMonitor(ctx); err != nil {
+		if err := n.startMonitor(); err != nil {
 			return nil, err
 		}
 	}
@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	ocfg := cfg.Orchestrator
 	ocfg.Logger = log
-	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, n, ocfg); err != nil {
+	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, backend{n}, ocfg); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -182,7 +182,9 @@ func (n *Node) recoverLocks() error {
 	return nil
 }
 
-func (n *Node) startMonitor(ctx context.Context) error {
+// startMonitor samples the machine for the node's whole life (not the
+// start's: a context that bounds New must not stop it).
+func (n *Node) startMonitor() error {
 	total := n.machine.Total()
 	reserve := n.cfg.Reserve.Resolve(total)
 	m, err := resources.NewMonitor(total, reserve, resources.NewHostSampler(n.cfg.Home),
@@ -198,7 +200,7 @@ func (n *Node) startMonitor(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := m.Start(ctx); err != nil {
+	if err := m.Start(n.ctx); err != nil {
 		return err
 	}
 	n.monitor = m
@@ -246,20 +248,85 @@ func (n *Node) Close() error {
 // ID is the node's libp2p peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }
 
-// Host is the node's p2p host.
-func (n *Node) Host() *p2p.Host { return n.host }
+// Network is the ID of the network the node belongs to.
+func (n *Node) Network() string { return n.host.Network() }
 
 // Addrs are the node's full addresses (with /p2p/ID).
 func (n *Node) Addrs() []multiaddr.Multiaddr { return n.host.Addrs() }
 
+// AddrInfo is the node's ID and addresses, for another node to bootstrap
+// from.
+func (n *Node) AddrInfo() peer.AddrInfo { return n.host.AddrInfo() }
+
 // Machine is what was measured at start.
 func (n *Node) Machine() resources.Machine { return n.machine }
 
-// Ledger is the node's capability ledger.
-func (n *Node) Ledger() *resources.Ledger { return n.ledger }
+// PeerInfo is one peer the node holds a connection to.
+type PeerInfo struct {
+	ID peer.ID `json:"id"`
+	// Addrs are the remote ends of our connections to it.
+	Addrs []string `json:"addrs"`
+	// Direction says who dialled the oldest connection: "inbound" (the
+	// peer), "outbound" (we) or "unknown".
+	Direction string `json:"direction"`
+	// OnTopic is set when the peer has joined the bid-request topic, so it
+	// hears our jobs and we hear its.
+	OnTopic bool `json:"on_topic"`
+	// Latency is libp2p's moving average of ping times; 0 if none yet.
+	Latency time.Duration `json:"latency,omitempty"`
+}
 
-// Orchestrator is the bidding protocol service.
-func (n *Node) Orchestrator() *orchestrator.Service { return n.orch }
+// Peers lists the connected peers, by ID.
+func (n *Node) Peers() []PeerInfo {
+	onTopic := map[peer.ID]bool{}
+	for _, p := range n.orch.Topic().ListPeers() {
+		onTopic[p] = true
+	}
+	lh := n.host.Libp2p()
+	out := []PeerInfo{}
+	for _, p := range n.host.Peers() {
+		info := PeerInfo{ID: p, OnTopic: onTopic[p], Latency: lh.Peerstore().LatencyEWMA(p)}
+		conns := lh.Network().ConnsToPeer(p)
+		slices.SortFunc(conns, func(a, b network.Conn) int { return a.Stat().Opened.Compare(b.Stat().Opened) })
+		for i, c := range conns {
+			info.Addrs = append(info.Addrs, c.RemoteMultiaddr().String())
+			if i == 0 {
+				info.Direction = strings.ToLower(c.Stat().Direction.String())
+			}
+		}
+		slices.Sort(info.Addrs)
+		info.Addrs = slices.Compact(info.Addrs)
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.ID.String(), b.ID.String()) })
+	return out
+}
+
+// TopicPeers is how many peers share the bid-request topic with the node:
+// those hear its jobs, and it theirs.
+func (n *Node) TopicPeers() int { return len(n.orch.Topic().ListPeers()) }
+
+// Topic is the name of the bid-request topic.
+func (n *Node) Topic() string { return n.orch.Topic().Name() }
+
+// Stats are the bidding protocol's counters on this node.
+func (n *Node) Stats() orchestrator.Stats { return n.orch.Stats() }
+
+// Probe publishes a bid request that no provider takes, under jobID (""
+// picks one): every node that hears it counts it in Stats().RequestsSeen.
+// Test networks use it to see that gossip reaches every node; the bench, to
+// time it.
+func (n *Node) Probe(ctx context.Context, jobID string) error {
+	req := orchestrator.NewProbe(n.ID())
+	if jobID != "" {
+		req.JobID = jobID
+	}
+	data, err := orchestrator.Encode(req)
+	if err != nil {
+		return err
+	}
+	return n.orch.Topic().Publish(ctx, data)
+}
 
 // Status summarises the node for `dms status`.
 type Status struct {
@@ -279,7 +346,7 @@ type Status struct {
 // Status returns the node's current summary.
 func (n *Node) Status() Status {
 	s := Status{
-		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: len(n.orch.Topic().ListPeers()),
+		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
 		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: time.Since(n.started),
 	}
 	for _, a := range n.host.Addrs() {
@@ -291,287 +358,9 @@ func (n *Node) Status() Status {
 		}
 	}
 	for _, j := range n.jobs.list() {
-		if !j.Final() {
+		if !j.State.Final() {
 			s.Jobs++
 		}
 	}
 	return s
-}
-
-// Onboarded reports whether the node offers anything.
-func (n *Node) Onboarded() bool { return !n.ledger.Registered().IsZero() }
-
-// Preferences returns the node's preferences.
-func (n *Node) Preferences() orchestrator.Preferences { return *n.prefs.Load() }
-
-// SetPreferences validates, persists and applies preferences.
-func (n *Node) SetPreferences(p orchestrator.Preferences) error {
-	if err := p.Validate(); err != nil {
-		return fmt.Errorf("preferences: %w", err)
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	if err := n.ledger.SetPreferences(b); err != nil {
-		return err
-	}
-	n.prefs.Store(&p)
-	return nil
-}
-
-// RegisteredCapability is the node's offer.
-func (n *Node) RegisteredCapability() capability.Capability { return n.ledger.Registered() }
-
-// SetRegisteredCapability sets the offer directly (onboarding validates it
-// against the machine first; see the onboarding package).
-func (n *Node) SetRegisteredCapability(c capability.Capability) error { return n.ledger.Register(c) }
-
-// AvailableCapability is what can still be held or locked.
-func (n *Node) AvailableCapability() capability.Capability { return n.ledger.Available() }
-
-// SetAvailableCapability caps what the node may hand out, as the monitor
-// does when the machine gets busy.
-func (n *Node) SetAvailableCapability(c capability.Capability) { n.ledger.SetCeiling(c) }
-
-// LockCapability places the short hold a bid rests on; StartAllocation
-// makes it firm.
-func (n *Node) LockCapability(id string, c capability.Capability, until time.Time) error {
-	return n.ledger.Hold(id, c, until)
-}
-
-// LockedCapabilities lists the firm locks.
-func (n *Node) LockedCapabilities() []resources.Lock { return n.ledger.Locks() }
-
-// BenchmarkCapability measures the machine and stores the score, which
-// becomes part of every bid.
-func (n *Node) BenchmarkCapability(ctx context.Context, opts ...resources.BenchmarkOption) (resources.Benchmark, error) {
-	b, err := resources.BenchmarkCapability(ctx, n.cfg.Home, opts...)
-	if err != nil {
-		return b, err
-	}
-	return b, n.ledger.SetBenchmark(b)
-}
-
-// RegisteredBids are the bids this node placed for a job.
-func (n *Node) RegisteredBids(jobID string) []orchestrator.Bid { return n.orch.RegisteredBids(jobID) }
-
-// Offer implements orchestrator.Backend.
-func (n *Node) Offer() (capability.Capability, capability.PriceInformation, float64) {
-	reg := n.ledger.Registered()
-	score := reg.CPU.Score
-	if b, ok := n.ledger.Benchmark(); ok {
-		score = b.Score
-	}
-	avail := n.ledger.Available()
-	avail.CPU.Arch, avail.CPU.Model, avail.CPU.ClockMHz = n.machine.CPU.Arch, n.machine.CPU.Model, n.machine.CPU.ClockMHz
-	return avail, reg.Price, score
-}
-
-// Load implements orchestrator.Backend: the share of the offer that is
-// held or locked, in its tightest dimension.
-func (n *Node) Load() float64 {
-	s := n.ledger.Snapshot()
-	used, err := s.Held.Add(s.Locked)
-	if err != nil {
-		return 1
-	}
-	frac := func(u, r uint64) float64 {
-		if r == 0 {
-			return 0
-		}
-		return float64(u) / float64(r)
-	}
-	return max(frac(used.CPU.MilliCores, s.Registered.CPU.MilliCores), frac(used.Memory, s.Registered.Memory), frac(used.Disk, s.Registered.Disk))
-}
-
-// Hold implements orchestrator.Backend.
-func (n *Node) Hold(jobID string, need capability.Capability, expires time.Time) error {
-	return n.ledger.Hold(jobID, need, expires)
-}
-
-// ReleaseHold implements orchestrator.Backend.
-func (n *Node) ReleaseHold(jobID string) bool { return n.ledger.ReleaseHold(jobID) }
-
-// Accept implements orchestrator.Backend: the hold becomes a lock and the
-// allocation starts.
-func (n *Node) Accept(inv *orchestrator.Invocation) (string, error) { return n.StartAllocation(inv) }
-
-// StartAllocation turns the job's hold into a lock, written in one batch
-// with the allocation record, and starts the allocation.
-func (n *Node) StartAllocation(inv *orchestrator.Invocation) (string, error) {
-	ex, err := n.executorFor(inv.Job.Executor)
-	if err != nil {
-		return "", err
-	}
-	spec := executor.Spec{
-		Kind: ex.Kind(), Module: inv.Job.Module, Command: inv.Job.Command, Args: inv.Job.Args,
-		Env: inv.Job.Env, Stdin: inv.Job.Stdin, MemoryBytes: inv.Job.Requirements.Memory, Timeout: inv.Job.Duration,
-	}
-	if err := spec.Validate(); err != nil {
-		return "", err
-	}
-	if err := n.checkMachine(inv.Job.Requirements); err != nil {
-		return "", err
-	}
-	id := "alloc-" + randomHex(8)
-	a := newAllocation(id, inv, inv.Bid.Requester, time.Now())
-	meta, err := json.Marshal(a.Info())
-	if err != nil {
-		return "", err
-	}
-	if err := n.ledger.Promote(inv.Bid.JobID, id, meta); err != nil {
-		return "", fmt.Errorf("lock capability: %w", err)
-	}
-	n.mu.Lock()
-	if n.ctx.Err() != nil {
-		n.mu.Unlock()
-		_ = n.ledger.Unlock(id)
-		return "", errors.New("node is shutting down")
-	}
-	n.allocs[id] = a
-	n.mu.Unlock()
-	n.log.Info("allocation started", "allocation", id, "job", inv.Job.ID, "requester", inv.Bid.Requester, "capability", inv.Job.Requirements.String())
-	go a.run(n.ctx, ex, spec, Supervisor{Strategy: n.cfg.Supervisor}, func(res *orchestrator.Result, stats Statistics) {
-		// Locks are released whatever way the allocation ends.
-		if err := n.ledger.Unlock(id); err != nil && !errors.Is(err, resources.ErrUnknownLock) {
-			n.log.Error("release lock", "allocation", id, "err", err)
-		}
-		n.log.Info("allocation ended", "allocation", id, "state", res.State, "exit", res.ExitCode, "reason", res.Reason, "restarts", stats.Restarts)
-		n.retire(id)
-	})
-	return id, nil
-}
-
-// checkMachine looks at the machine once more before an allocation starts:
-// the monitor's ceiling may have dropped since the bid.
-func (n *Node) checkMachine(need capability.Capability) error {
-	snap := n.ledger.Snapshot()
-	if snap.Ceiling == nil {
-		return nil
-	}
-	room, err := snap.Ceiling.Subtract(snap.Locked)
-	if err == nil {
-		// This job's own hold is part of Held; everything else held competes.
-		others, _ := snap.Held.Subtract(need)
-		room, err = room.Subtract(others)
-	}
-	if err != nil || !need.Fits(room) {
-		return fmt.Errorf("the machine no longer has room for %s (the host's own use grew since the bid)", need)
-	}
-	return nil
-}
-
-func (n *Node) executorFor(kind string) (executor.Executor, error) {
-	switch kind {
-	case orchestrator.ExecutorWasm:
-		return n.wasm, nil
-	case orchestrator.ExecutorNative:
-		if !n.cfg.AllowNative {
-			return nil, fmt.Errorf("%w: this provider does not run native processes", executor.ErrNotAllowed)
-		}
-		return n.native, nil
-	}
-	return nil, fmt.Errorf("executor %q: want wasm or native", kind)
-}
-
-// retire keeps an ended allocation listed, forgetting the oldest past
-// KeepFinished.
-func (n *Node) retire(id string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.finished = append(n.finished, id)
-	for len(n.finished) > max(n.cfg.KeepFinished, 1) {
-		delete(n.allocs, n.finished[0])
-		n.finished = n.finished[1:]
-	}
-}
-
-func (n *Node) allocation(id string) (*allocation, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	a, ok := n.allocs[id]
-	if !ok {
-		return nil, fmt.Errorf("allocation %s: %w", id, ErrNotFound)
-	}
-	return a, nil
-}
-
-// Allocation returns an allocation's record.
-func (n *Node) Allocation(id string) (AllocationInfo, bool) {
-	a, err := n.allocation(id)
-	if err != nil {
-		return AllocationInfo{}, false
-	}
-	return a.Info(), true
-}
-
-// AllocationStatus returns an allocation's state.
-func (n *Node) AllocationStatus(id string) (orchestrator.State, error) {
-	a, err := n.allocation(id)
-	if err != nil {
-		return "", err
-	}
-	return a.Info().State, nil
-}
-
-// Allocations lists the allocations this node runs or ran, oldest first.
-func (n *Node) Allocations() []AllocationInfo {
-	n.mu.Lock()
-	list := make([]*allocation, 0, len(n.allocs))
-	for _, a := range n.allocs {
-		list = append(list, a)
-	}
-	n.mu.Unlock()
-	out := make([]AllocationInfo, 0, len(list))
-	for _, a := range list {
-		out = append(out, a.Info())
-	}
-	slices.SortFunc(out, func(a, b AllocationInfo) int { return a.Created.Compare(b.Created) })
-	return out
-}
-
-// RouteToAllocation delivers a message to a running allocation.
-func (n *Node) RouteToAllocation(id string, msg Message) error {
-	a, err := n.allocation(id)
-	if err != nil {
-		return err
-	}
-	if msg.Time.IsZero() {
-		msg.Time = time.Now()
-	}
-	return a.route(msg)
-}
-
-// Watch implements orchestrator.Backend: only the allocation's requester
-// may follow it.
-func (n *Node) Watch(ctx context.Context, id string, requester peer.ID) (<-chan orchestrator.Event, error) {
-	a, err := n.allocation(id)
-	if err != nil {
-		return nil, err
-	}
-	if a.Info().Requester != requester {
-		return nil, fmt.Errorf("allocation %s belongs to another requester", id)
-	}
-	return a.watch(ctx), nil
-}
-
-// Cancel implements orchestrator.Backend.
-func (n *Node) Cancel(id string, requester peer.ID) error {
-	a, err := n.allocation(id)
-	if err != nil {
-		return err
-	}
-	if a.Info().Requester != requester {
-		return fmt.Errorf("allocation %s belongs to another requester", id)
-	}
-	return n.RouteToAllocation(id, Message{Kind: "cancel", From: requester})
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
-	return hex.EncodeToString(b)
 }

@@ -1,9 +1,10 @@
-package node
+package node_test
 
 import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,20 +15,18 @@ import (
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
-	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
+	"github.com/dms-project/dms/testnet"
 )
 
-var (
-	machineOnce sync.Once
-	machine     resources.Machine
-	sharedWasm  *executor.Wasm
-)
+var sharedWasm *executor.Wasm
 
 func TestMain(m *testing.M) {
-	// One sandbox for every in-process node: hello.wasm is compiled once
-	// per test binary instead of once per node, as the demo does.
+	// One sandbox for every in-process network: hello.wasm is compiled
+	// once per test binary instead of once per network.
 	w, err := executor.NewWasm()
 	if err != nil {
 		panic(err)
@@ -38,74 +37,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testMachine measures the machine once for all in-process nodes.
-func testMachine(t *testing.T) *resources.Machine {
-	machineOnce.Do(func() {
-		m, err := resources.Measure(context.Background(), t.TempDir(), resources.WithGPUDetector(func(context.Context) ([]capability.GPU, error) { return nil, nil }))
-		if err != nil {
-			t.Fatal(err)
-		}
-		machine = m
+// newNetwork starts n nodes, each offering cpu millicores, 2 GiB and 1 GiB
+// of disk, except node 1, the usual requester, which offers nothing.
+// configure, if set, adjusts node i's config.
+func newNetwork(t *testing.T, n int, cpu uint64, configure func(i int, c *node.Config)) []*node.Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
+		Nodes: n, Requesters: []int{1}, Wasm: sharedWasm, Configure: configure,
+		Offer: capability.Capability{CPU: capability.CPU{MilliCores: cpu}, Memory: 2 * capability.GiB, Disk: capability.GiB},
 	})
-	m := machine
-	return &m
-}
-
-func newTestNode(t *testing.T, bootstrap *Node, offer *capability.Capability) *Node {
-	t.Helper()
-	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := LocalConfig(t.TempDir())
-	cfg.Datastore = MemoryDatastore()
-	cfg.Key = key
-	cfg.Machine = testMachine(t)
-	cfg.Wasm = sharedWasm
-	cfg.P2P = append(cfg.P2P, p2p.WithNetwork("node-test"))
-	if bootstrap != nil {
-		cfg.P2P = append(cfg.P2P, p2p.WithBootstrap(bootstrap.Host().AddrInfo()))
-	}
-	n, err := New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	if offer != nil {
-		if err := n.SetRegisteredCapability(*offer); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return n
-}
-
-func offer(milli uint64) *capability.Capability {
-	return &capability.Capability{CPU: capability.CPU{MilliCores: milli}, Memory: 2 * capability.GiB, Disk: capability.GiB}
-}
-
-// newNetwork starts one bootstrap node and n-1 others, each offering cpu
-// millicores (the second node offers nothing: it is the usual requester),
-// and waits for the bid-request topic to connect them.
-func newNetwork(t *testing.T, n int, cpu uint64) []*Node {
-	t.Helper()
-	nodes := []*Node{newTestNode(t, nil, offer(cpu))}
-	for i := 1; i < n; i++ {
-		o := offer(cpu)
-		if i == 1 {
-			o = nil
-		}
-		nodes = append(nodes, newTestNode(t, nodes[0], o))
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for _, nd := range nodes {
-		for len(nd.Orchestrator().Topic().ListPeers()) < min(n-1, 2) {
-			if time.Now().After(deadline) {
-				t.Fatalf("node has %d topic peers after 20s", len(nd.Orchestrator().Topic().ListPeers()))
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	return nodes
+	t.Cleanup(func() { ln.Close() })
+	return ln.Nodes
 }
 
 func helloJob(args ...string) orchestrator.Submission {
@@ -115,8 +62,17 @@ func helloJob(args ...string) orchestrator.Submission {
 	}}
 }
 
+func byID(nodes []*node.Node, p orchestrator.Progress) *node.Node {
+	for _, n := range nodes {
+		if n.ID() == p.Provider {
+			return n
+		}
+	}
+	return nil
+}
+
 func TestWasmJobRunsOnAnotherNodeAndOutputComesBack(t *testing.T) {
-	nodes := newNetwork(t, 4, 2000)
+	nodes := newNetwork(t, 4, 1000, nil)
 	var accepted orchestrator.Progress
 	rec, err := nodes[1].SubmitJob(context.Background(), helloJob("mesh"), func(p orchestrator.Progress) {
 		if p.Kind == orchestrator.ProgressAccepted {
@@ -126,7 +82,7 @@ func TestWasmJobRunsOnAnotherNodeAndOutputComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != JobCompleted || rec.Result.ExitCode != 0 {
+	if rec.State != node.JobCompleted || rec.Result.ExitCode != 0 {
 		t.Fatalf("job %+v", rec)
 	}
 	if out := string(rec.Result.Stdout); !strings.Contains(out, "Hello from dms, mesh!") || !strings.Contains(out, "primes below 100000: 9592") {
@@ -136,12 +92,7 @@ func TestWasmJobRunsOnAnotherNodeAndOutputComesBack(t *testing.T) {
 		t.Fatalf("job ran on %q, want another node", accepted.Provider)
 	}
 	// The provider has the allocation, ended, with its lock released.
-	var provider *Node
-	for _, n := range nodes {
-		if n.ID() == accepted.Provider {
-			provider = n
-		}
-	}
+	provider := byID(nodes, accepted)
 	info, ok := provider.Allocation(accepted.AllocationID)
 	if !ok || info.State != orchestrator.StateCompleted || info.Stats.Starts != 1 {
 		t.Fatalf("provider's allocation %+v (found %v)", info, ok)
@@ -149,33 +100,39 @@ func TestWasmJobRunsOnAnotherNodeAndOutputComesBack(t *testing.T) {
 	if len(provider.LockedCapabilities()) != 0 {
 		t.Fatalf("locks left after the job: %+v", provider.LockedCapabilities())
 	}
-	// The requester's job book has it too.
-	got, err := nodes[1].Job(rec.ID)
-	if err != nil || got.State != JobCompleted || len(got.Bids) == 0 {
+	// The requester's job book has it too, also by a prefix of its ID.
+	got, err := nodes[1].FindJob(rec.ID[:6])
+	if err != nil || got.ID != rec.ID || got.State != node.JobCompleted || len(got.Bids) == 0 {
 		t.Fatalf("job book: %+v, %v", got, err)
+	}
+	if _, err := nodes[1].FindJob("zzzzzz"); !errors.Is(err, node.ErrNotFound) {
+		t.Fatalf("unknown job: %v, want ErrNotFound", err)
 	}
 }
 
 func TestJobThatFitsNowhereFailsWithReason(t *testing.T) {
-	nodes := newNetwork(t, 3, 1000)
+	nodes := newNetwork(t, 3, 1000, func(i int, c *node.Config) {
+		if i == 1 {
+			c.Orchestrator.Requester.BiddingWindow = 300 * time.Millisecond
+		}
+	})
 	sub := helloJob()
 	sub.Job.Requirements.CPU.MilliCores = 32000
-	nodes[1].cfg.Orchestrator.Requester.BiddingWindow = 300 * time.Millisecond
 	rec, err := nodes[1].SubmitJob(context.Background(), sub, nil)
-	if !errors.Is(err, orchestrator.ErrNoBids) || rec.State != JobFailed || !strings.Contains(rec.Error, "cpu=32") {
+	if !errors.Is(err, orchestrator.ErrNoBids) || rec.State != node.JobFailed || !strings.Contains(rec.Error, "cpu=32") {
 		t.Fatalf("err=%v rec=%+v, want ErrNoBids naming cpu=32", err, rec)
 	}
 }
 
 func TestWasmLimitsAreEnforcedAndReported(t *testing.T) {
-	nodes := newNetwork(t, 3, 2000)
+	nodes := newNetwork(t, 3, 1000, nil)
 	mem := helloJob("-n", "600000000") // a 600 MB sieve in a 64 MiB box
 	mem.Job.Requirements.Memory = 64 * capability.MiB
 	rec, err := nodes[1].SubmitJob(context.Background(), mem, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != JobFailed || !strings.Contains(rec.Result.Reason, "memory") {
+	if rec.State != node.JobFailed || !strings.Contains(rec.Result.Reason, "memory") {
 		t.Fatalf("memory hog: state %s reason %q", rec.State, rec.Result.Reason)
 	}
 	slow := helloJob("-n", "100000000")
@@ -185,13 +142,13 @@ func TestWasmLimitsAreEnforcedAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != JobFailed || !strings.Contains(rec.Result.Reason, "time") {
+	if rec.State != node.JobFailed || !strings.Contains(rec.Result.Reason, "time") {
 		t.Fatalf("slow job: state %s reason %q", rec.State, rec.Result.Reason)
 	}
 }
 
 func TestConcurrentJobsNeverOvercommit(t *testing.T) {
-	nodes := newNetwork(t, 4, 1000) // three providers of one core each
+	nodes := newNetwork(t, 4, 1000, nil) // three providers of one core each
 	stop := make(chan struct{})
 	var violations []string
 	var mu sync.Mutex
@@ -201,7 +158,7 @@ func TestConcurrentJobsNeverOvercommit(t *testing.T) {
 		defer wg.Done()
 		for {
 			for _, n := range nodes {
-				s := n.Ledger().Snapshot()
+				s := n.LedgerSnapshot()
 				used, err := s.Held.Add(s.Locked)
 				if err == nil && !used.Fits(s.Registered) {
 					mu.Lock()
@@ -253,21 +210,25 @@ func TestConcurrentJobsNeverOvercommit(t *testing.T) {
 
 func TestLocksLeftByACrashAreReleasedOnRestart(t *testing.T) {
 	key, _, _ := crypto.GenerateEd25519Key(nil)
-	store := MemoryDatastore()
+	store := node.MemoryDatastore()
 	ledger, err := resources.NewLedger(store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ledger.Register(*offer(2000)); err != nil {
+	if err := ledger.Register(capability.Capability{CPU: capability.CPU{MilliCores: 2000}, Memory: capability.GiB, Disk: capability.GiB}); err != nil {
 		t.Fatal(err)
 	}
 	meta := []byte(`{"id":"alloc-crashed","job_id":"job-before-crash","state":"running"}`)
 	if err := ledger.Lock("alloc-crashed", capability.Capability{CPU: capability.CPU{MilliCores: 500}}, meta); err != nil {
 		t.Fatal(err)
 	}
-	cfg := LocalConfig(t.TempDir())
-	cfg.Datastore, cfg.Key, cfg.Machine = store, key, testMachine(t)
-	n, err := New(context.Background(), cfg)
+	m, err := testnet.MeasureOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := node.LocalConfig(t.TempDir())
+	cfg.Datastore, cfg.Key, cfg.Machine = store, key, &m
+	n, err := node.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,30 +245,113 @@ func TestLocksLeftByACrashAreReleasedOnRestart(t *testing.T) {
 	}
 }
 
-func TestCancelReachesAllocation(t *testing.T) {
-	nodes := newNetwork(t, 3, 2000)
+// longJob runs for many seconds unless stopped.
+func longJob() orchestrator.Submission {
 	job := helloJob("-n", "300000000")
 	job.Job.Requirements.Memory = 1 << 30
-	done := make(chan JobRecord, 1)
+	return job
+}
+
+// startLong submits longJob from nodes[1] and returns once it runs, with
+// the step that said so and a channel that gets the job's end.
+func startLong(t *testing.T, nodes []*node.Node) (orchestrator.Progress, chan node.JobRecord) {
+	t.Helper()
+	done := make(chan node.JobRecord, 1)
 	running := make(chan orchestrator.Progress, 1)
 	go func() {
-		rec, _ := nodes[1].SubmitJob(context.Background(), job, func(p orchestrator.Progress) {
+		rec, _ := nodes[1].SubmitJob(context.Background(), longJob(), func(p orchestrator.Progress) {
 			if p.Kind == orchestrator.ProgressAccepted {
 				running <- p
 			}
 		})
 		done <- rec
 	}()
-	p := <-running
-	if err := nodes[1].CancelJob(context.Background(), p.JobID); err != nil {
+	select {
+	case p := <-running:
+		return p, done
+	case rec := <-done:
+		t.Fatalf("the long job ended before it ran: %s %s", rec.State, rec.Error)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the long job did not start within 30s")
+	}
+	return orchestrator.Progress{}, nil
+}
+
+func TestCancelReachesAllocation(t *testing.T) {
+	nodes := newNetwork(t, 3, 1000, nil)
+	p, done := startLong(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// CancelJob waits for the end; a prefix names the job.
+	rec, err := nodes[1].CancelJob(ctx, p.JobID[:8])
+	if err != nil {
 		t.Fatal(err)
+	}
+	if rec.State != node.JobCancelled {
+		t.Fatalf("state %s (%s), want cancelled", rec.State, rec.Error)
+	}
+	if rec := <-done; rec.State != node.JobCancelled {
+		t.Fatalf("submission ended %s, want cancelled", rec.State)
+	}
+	if _, err := nodes[1].CancelJob(ctx, p.JobID); err == nil || !strings.Contains(err.Error(), "already ended") {
+		t.Fatalf("cancelling an ended job: %v", err)
+	}
+}
+
+// The defect of issue 9: a forced offboarding released the locks of
+// allocations that went on running, so a new offer showed their capacity
+// as free. Now it stops them first, and only then releases their locks.
+func TestForcedOffboardStopsAllocationsBeforeReleasingTheirLocks(t *testing.T) {
+	nodes := newNetwork(t, 3, 1000, nil)
+	p, done := startLong(t, nodes)
+	provider := byID(nodes, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got := provider.LockedCapabilities(); len(got) != 1 || got[0].ID != p.AllocationID {
+		t.Fatalf("locks while the job runs: %+v, want %s's", got, p.AllocationID)
+	}
+	rep, err := provider.Offboard(ctx, false)
+	if !errors.Is(err, onboarding.ErrActiveAllocations) || len(rep.Affected) != 1 {
+		t.Fatalf("unforced offboarding with a job running: %v %+v, want refused naming it", err, rep)
+	}
+	if !provider.Onboarded() {
+		t.Fatal("a refused offboarding withdrew the offer")
+	}
+	rep, err = provider.Offboard(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Stopped, []string{p.AllocationID}) || len(rep.Affected) != 1 || rep.Affected[0].ID != p.AllocationID {
+		t.Fatalf("report %+v, want the allocation stopped and its lock released", rep)
+	}
+	// By the time Offboard returns, the allocation has ended: nothing runs
+	// that the ledger no longer counts.
+	info, _ := provider.Allocation(p.AllocationID)
+	if info.State != orchestrator.StateCancelled || !strings.Contains(info.Result.Reason, "offboarded") {
+		t.Fatalf("allocation after forced offboarding: %s %+v", info.State, info.Result)
+	}
+	if provider.Onboarded() || len(provider.LockedCapabilities()) != 0 || len(provider.HeldCapabilities()) != 0 {
+		t.Fatalf("after forced offboarding: onboarded %v, locks %+v, holds %+v", provider.Onboarded(), provider.LockedCapabilities(), provider.HeldCapabilities())
+	}
+	// Offered again, all of it is available, and rightly so.
+	cpu, mem, disk := uint64(1000), uint64(512*capability.MiB), uint64(capability.GiB)
+	if _, err := provider.Onboard(ctx, onboarding.Request{CPU: &cpu, Memory: &mem, Disk: &disk}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := provider.AvailableCapability(); a.CPU.MilliCores != 1000 || a.Memory != mem {
+		t.Fatalf("available after onboarding again: %s", a)
+	}
+	for _, a := range provider.Allocations() {
+		if !a.State.Final() {
+			t.Fatalf("allocation %s still %s after the forced offboarding", a.ID, a.State)
+		}
 	}
 	select {
 	case rec := <-done:
-		if rec.State != JobCancelled {
-			t.Fatalf("state %s (%s), want cancelled", rec.State, rec.Error)
+		if rec.State == node.JobCompleted {
+			t.Fatalf("the requester saw the stopped job complete: %+v", rec)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("cancelled job did not end")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the requester never heard that its job was stopped")
 	}
 }

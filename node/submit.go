@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -51,7 +50,7 @@ func (n *Node) StartJob(sub orchestrator.Submission) (string, error) {
 		sub.Job.ID = orchestrator.NewJobID()
 	}
 	if n.ctx.Err() != nil {
-		return "", errors.New("node is shutting down")
+		return "", ErrStopping
 	}
 	started := make(chan error, 1)
 	n.wg.Add(1)
@@ -74,33 +73,47 @@ func (n *Node) StartJob(sub orchestrator.Submission) (string, error) {
 	return sub.Job.ID, nil
 }
 
-// Job returns a job this node submitted.
+// Job returns a job this node submitted, by its full ID.
 func (n *Node) Job(id string) (JobRecord, error) {
 	rec, ok := n.jobs.get(id)
 	if !ok {
-		return JobRecord{}, fmt.Errorf("job %s: %w", id, ErrNotFound)
+		return JobRecord{}, &jobError{msg: fmt.Sprintf("no job %s on this node", id), err: ErrNotFound}
 	}
 	return rec, nil
+}
+
+// FindJob returns a job this node submitted, by its full ID or a unique
+// prefix of it (MinJobIDPrefix characters or more). It fails wrapping
+// ErrNotFound or ErrAmbiguous.
+func (n *Node) FindJob(idOrPrefix string) (JobRecord, error) { return n.jobs.find(idOrPrefix) }
+
+// WaitJob waits until the job has ended, or ctx has, and returns its record
+// as it then stands.
+func (n *Node) WaitJob(ctx context.Context, id string) (JobRecord, error) {
+	return n.jobs.wait(ctx, id)
 }
 
 // Jobs lists the jobs this node submitted, oldest first, without output.
 func (n *Node) Jobs() []JobRecord { return n.jobs.list() }
 
-// CancelJob stops a job this node submitted: a running allocation is asked
-// to stop (its result then says cancelled); a job still bidding is dropped.
-func (n *Node) CancelJob(ctx context.Context, id string) error {
-	rec, ok := n.jobs.get(id)
-	if !ok {
-		return fmt.Errorf("job %s: %w", id, ErrNotFound)
+// CancelJob stops a job this node submitted (named as FindJob takes it): a
+// running allocation is asked to stop (its result then says cancelled); a
+// job still bidding is dropped. It waits, up to ctx, for the job to end and
+// returns its record: ended, or as it stands when ctx ran out.
+func (n *Node) CancelJob(ctx context.Context, idOrPrefix string) (JobRecord, error) {
+	rec, err := n.jobs.find(idOrPrefix)
+	if err != nil {
+		return rec, err
 	}
 	if rec.Final() {
-		return fmt.Errorf("job %s has already ended (%s)", id, rec.State)
+		return rec, fmt.Errorf("job %s has already ended (%s): nothing to cancel", rec.ID, rec.State)
 	}
+	asked := false
 	if rec.State == JobRunning && rec.AllocationID != "" {
-		if err := n.orch.Cancel(ctx, rec.Provider, rec.AllocationID); err == nil {
-			return nil
-		}
+		asked = n.orch.Cancel(ctx, rec.Provider, rec.AllocationID) == nil
 	}
-	n.jobs.cancel(id)
-	return nil
+	if !asked {
+		n.jobs.cancel(rec.ID)
+	}
+	return n.jobs.wait(ctx, rec.ID)
 }

@@ -73,21 +73,29 @@ type OffboardReport struct {
 	WasOnboarded bool                  `json:"was_onboarded"`
 	Previous     capability.Capability `json:"previous"`
 	// Affected lists the allocations whose locks a forced offboarding removed
-	// (or, when refused, the ones in the way). Their owner must stop them.
+	// (or, when refused, the ones in the way).
 	Affected []resources.Lock `json:"affected,omitempty"`
+	// Stopped lists the allocations a forced offboarding of a running node
+	// cancelled, and waited for, before it released their locks.
+	Stopped []string `json:"stopped,omitempty"`
 }
 
-// Onboarder validates and records offers against one ledger.
+// Onboarder validates and records offers against one ledger. It is not an
+// owner of that ledger: a running node calls it on its own, and the command
+// line only on a home whose node is stopped.
 type Onboarder struct {
 	ledger  *resources.Ledger
+	home    string
 	measure func(context.Context) (resources.Machine, error)
 	reserve resources.Reserve
+	price   capability.PriceInformation
 	log     *slog.Logger
 }
 
 type config struct {
 	measure func(context.Context) (resources.Machine, error)
 	reserve resources.Reserve
+	price   capability.PriceInformation
 	log     *slog.Logger
 }
 
@@ -118,6 +126,18 @@ func WithReserve(r resources.Reserve) Option {
 	}
 }
 
+// WithDefaultPrice is the price of a first offer that names none (the
+// config file's price).
+func WithDefaultPrice(p capability.PriceInformation) Option {
+	return func(c *config) error {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		c.price = p
+		return nil
+	}
+}
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
@@ -131,7 +151,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns an Onboarder recording into ledger. Unless WithMachine is
 // given, the machine is measured on every call, with the disk measured on the
-// filesystem that holds home.
+// filesystem that holds home; the benchmark writes there too.
 func New(ledger *resources.Ledger, home string, opts ...Option) (*Onboarder, error) {
 	cfg := config{
 		measure: func(ctx context.Context) (resources.Machine, error) { return resources.Measure(ctx, home) },
@@ -146,7 +166,7 @@ func New(ledger *resources.Ledger, home string, opts ...Option) (*Onboarder, err
 	if ledger == nil {
 		return nil, errors.New("onboarding: nil ledger")
 	}
-	return &Onboarder{ledger: ledger, measure: cfg.measure, reserve: cfg.reserve, log: cfg.log}, nil
+	return &Onboarder{ledger: ledger, home: home, measure: cfg.measure, reserve: cfg.reserve, price: cfg.price, log: cfg.log}, nil
 }
 
 // IsOnboarded reports whether the node offers anything. A provider ignores
@@ -283,8 +303,10 @@ func describeGPUs(gs []capability.GPU) string {
 
 // Offboard withdraws the offer. While allocations hold locks it is refused
 // with ErrActiveAllocations, the report listing them; with force it goes on,
-// removing their locks and allocation records, and lists them as affected so
-// that the caller stops them. Offboarding a node that is not onboarded does
+// removing their locks and allocation records, and lists them as affected.
+// Only a caller that knows no allocation runs may force it: a running node
+// stops its allocations first (node.Offboard), and with no node running the
+// locks are what a crash left. Offboarding a node that is not onboarded does
 // nothing and is no error.
 func (o *Onboarder) Offboard(ctx context.Context, force bool) (OffboardReport, error) {
 	prev := o.ledger.Registered()

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/poll"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -23,7 +24,7 @@ type fakeBackend struct {
 	mu        sync.Mutex
 	onboarded bool
 	avail     capability.Capability
-	holds     map[string]capability.Capability
+	holds     map[string]*fakeHold
 	refuse    bool
 	accepted  []string
 	allocs    map[string]chan Event
@@ -35,7 +36,7 @@ func newFakeBackend(cpu uint64) *fakeBackend {
 	return &fakeBackend{
 		onboarded: true,
 		avail:     capability.Capability{CPU: capability.CPU{MilliCores: cpu}, Memory: 4 * capability.GiB, Disk: 4 * capability.GiB},
-		holds:     map[string]capability.Capability{}, allocs: map[string]chan Event{},
+		holds:     map[string]*fakeHold{}, allocs: map[string]chan Event{},
 	}
 }
 
@@ -47,27 +48,57 @@ func (f *fakeBackend) Offer() (capability.Capability, capability.PriceInformatio
 	return f.avail, f.price, f.score
 }
 
-func (f *fakeBackend) Hold(id string, c capability.Capability, _ time.Time) error {
+// fakeHold is a hold with the bid it was placed for, as the real ledger
+// keeps it.
+type fakeHold struct {
+	c       capability.Capability
+	bid     *PlacedBid
+	claimed bool
+}
+
+func (f *fakeBackend) Hold(b *PlacedBid) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	id := b.Bid.JobID
 	if _, dup := f.holds[id]; dup {
 		return errors.New("already held") // as the real ledger refuses a duplicate id
 	}
-	left, err := f.avail.Subtract(c)
+	left, err := f.avail.Subtract(b.Request.Requirements)
 	if err != nil {
 		return err
 	}
 	f.avail = left
-	f.holds[id] = c
+	f.holds[id] = &fakeHold{c: b.Request.Requirements, bid: b}
 	return nil
+}
+
+func (f *fakeBackend) HasHold(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.holds[id]
+	return ok
+}
+
+func (f *fakeBackend) ClaimHold(id string, check func(*PlacedBid) error) (*PlacedBid, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, ok := f.holds[id]
+	if !ok || h.claimed || time.Now().After(h.bid.Bid.HoldExpires) {
+		return nil, ErrNoHold
+	}
+	if err := check(h.bid); err != nil {
+		return nil, err
+	}
+	h.claimed = true
+	return h.bid, nil
 }
 
 func (f *fakeBackend) ReleaseHold(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.holds[id]
+	h, ok := f.holds[id]
 	if ok {
-		f.avail, _ = f.avail.Add(c)
+		f.avail, _ = f.avail.Add(h.c)
 		delete(f.holds, id)
 	}
 	return ok
@@ -169,11 +200,5 @@ func wasmJob(args ...string) Submission {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 10*time.Second, what, cond)
 }

@@ -28,8 +28,18 @@ type Backend interface {
 	// Offer is what the node could give a job right now: its available
 	// capability, its prices and its benchmark score.
 	Offer() (available capability.Capability, price capability.PriceInformation, score float64)
-	// Hold reserves need for job until expires, or fails if it does not fit.
-	Hold(jobID string, need capability.Capability, expires time.Time) error
+	// Hold reserves the bid request's requirements for its job until the
+	// bid's HoldExpires, or fails if they do not fit. The bid rides on the
+	// hold: the ledger is the one place holds live, so a bid vanishes with
+	// its hold (expired, released, or dropped by a smaller offer).
+	Hold(b *PlacedBid) error
+	// HasHold reports whether a hold, and so a bid, stands for the job.
+	HasHold(jobID string) bool
+	// ClaimHold hands the bid held for the job to one caller, once: it fails
+	// wrapping ErrNoHold when there is none (never placed, expired, released,
+	// claimed already), and with check's error when check refuses it. A
+	// claimed hold is then accepted or released.
+	ClaimHold(jobID string, check func(*PlacedBid) error) (*PlacedBid, error)
 	// ReleaseHold gives a hold back; it reports whether there was one.
 	ReleaseHold(jobID string) bool
 	// Load is how busy the node is, 0 (idle) to 1 (all locked): less loaded
@@ -44,6 +54,13 @@ type Backend interface {
 	Watch(ctx context.Context, allocationID string, requester peer.ID) (<-chan Event, error)
 	// Cancel stops an allocation on behalf of its requester.
 	Cancel(allocationID string, requester peer.ID) error
+}
+
+// PlacedBid is a bid this provider sent and the request it answers, kept on
+// the bid's hold until the hold is claimed, released or expires.
+type PlacedBid struct {
+	Bid     *Bid
+	Request *BidRequest
 }
 
 // ProviderConfig tunes the provider side.
@@ -76,10 +93,10 @@ type Provider struct {
 	bidsSent     atomic.Int64
 	requestsSeen atomic.Int64
 
-	mu   sync.Mutex
-	bids map[string]*placedBid // by job ID: the bids we placed and may be invoked
-	// placed remembers every bid sent, invoked or not, for RegisteredBids;
-	// the oldest are forgotten past maxPlaced.
+	// The bids that may still be invoked live on their holds (Backend.Hold).
+	// placed is only history: every bid sent, invoked or not, for
+	// RegisteredBids; the oldest are forgotten past maxPlaced.
+	mu          sync.Mutex
 	placed      map[string]Bid
 	placedOrder []string
 
@@ -97,7 +114,7 @@ func NewProvider(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Provid
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
 		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
-		now: time.Now, bids: map[string]*placedBid{}, placed: map[string]Bid{}, ctx: ctx, cancel: cancel,
+		now: time.Now, placed: map[string]Bid{}, ctx: ctx, cancel: cancel,
 	}
 	if err := host.HandleRequest(ProtocolInvoke, MaxInvokeSize, p.handleInvoke); err != nil {
 		cancel()
@@ -161,10 +178,7 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 }
 
 func (p *Provider) bid(req *BidRequest, distance float64) error {
-	p.mu.Lock()
-	_, open := p.bids[req.JobID]
-	p.mu.Unlock()
-	if open {
+	if p.backend.HasHold(req.JobID) {
 		// The requester asked again (wider): our first bid stands.
 		return fmt.Errorf("already bid for job %s", req.JobID)
 	}
@@ -187,9 +201,6 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		return fmt.Errorf("quote %v over max price %v", quote, *req.MaxPrice)
 	}
 	expires := req.Deadline.Add(p.cfg.HoldGrace)
-	if err := p.backend.Hold(req.JobID, req.Requirements, expires); err != nil {
-		return fmt.Errorf("hold: %w", err)
-	}
 	offered := available
 	offered.Price = price
 	offered.CPU.Score = score
@@ -200,51 +211,47 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	// Gossip-borne fields such as listen addresses would bloat every bid.
 	b.Offered.Connectivity = capability.Connectivity{}
 	if err := b.Sign(p.key); err != nil {
-		p.backend.ReleaseHold(req.JobID)
 		return err
 	}
-	p.mu.Lock()
-	p.pruneLocked()
-	p.bids[req.JobID] = &placedBid{bid: b, req: req}
-	if _, ok := p.placed[req.JobID]; !ok {
-		p.placedOrder = append(p.placedOrder, req.JobID)
-	}
-	p.placed[req.JobID] = *b
-	for len(p.placedOrder) > maxPlaced {
-		delete(p.placed, p.placedOrder[0])
-		p.placedOrder = p.placedOrder[1:]
-	}
-	p.mu.Unlock()
-
 	data, err := Encode(b)
 	if err != nil {
-		p.forget(req.JobID)
 		return err
 	}
+	if err := p.backend.Hold(&PlacedBid{Bid: b, Request: req}); err != nil {
+		return fmt.Errorf("hold: %w", err)
+	}
+	p.remember(b)
 	ctx, cancel := context.WithDeadline(p.ctx, req.Deadline.Add(ClockSkew/10))
 	defer cancel()
 	p.bidsSent.Add(1)
 	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, data, MaxReplySize); err != nil {
-		p.forget(req.JobID)
+		p.backend.ReleaseHold(req.JobID)
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
 	}
 	return nil
 }
 
-// forget drops a bid and its hold.
-func (p *Provider) forget(jobID string) {
+// remember keeps a sent bid for RegisteredBids.
+func (p *Provider) remember(b *Bid) {
 	p.mu.Lock()
-	delete(p.bids, jobID)
-	p.mu.Unlock()
-	p.backend.ReleaseHold(jobID)
+	defer p.mu.Unlock()
+	if _, ok := p.placed[b.JobID]; !ok {
+		p.placedOrder = append(p.placedOrder, b.JobID)
+	}
+	p.placed[b.JobID] = *b
+	for len(p.placedOrder) > maxPlaced {
+		delete(p.placed, p.placedOrder[0])
+		p.placedOrder = p.placedOrder[1:]
+	}
 }
 
-func (p *Provider) pruneLocked() {
-	now := p.now()
-	for id, b := range p.bids {
-		if now.After(b.bid.HoldExpires) {
-			delete(p.bids, id)
+// fromRequester refuses a bid claimed by anyone but its requester.
+func fromRequester(from peer.ID) func(*PlacedBid) error {
+	return func(pb *PlacedBid) error {
+		if pb.Bid.Requester != from {
+			return fmt.Errorf("job %s was bid to %s, not to %s", pb.Bid.JobID, pb.Bid.Requester, from)
 		}
+		return nil
 	}
 }
 
@@ -256,17 +263,11 @@ func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) 
 		return nil, err
 	}
 	if msg.ReleaseJob != "" {
-		p.mu.Lock()
-		b, ok := p.bids[msg.ReleaseJob]
-		ok = ok && b.bid.Requester == from
-		if ok {
-			delete(p.bids, msg.ReleaseJob)
-		}
-		p.mu.Unlock()
-		if ok {
+		_, err := p.backend.ClaimHold(msg.ReleaseJob, fromRequester(from))
+		if err == nil {
 			p.backend.ReleaseHold(msg.ReleaseJob)
 		}
-		return Encode(&InvokeReply{Accepted: ok})
+		return Encode(&InvokeReply{Accepted: err == nil})
 	}
 	reply := p.invoke(from, msg.Invocation)
 	return Encode(reply)
@@ -278,21 +279,16 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		p.log.Info("invocation refused", "job", inv.Bid.JobID, "from", from, "reason", reason)
 		return &InvokeReply{Reason: reason}
 	}
-	p.mu.Lock()
-	placed, ok := p.bids[inv.Bid.JobID]
-	if ok && placed.bid.Requester == from {
-		// Taken now so that a second invocation of the same bid is refused.
-		delete(p.bids, inv.Bid.JobID)
+	// Claimed once, so that a second invocation of the same bid is refused.
+	placed, err := p.backend.ClaimHold(inv.Bid.JobID, fromRequester(from))
+	if errors.Is(err, ErrNoHold) {
+		return refuse("no open bid of this node for job %s (never placed, expired or already invoked)", inv.Bid.JobID)
 	}
-	p.mu.Unlock()
-	if !ok {
-		return refuse("no open bid of this node for job %s", inv.Bid.JobID)
+	if err != nil {
+		return refuse("%v", err)
 	}
-	mine, req := placed.bid, placed.req
-	if mine.Requester != from {
-		return refuse("job %s was bid to %s, not to %s", inv.Bid.JobID, mine.Requester, from)
-	}
-	// From here the bid was taken out of p.bids: every refusal frees its hold.
+	mine, req := placed.Bid, placed.Request
+	// From here the hold is claimed: every refusal frees it.
 	var why string
 	switch {
 	case inv.Bid.Provider != p.host.ID() || inv.Bid.Nonce != mine.Nonce || string(inv.Bid.Signature) != string(mine.Signature):
@@ -387,17 +383,14 @@ func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s *p2p.Fr
 	}
 }
 
-// placedBid is a bid we sent and the request it answers.
-type placedBid struct {
-	bid *Bid
-	req *BidRequest
-}
-
 // ModuleHash is the hex sha256 a bid request names a module by.
 func ModuleHash(module []byte) string {
 	sum := sha256.Sum256(module)
 	return hex.EncodeToString(sum[:])
 }
+
+// ErrNoHold: no open hold, so no bid that may be invoked, for a job.
+var ErrNoHold = errors.New("no open hold")
 
 // ErrNotFound is returned for an allocation or job this node does not know.
 var ErrNotFound = errors.New("not found")

@@ -2,8 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/dms-project/dms/internal/randid"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -161,15 +160,7 @@ func (r *Requester) close() {
 }
 
 // NewJobID returns a fresh random job ID.
-func NewJobID() string { return randomHex(16) }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err)) // the OS has no entropy: nothing can be signed either
-	}
-	return hex.EncodeToString(b)
-}
+func NewJobID() string { return randid.Hex(16) }
 
 // handleBid takes a bid from a provider. Only the requester named in the
 // bid, with bidding open, accepts it; an error tells the provider to let go
@@ -255,7 +246,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Deadline: now.Add(r.cfg.BiddingWindow),
-		Nonce: randomHex(12), WantBids: want, SentAt: now,
+		Nonce: randid.Hex(12), WantBids: want, SentAt: now,
 		Spread: SpreadFor(want, r.estimateProviders(), r.cfg.SpreadFactor),
 	}
 	if len(job.Module) > 0 {
@@ -313,7 +304,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64,
 			// again, four times as wide; providers that already bid hold
 			// the job and do not bid twice.
 			wide := *req
-			wide.Spread, wide.Nonce, wide.SentAt = min(1, 4*req.Spread), randomHex(12), r.now()
+			wide.Spread, wide.Nonce, wide.SentAt = min(1, 4*req.Spread), randid.Hex(12), r.now()
 			r.mu.Lock()
 			open.nonces[wide.Nonce] = true
 			r.mu.Unlock()

@@ -199,7 +199,7 @@ func (c *Config) Validate() error {
 	if c.PrivKey == nil {
 		errs = append(errs, errors.New("no private key: use WithPrivKey (see LoadOrCreateIdentity)"))
 	}
-	if err := validateNetwork(c.Network); err != nil {
+	if err := ValidateNetwork(c.Network); err != nil {
 		errs = append(errs, err)
 	}
 	if len(c.ListenAddrs) == 0 {
@@ -372,7 +372,7 @@ func ParseAddrInfos(addrs ...string) ([]peer.AddrInfo, error) {
 // WithNetwork sets the network ID.
 func WithNetwork(name string) Option {
 	return func(c *Config) error {
-		if err := validateNetwork(name); err != nil {
+		if err := ValidateNetwork(name); err != nil {
 			return err
 		}
 		c.Network = name
@@ -480,9 +480,9 @@ func positiveDuration(name string, d time.Duration, set func(*Config)) Option {
 	}
 }
 
-// validateNetwork accepts 1-32 characters of [a-z0-9-_.]: the ID lands in
+// ValidateNetwork accepts 1-32 characters of [a-z0-9-_.]: the ID lands in
 // protocol IDs and topic names, where a slash or a space would be trouble.
-func validateNetwork(name string) error {
+func ValidateNetwork(name string) error {
 	if len(name) == 0 || len(name) > 32 {
 		return fmt.Errorf("network ID %q: want 1 to 32 characters of a-z 0-9 - _ .", name)
 	}

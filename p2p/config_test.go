@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dms-project/dms/internal/poll"
+
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/multiformats/go-multiaddr"
 )
@@ -122,7 +124,7 @@ func TestNewFailsClean(t *testing.T) {
 	if err == nil {
 		t.Fatal("New on an address of no interface succeeded")
 	}
-	eventually(t, 5*time.Second, "goroutines of the failed New to exit", func() bool {
+	poll.Until(t, 5*time.Second, "goroutines of the failed New to exit", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 
@@ -152,7 +154,7 @@ func TestNewFailsClean(t *testing.T) {
 	if _, err := h.JoinTopic("y/1", acceptAll); !errors.Is(err, ErrClosed) {
 		t.Fatalf("JoinTopic after Close: %v, want ErrClosed", err)
 	}
-	eventually(t, 5*time.Second, "goroutines of the closed host to exit", func() bool {
+	poll.Until(t, 5*time.Second, "goroutines of the closed host to exit", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
 }

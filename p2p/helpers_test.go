@@ -61,20 +61,6 @@ func newTestHosts(t *testing.T, n int, opts ...Option) []*Host {
 	return hosts
 }
 
-// eventually polls cond every 10 ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
-}
-
 // acceptAll is a validator that accepts every message but "bad".
 func acceptAll(_ context.Context, _ peer.ID, data []byte) (any, error) {
 	if string(data) == "bad" {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dms-project/dms/internal/poll"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -39,7 +41,7 @@ func TestMesh(t *testing.T) {
 	defer cancel()
 
 	t.Run("forms", func(t *testing.T) {
-		eventually(t, 20*time.Second, "every host to reach 3 peers, one of them not the bootstrap node", func() bool {
+		poll.Until(t, 20*time.Second, "every host to reach 3 peers, one of them not the bootstrap node", func() bool {
 			for _, h := range hosts {
 				peers := h.Peers()
 				other := false
@@ -93,7 +95,7 @@ func TestMesh(t *testing.T) {
 		}
 		// The network gate hangs up on it after identify (it redials its
 		// bootstrap node while alone, so look for a moment without it).
-		eventually(t, 5*time.Second, "bootstrap node to drop the outsider", func() bool {
+		poll.Until(t, 5*time.Second, "bootstrap node to drop the outsider", func() bool {
 			return !boot.connected(outsider.ID())
 		})
 	})
@@ -103,7 +105,7 @@ func TestMesh(t *testing.T) {
 			t.Fatalf("close bootstrap host: %v", err)
 		}
 		rest, restTopics := hosts[1:], topics[1:]
-		eventually(t, 10*time.Second, "hosts to notice the bootstrap node left", func() bool {
+		poll.Until(t, 10*time.Second, "hosts to notice the bootstrap node left", func() bool {
 			for _, h := range rest {
 				if h.connected(boot.ID()) {
 					return false

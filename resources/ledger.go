@@ -36,11 +36,19 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$`)
 // Hold is a short claim on capability, placed when a node bids, dropped when it
 // expires or is released, or promoted to a Lock when the bid wins. Holds live
 // in memory only: a bid does not outlive the process that made it.
+//
+// The ledger is the one place a hold lives: what it was placed for (a bid)
+// rides on it as Attached, so a hold and its bid expire and vanish together.
 type Hold struct {
 	ID         string                `json:"id"`
 	Capability capability.Capability `json:"capability"`
 	Since      time.Time             `json:"since"`
 	Expires    time.Time             `json:"expires"`
+	// Claimed is set once ClaimHold handed the hold to its invoker: it can
+	// then only be promoted or released, never claimed again.
+	Claimed bool `json:"claimed,omitempty"`
+	// Attached is the holder's, opaque to the ledger.
+	Attached any `json:"-"`
 }
 
 // Lock is a firm claim by an allocation. It is persisted in the same batch as
@@ -201,6 +209,12 @@ func (l *Ledger) Registered() capability.Capability {
 // what is available. GPU requirements are resolved to concrete GPUs, which
 // the stored hold names.
 func (l *Ledger) Hold(id string, c capability.Capability, expires time.Time) error {
+	return l.HoldWith(id, c, expires, nil)
+}
+
+// HoldWith is Hold with something of the holder's attached (a bid), which
+// ClaimHold hands back.
+func (l *Ledger) HoldWith(id string, c capability.Capability, expires time.Time, attached any) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("hold %q: %w: want 1-200 letters, digits, '.', '_', ':' or '-'", id, ErrInvalidID)
 	}
@@ -224,8 +238,39 @@ func (l *Ledger) Hold(id string, c capability.Capability, expires time.Time) err
 	if err != nil {
 		return fmt.Errorf("hold %s: %w", id, err)
 	}
-	l.holds[id] = Hold{ID: id, Capability: resolved, Since: now, Expires: expires}
+	l.holds[id] = Hold{ID: id, Capability: resolved, Since: now, Expires: expires, Attached: attached}
 	return nil
+}
+
+// ClaimHold hands an unexpired, unclaimed hold to one caller: check sees
+// what was attached and may refuse (a stranger invoking a bid); once it
+// passes, the hold is claimed, so a second claim fails with ErrUnknownHold
+// and only Promote or ReleaseHold remain.
+func (l *Ledger) ClaimHold(id string, check func(attached any) error) (any, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expireLocked()
+	h, ok := l.holds[id]
+	if !ok || h.Claimed {
+		return nil, fmt.Errorf("claim hold %s: %w", id, ErrUnknownHold)
+	}
+	if check != nil {
+		if err := check(h.Attached); err != nil {
+			return nil, err
+		}
+	}
+	h.Claimed = true
+	l.holds[id] = h
+	return h.Attached, nil
+}
+
+// HasHold reports whether an unexpired hold of that ID exists.
+func (l *Ledger) HasHold(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expireLocked()
+	_, ok := l.holds[id]
+	return ok
 }
 
 // ReleaseHold drops a hold; it reports whether there was one.

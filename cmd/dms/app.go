@@ -11,9 +11,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/home"
 	"github.com/urfave/cli/v2"
-
-	"github.com/dms-project/dms/node"
 )
 
 // run is the whole program: main only passes os.Args and the terminal, so
@@ -38,26 +38,18 @@ func runCtx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitCode(err)
 }
 
-// env is what the commands share: the terminal, the logger and how to reach
-// a node.
+// env is what the commands share: the terminal and the logger.
 type env struct {
 	stdout, stderr io.Writer
 	level          *slog.LevelVar
 	log            *slog.Logger
 	cmdPath        string // "dms onboard", for the usage hint
-	// newController opens a controller for a home: the running node's
-	// control socket, else the home itself (pickController). Tests may
-	// replace it.
-	newController func(node.Home, node.Settings, *slog.Logger) (controller, error)
 }
 
 func newEnv(stdout, stderr io.Writer) *env {
 	level := new(slog.LevelVar)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	return &env{
-		stdout: stdout, stderr: stderr, level: level, log: log, cmdPath: "dms",
-		newController: pickController,
-	}
+	return &env{stdout: stdout, stderr: stderr, level: level, log: log, cmdPath: "dms"}
 }
 
 // Global flags. They are accepted before the command (dms --home X onboard)
@@ -70,12 +62,12 @@ func globalFlags(withEnv bool) []cli.Flag {
 		}
 		return nil
 	}
-	home, err := node.DefaultHomeDir()
+	dir, err := home.DefaultDir()
 	if err != nil {
-		home = "~/.dms"
+		dir = "~/.dms"
 	}
 	return []cli.Flag{
-		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: home, EnvVars: envs("DMS_HOME")},
+		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: dir, EnvVars: envs("DMS_HOME")},
 		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
 	}
 }
@@ -145,7 +137,7 @@ func (e *env) before(c *cli.Context) error {
 		return usagef("unexpected argument %q: %s takes only flags", c.Args().First(), e.cmdPath)
 	}
 	if v, ok := global(c, "log-level"); ok {
-		l, err := node.ParseLogLevel(v)
+		l, err := home.ParseLogLevel(v)
 		if err != nil {
 			return badValue("log-level", v, err)
 		}
@@ -154,26 +146,62 @@ func (e *env) before(c *cli.Context) error {
 	return nil
 }
 
+// How commands reach a home. There is one way for each kind of command:
+// the offer commands (onboard, offboard, capability, benchmark) work with a
+// node or without one (controller); the others need the running node
+// (client). Both say the same things when the home is missing or has no
+// node.
+
 // openHome opens the home named by --home and its settings; the config
 // file's log level applies unless a flag or DMS_LOG_LEVEL set one.
-func (e *env) openHome(c *cli.Context) (controller, node.Settings, error) {
+func (e *env) openHome(c *cli.Context) (home.Home, home.Settings, error) {
 	dir, _ := global(c, "home")
-	h, err := node.OpenHome(dir)
+	h, err := home.Open(dir)
 	if err != nil {
-		return nil, node.Settings{}, err
+		return home.Home{}, home.Settings{}, err
 	}
 	s, err := h.Settings(os.Getenv)
 	if err != nil {
-		return nil, node.Settings{}, err
+		return home.Home{}, home.Settings{}, err
 	}
 	if _, ok := global(c, "log-level"); !ok {
 		e.level.Set(s.LogLevel)
 	}
-	ctl, err := e.newController(h, s, e.log)
+	return h, s, nil
+}
+
+// controller is the home's offer, through its running node if one runs.
+func (e *env) controller(c *cli.Context) (api.Controller, error) {
+	h, s, err := e.openHome(c)
 	if err != nil {
-		return nil, node.Settings{}, err
+		return nil, err
 	}
-	return ctl, s, nil
+	return api.Open(c.Context, h, s, e.log)
+}
+
+// client connects to the node running on --home. When none runs it says so
+// and how to start one (exit 1); a directory that is no home yet gets the
+// hint to run dms init instead (exit 2).
+func (e *env) client(c *cli.Context) (*api.Client, error) {
+	dir, _ := global(c, "home")
+	cl, err := api.Dial(c.Context, dir)
+	if err == nil {
+		return cl, nil
+	}
+	if _, herr := home.Open(dir); errors.Is(herr, home.ErrNotInitialized) {
+		return nil, herr
+	}
+	return nil, err
+}
+
+// withClient calls f with a client of the node running on --home.
+func (e *env) withClient(c *cli.Context, f func(*api.Client) error) error {
+	cl, err := e.client(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return f(cl)
 }
 
 // rewriteFlagError turns the flag package's wording into ours.
@@ -189,6 +217,6 @@ func rewriteFlagError(msg string) string {
 }
 
 // closeController closes ctl, keeping the first error.
-func closeController(ctl controller, err *error) {
+func closeController(ctl api.Controller, err *error) {
 	*err = errors.Join(*err, ctl.Close())
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
@@ -23,9 +24,9 @@ func (e *env) allocationsCommand() *cli.Command {
 			"restarts, oldest first. Ended allocations are kept for a while, then forgotten.",
 		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the allocations as JSON, with their statistics"}},
 		Action: func(c *cli.Context) error {
-			return e.withNode(c, func(cl *controlClient) error {
-				var resp AllocationsResponse
-				if err := cl.call(c.Context, pathAllocations, struct{}{}, &resp); err != nil {
+			return e.withClient(c, func(cl *api.Client) error {
+				resp, err := cl.Allocations(c.Context)
+				if err != nil {
 					return err
 				}
 				if c.Bool("json") {

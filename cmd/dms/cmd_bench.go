@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/bench"
+	"github.com/dms-project/dms/testnet"
 )
 
 func (e *env) benchCommand() *cli.Command {
@@ -44,8 +45,8 @@ func (e *env) benchCommand() *cli.Command {
 			if !c.IsSet("log-level") {
 				e.level.Set(slog.LevelWarn) // a hundred nodes' info logs would drown the report
 			}
-			if c.Int("procs") < 0 || c.Int("procs") > maxTestnetNodes {
-				return usagef("invalid value %d for --procs: want 0 to %d", c.Int("procs"), maxTestnetNodes)
+			if c.Int("procs") < 0 || c.Int("procs") > testnet.MaxNodes {
+				return usagef("invalid value %d for --procs: want 0 to %d", c.Int("procs"), testnet.MaxNodes)
 			}
 			if c.Duration("procs-window") <= 0 {
 				return usagef("invalid value %v for --procs-window: want a positive duration, e.g. 10s", c.Duration("procs-window"))
@@ -62,10 +63,10 @@ func (e *env) benchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var procs *procsReport
+			var procs *bench.ProcsReport
 			if n := c.Int("procs"); n > 0 {
 				fmt.Fprintf(e.stderr, "bench: starting %d node processes\n", n)
-				if procs, err = e.benchProcs(c.Context, n, c.Duration("procs-window"), e.stderr); err != nil {
+				if procs, err = bench.Procs(c.Context, n, c.Duration("procs-window"), e.log, e.stderr); err != nil {
 					return fmt.Errorf("process mode: %w", err)
 				}
 			}
@@ -74,7 +75,7 @@ func (e *env) benchCommand() *cli.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(struct {
 					*bench.Report
-					Processes *procsReport `json:"processes,omitempty"`
+					Processes *bench.ProcsReport `json:"processes,omitempty"`
 				}{rep, procs})
 			}
 			printBench(e.stdout, rep)

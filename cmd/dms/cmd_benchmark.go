@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/resources"
 )
@@ -27,7 +28,7 @@ func (e *env) benchmarkCommand() *cli.Command {
 			if d < resources.MinBenchmarkDuration || d > resources.MaxBenchmarkDuration {
 				return usagef("invalid value %q for --duration: want %v to %v, e.g. 3s", d, resources.MinBenchmarkDuration, resources.MaxBenchmarkDuration)
 			}
-			ctl, _, err := e.openHome(c)
+			ctl, err := e.controller(c)
 			if err != nil {
 				return err
 			}
@@ -37,7 +38,7 @@ func (e *env) benchmarkCommand() *cli.Command {
 				progress = e.stderr
 			}
 			fmt.Fprintf(progress, "Benchmarking for %v...\n", d)
-			resp, err := ctl.Benchmark(c.Context, BenchmarkRequest{Duration: d}, resources.ProgressPrinter(progress))
+			resp, err := ctl.Benchmark(c.Context, api.BenchmarkRequest{Duration: d}, resources.ProgressPrinter(progress))
 			if err != nil {
 				return err
 			}

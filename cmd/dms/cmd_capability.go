@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/resources"
 )
@@ -23,7 +24,7 @@ func (e *env) capabilityCommand() *cli.Command {
 			&cli.StringFlag{Name: "reserve", Usage: "what the owner keeps, e.g. cpu=1,memory=10% (default: the config file's reserve)", EnvVars: []string{"DMS_RESERVE"}},
 		},
 		Action: func(c *cli.Context) (err error) {
-			var req CapabilityRequest
+			var req api.CapabilityRequest
 			if c.IsSet("reserve") {
 				r, err := resources.ParseReserve(c.String("reserve"))
 				if err != nil {
@@ -31,7 +32,7 @@ func (e *env) capabilityCommand() *cli.Command {
 				}
 				req.Reserve = &r
 			}
-			ctl, _, err := e.openHome(c)
+			ctl, err := e.controller(c)
 			if err != nil {
 				return err
 			}
@@ -48,7 +49,7 @@ func (e *env) capabilityCommand() *cli.Command {
 	}
 }
 
-func (e *env) printCapability(r CapabilityResponse) error {
+func (e *env) printCapability(r api.CapabilityResponse) error {
 	w := e.stdout
 	m := r.Machine
 	fmt.Fprintf(w, "home:       %s\n", r.Home)

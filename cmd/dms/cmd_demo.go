@@ -15,7 +15,9 @@ import (
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/testnet"
 )
 
 // demoTimeout bounds the whole demo, so that a network that never forms
@@ -110,7 +112,7 @@ func (e *env) demo(c *cli.Context) (err error) {
 	}
 	fmt.Fprintf(out, "Starting %d dms nodes in this process: a private network on 127.0.0.1 ...\n", nodes)
 	t0 := time.Now()
-	ln, err := node.StartLocalNetwork(ctx, node.LocalNetworkConfig{Nodes: nodes, Requesters: []int{demoRequester}, Logger: log})
+	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{Nodes: nodes, Requesters: []int{demoRequester}, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start the demo network: %w", err)
 	}
@@ -133,12 +135,11 @@ func (e *env) demo(c *cli.Context) (err error) {
 			dn.Role = "requester (offers nothing)"
 		}
 		if i != demoRequester {
-			offer := n.RegisteredCapability()
-			offer.Price = demoPrice(i)
-			if err := n.SetRegisteredCapability(offer); err != nil {
+			price := demoPrice(i)
+			if _, err := n.Onboard(ctx, onboarding.Request{Price: &price}, nil); err != nil {
 				return fmt.Errorf("set node %d's price: %w", i, err)
 			}
-			dn.Price = &offer.Price
+			dn.Price = &price
 		}
 		rep.Nodes = append(rep.Nodes, dn)
 	}

@@ -17,8 +17,13 @@ func (e *env) idCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print as JSON"},
 		},
 		Action: func(c *cli.Context) error {
-			var r IDResponse
-			if err := e.askNode(c, pathID, &r); err != nil {
+			cl, err := e.client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			r, err := cl.ID(c.Context)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {

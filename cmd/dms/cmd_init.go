@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dms-project/dms/home"
 	"github.com/urfave/cli/v2"
-
-	"github.com/dms-project/dms/node"
 )
 
 func (e *env) initCommand() *cli.Command {
@@ -19,7 +18,7 @@ func (e *env) initCommand() *cli.Command {
 			"changes nothing and says so; permissions that let others in are narrowed.",
 		Action: func(c *cli.Context) error {
 			dir, _ := global(c, "home")
-			rep, err := node.InitHome(dir)
+			rep, err := home.Init(dir)
 			if err != nil {
 				return err
 			}
@@ -35,16 +34,8 @@ func (e *env) initCommand() *cli.Command {
 				fmt.Fprintf(e.stdout, "  tightened: %s (now readable by you only)\n", strings.Join(rep.Tightened, ", "))
 			}
 			fmt.Fprintf(e.stdout, "  peer ID:   %s\n", rep.PeerID)
-			fmt.Fprintf(e.stdout, "Next: dms --home %s onboard --cpu 1 --memory 1GiB --disk 1GiB\n", shellQuote(rep.Home))
+			fmt.Fprintf(e.stdout, "Next: dms --home %s onboard --cpu 1 --memory 1GiB --disk 1GiB\n", home.ShellQuote(rep.Home))
 			return nil
 		},
 	}
-}
-
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
-	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

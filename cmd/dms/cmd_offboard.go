@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/resources"
 )
@@ -15,22 +16,24 @@ func (e *env) offboardCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "offboard",
 		Usage: "withdraw this machine's offer",
-		Description: "Withdraws the offer: the node stops bidding. Refused while allocations hold locks;\n" +
-			"--force goes on, removes their locks and lists them, so they can be stopped.",
+		Description: "Withdraws the offer: the node stops bidding. Refused while allocations hold locks.\n" +
+			"--force goes on: the running node stops those allocations (their requesters see them\n" +
+			"cancelled), waits for them to end, then releases their locks and lists them. With no\n" +
+			"node running, the locks are what a crash left, and --force removes them.",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "force", Usage: "offboard even while allocations hold locks (their locks are removed)"},
+			&cli.BoolFlag{Name: "force", Usage: "offboard even while allocations run: stop them first, then release their locks"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
 		Action: func(c *cli.Context) (err error) {
-			ctl, _, err := e.openHome(c)
+			ctl, err := e.controller(c)
 			if err != nil {
 				return err
 			}
 			defer closeController(ctl, &err)
-			resp, err := ctl.Offboard(c.Context, OffboardRequest{Force: c.Bool("force")})
+			resp, err := ctl.Offboard(c.Context, api.OffboardRequest{Force: c.Bool("force")})
 			rep := resp.Report
 			if errors.Is(err, onboarding.ErrActiveAllocations) {
-				return fmt.Errorf("offboard refused: %d allocation(s) hold locks:\n%s\nStop them first, or use --force to remove their locks", len(rep.Affected), lockLines(rep.Affected))
+				return fmt.Errorf("offboard refused: %d allocation(s) hold locks:\n%s\nWait for them to end, or use --force to stop them and release their locks", len(rep.Affected), lockLines(rep.Affected))
 			}
 			if err != nil {
 				return err
@@ -41,8 +44,11 @@ func (e *env) offboardCommand() *cli.Command {
 			switch {
 			case !rep.WasOnboarded && len(rep.Affected) == 0:
 				fmt.Fprintln(e.stdout, "Not onboarded; nothing to do.")
+			case len(rep.Stopped) > 0:
+				fmt.Fprintf(e.stdout, "Offboarded (forced): no longer offering %s.\nStopped %d allocation(s), then released their locks:\n%s\n",
+					rep.Previous, len(rep.Stopped), lockLines(rep.Affected))
 			case len(rep.Affected) > 0:
-				fmt.Fprintf(e.stdout, "Offboarded (forced): no longer offering %s.\nRemoved the locks of %d allocation(s); stop any that still run:\n%s\n",
+				fmt.Fprintf(e.stdout, "Offboarded (forced): no longer offering %s.\nRemoved the locks of %d allocation(s) that a stopped node left (none of them runs):\n%s\n",
 					rep.Previous, len(rep.Affected), lockLines(rep.Affected))
 			default:
 				fmt.Fprintf(e.stdout, "Offboarded: no longer offering %s.\n", rep.Previous)

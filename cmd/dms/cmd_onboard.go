@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/resources"
 )
@@ -35,7 +36,7 @@ func (e *env) onboardCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ctl, _, err := e.openHome(c)
+			ctl, err := e.controller(c)
 			if err != nil {
 				return err
 			}
@@ -74,8 +75,8 @@ func (e *env) onboardCommand() *cli.Command {
 
 // onboardRequest parses the flags; a value that does not parse is a usage
 // error naming the flag and what it accepts.
-func onboardRequest(c *cli.Context) (OnboardRequest, error) {
-	req := OnboardRequest{Benchmark: !c.Bool("skip-benchmark"), BenchmarkDuration: c.Duration("benchmark-duration")}
+func onboardRequest(c *cli.Context) (api.OnboardRequest, error) {
+	req := api.OnboardRequest{Benchmark: !c.Bool("skip-benchmark"), BenchmarkDuration: c.Duration("benchmark-duration")}
 	if d := req.BenchmarkDuration; d < resources.MinBenchmarkDuration || d > resources.MaxBenchmarkDuration {
 		return req, usagef("invalid value %q for --benchmark-duration: want %v to %v, e.g. 3s", d, resources.MinBenchmarkDuration, resources.MaxBenchmarkDuration)
 	}

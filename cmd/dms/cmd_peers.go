@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dms-project/dms/api"
 	"github.com/urfave/cli/v2"
 )
 
@@ -21,8 +22,13 @@ func (e *env) peersCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print as JSON"},
 		},
 		Action: func(c *cli.Context) error {
-			var r PeersResponse
-			if err := e.askNode(c, pathPeers, &r); err != nil {
+			cl, err := e.client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			r, err := cl.Peers(c.Context)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {
@@ -33,7 +39,7 @@ func (e *env) peersCommand() *cli.Command {
 	}
 }
 
-func (e *env) printPeers(r PeersResponse) error {
+func (e *env) printPeers(r api.PeersResponse) error {
 	onTopic := 0
 	for _, p := range r.Peers {
 		if p.OnTopic {

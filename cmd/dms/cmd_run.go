@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/p2p"
 )
@@ -18,10 +19,6 @@ import (
 // shutdownTimeout bounds how long the control server waits for the calls
 // under way (cancelled at shutdown) to return.
 const shutdownTimeout = 10 * time.Second
-
-// wasmCacheDir is where compiled wasm modules are kept across restarts,
-// relative to the home.
-var wasmCacheDir = filepath.Join("cache", "wasm")
 
 func (e *env) runCommand() *cli.Command {
 	return &cli.Command{
@@ -52,19 +49,11 @@ func (e *env) runCommand() *cli.Command {
 // runNode is `dms run`: it returns when ctx ends (a signal) and everything
 // it started has stopped.
 func (e *env) runNode(c *cli.Context) (err error) {
-	dir, _ := global(c, "home")
-	home, err := node.OpenHome(dir)
+	h, settings, err := e.openHome(c)
 	if err != nil {
 		return err
 	}
-	settings, err := home.Settings(os.Getenv)
-	if err != nil {
-		return err
-	}
-	if _, ok := global(c, "log-level"); !ok {
-		e.level.Set(settings.LogLevel)
-	}
-	listenSet := c.IsSet("listen") || !slices.Equal(settings.Listen, node.DefaultSettings().Listen)
+	listenSet := c.IsSet("listen") || !slices.Equal(settings.Listen, home.DefaultSettings().Listen)
 	if err := applyRunFlags(c, &settings); err != nil {
 		return err
 	}
@@ -75,7 +64,7 @@ func (e *env) runNode(c *cli.Context) (err error) {
 
 	// The datastore first: it is the home's lock, so a second node on the
 	// same home stops here, before touching the socket of the first.
-	store, err := home.OpenDatastore()
+	store, err := h.OpenDatastore()
 	if err != nil {
 		return err
 	}
@@ -84,14 +73,14 @@ func (e *env) runNode(c *cli.Context) (err error) {
 			e.log.Info("node stopped")
 		}
 	}()
-	key, err := home.Identity()
+	key, err := h.Identity()
 	if err != nil {
 		return err
 	}
 
 	var cfg node.Config
 	if c.Bool("local") {
-		cfg = node.LocalConfig(home.Dir)
+		cfg = node.LocalConfig(h.Dir)
 		if !listenSet {
 			// The preset's 127.0.0.1 on a free port, rather than the
 			// default settings' 0.0.0.0:4001, which a second node would
@@ -99,13 +88,13 @@ func (e *env) runNode(c *cli.Context) (err error) {
 			p2pOpts = slices.DeleteFunc(p2pOpts, func(o namedOption) bool { return o.name == "listen" })
 		}
 	} else {
-		cfg = node.DefaultConfig(home.Dir)
+		cfg = node.DefaultConfig(h.Dir)
 	}
 	for _, o := range p2pOpts {
 		cfg.P2P = append(cfg.P2P, o.opt)
 	}
-	cfg.Datastore, cfg.Key, cfg.Reserve, cfg.Logger = store, key, settings.Reserve, e.log
-	cfg.WasmCacheDir = filepath.Join(home.Dir, wasmCacheDir)
+	cfg.Datastore, cfg.Key, cfg.Reserve, cfg.DefaultPrice, cfg.Logger = store, key, settings.Reserve, settings.Price, e.log
+	cfg.WasmCacheDir = h.WasmCachePath()
 	if err := os.MkdirAll(cfg.WasmCacheDir, 0o700); err != nil {
 		return fmt.Errorf("wasm cache: %w", err)
 	}
@@ -116,26 +105,24 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, n.Close()) }()
 
-	srv := newControlServer(e.log)
-	registerMeshAPI(srv, n, home.Dir, newNodeController(n, home, settings, e.log))
-	registerJobAPI(srv, n)
-	if err := srv.listen(home.Dir); err != nil {
+	srv := api.NewServer(n, h.Dir, e.log)
+	if err := srv.Listen(); err != nil {
 		return err
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		err = errors.Join(err, srv.close(ctx))
+		err = errors.Join(err, srv.Close(ctx))
 	}()
 
 	fmt.Fprintf(e.stdout, "peer id: %s\n", n.ID())
-	fmt.Fprintf(e.stdout, "network: %s\n", n.Host().Network())
+	fmt.Fprintf(e.stdout, "network: %s\n", n.Network())
 	for _, a := range n.Addrs() {
 		fmt.Fprintf(e.stdout, "listening on: %s\n", a)
 	}
-	fmt.Fprintf(e.stdout, "control socket: %s\n", socketPath(home.Dir))
+	fmt.Fprintf(e.stdout, "control socket: %s\n", h.SocketPath())
 	if !n.Onboarded() {
-		fmt.Fprintf(e.stderr, "Not onboarded: this node joins the mesh and can submit jobs, but does not bid (dms --home %s onboard --cpu N --memory SIZE --disk SIZE).\n", shellQuote(home.Dir))
+		fmt.Fprintf(e.stderr, "Not onboarded: this node joins the mesh and can submit jobs, but does not bid (dms --home %s onboard --cpu N --memory SIZE --disk SIZE).\n", home.ShellQuote(h.Dir))
 	}
 	fmt.Fprintln(e.stdout, "ready")
 
@@ -146,13 +133,13 @@ func (e *env) runNode(c *cli.Context) (err error) {
 
 // applyRunFlags puts the flags over the settings (which already hold the
 // environment over the config file); a value that does not parse names its
-// flag.
-func applyRunFlags(c *cli.Context, s *node.Settings) error {
+// flag. The checks are the config file's (package home).
+func applyRunFlags(c *cli.Context, s *home.Settings) error {
 	if c.IsSet("listen") {
 		s.Listen = nil
 		for _, a := range c.StringSlice("listen") {
-			if err := p2p.WithListenAddrStrings(a)(new(p2p.Config)); err != nil {
-				return badValue("listen", a, errors.New("want a multiaddr such as /ip4/0.0.0.0/tcp/4001 or /ip4/0.0.0.0/udp/4001/quic-v1"))
+			if err := home.ParseListen(a); err != nil {
+				return badValue("listen", a, err)
 			}
 			s.Listen = append(s.Listen, a)
 		}
@@ -160,29 +147,27 @@ func applyRunFlags(c *cli.Context, s *node.Settings) error {
 	if c.IsSet("bootstrap") {
 		s.Bootstrap = nil
 		for _, a := range c.StringSlice("bootstrap") {
-			if _, err := p2p.ParseAddrInfos(a); err != nil {
-				return badValue("bootstrap", a, errors.New("want a multiaddr ending in /p2p/<peer ID>, e.g. /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW..."))
+			if err := home.ParseBootstrap(a); err != nil {
+				return badValue("bootstrap", a, err)
 			}
 			s.Bootstrap = append(s.Bootstrap, a)
 		}
 	}
 	if c.IsSet("network") {
 		v := c.String("network")
-		if err := p2p.WithNetwork(v)(new(p2p.Config)); err != nil {
-			return badValue("network", v, errors.New("want 1 to 32 characters of a-z 0-9 - _ ."))
+		if err := home.ParseNetwork(v); err != nil {
+			return badValue("network", v, err)
 		}
 		s.Network = v
 	}
 	if c.IsSet("swarm-key") {
 		v := c.String("swarm-key")
-		if v == "" {
-			return badValue("swarm-key", v, errors.New("want the path of a swarm key file"))
-		}
-		abs, err := filepath.Abs(v)
+		wd, err := os.Getwd()
 		if err != nil {
-			return badValue("swarm-key", v, err)
+			return err
 		}
-		if _, err := p2p.LoadSwarmKey(abs); err != nil {
+		abs, err := home.ParseSwarmKey(v, wd)
+		if err != nil {
 			return badValue("swarm-key", v, err)
 		}
 		s.SwarmKey = abs
@@ -197,7 +182,7 @@ type namedOption struct {
 }
 
 // runP2POptions turns the settings and --dht-mode into p2p options.
-func runP2POptions(c *cli.Context, s node.Settings) ([]namedOption, error) {
+func runP2POptions(c *cli.Context, s home.Settings) ([]namedOption, error) {
 	opts := []namedOption{
 		{"listen", p2p.WithListenAddrStrings(s.Listen...)},
 		{"network", p2p.WithNetwork(s.Network)},
@@ -208,7 +193,7 @@ func runP2POptions(c *cli.Context, s node.Settings) ([]namedOption, error) {
 	if s.SwarmKey != "" {
 		psk, err := p2p.LoadSwarmKey(s.SwarmKey)
 		if err != nil {
-			return nil, fmt.Errorf("swarm_key (config file or %s): %w", node.EnvVar("swarm_key"), err)
+			return nil, fmt.Errorf("swarm_key (config file or %s): %w", home.EnvVar("swarm_key"), err)
 		}
 		opts = append(opts, namedOption{"swarm-key", p2p.WithPSK(psk)})
 	}

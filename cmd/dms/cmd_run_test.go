@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/internal/poll"
+	"github.com/dms-project/dms/internal/randid"
 	"github.com/dms-project/dms/node"
-	"github.com/dms-project/dms/onboarding"
-	"github.com/dms-project/dms/resources"
+	"github.com/dms-project/dms/orchestrator"
 )
 
 // syncBuffer is a bytes.Buffer that a running command writes while the
@@ -104,23 +106,11 @@ func jsonOut[T any](t *testing.T, r result) T {
 	return v
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestRunInProcess drives a node started by `dms run` with the commands
 // that talk to it, and checks that it stops cleanly.
 func TestRunInProcess(t *testing.T) {
 	h := newHome(t)
-	network := "test-" + randomHex(3)
+	network := "test-" + randid.Hex(3)
 	n := startNode(t, h, "--network", network, "--dht-mode", "server")
 	id := n.runLine(t, "peer id")
 	if got := n.runLine(t, "network"); got != network {
@@ -130,23 +120,23 @@ func TestRunInProcess(t *testing.T) {
 	if !strings.HasPrefix(addr, "/ip4/127.0.0.1/tcp/") || !strings.HasSuffix(addr, "/p2p/"+id) {
 		t.Fatalf("listening on %q: want a loopback TCP address ending in /p2p/%s", addr, id)
 	}
-	if n.runLine(t, "control socket") != filepath.Join(h, SocketFile) {
+	if n.runLine(t, "control socket") != home.SocketPath(h) {
 		t.Fatalf("control socket line: %q", n.runLine(t, "control socket"))
 	}
-	st, err := os.Stat(socketPath(h))
+	st, err := os.Stat(home.SocketPath(h))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("socket: %v, mode %v; want 0600", err, st.Mode().Perm())
 	}
 
 	dms(t, "--home", h, "id").want(t, 0, "peer id: "+id, "network: "+network, "listening on: "+addr)
-	if r := jsonOut[IDResponse](t, dms(t, "--home", h, "id", "--json")); r.PeerID != id || r.PID != os.Getpid() || r.Home != h {
+	if r := jsonOut[api.IDResponse](t, dms(t, "--home", h, "id", "--json")); r.PeerID != id || r.PID != os.Getpid() || r.Home != h {
 		t.Fatalf("id --json: %+v", r)
 	}
-	if r := jsonOut[PeersResponse](t, dms(t, "--home", h, "peers", "--json")); len(r.Peers) != 0 || r.Topic != "dms/"+network+"/bid-requests/1" {
+	if r := jsonOut[api.PeersResponse](t, dms(t, "--home", h, "peers", "--json")); len(r.Peers) != 0 || r.Topic != "dms/"+network+"/bid-requests/1" {
 		t.Fatalf("peers --json of a lone node: %+v", r)
 	}
 	dms(t, "--home", h, "peers").want(t, 0, "0 peers")
-	s := jsonOut[StatusResponse](t, dms(t, "--home", h, "status", "--json"))
+	s := jsonOut[api.StatusResponse](t, dms(t, "--home", h, "status", "--json"))
 	if s.ID.String() != id || s.Network != network || s.Onboarded || s.Home != h {
 		t.Fatalf("status --json: %+v", s)
 	}
@@ -166,7 +156,7 @@ func TestRunInProcess(t *testing.T) {
 		want(t, 2, "invalid value 1000 for --cpu: more than this machine can offer")
 	dms(t, "--home", h, "onboard", "--cpu", "0.5", "--memory", "256MiB", "--disk", "256MiB", "--benchmark-duration", "80ms").
 		want(t, 0, "Onboarded: offering cpu=0.5 memory=256MiB disk=256MiB", "[4/4]", "benchmark: score")
-	if s := jsonOut[StatusResponse](t, dms(t, "--home", h, "status", "--json")); !s.Onboarded || s.Registered.CPU.MilliCores != 500 || s.Available.Memory != 256<<20 {
+	if s := jsonOut[api.StatusResponse](t, dms(t, "--home", h, "status", "--json")); !s.Onboarded || s.Registered.CPU.MilliCores != 500 || s.Available.Memory != 256<<20 {
 		t.Fatalf("the running node did not take the offer: %+v", s)
 	}
 	dms(t, "--home", h, "benchmark", "--duration", "80ms").want(t, 0, "[1/4] cpu, one core", "stored")
@@ -178,15 +168,15 @@ func TestRunInProcess(t *testing.T) {
 	h2 := filepath.Join(t.TempDir(), "home2")
 	dms(t, "--home", h2, "init").want(t, 0)
 	startNode(t, h2, "--network", network, "--bootstrap", addr)
-	eventually(t, 20*time.Second, "the second node does not see the first on the topic", func() bool {
-		r := jsonOut[PeersResponse](t, dms(t, "--home", h2, "peers", "--json"))
-		return len(r.Peers) == 1 && r.Peers[0].ID == id && r.Peers[0].OnTopic && r.Peers[0].Direction == "outbound"
+	poll.Until(t, 20*time.Second, "the second node to see the first on the topic", func() bool {
+		r := jsonOut[api.PeersResponse](t, dms(t, "--home", h2, "peers", "--json"))
+		return len(r.Peers) == 1 && r.Peers[0].ID.String() == id && r.Peers[0].OnTopic && r.Peers[0].Direction == "outbound"
 	})
 	dms(t, "--home", h, "peers").want(t, 0, "1 peer, 1 on the bid-request topic", "inbound")
 
 	r := n.stop()
 	r.want(t, 0)
-	if _, err := os.Stat(socketPath(h)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(home.SocketPath(h)); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("socket after the node stopped: %v", err)
 	}
 	if !strings.Contains(r.stderr, "node stopped") {
@@ -229,72 +219,58 @@ func TestRunUsageErrors(t *testing.T) {
 	dms(t, "--home", missing, "run").want(t, 2, "run dms init")
 }
 
-// TestControlErrorsCrossTheSocket: an error a running node returns keeps
-// its kind on the CLI's side (usage or not, the sentinel under it) and
-// the reply that came with it.
-func TestControlErrorsCrossTheSocket(t *testing.T) {
-	dir := t.TempDir()
-	srv := newControlServer(slog.New(slog.DiscardHandler))
-	refused := OffboardResponse{Home: dir, Report: onboarding.OffboardReport{WasOnboarded: true, Affected: []resources.Lock{{ID: "alloc-1"}}}}
-	handle(srv, "POST "+pathOffboard, func(context.Context, OffboardRequest) (OffboardResponse, error) {
-		return refused, fmt.Errorf("offboard: %w", onboarding.ErrActiveAllocations)
+// TestForcedOffboardStopsRunningAllocations is the defect of issue 9 as a
+// user met it: a forced offboarding of a provider with a job running used
+// to drop the job's lock while the job ran on, so that onboarding again
+// showed its capacity as free. Now the provider stops the job first.
+func TestForcedOffboardStopsRunningAllocations(t *testing.T) {
+	provider, requester := newHome(t), filepath.Join(t.TempDir(), "requester")
+	dms(t, "--home", requester, "init").want(t, 0)
+	network := "offboard-" + randid.Hex(3)
+	p := startNode(t, provider, "--network", network)
+	startNode(t, requester, "--network", network, "--bootstrap", p.runLine(t, "listening on"))
+	dms(t, "--home", provider, "onboard", "--cpu", "1", "--memory", "512MiB", "--disk", "256MiB", "--skip-benchmark").want(t, 0, "Onboarded")
+	poll.Until(t, 20*time.Second, "the requester to see the provider on the topic", func() bool {
+		r := jsonOut[api.PeersResponse](t, dms(t, "--home", requester, "peers", "--json"))
+		return len(r.Peers) == 1 && r.Peers[0].OnTopic
 	})
-	handle(srv, "POST "+pathCapability, func(context.Context, CapabilityRequest) (CapabilityResponse, error) {
-		return CapabilityResponse{}, &onboarding.OfferError{Field: "cpu", Value: "9", Reason: "too much"}
+	wasm := filepath.Join(t.TempDir(), "hello.wasm")
+	if err := os.WriteFile(wasm, examples.HelloWasm, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A job that runs for a long while (a sieve of 4e8 numbers).
+	r := dms(t, "--home", requester, "job", "submit", "--cpu", "0.5", "--memory", "500MiB", "--duration", "2m", "--wasm", wasm, "--detach", "--", "-n", "400000000")
+	r.want(t, 0)
+	id := strings.TrimSpace(r.stdout)
+	var alloc node.AllocationInfo
+	poll.Until(t, 30*time.Second, "the job to run on the provider", func() bool {
+		for _, a := range jsonOut[api.AllocationsResponse](t, dms(t, "--home", provider, "allocations", "--json")).Allocations {
+			if a.JobID == id && a.State == orchestrator.StateRunning {
+				alloc = a
+				return true
+			}
+		}
+		return false
 	})
-	following := make(chan struct{})
-	handleStream(srv, "POST /v1/follow", func(ctx context.Context, _ struct{}, send func(int)) (int, error) {
-		send(1)
-		close(following)
-		<-ctx.Done() // a job followed for as long as it runs
-		return 0, ctx.Err()
+	dms(t, "--home", provider, "offboard").want(t, 1, "offboard refused: 1 allocation(s) hold locks", alloc.ID, "--force")
+	dms(t, "--home", provider, "offboard", "--force").want(t, 0, "Offboarded (forced)", "Stopped 1 allocation(s), then released their locks", alloc.ID)
+	// By then the allocation has ended; nothing runs that the ledger no
+	// longer counts.
+	for _, a := range jsonOut[api.AllocationsResponse](t, dms(t, "--home", provider, "allocations", "--json")).Allocations {
+		if a.ID == alloc.ID && (a.State != orchestrator.StateCancelled || !strings.Contains(a.Result.Reason, "offboarded")) {
+			t.Fatalf("allocation after the forced offboarding: %s %+v", a.State, a.Result)
+		}
+	}
+	if c := capabilityJSON(t, provider); c.Onboarded || len(c.Locks) != 0 || len(c.Holds) != 0 {
+		t.Fatalf("capability after the forced offboarding: %+v", c)
+	}
+	dms(t, "--home", provider, "onboard", "--cpu", "1", "--memory", "512MiB", "--disk", "256MiB", "--skip-benchmark").want(t, 0, "Onboarded")
+	if c := capabilityJSON(t, provider); c.Available.CPU.MilliCores != 1000 || len(c.Locks) != 0 {
+		t.Fatalf("capability after onboarding again: available %s, locks %+v", c.Available, c.Locks)
+	}
+	dms(t, "--home", provider, "allocations").want(t, 0, alloc.ID, "cancelled")
+	poll.Until(t, 20*time.Second, "the requester to hear that its job was stopped", func() bool {
+		return jsonOut[node.JobRecord](t, dms(t, "--home", requester, "job", "status", id, "--json")).State.Final()
 	})
-	if err := srv.listen(dir); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.close(context.Background()) })
-	ctl, err := pickController(node.Home{Dir: dir}, node.DefaultSettings(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := ctl.(*socketController); !ok {
-		t.Fatalf("pickController chose %T with a node answering", ctl)
-	}
-	defer ctl.Close()
-	resp, err := ctl.Offboard(context.Background(), OffboardRequest{})
-	if !errors.Is(err, onboarding.ErrActiveAllocations) || exitCode(err) != exitFailure {
-		t.Fatalf("offboard error %v (exit %d): want ErrActiveAllocations, exit 1", err, exitCode(err))
-	}
-	if len(resp.Report.Affected) != 1 || resp.Report.Affected[0].ID != "alloc-1" {
-		t.Fatalf("the refused offboarding's report was lost: %+v", resp)
-	}
-	_, err = ctl.Capability(context.Background(), CapabilityRequest{})
-	if !errors.Is(err, onboarding.ErrInvalidOffer) || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "invalid value 9 for --cpu: too much") {
-		t.Fatalf("offer error %v (exit %d): want a usage error over ErrInvalidOffer", err, exitCode(err))
-	}
-	// Unknown paths are the server's 404, said plainly.
-	cl, err := dialControl(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.call(context.Background(), "/v1/nope", nil, nil); err == nil || !strings.Contains(err.Error(), fmt.Sprint(http.StatusNotFound)) {
-		t.Fatalf("unknown path: %v", err)
-	}
-	// Closing the server ends a streamed call under way, saying why, and
-	// then removes the socket, so that the CLI falls back to the home.
-	streamErr := make(chan error, 1)
-	go func() {
-		streamErr <- cl.stream(context.Background(), "/v1/follow", nil, func(json.RawMessage) {}, nil)
-	}()
-	<-following
-	if err := srv.close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-streamErr; !errors.Is(err, errNodeStopping) {
-		t.Fatalf("a streamed call cut by close: %v, want errNodeStopping", err)
-	}
-	if _, err := dialControl(context.Background(), dir); !errors.Is(err, errNoNode) {
-		t.Fatalf("dial after close: %v", err)
-	}
+	dms(t, "--home", requester, "job", "status", id).want(t, 0, "cancelled", "the provider offboarded")
 }

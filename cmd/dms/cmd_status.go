@@ -17,8 +17,13 @@ func (e *env) statusCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print as JSON"},
 		},
 		Action: func(c *cli.Context) error {
-			var r StatusResponse
-			if err := e.askNode(c, pathStatus, &r); err != nil {
+			cl, err := e.client(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			r, err := cl.Status(c.Context)
+			if err != nil {
 				return err
 			}
 			if c.Bool("json") {

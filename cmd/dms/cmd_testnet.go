@@ -7,30 +7,23 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
-	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/onboarding"
+	"github.com/dms-project/dms/testnet"
 )
-
-// maxTestnetNodes bounds --nodes: every node connects to every other, and
-// the connection manager starts trimming above 96 connections.
-const maxTestnetNodes = 64
-
-// defaultTestnetDir is $TMPDIR/dms-testnet-<uid>: one per user, so users of
-// one machine do not collide.
-func defaultTestnetDir() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("dms-testnet-%d", os.Getuid()))
-}
 
 func testnetDirFlag() cli.Flag {
 	return &cli.StringFlag{Name: "dir", Usage: "the test network's `DIR`: one home per node (node-0, node-1, ...), swarm.key, testnet.json",
-		Value: defaultTestnetDir(), EnvVars: []string{"DMS_TESTNET_DIR"}}
+		Value: testnet.DefaultDir(), EnvVars: []string{"DMS_TESTNET_DIR"}}
 }
 
 func (e *env) testnetCommand() *cli.Command {
@@ -59,7 +52,7 @@ func (e *env) testnetUpCommand() *cli.Command {
 			"jobs are small). Refuses to start while a test network is up in DIR. --log-level is\n" +
 			"passed on to the nodes.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "nodes", Usage: fmt.Sprintf("how many nodes, 1 to %d", maxTestnetNodes), Value: 3},
+			&cli.IntFlag{Name: "nodes", Usage: fmt.Sprintf("how many nodes, 1 to %d", testnet.MaxNodes), Value: 3},
 			testnetDirFlag(),
 			&cli.StringFlag{Name: "offer-cpu", Usage: "cores each node offers, e.g. 1, 0.5 or 500m", Value: "1"},
 			&cli.StringFlag{Name: "offer-memory", Usage: "memory each node offers, e.g. 512MiB", Value: "512MiB"},
@@ -73,9 +66,9 @@ func (e *env) testnetUpCommand() *cli.Command {
 }
 
 func (e *env) testnetUp(c *cli.Context) error {
-	opts := testnetOptions{Dir: c.String("dir"), Nodes: c.Int("nodes"), Timeout: c.Duration("timeout"), Log: e.log, Progress: e.stderr}
-	if opts.Nodes < 1 || opts.Nodes > maxTestnetNodes {
-		return usagef("invalid value %d for --nodes: want 1 to %d", opts.Nodes, maxTestnetNodes)
+	opts := testnet.Options{Dir: c.String("dir"), Nodes: c.Int("nodes"), Timeout: c.Duration("timeout"), Log: e.log, Progress: e.stderr}
+	if opts.Nodes < 1 || opts.Nodes > testnet.MaxNodes {
+		return usagef("invalid value %d for --nodes: want 1 to %d", opts.Nodes, testnet.MaxNodes)
 	}
 	if opts.Timeout <= 0 {
 		return usagef("invalid value %v for --timeout: want a positive duration, e.g. 60s", opts.Timeout)
@@ -84,8 +77,8 @@ func (e *env) testnetUp(c *cli.Context) error {
 		return usagef("invalid value \"\" for --dir: want a directory")
 	}
 	if abs, err := filepath.Abs(opts.Dir); err == nil {
-		if p := socketPath(filepath.Join(abs, fmt.Sprintf("node-%d", opts.Nodes-1))); len(p) > maxSocketPath {
-			return usagef("invalid value %q for --dir: too long for the nodes' control sockets (%s is %d bytes, at most %d); pick a shorter path", opts.Dir, p, len(p), maxSocketPath)
+		if p := home.SocketPath(filepath.Join(abs, fmt.Sprintf("node-%d", opts.Nodes-1))); len(p) > home.MaxSocketPath {
+			return usagef("invalid value %q for --dir: too long for the nodes' control sockets (%s is %d bytes, at most %d); pick a shorter path", opts.Dir, p, len(p), home.MaxSocketPath)
 		}
 	}
 	if !c.Bool("no-onboard") {
@@ -97,9 +90,9 @@ func (e *env) testnetUp(c *cli.Context) error {
 	}
 	opts.LogLevel, _ = global(c, "log-level")
 	start := time.Now()
-	rec, err := testnetUp(c.Context, opts)
+	rec, err := testnet.Up(c.Context, opts)
 	if err != nil {
-		return err
+		return offerFlagError(err)
 	}
 	took := time.Since(start)
 	if c.Bool("json") {
@@ -122,16 +115,16 @@ func (e *env) testnetUp(c *cli.Context) error {
 	if err := writeTrimmed(e.stdout, buf.Bytes()); err != nil {
 		return err
 	}
-	last := shellQuote(rec.Nodes[len(rec.Nodes)-1].Home)
-	dir := shellQuote(rec.Dir)
+	last := home.ShellQuote(rec.Nodes[len(rec.Nodes)-1].Home)
+	dir := home.ShellQuote(rec.Dir)
 	fmt.Fprintf(e.stdout, "\nPoint the CLI at a node with --home, e.g.:\n  dms --home %s peers\n  dms --home %s status\n", last, last)
 	fmt.Fprintf(e.stdout, "Each node logs to its home's node.log. Check on them with: dms testnet status --dir %s\nStop them with: dms testnet down --dir %s\n", dir, dir)
 	return nil
 }
 
 // testnetOffer reads the --offer-* flags.
-func testnetOffer(c *cli.Context) (OnboardRequest, error) {
-	var req OnboardRequest
+func testnetOffer(c *cli.Context) (api.OnboardRequest, error) {
+	var req api.OnboardRequest
 	for _, f := range []struct {
 		name  string
 		parse func(string) (uint64, error)
@@ -165,11 +158,11 @@ func (e *env) testnetStatusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rec, err := readTestnet(dir)
+			rec, err := testnet.Read(dir)
 			if err != nil {
 				return err
 			}
-			nodes := testnetStatus(c.Context, rec)
+			nodes := testnet.Status(c.Context, rec)
 			down := 0
 			for _, n := range nodes {
 				if !n.Running {
@@ -178,10 +171,10 @@ func (e *env) testnetStatusCommand() *cli.Command {
 			}
 			if c.Bool("json") {
 				if err := printJSON(e.stdout, struct {
-					Network string              `json:"network"`
-					Dir     string              `json:"dir"`
-					Started time.Time           `json:"started"`
-					Nodes   []testnetNodeStatus `json:"nodes"`
+					Network string               `json:"network"`
+					Dir     string               `json:"dir"`
+					Started time.Time            `json:"started"`
+					Nodes   []testnet.NodeStatus `json:"nodes"`
 				}{rec.Network, rec.Dir, rec.Started, nodes}); err != nil {
 					return err
 				}
@@ -234,17 +227,17 @@ func (e *env) testnetDownCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rec, err := readTestnet(dir)
+			rec, err := testnet.Read(dir)
 			switch {
-			case errors.Is(err, errNoTestnet):
+			case errors.Is(err, testnet.ErrNotUp):
 				fmt.Fprintf(e.stdout, "No test network is up in %s.\n", dir)
 			case err != nil:
 				return err
 			default:
-				if err := stopNodes(rec.Nodes, c.Duration("timeout")); err != nil {
-					return fmt.Errorf("stop test network %s: %w; %s kept", rec.Network, err, testnetRecordPath(dir))
+				if err := testnet.Stop(rec.Nodes, c.Duration("timeout")); err != nil {
+					return fmt.Errorf("stop test network %s: %w; %s kept", rec.Network, err, testnet.RecordPath(dir))
 				}
-				if err := os.Remove(testnetRecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if err := os.Remove(testnet.RecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return err
 				}
 				fmt.Fprintf(e.stdout, "Stopped test network %s: %d %s.\n", rec.Network, len(rec.Nodes), plural(len(rec.Nodes), "node", "nodes"))
@@ -255,7 +248,7 @@ func (e *env) testnetDownCommand() *cli.Command {
 				}
 				return nil
 			}
-			removed, err := cleanTestnetDir(dir)
+			removed, err := testnet.Clean(dir)
 			if err != nil {
 				return err
 			}
@@ -267,41 +260,12 @@ func (e *env) testnetDownCommand() *cli.Command {
 	}
 }
 
-var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
-
-// cleanTestnetDir removes what test networks leave in dir (homes named
-// node-N, the swarm key, the binary copy) and dir itself once empty. It
-// touches nothing else: --dir may name a directory that holds more.
-func cleanTestnetDir(dir string) (homes int, err error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+// offerFlagError names the --offer-* flag behind an offer the machine
+// refused.
+func offerFlagError(err error) error {
+	var oe *onboarding.OfferError
+	if errors.As(err, &oe) && slices.Contains([]string{"cpu", "memory", "disk"}, oe.Field) {
+		return &usageError{msg: fmt.Sprintf("invalid value %s for --offer-%s: %s", oe.Value, oe.Field, oe.Reason), err: err}
 	}
-	if err != nil {
-		return 0, err
-	}
-	for _, ent := range entries {
-		p := filepath.Join(dir, ent.Name())
-		switch {
-		case ent.IsDir() && testnetHomeName.MatchString(ent.Name()):
-			if _, err := os.Stat(filepath.Join(p, node.IdentityFile)); err != nil {
-				continue // not a home of ours
-			}
-			if err := os.RemoveAll(p); err != nil {
-				return homes, err
-			}
-			homes++
-		case ent.Name() == testnetSwarmKey:
-			if err := os.Remove(p); err != nil {
-				return homes, err
-			}
-		case ent.Name() == "bin" && ent.IsDir():
-			if err := os.Remove(filepath.Join(p, "dms")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return homes, err
-			}
-			_ = os.Remove(p) // only if empty
-		}
-	}
-	_ = os.Remove(dir) // only if empty
-	return homes, nil
+	return err
 }

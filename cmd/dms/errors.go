@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
 )
@@ -61,10 +63,33 @@ func classify(err error) error {
 			return &usageError{msg: fmt.Sprintf("invalid value %s for --%s: %s", oe.Value, f, oe.Reason), err: err}
 		}
 	}
-	if errors.Is(err, node.ErrNotInitialized) {
+	var me *onboarding.MissingError
+	if errors.As(err, &me) {
+		var flags []string
+		for _, f := range me.Fields {
+			flags = append(flags, "--"+f)
+		}
+		return &usageError{msg: fmt.Sprintf("missing required flag %s: a first offer needs --cpu (cores, e.g. 1 or 0.5), --memory and --disk (sizes, e.g. 1GiB)", joinFlags(flags)), err: err}
+	}
+	switch {
+	case errors.Is(err, node.ErrNotFound):
+		// An ID the caller gave; scripts tell "no such job" (2) from "the
+		// node failed" (1).
+		return &usageError{msg: err.Error() + " (dms job list shows the jobs submitted from it)", err: err}
+	case errors.Is(err, home.ErrNotInitialized), errors.Is(err, node.ErrAmbiguous), errors.Is(err, api.ErrBadRequest):
 		return &usageError{msg: err.Error(), err: err}
 	}
 	return err
+}
+
+func joinFlags(fs []string) string {
+	switch len(fs) {
+	case 1:
+		return fs[0]
+	case 2:
+		return fs[0] + " and " + fs[1]
+	}
+	return fmt.Sprintf("%s, %s and %s", fs[0], fs[1], fs[2])
 }
 
 func exitCode(err error) int {

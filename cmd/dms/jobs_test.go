@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/testnet"
 )
 
 func TestDemoRunsTheSampleJob(t *testing.T) {
@@ -27,14 +29,13 @@ func TestDemoRunsTheSampleJob(t *testing.T) {
 // and returns the home.
 func serveNode(t *testing.T, n *node.Node) string {
 	t.Helper()
-	home := t.TempDir()
-	s := newControlServer(slog.New(slog.DiscardHandler))
-	registerJobAPI(s, n)
-	if err := s.listen(home); err != nil {
+	dir := t.TempDir()
+	s := api.NewServer(n, dir, slog.New(slog.DiscardHandler))
+	if err := s.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.close(context.Background()) })
-	return home
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return dir
 }
 
 // waitJob polls dms job status until the job has ended.
@@ -63,7 +64,7 @@ func waitJob(t *testing.T, home, id string) node.JobRecord {
 func TestJobCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ln, err := node.StartLocalNetwork(ctx, node.LocalNetworkConfig{Nodes: 4, Requesters: []int{1}})
+	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{Nodes: 4, Requesters: []int{1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestJobCommands(t *testing.T) {
 		job("list").want(t, 0, "ID", "STATE", shortJobID(first.ID), "completed")
 		r := job("list", "--json")
 		r.want(t, 0)
-		var resp JobListResponse
+		var resp api.JobListResponse
 		if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil || len(resp.Jobs) < 3 {
 			t.Fatalf("list --json: %v, %d jobs\n%s", err, len(resp.Jobs), r.stdout)
 		}
@@ -140,7 +141,7 @@ func TestJobCommands(t *testing.T) {
 		dms(t, "--home", home, "allocations").want(t, 0, first.AllocationID, shortJobID(first.ID), shortPeer(ln.Nodes[1].ID()), "completed")
 		r := dms(t, "--home", home, "allocations", "--json")
 		r.want(t, 0)
-		var resp AllocationsResponse
+		var resp api.AllocationsResponse
 		if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil || len(resp.Allocations) == 0 {
 			t.Fatalf("allocations --json: %v\n%s", err, r.stdout)
 		}
@@ -181,9 +182,15 @@ func TestJobCommands(t *testing.T) {
 		job("frobnicate").want(t, 2, "unknown job command")
 	})
 	t.Run("no node running", func(t *testing.T) {
+		idle := newHome(t)
+		dms(t, "--home", idle, "job", "list").want(t, 1, "no dms node is running", "dms --home "+idle+" run")
+		dms(t, "--home", idle, "allocations").want(t, 1, "no dms node is running")
+		// Every command that needs a node says the same of a directory that
+		// is no home yet.
 		empty := t.TempDir()
-		dms(t, "--home", empty, "job", "list").want(t, 1, "no dms node is running", "dms --home "+empty+" run")
-		dms(t, "--home", empty, "allocations").want(t, 1, "no dms node is running")
+		for _, args := range [][]string{{"job", "list"}, {"allocations"}, {"status"}, {"peers"}, {"id"}, {"job", "status", "abcd"}} {
+			dms(t, append([]string{"--home", empty}, args...)...).want(t, 2, "home not initialised", "run dms init")
+		}
 	})
 }
 

@@ -9,8 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
-	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -52,11 +53,11 @@ func newHome(t *testing.T) string {
 	return h
 }
 
-func capabilityJSON(t *testing.T, home string) CapabilityResponse {
+func capabilityJSON(t *testing.T, home string) api.CapabilityResponse {
 	t.Helper()
 	r := dms(t, "--home", home, "capability", "--json")
 	r.want(t, 0)
-	var resp CapabilityResponse
+	var resp api.CapabilityResponse
 	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil {
 		t.Fatalf("capability --json is not JSON: %v\n%s", err, r.stdout)
 	}
@@ -102,11 +103,11 @@ func TestOnboardCapabilityRestart(t *testing.T) {
 	if !again.Registered.Equal(reg) || again.Registered.Price != reg.Price {
 		t.Fatalf("after restart: %+v, want %+v", again.Registered, reg)
 	}
-	home, err := node.OpenHome(h)
+	hm, err := home.Open(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := home.OpenDatastore()
+	store, err := hm.OpenDatastore()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +181,9 @@ func TestUsageErrors(t *testing.T) {
 }
 
 // lock places a lock through the ledger directly, as a running node would.
-func lock(t *testing.T, home, id string) {
+func lock(t *testing.T, dir, id string) {
 	t.Helper()
-	h, err := node.OpenHome(home)
+	h, err := home.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,16 +223,16 @@ func TestOffboard(t *testing.T) {
 
 func TestHomeInUse(t *testing.T) {
 	h := newHome(t)
-	home, err := node.OpenHome(h)
+	hm, err := home.Open(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := home.OpenDatastore()
+	store, err := hm.OpenDatastore()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	dms(t, "--home", h, "capability").want(t, 1, "a dms node is already running on "+home.Dir, "pid")
+	dms(t, "--home", h, "capability").want(t, 1, "a dms node is already running on "+hm.Dir, "pid")
 }
 
 func TestBenchmarkAndScore(t *testing.T) {
@@ -254,7 +255,7 @@ func TestBenchmarkAndScore(t *testing.T) {
 	h2 := newHome(t)
 	r = dms(t, "--home", h2, "onboard", "--cpu", "1", "--memory", "1GiB", "--disk", "1GiB", "--benchmark-duration", "100ms", "--json")
 	r.want(t, 0)
-	var resp OnboardResponse
+	var resp api.OnboardResponse
 	if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil || resp.Benchmark == nil || resp.Record.Registered.CPU.Score != resp.Benchmark.Score {
 		t.Fatalf("onboard --json: %v\n%s", err, r.stdout)
 	}
@@ -265,7 +266,7 @@ func TestBenchmarkAndScore(t *testing.T) {
 
 func TestSettingsPrecedence(t *testing.T) {
 	h := newHome(t)
-	cfg := filepath.Join(h, node.ConfigFile)
+	cfg := filepath.Join(h, home.ConfigFile)
 	if err := os.WriteFile(cfg, []byte("price = cpu=3\nreserve = cpu=1.9\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

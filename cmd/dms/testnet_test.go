@@ -15,8 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/internal/poll"
+	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/testnet"
 )
 
 // buildDMS builds the dms binary into a temporary directory.
@@ -102,14 +107,14 @@ func startRun(t *testing.T, bin, home string, args ...string) (stop func() (int,
 
 // peersOfHome asks the node running on home for its peers (nil while none
 // answers).
-func peersOfHome(home string) []PeerInfo {
-	cl, err := dialControl(context.Background(), home)
+func peersOfHome(dir string) []node.PeerInfo {
+	cl, err := api.Dial(context.Background(), dir)
 	if err != nil {
 		return nil
 	}
 	defer cl.Close()
-	var r PeersResponse
-	if cl.call(context.Background(), pathPeers, struct{}{}, &r) != nil {
+	r, err := cl.Peers(context.Background())
+	if err != nil {
 		return nil
 	}
 	return r.Peers
@@ -131,7 +136,7 @@ func TestTestnetEndToEnd(t *testing.T) {
 	start := time.Now()
 	dmsExec(t, bin, "testnet", "up", "--nodes", "4", "--dir", dir, "--timeout", "40s").want(t, 0, "is up: 4 nodes", "dms --home "+filepath.Join(dir, "node-3")+" peers")
 	t.Logf("testnet up --nodes 4: %v", time.Since(start).Round(time.Millisecond))
-	rec, err := readTestnet(dir)
+	rec, err := testnet.Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +152,7 @@ func TestTestnetEndToEnd(t *testing.T) {
 	dmsExec(t, bin, "testnet", "up", "--nodes", "2", "--dir", dir).want(t, 1, "a test network is already up in "+dir)
 
 	// Every node sees every other, on the bid-request topic too.
-	var peers PeersResponse
+	var peers api.PeersResponse
 	r := dmsExec(t, bin, "--home", filepath.Join(dir, "node-3"), "peers", "--json")
 	r.want(t, 0)
 	if err := json.Unmarshal([]byte(r.stdout), &peers); err != nil {
@@ -157,7 +162,7 @@ func TestTestnetEndToEnd(t *testing.T) {
 		t.Fatalf("node-3 sees %d peers, want 3:\n%s", len(peers.Peers), r.stdout)
 	}
 	for _, p := range peers.Peers {
-		if !p.OnTopic || p.ID == rec.Nodes[3].PeerID {
+		if !p.OnTopic || p.ID.String() == rec.Nodes[3].PeerID {
 			t.Fatalf("node-3's peer %+v: want another node, on the topic", p)
 		}
 	}
@@ -193,11 +198,11 @@ func TestTestnetEndToEnd(t *testing.T) {
 	}
 	stopJoiner := startRun(t, bin, joiner, "--network", rec.Network, "--swarm-key", rec.SwarmKey, "--bootstrap", rec.Nodes[0].Addrs[0])
 	stopOutsider := startRun(t, bin, outsider, "--network", rec.Network, "--swarm-key", otherKey, "--bootstrap", rec.Nodes[0].Addrs[0])
-	eventually(t, 30*time.Second, "the joining node does not see the whole network", func() bool {
+	poll.Until(t, 30*time.Second, "the joining node to see the whole network", func() bool {
 		return len(peersOfHome(joiner)) >= 4 // >= 2 is what joining takes; discovery finds them all
 	})
-	eventually(t, 10*time.Second, "the outsider does not answer on its control socket", func() bool {
-		_, err := dialControl(context.Background(), outsider)
+	poll.Until(t, 10*time.Second, "the outsider to answer on its control socket", func() bool {
+		_, err := api.Dial(context.Background(), outsider)
 		return err == nil
 	})
 	// The outsider had as long to get in as the joiner took to meet
@@ -205,12 +210,12 @@ func TestTestnetEndToEnd(t *testing.T) {
 	if ps := peersOfHome(outsider); len(ps) != 0 {
 		t.Fatalf("a node with another swarm key connected to %d peers: %+v", len(ps), ps)
 	}
-	var outsiderID IDResponse
+	var outsiderID api.IDResponse
 	if err := json.Unmarshal([]byte(dmsExec(t, bin, "--home", outsider, "id", "--json").stdout), &outsiderID); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range peersOfHome(rec.Nodes[0].Home) {
-		if p.ID == outsiderID.PeerID {
+		if p.ID.String() == outsiderID.PeerID {
 			t.Fatal("node-0 is connected to the node with another swarm key")
 		}
 	}
@@ -220,7 +225,7 @@ func TestTestnetEndToEnd(t *testing.T) {
 			t.Fatalf("%s after SIGTERM: exit %d\n%s", name, code, log)
 		}
 	}
-	if _, err := os.Stat(socketPath(joiner)); !os.IsNotExist(err) {
+	if _, err := os.Stat(home.SocketPath(joiner)); !os.IsNotExist(err) {
 		t.Fatalf("joiner's socket after it stopped: %v", err)
 	}
 
@@ -229,77 +234,19 @@ func TestTestnetEndToEnd(t *testing.T) {
 		if !gone(n.PID) {
 			t.Errorf("%s (pid %d) still runs after testnet down", n.Name, n.PID)
 		}
-		if _, err := os.Stat(socketPath(n.Home)); !os.IsNotExist(err) {
+		if _, err := os.Stat(home.SocketPath(n.Home)); !os.IsNotExist(err) {
 			t.Errorf("%s left its socket: %v", n.Name, err)
 		}
 		if log, err := os.ReadFile(n.Log); err != nil || !strings.Contains(string(log), "node stopped") {
 			t.Errorf("%s did not stop cleanly (%v):\n%s", n.Name, err, log)
 		}
 	}
-	if _, err := os.Stat(testnetRecordPath(dir)); !os.IsNotExist(err) {
+	if _, err := os.Stat(testnet.RecordPath(dir)); !os.IsNotExist(err) {
 		t.Fatalf("testnet.json after down: %v", err)
 	}
 	dmsExec(t, bin, "testnet", "status", "--dir", dir).want(t, 1, "no test network is up in "+dir)
 	dmsExec(t, bin, "testnet", "down", "--dir", dir, "--clean").want(t, 0, "No test network is up", "Removed 4 homes")
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("%s after down --clean: %v", dir, err)
-	}
-}
-
-// TestWaitForMeshNamesWhoIsMissing: when the nodes of a test network do
-// not all meet, the error names who misses whom.
-func TestWaitForMeshNamesWhoIsMissing(t *testing.T) {
-	h0 := newHome(t)
-	h1 := filepath.Join(t.TempDir(), "home1")
-	dms(t, "--home", h1, "init").want(t, 0)
-	// Two networks: they never meet.
-	n0 := startNode(t, h0, "--network", "apart-0")
-	n1 := startNode(t, h1, "--network", "apart-1")
-	rec := &testnetRecord{Nodes: []testnetNode{
-		{Name: "node-0", Home: h0, PeerID: n0.runLine(t, "peer id")},
-		{Name: "node-1", Home: h1, PeerID: n1.runLine(t, "peer id")},
-	}}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), 300*time.Millisecond, errors.New("--timeout 300ms passed"))
-	defer cancel()
-	err := waitForMesh(ctx, rec, nil)
-	if err == nil || !strings.Contains(err.Error(), "--timeout 300ms passed: node-0 misses node-1; node-1 misses node-0") {
-		t.Fatalf("waitForMesh: %v", err)
-	}
-}
-
-func TestTestnetProcessHelpers(t *testing.T) {
-	for exe, want := range map[string]bool{
-		"/tmp/go-build2615188470/b001/exe/dms": true,
-		"/home/u/.cache/go-build/x/dms":        true,
-		"/usr/local/bin/dms":                   false,
-		"/tmp/dms":                             false,
-	} {
-		if got := isGoRunBuild(exe); got != want {
-			t.Errorf("isGoRunBuild(%s) = %v", exe, got)
-		}
-	}
-	env := testnetEnv([]string{"PATH=/bin", "DMS_BOOTSTRAP=/ip4/1.2.3.4/tcp/1/p2p/x", "DMS_LOG_LEVEL=debug", "DMS_NETWORK=x"})
-	if strings.Join(env, " ") != "PATH=/bin DMS_LOG_LEVEL=debug" {
-		t.Errorf("testnetEnv kept %v", env)
-	}
-
-	if !processAlive(os.Getpid()) || processAlive(0) || processAlive(1<<22+1) {
-		t.Fatal("processAlive is wrong about this process, pid 0 or an impossible pid")
-	}
-	// A child that exited and was not reaped yet is a zombie: kill(pid, 0)
-	// still succeeds, processAlive says it is gone.
-	cmd := exec.Command("true")
-	if err := cmd.Start(); err != nil {
-		t.Skip("no true command:", err)
-	}
-	defer cmd.Wait()
-	eventually(t, 10*time.Second, "an exited child still counts as alive", func() bool { return !processAlive(cmd.Process.Pid) })
-	if _, err := os.Stat("/proc/self/stat"); err == nil {
-		if err := syscall.Kill(cmd.Process.Pid, 0); err != nil {
-			t.Fatalf("kill(zombie, 0): %v; the zombie case was not exercised", err)
-		}
-	}
-	if nodeAlive(os.Getpid(), "/no/such/home") {
-		t.Fatal("nodeAlive took this test for the node of another home")
 	}
 }

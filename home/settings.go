@@ -1,208 +1,21 @@
-package node
+package home
 
 import (
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	ds "github.com/ipfs/go-datastore"
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/multiformats/go-multiaddr"
-
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
-
-// The files of a home ($DMS_HOME, default ~/.dms).
-const (
-	IdentityFile = "identity.key" // Ed25519 key, libp2p's MarshalPrivateKey format, 0600
-	ConfigFile   = "config"       // settings, "key = value" lines, 0600
-	DataDir      = "data"         // the datastore (pebble), 0700
-)
-
-// ErrNotInitialized means a directory is not (or not completely) a dms home.
-var ErrNotInitialized = errors.New("home not initialised")
-
-// Home is an initialised dms home directory.
-type Home struct {
-	Dir string
-}
-
-// DefaultHomeDir is ~/.dms.
-func DefaultHomeDir() (string, error) {
-	h, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("default home: %w (set DMS_HOME or --home)", err)
-	}
-	return filepath.Join(h, ".dms"), nil
-}
-
-// IdentityPath is the node's private key file.
-func (h Home) IdentityPath() string { return filepath.Join(h.Dir, IdentityFile) }
-
-// ConfigPath is the settings file.
-func (h Home) ConfigPath() string { return filepath.Join(h.Dir, ConfigFile) }
-
-// DataPath is the datastore directory.
-func (h Home) DataPath() string { return filepath.Join(h.Dir, DataDir) }
-
-// InitReport says what InitHome did; nothing in Created and Tightened means
-// the home was already complete and nothing changed.
-type InitReport struct {
-	Home      string   `json:"home"`
-	Created   []string `json:"created,omitempty"`   // paths relative to Home
-	Tightened []string `json:"tightened,omitempty"` // paths whose permissions were narrowed to the owner
-	PeerID    string   `json:"peer_id"`
-}
-
-// Changed reports whether InitHome changed anything.
-func (r InitReport) Changed() bool { return len(r.Created)+len(r.Tightened) > 0 }
-
-// InitHome creates what is missing of a home in dir: the directory (0700), an
-// identity key (0600), a config file with every key documented (0600) and
-// the datastore directory (0700). What exists is kept; permissions that let
-// group or others in are narrowed. Running it twice changes nothing.
-func InitHome(dir string) (InitReport, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return InitReport{}, fmt.Errorf("init home %s: %w", dir, err)
-	}
-	h := Home{Dir: abs}
-	rep := InitReport{Home: abs}
-	for _, d := range []string{"", DataDir} {
-		created, tightened, err := ensureDir(filepath.Join(abs, d))
-		if err != nil {
-			return rep, fmt.Errorf("init home: %w", err)
-		}
-		name := d
-		if name == "" {
-			name = "."
-		}
-		if created {
-			rep.Created = append(rep.Created, name)
-		}
-		if tightened {
-			rep.Tightened = append(rep.Tightened, name)
-		}
-	}
-	key, created, err := p2p.LoadOrCreateIdentity(h.IdentityPath())
-	if err != nil {
-		return rep, fmt.Errorf("init home: %w", err)
-	}
-	if created {
-		rep.Created = append(rep.Created, IdentityFile)
-	}
-	id, err := peer.IDFromPrivateKey(key)
-	if err != nil {
-		return rep, fmt.Errorf("init home: peer id: %w", err)
-	}
-	rep.PeerID = id.String()
-
-	switch st, err := os.Stat(h.ConfigPath()); {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := writeNewFile(h.ConfigPath(), DefaultConfigFile()); err != nil {
-			return rep, fmt.Errorf("init home: %w", err)
-		}
-		rep.Created = append(rep.Created, ConfigFile)
-	case err != nil:
-		return rep, fmt.Errorf("init home: %w", err)
-	default:
-		// Keep the user's file, but say now if it would not load.
-		if _, err := h.Settings(func(string) string { return "" }); err != nil {
-			return rep, fmt.Errorf("init home: existing %w", err)
-		}
-		if st.Mode().Perm()&0o077 != 0 {
-			if err := os.Chmod(h.ConfigPath(), 0o600); err != nil {
-				return rep, fmt.Errorf("init home: %w", err)
-			}
-			rep.Tightened = append(rep.Tightened, ConfigFile)
-		}
-	}
-	return rep, nil
-}
-
-// ensureDir creates dir with 0700, or narrows an existing one to 0700.
-func ensureDir(dir string) (created, tightened bool, err error) {
-	st, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return false, false, err
-		}
-		return true, false, os.Chmod(dir, 0o700) // MkdirAll is subject to the umask
-	case err != nil:
-		return false, false, err
-	case !st.IsDir():
-		return false, false, fmt.Errorf("%s exists and is not a directory", dir)
-	case st.Mode().Perm()&0o077 != 0:
-		return false, true, os.Chmod(dir, 0o700)
-	}
-	return false, false, nil
-}
-
-// writeNewFile creates path with 0600; it never replaces an existing file.
-func writeNewFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	if err := f.Sync(); err != nil {
-		return errors.Join(err, f.Close())
-	}
-	return f.Close()
-}
-
-// OpenHome returns the home in dir, or ErrNotInitialized (with a hint to run
-// dms init) when dir lacks its identity key or config file.
-func OpenHome(dir string) (Home, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return Home{}, fmt.Errorf("open home %s: %w", dir, err)
-	}
-	h := Home{Dir: abs}
-	for _, p := range []string{abs, h.IdentityPath(), h.ConfigPath()} {
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
-			return Home{}, fmt.Errorf("%s: %w (%s is missing): run dms init", abs, ErrNotInitialized, p)
-		} else if err != nil {
-			return Home{}, fmt.Errorf("open home: %w", err)
-		}
-	}
-	return h, nil
-}
-
-// Identity loads the node's private key.
-func (h Home) Identity() (crypto.PrivKey, error) { return p2p.LoadIdentity(h.IdentityPath()) }
-
-// OpenDatastore opens the home's datastore; resources.ErrHomeInUse when a
-// node already has it open.
-func (h Home) OpenDatastore() (ds.Batching, error) {
-	return resources.OpenDatastore(h.DataPath(), h.Dir)
-}
-
-// Settings reads the config file with DMS_* variables from getenv on top
-// (see LoadSettings); a relative swarm_key is resolved against the home.
-func (h Home) Settings(getenv func(string) string) (Settings, error) {
-	s, err := LoadSettings(h.ConfigPath(), getenv)
-	if err != nil {
-		return Settings{}, err
-	}
-	if s.SwarmKey != "" && !filepath.IsAbs(s.SwarmKey) {
-		s.SwarmKey = filepath.Join(h.Dir, s.SwarmKey)
-	}
-	return s, nil
-}
 
 // Settings are the values of the config file. Precedence, highest first:
 // command-line flags (applied by the command line), DMS_* environment
@@ -364,7 +177,7 @@ func (s *Settings) set(key, v string) error {
 			s.Network = d.Network
 			return nil
 		}
-		if err := checkNetwork(v); err != nil {
+		if err := ParseNetwork(v); err != nil {
 			return err
 		}
 		s.Network = v
@@ -375,16 +188,16 @@ func (s *Settings) set(key, v string) error {
 		}
 		addrs := splitList(v)
 		for _, a := range addrs {
-			if _, err := multiaddr.NewMultiaddr(a); err != nil {
-				return fmt.Errorf("listen %q: not a multiaddr such as /ip4/0.0.0.0/tcp/4001: %v", clipText(a), err)
+			if err := ParseListen(a); err != nil {
+				return err
 			}
 		}
 		s.Listen = addrs
 	case "bootstrap":
 		peers := splitList(v)
 		for _, p := range peers {
-			if _, err := peer.AddrInfoFromString(p); err != nil {
-				return fmt.Errorf("bootstrap %q: want a multiaddr ending in /p2p/<peer ID>: %v", clipText(p), err)
+			if err := ParseBootstrap(p); err != nil {
+				return err
 			}
 		}
 		s.Bootstrap = peers
@@ -437,13 +250,45 @@ func ParseLogLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", clipText(s))
 }
 
-func checkNetwork(name string) error {
-	if len(name) > 32 || strings.IndexFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
-	}) >= 0 {
+// ParseNetwork checks a network ID: 1 to 32 characters of a-z 0-9 - _ .
+// (the rule is p2p's, where the ID becomes part of protocol names).
+func ParseNetwork(name string) error {
+	if err := p2p.ValidateNetwork(name); err != nil {
 		return fmt.Errorf("network %q: want 1 to 32 characters of a-z 0-9 - _ .", clipText(name))
 	}
 	return nil
+}
+
+// ParseListen checks one listen address.
+func ParseListen(addr string) error {
+	if err := p2p.WithListenAddrStrings(addr)(new(p2p.Config)); err != nil {
+		return fmt.Errorf("listen %q: want a multiaddr such as /ip4/0.0.0.0/tcp/4001 or /ip4/0.0.0.0/udp/4001/quic-v1", clipText(addr))
+	}
+	return nil
+}
+
+// ParseBootstrap checks one bootstrap peer address.
+func ParseBootstrap(addr string) error {
+	if _, err := peer.AddrInfoFromString(addr); err != nil {
+		return fmt.Errorf("bootstrap %q: want a multiaddr ending in /p2p/<peer ID>, e.g. /ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...", clipText(addr))
+	}
+	return nil
+}
+
+// ParseSwarmKey checks a swarm key file and returns its absolute path;
+// relative paths are resolved against base (the home, or the working
+// directory for a flag).
+func ParseSwarmKey(path, base string) (string, error) {
+	if path == "" {
+		return "", errors.New("swarm key: want the path of a swarm key file")
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(base, path)
+	}
+	if _, err := p2p.LoadSwarmKey(path); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 func splitList(v string) []string {

@@ -1,4 +1,4 @@
-package node
+package home
 
 import (
 	"errors"
@@ -15,9 +15,9 @@ import (
 	"github.com/dms-project/dms/resources"
 )
 
-func TestInitHome(t *testing.T) {
+func TestInit(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "home")
-	rep, err := InitHome(dir)
+	rep, err := Init(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,14 +33,14 @@ func TestInitHome(t *testing.T) {
 			t.Errorf("%s has mode %v, want %v", name, st.Mode().Perm(), want)
 		}
 	}
-	again, err := InitHome(dir)
+	again, err := Init(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if again.Changed() || again.PeerID != rep.PeerID {
 		t.Fatalf("second init changed something: %+v (first %+v)", again, rep)
 	}
-	h, err := OpenHome(dir)
+	h, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestInitHomeTightensAndKeeps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(custom), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := InitHome(dir)
+	rep, err := Init(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestInitHomeTightensAndKeeps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte("netwrok = x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := InitHome(dir); err == nil || !strings.Contains(err.Error(), "netwrok") {
+	if _, err := Init(dir); err == nil || !strings.Contains(err.Error(), "netwrok") {
 		t.Fatalf("init over a broken config: %v", err)
 	}
 	// A key that others can read is refused, not silently used.
@@ -100,16 +100,16 @@ func TestInitHomeTightensAndKeeps(t *testing.T) {
 
 func TestOpenHomeNotInitialised(t *testing.T) {
 	for _, dir := range []string{filepath.Join(t.TempDir(), "missing"), t.TempDir()} {
-		_, err := OpenHome(dir)
+		_, err := Open(dir)
 		if !errors.Is(err, ErrNotInitialized) || !strings.Contains(err.Error(), "dms init") {
-			t.Errorf("OpenHome(%s): %v", dir, err)
+			t.Errorf("Open(%s): %v", dir, err)
 		}
 	}
 }
 
 func TestSettingsPrecedence(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := InitHome(dir); err != nil {
+	if _, err := Init(dir); err != nil {
 		t.Fatal(err)
 	}
 	file := "network = filenet\nlog_level = debug # chatty\nswarm_key = swarm.key\nprice = cpu=1\n"
@@ -138,7 +138,7 @@ func TestParseSettingsErrors(t *testing.T) {
 		{"network = dms\nnetwrok = x\n", ":2: unknown key"},
 		{"network = a\nnetwork = b\n", "already set on line 1"},
 		{"network = Big Net\n", "network"},
-		{"listen = 0.0.0.0:4001\n", "not a multiaddr"},
+		{"listen = 0.0.0.0:4001\n", "want a multiaddr"},
 		{"bootstrap = /ip4/1.2.3.4/tcp/4001\n", "/p2p/"},
 		{"reserve = memory=4XB\n", "reserve memory"},
 		{"price = cpu=-1\n", "price"},
@@ -193,7 +193,7 @@ func FuzzParseSettings(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := checkNetwork(s.Network); err != nil || s.Network == "" {
+		if err := ParseNetwork(s.Network); err != nil || s.Network == "" {
 			t.Fatalf("accepted network %q", s.Network)
 		}
 		if err := s.Reserve.Validate(); err != nil {

@@ -1,4 +1,8 @@
-package node
+// Package testnet starts test networks on one machine: in one process
+// (StartLocal: tests, dms demo, dms bench) or as dms run processes, one home
+// each (Up: dms testnet up). Both hand back a network that has delivered a
+// message to every node, not merely one whose nodes are connected.
+package testnet
 
 import (
 	"bytes"
@@ -17,14 +21,16 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
-	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/internal/randid"
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
 )
 
-// LocalNetworkConfig describes a private network of nodes in one process
-// on 127.0.0.1: the demo, the bench and integration tests use it.
-type LocalNetworkConfig struct {
+// LocalConfig describes a private network of nodes in one process on
+// 127.0.0.1: the demo, the bench and integration tests use it.
+type LocalConfig struct {
 	Nodes int
 	// Network is the network ID; "" picks a random one so runs never mix.
 	Network string
@@ -34,31 +40,40 @@ type LocalNetworkConfig struct {
 	// Requesters are node indexes that offer nothing (node 1 in the demo).
 	Requesters []int
 	// Configure, if set, adjusts each node's config before it starts.
-	Configure func(i int, cfg *Config)
+	Configure func(i int, cfg *node.Config)
+	// Wasm, if set, is a sandbox shared with other networks of the process
+	// (each module is then compiled once per process); nil gives the network
+	// its own.
+	Wasm *executor.Wasm
+	// Machine, if set, is what every node is checked against instead of a
+	// fresh measurement.
+	Machine *resources.Machine
 	// Logger for every node; nil discards their logs.
 	Logger *slog.Logger
 }
 
-// LocalNetwork is a running in-process network.
-type LocalNetwork struct {
-	Nodes   []*Node
+// Local is a running in-process network.
+type Local struct {
+	Nodes   []*node.Node
 	Network string
 	PSK     pnet.PSK // the network's key, for nodes started later
 	root    string
 	wasm    *executor.Wasm
+	ownWasm bool
+	machine resources.Machine
 }
 
-// StartLocalNetwork starts cfg.Nodes nodes that know only node 0's address,
-// onboards the providers, and returns once every node has peers on the
-// bid-request topic (bounded by ctx). A private network key is generated,
+// StartLocal starts cfg.Nodes nodes, onboards the providers, and returns
+// once every node has peers on the bid-request topic and a probe from node
+// 0 reached them all (bounded by ctx). A private network key is generated,
 // so nothing outside the process can join. On failure nothing is left
 // running.
-func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNetwork, err error) {
+func StartLocal(ctx context.Context, cfg LocalConfig) (_ *Local, err error) {
 	if cfg.Nodes < 1 {
 		return nil, fmt.Errorf("local network: %d nodes: want at least 1", cfg.Nodes)
 	}
 	if cfg.Network == "" {
-		cfg.Network = "local-" + randomHex(4)
+		cfg.Network = "local-" + randid.Hex(4)
 	}
 	offer := cfg.Offer
 	if offer.IsZero() {
@@ -72,7 +87,7 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 	if err != nil {
 		return nil, err
 	}
-	ln := &LocalNetwork{Network: cfg.Network, root: root}
+	ln := &Local{Network: cfg.Network, root: root}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, ln.Close())
@@ -87,44 +102,39 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 		return nil, err
 	}
 	ln.PSK = psk
-	machine, err := resources.Measure(ctx, root, resources.WithGPUDetector(func(context.Context) ([]capability.GPU, error) { return nil, nil }))
-	if err != nil {
+	if cfg.Machine != nil {
+		ln.machine = *cfg.Machine
+	} else if ln.machine, err = MeasureOnce(ctx); err != nil {
 		return nil, err
 	}
-	if ln.wasm, err = executor.NewWasm(executor.WithLogger(log)); err != nil {
-		return nil, err
+	if ln.wasm = cfg.Wasm; ln.wasm == nil {
+		if ln.wasm, err = executor.NewWasm(executor.WithLogger(log)); err != nil {
+			return nil, err
+		}
+		ln.ownWasm = true
 	}
 	requester := map[int]bool{}
 	for _, i := range cfg.Requesters {
 		requester[i] = true
 	}
-	ln.Nodes = make([]*Node, cfg.Nodes)
+	ln.Nodes = make([]*node.Node, cfg.Nodes)
 	start := func(i, started int) error {
-		key, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			return err
-		}
-		home, err := os.MkdirTemp(root, fmt.Sprintf("node-%d-", i))
-		if err != nil {
-			return err
-		}
-		c := LocalConfig(home)
-		c.Datastore, c.Key, c.Machine, c.Wasm, c.Logger = MemoryDatastore(), key, &machine, ln.wasm, log
-		c.P2P = append(c.P2P, p2p.WithNetwork(cfg.Network), p2p.WithPSK(psk))
+		var boot []peer.AddrInfo
 		if i > 0 {
-			c.P2P = append(c.P2P, p2p.WithBootstrap(ln.bootstrapFor(i, started)...))
+			boot = ln.bootstrapFor(i, started)
 		}
-		if cfg.Configure != nil {
-			cfg.Configure(i, &c)
-		}
-		n, err := New(ctx, c)
+		n, err := ln.StartNode(ctx, cfg.Logger, boot, func(c *node.Config) {
+			if cfg.Configure != nil {
+				cfg.Configure(i, c)
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("node %d: %w", i, err)
 		}
 		ln.Nodes[i] = n
 		if !requester[i] {
-			if err := n.SetRegisteredCapability(offer); err != nil {
-				return fmt.Errorf("node %d: onboard: %w", i, err)
+			if err := Onboard(ctx, n, offer); err != nil {
+				return fmt.Errorf("node %d: %w", i, err)
 			}
 		}
 		return nil
@@ -164,15 +174,76 @@ func StartLocalNetwork(ctx context.Context, cfg LocalNetworkConfig) (_ *LocalNet
 	return ln, ln.WarmUp(ctx)
 }
 
+// StartNode starts one more node of the network (not onboarded) that
+// bootstraps from boot; configure, if set, adjusts its config first. The
+// caller closes it.
+func (ln *Local) StartNode(ctx context.Context, log *slog.Logger, boot []peer.AddrInfo, configure func(*node.Config)) (*node.Node, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, err
+	}
+	home, err := os.MkdirTemp(ln.root, "node-")
+	if err != nil {
+		return nil, err
+	}
+	c := node.LocalConfig(home)
+	c.Datastore, c.Key, c.Machine, c.Wasm, c.Logger = node.MemoryDatastore(), key, &ln.machine, ln.wasm, log
+	// Every node is the same machine: an owner's reserve per node would
+	// leave nothing to offer, and a test network overcommits by design.
+	c.Reserve = resources.Reserve{}
+	c.P2P = append(c.P2P, p2p.WithNetwork(ln.Network), p2p.WithPSK(ln.PSK))
+	if len(boot) > 0 {
+		c.P2P = append(c.P2P, p2p.WithBootstrap(boot...))
+	}
+	if configure != nil {
+		configure(&c)
+	}
+	return node.New(ctx, c)
+}
+
+// Onboard offers c on n, as dms onboard would, without a benchmark.
+func Onboard(ctx context.Context, n *node.Node, c capability.Capability) error {
+	cpu, mem, disk := c.CPU.MilliCores, c.Memory, c.Disk
+	req := onboarding.Request{CPU: &cpu, Memory: &mem, Disk: &disk, Price: &c.Price}
+	if _, err := n.Onboard(ctx, req, nil); err != nil {
+		return fmt.Errorf("onboard: %w", err)
+	}
+	return nil
+}
+
+var (
+	measureOnce sync.Once
+	measured    resources.Machine
+	measureErr  error
+)
+
+// MeasureOnce measures this machine once per process, without GPUs: the
+// nodes of in-process networks all stand on it.
+func MeasureOnce(ctx context.Context) (resources.Machine, error) {
+	measureOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dms-measure-")
+		if err != nil {
+			measureErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		measured, measureErr = resources.Measure(ctx, dir, resources.WithGPUDetector(func(context.Context) ([]capability.GPU, error) { return nil, nil }))
+	})
+	return measured, measureErr
+}
+
 // bootstrapFor picks up to three of the first started nodes (all up) for
 // node i, the same for every run of the same size.
-func (ln *LocalNetwork) bootstrapFor(i, started int) []peer.AddrInfo {
+func (ln *Local) bootstrapFor(i, started int) []peer.AddrInfo {
 	var out []peer.AddrInfo
 	seen := map[int]bool{}
 	for _, j := range []int{(i * 31) % started, (i*17 + 5) % started, (i*7 + 3) % started} {
 		if !seen[j] {
 			seen[j] = true
-			out = append(out, ln.Nodes[j].Host().AddrInfo())
+			out = append(out, ln.Nodes[j].AddrInfo())
 		}
 	}
 	return out
@@ -180,11 +251,11 @@ func (ln *LocalNetwork) bootstrapFor(i, started int) []peer.AddrInfo {
 
 // WaitForMesh waits until every node has at least k peers on the
 // bid-request topic, polling until ctx ends.
-func (ln *LocalNetwork) WaitForMesh(ctx context.Context, k int) error {
+func (ln *Local) WaitForMesh(ctx context.Context, k int) error {
 	for {
 		short := 0
 		for _, n := range ln.Nodes {
-			if len(n.Orchestrator().Topic().ListPeers()) < k {
+			if n.TopicPeers() < k {
 				short++
 			}
 		}
@@ -195,8 +266,8 @@ func (ln *LocalNetwork) WaitForMesh(ctx context.Context, k int) error {
 		case <-ctx.Done():
 			var counts []string
 			for i, n := range ln.Nodes {
-				if t := len(n.Orchestrator().Topic().ListPeers()); t < k {
-					counts = append(counts, fmt.Sprintf("node %d: %d topic peers, %d connections", i, t, len(n.Host().Peers())))
+				if t := n.TopicPeers(); t < k {
+					counts = append(counts, fmt.Sprintf("node %d: %d topic peers, %d connections", i, t, len(n.Peers())))
 				}
 			}
 			if len(counts) > 5 {
@@ -212,27 +283,23 @@ func (ln *LocalNetwork) WaitForMesh(ctx context.Context, k int) error {
 // one reaches every other node. Peers that see each other on the topic can
 // still miss a message sent before gossipsub's first heartbeat grafts its
 // meshes; a network handed to a caller has delivered one for real.
-func (ln *LocalNetwork) WarmUp(ctx context.Context) error {
+func (ln *Local) WarmUp(ctx context.Context) error {
 	if len(ln.Nodes) < 2 {
 		return nil
 	}
 	for {
 		seen := make([]int64, len(ln.Nodes))
 		for i, n := range ln.Nodes {
-			seen[i] = n.Orchestrator().Stats().RequestsSeen
+			seen[i] = n.Stats().RequestsSeen
 		}
-		data, err := orchestrator.Encode(orchestrator.NewProbe(ln.Nodes[0].ID()))
-		if err != nil {
-			return err
-		}
-		if err := ln.Nodes[0].Orchestrator().Topic().Publish(ctx, data); err != nil {
+		if err := ln.Nodes[0].Probe(ctx, ""); err != nil {
 			return fmt.Errorf("local network: warm-up: %w", err)
 		}
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			missing := 0
 			for i, n := range ln.Nodes[1:] {
-				if n.Orchestrator().Stats().RequestsSeen == seen[i+1] {
+				if n.Stats().RequestsSeen == seen[i+1] {
 					missing++
 				}
 			}
@@ -249,7 +316,7 @@ func (ln *LocalNetwork) WarmUp(ctx context.Context) error {
 }
 
 // Close stops every node and removes their homes.
-func (ln *LocalNetwork) Close() error {
+func (ln *Local) Close() error {
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -268,7 +335,7 @@ func (ln *LocalNetwork) Close() error {
 		}()
 	}
 	wg.Wait()
-	if ln.wasm != nil {
+	if ln.wasm != nil && ln.ownWasm {
 		errs = append(errs, ln.wasm.Close(context.Background()))
 	}
 	if ln.root != "" {

@@ -1,14 +1,12 @@
-package main
+package testnet
 
-// The process management behind `dms testnet`: a private network of
+// The process test network behind `dms testnet`: a private network of
 // `dms run --local` processes on this machine, one home each, recorded in
 // DIR/testnet.json so that `status` and `down` find them again.
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,14 +16,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/internal/randid"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
@@ -33,36 +33,45 @@ import (
 
 // Files of a test network directory.
 const (
-	testnetFile     = "testnet.json" // the record: network, nodes, pids, addresses
-	testnetSwarmKey = "swarm.key"
-	testnetLogFile  = "node.log" // in each node's home: its stdout and stderr
+	RecordFile   = "testnet.json" // the record: network, nodes, pids, addresses
+	SwarmKeyFile = "swarm.key"
 )
 
-// testnetBenchmark is how long the one benchmark shared by every node of a
+// MaxNodes bounds a process test network: every node connects to every
+// other, and the connection manager starts trimming above 96 connections.
+const MaxNodes = 64
+
+// DefaultDir is $TMPDIR/dms-testnet-<uid>: one per user, so users of one
+// machine do not collide.
+func DefaultDir() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("dms-testnet-%d", os.Getuid()))
+}
+
+// sharedBenchmark is how long the one benchmark shared by every node of a
 // test network runs: they all run on this machine, so one score fits all.
-const testnetBenchmark = 200 * time.Millisecond
+const sharedBenchmark = 200 * time.Millisecond
 
-// testnetPoll is how often readiness and peers are polled while waiting.
-const testnetPoll = 100 * time.Millisecond
+// pollEvery is how often readiness and peers are polled while waiting.
+const pollEvery = 100 * time.Millisecond
 
-// errNoTestnet: DIR holds no record of a test network.
-var errNoTestnet = errors.New("no test network is up")
+// ErrNotUp: DIR holds no record of a test network.
+var ErrNotUp = errors.New("no test network is up")
 
-// testnetRecord is DIR/testnet.json.
-type testnetRecord struct {
-	Network  string        `json:"network"`
-	Dir      string        `json:"dir"`
-	SwarmKey string        `json:"swarm_key"`
-	Binary   string        `json:"binary"`
-	Started  time.Time     `json:"started"`
-	Nodes    []testnetNode `json:"nodes"`
+// Record is DIR/testnet.json.
+type Record struct {
+	Network  string    `json:"network"`
+	Dir      string    `json:"dir"`
+	SwarmKey string    `json:"swarm_key"`
+	Binary   string    `json:"binary"`
+	Started  time.Time `json:"started"`
+	Nodes    []Process `json:"nodes"`
 	// UpPID is the `dms testnet up` still starting the network; 0 once it
 	// is up. A live UpPID claims DIR as much as a live node does.
 	UpPID int `json:"up_pid,omitempty"`
 }
 
-// testnetNode is one node process of a test network.
-type testnetNode struct {
+// Process is one node process of a test network.
+type Process struct {
 	Name   string   `json:"name"`
 	Home   string   `json:"home"`
 	Log    string   `json:"log"`
@@ -71,26 +80,26 @@ type testnetNode struct {
 	Addrs  []string `json:"addrs,omitempty"`
 }
 
-func testnetRecordPath(dir string) string { return filepath.Join(dir, testnetFile) }
+func RecordPath(dir string) string { return filepath.Join(dir, RecordFile) }
 
-// readTestnet reads DIR's record; errNoTestnet when there is none.
-func readTestnet(dir string) (*testnetRecord, error) {
-	b, err := os.ReadFile(testnetRecordPath(dir))
+// readTestnet reads DIR's record; ErrNotUp when there is none.
+func Read(dir string) (*Record, error) {
+	b, err := os.ReadFile(RecordPath(dir))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w in %s", errNoTestnet, dir)
+		return nil, fmt.Errorf("%w in %s", ErrNotUp, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("test network record: %w", err)
 	}
-	var r testnetRecord
+	var r Record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("test network record %s: %w", testnetRecordPath(dir), err)
+		return nil, fmt.Errorf("test network record %s: %w", RecordPath(dir), err)
 	}
 	return &r, nil
 }
 
 // write replaces the record atomically, so a reader never sees half of it.
-func (r *testnetRecord) write() error {
+func (r *Record) write() error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
@@ -102,7 +111,7 @@ func (r *testnetRecord) write() error {
 	_, err = tmp.Write(append(b, '\n'))
 	err = errors.Join(err, tmp.Sync(), tmp.Close())
 	if err == nil {
-		err = os.Rename(tmp.Name(), testnetRecordPath(r.Dir))
+		err = os.Rename(tmp.Name(), RecordPath(r.Dir))
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
@@ -112,8 +121,8 @@ func (r *testnetRecord) write() error {
 }
 
 // live returns the nodes whose process still runs.
-func (r *testnetRecord) live() []testnetNode {
-	var out []testnetNode
+func (r *Record) Live() []Process {
+	var out []Process
 	for _, n := range r.Nodes {
 		if nodeAlive(n.PID, n.Home) {
 			out = append(out, n)
@@ -124,69 +133,25 @@ func (r *testnetRecord) live() []testnetNode {
 
 // claimed reports whether a live process holds DIR: a node, or an `up`
 // still starting them.
-func (r *testnetRecord) claimed() bool {
-	return len(r.live()) > 0 || (r.UpPID > 0 && r.UpPID != os.Getpid() && processAlive(r.UpPID))
-}
-
-// processAlive reports whether pid is a running process. A zombie counts as
-// gone: a node that `up` started outlives `up` and is reparented to init,
-// and in some containers init never reaps, so a stopped node would answer
-// kill(pid, 0) forever.
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false // ESRCH: gone; EPERM: another user's, so not a node of ours
-	}
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return true // no /proc here: trust kill
-	}
-	// "pid (comm) S ...": the state follows the last ')'.
-	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
-		switch b[i+2] {
-		case 'Z', 'X':
-			return false
-		}
-	}
-	return true
-}
-
-// nodeAlive reports whether pid is still the node of home: where /proc
-// tells, a pid that was reused by another program since is not, so that
-// `down` never signals a stranger.
-func nodeAlive(pid int, home string) bool {
-	if !processAlive(pid) {
-		return false
-	}
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-	if err != nil {
-		return !errors.Is(err, fs.ErrNotExist) || !dirExists("/proc/self")
-	}
-	return slices.Contains(strings.Split(string(b), "\x00"), home)
-}
-
-func dirExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.IsDir()
+func (r *Record) claimed() bool {
+	return len(r.Live()) > 0 || (r.UpPID > 0 && r.UpPID != os.Getpid() && ProcessAlive(r.UpPID))
 }
 
 // stopNodes sends SIGTERM to each live node's process group, waits up to
 // grace for them to end, then SIGKILLs what is left and waits a little
 // more. It returns an error naming any that survive.
-func stopNodes(nodes []testnetNode, grace time.Duration) error {
-	signal := func(n testnetNode, sig syscall.Signal) {
+func Stop(nodes []Process, grace time.Duration) error {
+	signal := func(n Process, sig syscall.Signal) {
 		// Each node leads its own process group (Setpgid), which also holds
 		// any native job it started.
 		if err := syscall.Kill(-n.PID, sig); err != nil {
 			_ = syscall.Kill(n.PID, sig)
 		}
 	}
-	alive := func(ns []testnetNode) []testnetNode {
-		return slices.DeleteFunc(slices.Clone(ns), func(n testnetNode) bool { return !nodeAlive(n.PID, n.Home) })
+	alive := func(ns []Process) []Process {
+		return slices.DeleteFunc(slices.Clone(ns), func(n Process) bool { return !nodeAlive(n.PID, n.Home) })
 	}
-	wait := func(ns []testnetNode, d time.Duration) []testnetNode {
+	wait := func(ns []Process, d time.Duration) []Process {
 		deadline := time.Now().Add(d)
 		for len(ns) > 0 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
@@ -214,13 +179,13 @@ func stopNodes(nodes []testnetNode, grace time.Duration) error {
 	return fmt.Errorf("still running after SIGKILL: %s", strings.Join(names, ", "))
 }
 
-// testnetOptions is what `dms testnet up` was asked for.
-type testnetOptions struct {
+// Options is what `dms testnet up` was asked for.
+type Options struct {
 	Dir   string
 	Nodes int
 	// Offer is each node's offer; nil leaves the nodes not onboarded
 	// (they join and submit jobs, but do not bid).
-	Offer    *OnboardRequest
+	Offer    *api.OnboardRequest
 	Timeout  time.Duration // for the nodes to start and see each other
 	LogLevel string        // passed to the nodes; "" for their default
 	Log      *slog.Logger
@@ -230,7 +195,7 @@ type testnetOptions struct {
 // testnetUp starts a test network in opts.Dir and returns its record once
 // every node is connected to every other and sees it on the bid-request
 // topic. On failure (or ctx ending) it stops what it started.
-func testnetUp(ctx context.Context, opts testnetOptions) (_ *testnetRecord, err error) {
+func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, err
@@ -242,27 +207,27 @@ func testnetUp(ctx context.Context, opts testnetOptions) (_ *testnetRecord, err 
 	if err != nil {
 		return nil, err
 	}
-	var started []*nodeProcess
+	var started []*child
 	defer func() {
 		if err == nil {
 			return
 		}
-		nodes := make([]testnetNode, 0, len(started))
+		nodes := make([]Process, 0, len(started))
 		for _, p := range started {
 			nodes = append(nodes, p.node)
 		}
-		if serr := stopNodes(nodes, 10*time.Second); serr != nil {
+		if serr := Stop(nodes, 10*time.Second); serr != nil {
 			err = errors.Join(err, fmt.Errorf("tearing down: %w", serr))
 		}
-		if rerr := os.Remove(testnetRecordPath(dir)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		if rerr := os.Remove(RecordPath(dir)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 			err = errors.Join(err, rerr)
 		}
 	}()
 	if rec.Binary, err = testnetBinary(dir); err != nil {
 		return nil, err
 	}
-	rec.Network = "testnet-" + randomHex(4)
-	rec.SwarmKey = filepath.Join(dir, testnetSwarmKey)
+	rec.Network = "testnet-" + randid.Hex(4)
+	rec.SwarmKey = filepath.Join(dir, SwarmKeyFile)
 	// Any key here is left by an earlier network of this directory, which
 	// is down (claimTestnetDir checked): a new network gets a new key.
 	if err := os.Remove(rec.SwarmKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -281,9 +246,9 @@ func testnetUp(ctx context.Context, opts testnetOptions) (_ *testnetRecord, err 
 	if err != nil {
 		return nil, err
 	}
-	rec.Nodes = make([]testnetNode, len(homes))
+	rec.Nodes = make([]Process, len(homes))
 	for i, h := range homes {
-		rec.Nodes[i] = testnetNode{Name: filepath.Base(h), Home: h, Log: filepath.Join(h, testnetLogFile)}
+		rec.Nodes[i] = Process{Name: filepath.Base(h), Home: h, Log: filepath.Join(h, home.LogFile)}
 	}
 
 	args := func(i int) []string {
@@ -348,26 +313,26 @@ func testnetUp(ctx context.Context, opts testnetOptions) (_ *testnetRecord, err 
 
 // claimTestnetDir makes sure no test network runs in dir and claims it by
 // creating the record (exclusively, so two `up` cannot both win).
-func claimTestnetDir(dir string) (*testnetRecord, error) {
-	old, err := readTestnet(dir)
+func claimTestnetDir(dir string) (*Record, error) {
+	old, err := Read(dir)
 	switch {
 	case err == nil && old.claimed():
 		return nil, fmt.Errorf("a test network is already up in %s (network %s, %d of %d nodes running); stop it first with: dms testnet down --dir %s",
-			dir, old.Network, len(old.live()), len(old.Nodes), shellQuote(dir))
+			dir, old.Network, len(old.Live()), len(old.Nodes), home.ShellQuote(dir))
 	case err == nil:
 		// Left by a network whose processes are all gone (a reboot, a kill).
-		if err := os.Remove(testnetRecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(RecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
-	case !errors.Is(err, errNoTestnet):
+	case !errors.Is(err, ErrNotUp):
 		return nil, err
 	}
-	rec := &testnetRecord{Dir: dir, Started: time.Now().UTC(), UpPID: os.Getpid()}
+	rec := &Record{Dir: dir, Started: time.Now().UTC(), UpPID: os.Getpid()}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(testnetRecordPath(dir), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(RecordPath(dir), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("another dms testnet up is starting a network in %s", dir)
 	}
@@ -442,10 +407,10 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // every node runs on it. Each node is checked against the whole machine,
 // as it would be alone, so N nodes together offer N times what one may:
 // a test network overcommits the machine by design, its jobs being tiny.
-func prepareTestnetHomes(ctx context.Context, dir string, opts testnetOptions) ([]string, error) {
+func prepareTestnetHomes(ctx context.Context, dir string, opts Options) ([]string, error) {
 	homes := make([]string, opts.Nodes)
 	for i := range homes {
-		rep, err := node.InitHome(filepath.Join(dir, fmt.Sprintf("node-%d", i)))
+		rep, err := home.Init(filepath.Join(dir, fmt.Sprintf("node-%d", i)))
 		if err != nil {
 			return nil, err
 		}
@@ -458,12 +423,12 @@ func prepareTestnetHomes(ctx context.Context, dir string, opts testnetOptions) (
 		if machine, err = resources.Measure(ctx, dir, resources.WithMeasureLogger(opts.Log)); err != nil {
 			return nil, err
 		}
-		if bench, err = resources.BenchmarkCapability(ctx, dir, resources.WithBenchmarkDuration(testnetBenchmark)); err != nil {
+		if bench, err = resources.BenchmarkCapability(ctx, dir, resources.WithBenchmarkDuration(sharedBenchmark)); err != nil {
 			return nil, err
 		}
 	}
 	for i, dir := range homes {
-		h, err := node.OpenHome(dir)
+		h, err := home.Open(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -471,47 +436,36 @@ func prepareTestnetHomes(ctx context.Context, dir string, opts testnetOptions) (
 		if err != nil {
 			return nil, err
 		}
-		ctl := newLocalController(h, s, opts.Log)
-		ctl.measure = func(context.Context, string) (resources.Machine, error) { return machine, nil }
+		off := &api.Offline{Home: h, Settings: s, Log: opts.Log, Machine: &machine}
 		if opts.Offer == nil {
 			// A home kept from an earlier network may hold an offer; its
 			// allocations ended with that network.
-			if _, err := ctl.Offboard(ctx, OffboardRequest{Force: true}); err != nil {
+			if _, err := off.Offboard(ctx, api.OffboardRequest{Force: true}); err != nil {
 				return nil, fmt.Errorf("node-%d: offboard: %w", i, err)
 			}
 			continue
 		}
 		// One datastore open: store the shared benchmark, then the offer,
 		// which carries its score.
-		open := ctl.ledger
-		ctl.ledger = func(f func(*resources.Ledger) error) error {
-			return open(func(l *resources.Ledger) error {
-				if err := l.SetBenchmark(bench); err != nil {
-					return err
-				}
-				return f(l)
-			})
-		}
-		if _, err := ctl.Onboard(ctx, *opts.Offer, nil); err != nil {
-			return nil, testnetOfferError(i, err)
+		err = off.Use(ctx, nil, func(ob *onboarding.Onboarder, l *resources.Ledger) error {
+			if err := l.SetBenchmark(bench); err != nil {
+				return err
+			}
+			_, err := ob.Apply(ctx, *opts.Offer, nil)
+			return err
+		})
+		if err != nil {
+			// An *onboarding.OfferError stays inside, so that a command line
+			// can name the flag behind it.
+			return nil, fmt.Errorf("node-%d: onboard: %w", i, err)
 		}
 	}
 	return homes, nil
 }
 
-// testnetOfferError names the testnet flag behind an offer the machine
-// refused.
-func testnetOfferError(i int, err error) error {
-	var oe *onboarding.OfferError
-	if errors.As(err, &oe) && slices.Contains([]string{"cpu", "memory", "disk"}, oe.Field) {
-		return &usageError{msg: fmt.Sprintf("invalid value %s for --offer-%s: %s", oe.Value, oe.Field, oe.Reason), err: err}
-	}
-	return fmt.Errorf("node-%d: onboard: %w", i, err)
-}
-
-// nodeProcess is a node that testnetUp started, while it runs.
-type nodeProcess struct {
-	node   testnetNode
+// child is a node that testnetUp started, while it runs.
+type child struct {
+	node   Process
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process ended and was reaped
 	err    error         // its exit status, once exited
@@ -520,7 +474,7 @@ type nodeProcess struct {
 // startNodeProcess starts `dms run` detached in its own process group (so
 // a Ctrl-C meant for `dms testnet up` does not reach it), logging to the
 // node's log file.
-func startNodeProcess(bin string, args []string, n testnetNode, dir string) (*nodeProcess, error) {
+func startNodeProcess(bin string, args []string, n Process, dir string) (*child, error) {
 	logf, err := os.OpenFile(n.Log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("%s: log: %w", n.Name, err)
@@ -528,13 +482,13 @@ func startNodeProcess(bin string, args []string, n testnetNode, dir string) (*no
 	defer logf.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = testnetEnv(os.Environ())
+	cmd.Env = childEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: start %s: %w", n.Name, bin, err)
 	}
-	p := &nodeProcess{node: n, cmd: cmd, exited: make(chan struct{})}
+	p := &child{node: n, cmd: cmd, exited: make(chan struct{})}
 	p.node.PID = cmd.Process.Pid
 	// Reap it if it dies while we wait for it, or it would linger as a
 	// zombie; once testnetUp returns, the process outlives us.
@@ -547,7 +501,7 @@ func startNodeProcess(bin string, args []string, n testnetNode, dir string) (*no
 
 // testnetEnv drops the DMS_* variables that would pull a node off the test
 // network; the flags testnetUp passes override the rest of the settings.
-func testnetEnv(env []string) []string {
+func childEnv(env []string) []string {
 	drop := []string{"DMS_HOME", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_TESTNET_DIR"}
 	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
@@ -557,13 +511,12 @@ func testnetEnv(env []string) []string {
 
 // waitReady waits until the node answers on its control socket, and
 // returns its record with its peer ID and addresses.
-func (p *nodeProcess) waitReady(ctx context.Context) (testnetNode, error) {
-	t := time.NewTicker(testnetPoll / 2)
+func (p *child) waitReady(ctx context.Context) (Process, error) {
+	t := time.NewTicker(pollEvery / 2)
 	defer t.Stop()
 	for {
-		if cl, err := dialControl(ctx, p.node.Home); err == nil {
-			var id IDResponse
-			err := cl.call(ctx, pathID, struct{}{}, &id)
+		if cl, err := api.Dial(ctx, p.node.Home); err == nil {
+			id, err := cl.ID(ctx)
 			cl.Close()
 			if err == nil {
 				p.node.PeerID, p.node.Addrs = id.PeerID, id.Addrs
@@ -580,15 +533,15 @@ func (p *nodeProcess) waitReady(ctx context.Context) (testnetNode, error) {
 	}
 }
 
-func (p *nodeProcess) exitError() error {
+func (p *child) exitError() error {
 	return fmt.Errorf("%s exited (%v); the end of %s:\n%s", p.node.Name, p.err, p.node.Log, logTail(p.node.Log, 15))
 }
 
 // waitForMesh waits until every node is connected to every other and sees
 // it on the bid-request topic (so a job submitted next reaches them all).
 // On timeout it names the nodes that fall short and whom they miss.
-func waitForMesh(ctx context.Context, rec *testnetRecord, procs []*nodeProcess) error {
-	clients := make([]*controlClient, len(rec.Nodes))
+func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
+	clients := make([]*api.Client, len(rec.Nodes))
 	defer func() {
 		for _, c := range clients {
 			if c != nil {
@@ -596,7 +549,7 @@ func waitForMesh(ctx context.Context, rec *testnetRecord, procs []*nodeProcess) 
 			}
 		}
 	}()
-	t := time.NewTicker(testnetPoll)
+	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
 		var short []string
@@ -635,23 +588,23 @@ func waitForMesh(ctx context.Context, rec *testnetRecord, procs []*nodeProcess) 
 
 // missingPeers asks node n which of the others it is not connected to, or
 // does not see on the bid-request topic, by name.
-func missingPeers(ctx context.Context, cl **controlClient, n testnetNode, all []testnetNode) ([]string, error) {
+func missingPeers(ctx context.Context, cl **api.Client, n Process, all []Process) ([]string, error) {
 	if *cl == nil {
-		c, err := dialControl(ctx, n.Home)
+		c, err := api.Dial(ctx, n.Home)
 		if err != nil {
 			return nil, err
 		}
 		*cl = c
 	}
-	var r PeersResponse
-	if err := (*cl).call(ctx, pathPeers, struct{}{}, &r); err != nil {
+	r, err := (*cl).Peers(ctx)
+	if err != nil {
 		(*cl).Close()
 		*cl = nil
 		return nil, err
 	}
 	onTopic := map[string]bool{}
 	for _, p := range r.Peers {
-		onTopic[p.ID] = p.OnTopic
+		onTopic[p.ID.String()] = p.OnTopic
 	}
 	var missing []string
 	for _, o := range all {
@@ -666,9 +619,9 @@ func missingPeers(ctx context.Context, cl **controlClient, n testnetNode, all []
 	return missing, nil
 }
 
-// testnetNodeStatus is one line of `dms testnet status`.
-type testnetNodeStatus struct {
-	testnetNode
+// NodeStatus is one line of `dms testnet status`.
+type NodeStatus struct {
+	Process
 	Running    bool   `json:"running"`
 	Peers      int    `json:"peers"`
 	TopicPeers int    `json:"topic_peers"`
@@ -676,25 +629,25 @@ type testnetNodeStatus struct {
 }
 
 // testnetStatus asks each live node of rec for its peers, in parallel.
-func testnetStatus(ctx context.Context, rec *testnetRecord) []testnetNodeStatus {
-	out := make([]testnetNodeStatus, len(rec.Nodes))
+func Status(ctx context.Context, rec *Record) []NodeStatus {
+	out := make([]NodeStatus, len(rec.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range rec.Nodes {
-		out[i] = testnetNodeStatus{testnetNode: n, Running: nodeAlive(n.PID, n.Home)}
+		out[i] = NodeStatus{Process: n, Running: nodeAlive(n.PID, n.Home)}
 		if !out[i].Running {
 			continue
 		}
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			cl, err := dialControl(ctx, n.Home)
+			cl, err := api.Dial(ctx, n.Home)
 			if err != nil {
 				out[i].Error = "not answering on its control socket"
 				return
 			}
 			defer cl.Close()
-			var r StatusResponse
-			if err := cl.call(ctx, pathStatus, struct{}{}, &r); err != nil {
+			r, err := cl.Status(ctx)
+			if err != nil {
 				out[i].Error = err.Error()
 				return
 			}
@@ -725,10 +678,48 @@ func progress(w io.Writer, format string, args ...any) {
 	}
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
 	}
-	return hex.EncodeToString(b)
+	return many
+}
+
+var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
+
+// Clean removes what test networks leave in dir (homes named
+// node-N, the swarm key, the binary copy) and dir itself once empty. It
+// touches nothing else: --dir may name a directory that holds more.
+func Clean(dir string) (homes int, err error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, ent := range entries {
+		p := filepath.Join(dir, ent.Name())
+		switch {
+		case ent.IsDir() && testnetHomeName.MatchString(ent.Name()):
+			if _, err := os.Stat(filepath.Join(p, home.IdentityFile)); err != nil {
+				continue // not a home of ours
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return homes, err
+			}
+			homes++
+		case ent.Name() == SwarmKeyFile:
+			if err := os.Remove(p); err != nil {
+				return homes, err
+			}
+		case ent.Name() == "bin" && ent.IsDir():
+			if err := os.Remove(filepath.Join(p, "dms")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return homes, err
+			}
+			_ = os.Remove(p) // only if empty
+		}
+	}
+	_ = os.Remove(dir) // only if empty
+	return homes, nil
 }

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/node"
+	"github.com/urfave/cli/v2"
+)
+
+func (e *env) jobListCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		UsageText: "dms job list [--json]",
+		Usage:     "list the jobs submitted from this node, oldest first",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the list as JSON"}},
+		Before:    e.argsBefore(0, 0, "no arguments"),
+		Action: func(c *cli.Context) error {
+			return e.withClient(c, func(cl *api.Client) error {
+				resp, err := cl.Jobs(c.Context)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(e.stdout, resp)
+				}
+				return e.printJobList(resp.Jobs)
+			})
+		},
+	}
+}
+
+func (e *env) printJobList(jobs []node.JobRecord) error {
+	if len(jobs) == 0 {
+		fmt.Fprintln(e.stdout, "No jobs submitted from this node yet (dms job submit, or try dms demo).")
+		return nil
+	}
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tEXIT\tPROVIDER\tSUBMITTED\tTOOK\tNOTE")
+	for _, j := range jobs {
+		exit, provider := "-", "-"
+		if j.Result != nil && j.State != node.JobCancelled {
+			exit = strconv.Itoa(j.Result.ExitCode)
+		}
+		if j.Provider != "" {
+			provider = shortPeer(j.Provider)
+		}
+		took := "-"
+		if !j.Ended.IsZero() {
+			took = formatElapsed(j.Ended.Sub(j.Submitted))
+		} else if !j.Final() {
+			took = formatElapsed(time.Since(j.Submitted)) + " so far"
+		}
+		note := j.Error
+		if note == "" && j.Result != nil {
+			note = j.Result.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", shortJobID(j.ID), j.State, exit, provider, formatWhen(j.Submitted), took,
+			clip(strings.TrimPrefix(note, "job "+j.ID+": "), 60))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeTrimmed(e.stdout, buf.Bytes())
+}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/urfave/cli/v2"
+)
+
+func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
+	rec, err := cl.Job(c.Context, id)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(e.stdout, rec)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "job:        %s\n", rec.ID)
+	fmt.Fprintf(w, "state:      %s\n", rec.State)
+	fmt.Fprintf(w, "submitted:  %s\n", rec.Submitted.Local().Format("2006-01-02 15:04:05"))
+	if !rec.Ended.IsZero() {
+		fmt.Fprintf(w, "ended:      %s (%s after submitting)\n", rec.Ended.Local().Format("2006-01-02 15:04:05"), formatElapsed(rec.Ended.Sub(rec.Submitted)))
+	}
+	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration), rec.Executor)
+	if len(rec.Args) > 0 {
+		fmt.Fprintf(w, "args:       %s\n", strings.Join(quoteArgs(rec.Args), " "))
+	}
+	if rec.Provider != "" {
+		fmt.Fprintf(w, "provider:   %s\n", rec.Provider)
+		fmt.Fprintf(w, "allocation: %s\n", rec.AllocationID)
+	}
+	fmt.Fprintf(w, "bids:       %d (dms job bids %s)\n", len(rec.Bids), shortJobID(rec.ID))
+	if r := rec.Result; r != nil {
+		exit := fmt.Sprintf("exit code %d, ", r.ExitCode)
+		if r.State == orchestrator.StateCancelled {
+			exit = "" // stopped from outside: the code says nothing of the job
+		}
+		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exit, formatElapsed(r.Duration), r.Restarts, plural(r.Restarts, "restart", "restarts"))
+		if r.Reason != "" && r.Reason != string(r.State) {
+			fmt.Fprintf(w, "reason:     %s\n", r.Reason)
+		}
+		fmt.Fprintf(w, "output:     %s stdout, %s stderr (dms job logs %s)\n", capability.FormatBytes(uint64(len(r.Stdout))), capability.FormatBytes(uint64(len(r.Stderr))), shortJobID(rec.ID))
+	}
+	if rec.Error != "" {
+		fmt.Fprintf(w, "error:      %s\n", rec.Error)
+	}
+	if len(rec.Progress) > 0 {
+		fmt.Fprintln(w, "\nsteps:")
+		pp := &progressPrinter{w: w, start: rec.Submitted}
+		for _, p := range rec.Progress {
+			pp.print(p)
+		}
+		if rec.Final() {
+			pp.end(rec)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/randid"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/resources"
+)
+
+// startAllocation turns the job's hold into a lock, written in one batch
+// with the allocation record, and starts the allocation.
+func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
+	ex, err := n.executorFor(inv.Job.Executor)
+	if err != nil {
+		return "", err
+	}
+	spec := executor.Spec{
+		Kind: ex.Kind(), Module: inv.Job.Module, Command: inv.Job.Command, Args: inv.Job.Args,
+		Env: inv.Job.Env, Stdin: inv.Job.Stdin, MemoryBytes: inv.Job.Requirements.Memory, Timeout: inv.Job.Duration,
+	}
+	if err := spec.Validate(); err != nil {
+		return "", err
+	}
+	if err := n.checkMachine(inv.Job.Requirements); err != nil {
+		return "", err
+	}
+	id := "alloc-" + randid.Hex(8)
+	a := newAllocation(id, inv, inv.Bid.Requester, time.Now())
+	meta, err := json.Marshal(a.Info())
+	if err != nil {
+		return "", err
+	}
+	if err := n.ledger.Promote(inv.Bid.JobID, id, meta); err != nil {
+		return "", fmt.Errorf("lock capability: %w", err)
+	}
+	n.mu.Lock()
+	var refused error
+	switch {
+	case n.ctx.Err() != nil:
+		refused = ErrStopping
+	case n.offboarding.Load():
+		refused = errors.New("the provider is offboarding")
+	}
+	if refused != nil {
+		n.mu.Unlock()
+		_ = n.ledger.Unlock(id)
+		return "", refused
+	}
+	n.allocs[id] = a
+	n.mu.Unlock()
+	n.log.Info("allocation started", "allocation", id, "job", inv.Job.ID, "requester", inv.Bid.Requester, "capability", inv.Job.Requirements.String())
+	go a.run(n.ctx, ex, spec, Supervisor{Strategy: n.cfg.Supervisor}, func(res *orchestrator.Result, stats Statistics) {
+		// Locks are released whatever way the allocation ends.
+		if err := n.ledger.Unlock(id); err != nil && !errors.Is(err, resources.ErrUnknownLock) {
+			n.log.Error("release lock", "allocation", id, "err", err)
+		}
+		n.log.Info("allocation ended", "allocation", id, "state", res.State, "exit", res.ExitCode, "reason", res.Reason, "restarts", stats.Restarts)
+		n.retire(id)
+	})
+	return id, nil
+}
+
+// checkMachine looks at the machine once more before an allocation starts:
+// the monitor's ceiling may have dropped since the bid.
+func (n *Node) checkMachine(need capability.Capability) error {
+	snap := n.ledger.Snapshot()
+	if snap.Ceiling == nil {
+		return nil
+	}
+	room, err := snap.Ceiling.Subtract(snap.Locked)
+	if err == nil {
+		// This job's own hold is part of Held; everything else held competes.
+		others, _ := snap.Held.Subtract(need)
+		room, err = room.Subtract(others)
+	}
+	if err != nil || !need.Fits(room) {
+		return fmt.Errorf("the machine no longer has room for %s (the host's own use grew since the bid)", need)
+	}
+	return nil
+}
+
+func (n *Node) executorFor(kind string) (executor.Executor, error) {
+	switch kind {
+	case orchestrator.ExecutorWasm:
+		return n.wasm, nil
+	case orchestrator.ExecutorNative:
+		if !n.cfg.AllowNative {
+			return nil, fmt.Errorf("%w: this provider does not run native processes", executor.ErrNotAllowed)
+		}
+		return n.native, nil
+	}
+	return nil, fmt.Errorf("executor %q: want wasm or native", kind)
+}
+
+// retire keeps an ended allocation listed, forgetting the oldest past
+// KeepFinished.
+func (n *Node) retire(id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.finished = append(n.finished, id)
+	for len(n.finished) > max(n.cfg.KeepFinished, 1) {
+		delete(n.allocs, n.finished[0])
+		n.finished = n.finished[1:]
+	}
+}
+
+func (n *Node) allocation(id string) (*allocation, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	a, ok := n.allocs[id]
+	if !ok {
+		return nil, fmt.Errorf("allocation %s: %w", id, ErrNotFound)
+	}
+	return a, nil
+}
+
+// Allocation returns an allocation's record.
+func (n *Node) Allocation(id string) (AllocationInfo, bool) {
+	a, err := n.allocation(id)
+	if err != nil {
+		return AllocationInfo{}, false
+	}
+	return a.Info(), true
+}
+
+// AllocationStatus returns an allocation's state.
+func (n *Node) AllocationStatus(id string) (orchestrator.State, error) {
+	a, err := n.allocation(id)
+	if err != nil {
+		return "", err
+	}
+	return a.Info().State, nil
+}
+
+// Allocations lists the allocations this node runs or ran, oldest first.
+func (n *Node) Allocations() []AllocationInfo {
+	n.mu.Lock()
+	list := make([]*allocation, 0, len(n.allocs))
+	for _, a := range n.allocs {
+		list = append(list, a)
+	}
+	n.mu.Unlock()
+	out := make([]AllocationInfo, 0, len(list))
+	for _, a := range list {
+		out = append(out, a.Info())
+	}
+	slices.SortFunc(out, func(a, b AllocationInfo) int { return a.Created.Compare(b.Created) })
+	return out
+}
+
+// RouteToAllocation delivers a message to a running allocation.
+func (n *Node) RouteToAllocation(id string, msg Message) error {
+	a, err := n.allocation(id)
+	if err != nil {
+		return err
+	}
+	if msg.Time.IsZero() {
+		msg.Time = time.Now()
+	}
+	return a.route(msg)
+}

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/resources"
+)
+
+// backend is the node as the bidding protocol's provider side sees it. It
+// is unexported so that the node's own API shows what users call, not what
+// the protocol calls back.
+type backend struct{ n *Node }
+
+var _ orchestrator.Backend = backend{}
+
+func (b backend) Onboarded() bool                       { return b.n.Onboarded() }
+func (b backend) Preferences() orchestrator.Preferences { return b.n.Preferences() }
+
+func (b backend) Offer() (capability.Capability, capability.PriceInformation, float64) {
+	n := b.n
+	reg := n.ledger.Registered()
+	score := reg.CPU.Score
+	if bm, ok := n.ledger.Benchmark(); ok {
+		score = bm.Score
+	}
+	avail := n.ledger.Available()
+	avail.CPU.Arch, avail.CPU.Model, avail.CPU.ClockMHz = n.machine.CPU.Arch, n.machine.CPU.Model, n.machine.CPU.ClockMHz
+	return avail, reg.Price, score
+}
+
+// Load is the share of the offer that is held or locked, in its tightest
+// dimension.
+func (b backend) Load() float64 {
+	s := b.n.ledger.Snapshot()
+	used, err := s.Held.Add(s.Locked)
+	if err != nil {
+		return 1
+	}
+	frac := func(u, r uint64) float64 {
+		if r == 0 {
+			return 0
+		}
+		return float64(u) / float64(r)
+	}
+	return max(frac(used.CPU.MilliCores, s.Registered.CPU.MilliCores), frac(used.Memory, s.Registered.Memory), frac(used.Disk, s.Registered.Disk))
+}
+
+func (b backend) Hold(pb *orchestrator.PlacedBid) error {
+	if b.n.offboarding.Load() {
+		return errors.New("the provider is offboarding")
+	}
+	return b.n.ledger.HoldWith(pb.Bid.JobID, pb.Request.Requirements, pb.Bid.HoldExpires, pb)
+}
+
+func (b backend) HasHold(jobID string) bool { return b.n.ledger.HasHold(jobID) }
+
+func (b backend) ClaimHold(jobID string, check func(*orchestrator.PlacedBid) error) (*orchestrator.PlacedBid, error) {
+	got, err := b.n.ledger.ClaimHold(jobID, func(attached any) error {
+		pb, ok := attached.(*orchestrator.PlacedBid)
+		if !ok {
+			return fmt.Errorf("job %s: %w (held for something else)", jobID, orchestrator.ErrNoHold)
+		}
+		return check(pb)
+	})
+	if errors.Is(err, resources.ErrUnknownHold) {
+		return nil, fmt.Errorf("job %s: %w", jobID, orchestrator.ErrNoHold)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return got.(*orchestrator.PlacedBid), nil
+}
+
+func (b backend) ReleaseHold(jobID string) bool { return b.n.ledger.ReleaseHold(jobID) }
+
+// Accept turns the job's hold into a lock and starts the allocation.
+func (b backend) Accept(inv *orchestrator.Invocation) (string, error) {
+	return b.n.startAllocation(inv)
+}
+
+// Watch lets only the allocation's requester follow it.
+func (b backend) Watch(ctx context.Context, id string, requester peer.ID) (<-chan orchestrator.Event, error) {
+	a, err := b.n.allocation(id)
+	if err != nil {
+		return nil, err
+	}
+	if a.Info().Requester != requester {
+		return nil, fmt.Errorf("allocation %s belongs to another requester", id)
+	}
+	return a.watch(ctx), nil
+}
+
+// Cancel lets only the allocation's requester stop it.
+func (b backend) Cancel(id string, requester peer.ID) error {
+	a, err := b.n.allocation(id)
+	if err != nil {
+		return err
+	}
+	if a.Info().Requester != requester {
+		return fmt.Errorf("allocation %s belongs to another requester", id)
+	}
+	return b.n.RouteToAllocation(id, Message{Kind: MessageCancel, From: requester, Reason: "cancelled by the requester", Time: time.Now()})
+}

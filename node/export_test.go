@@ -1,0 +1,8 @@
+package node
+
+import "github.com/dms-project/dms/resources"
+
+// LedgerSnapshot lets the tests of package node_test check the ledger's
+// invariants at one instant, which the public accessors, read one after
+// another, cannot.
+func (n *Node) LedgerSnapshot() resources.Snapshot { return n.ledger.Snapshot() }

@@ -1,0 +1,95 @@
+package testnet
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/internal/poll"
+)
+
+// serve starts a one-node network of its own and serves its control API
+// on a fresh home, as dms run would.
+func serve(t *testing.T) Process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ln, err := StartLocal(ctx, LocalConfig{Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	dir := t.TempDir()
+	srv := api.NewServer(ln.Nodes[0], dir, slog.New(slog.DiscardHandler))
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close(context.Background()) })
+	return Process{Home: dir, PeerID: ln.Nodes[0].ID().String()}
+}
+
+// TestWaitForMeshNamesWhoIsMissing: when the nodes of a test network do
+// not all meet, the error names who misses whom.
+func TestWaitForMeshNamesWhoIsMissing(t *testing.T) {
+	// Two networks: they never meet.
+	a, b := serve(t), serve(t)
+	a.Name, b.Name = "node-0", "node-1"
+	rec := &Record{Nodes: []Process{a, b}}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 300*time.Millisecond, errors.New("--timeout 300ms passed"))
+	defer cancel()
+	err := waitForMesh(ctx, rec, nil)
+	if err == nil || !strings.Contains(err.Error(), "--timeout 300ms passed: node-0 misses node-1; node-1 misses node-0") {
+		t.Fatalf("waitForMesh: %v", err)
+	}
+}
+
+func TestProcessHelpers(t *testing.T) {
+	for exe, want := range map[string]bool{
+		"/tmp/go-build2615188470/b001/exe/dms": true,
+		"/home/u/.cache/go-build/x/dms":        true,
+		"/usr/local/bin/dms":                   false,
+		"/tmp/dms":                             false,
+	} {
+		if got := isGoRunBuild(exe); got != want {
+			t.Errorf("isGoRunBuild(%s) = %v", exe, got)
+		}
+	}
+	env := childEnv([]string{"PATH=/bin", "DMS_BOOTSTRAP=/ip4/1.2.3.4/tcp/1/p2p/x", "DMS_LOG_LEVEL=debug", "DMS_NETWORK=x"})
+	if strings.Join(env, " ") != "PATH=/bin DMS_LOG_LEVEL=debug" {
+		t.Errorf("childEnv kept %v", env)
+	}
+
+	if !ProcessAlive(os.Getpid()) || ProcessAlive(0) || ProcessAlive(1<<22+1) {
+		t.Fatal("ProcessAlive is wrong about this process, pid 0 or an impossible pid")
+	}
+	// A child that exited and was not reaped yet is a zombie: kill(pid, 0)
+	// still succeeds, ProcessAlive says it is gone.
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no true command:", err)
+	}
+	defer cmd.Wait()
+	poll.Until(t, 10*time.Second, "an exited child to count as gone", func() bool { return !ProcessAlive(cmd.Process.Pid) })
+	if _, err := os.Stat("/proc/self/stat"); err == nil {
+		if err := syscall.Kill(cmd.Process.Pid, 0); err != nil {
+			t.Fatalf("kill(zombie, 0): %v; the zombie case was not exercised", err)
+		}
+	}
+	if nodeAlive(os.Getpid(), "/no/such/home") {
+		t.Fatal("nodeAlive took this test for the node of another home")
+	}
+	// The /proc reader the bench samples with.
+	if ticks, err := CPUTicks(os.Getpid()); err != nil || ticks == 0 {
+		t.Fatalf("CPUTicks of this process: %d, %v", ticks, err)
+	}
+	if rss, err := RSS(os.Getpid()); err != nil || rss < 1<<20 {
+		t.Fatalf("RSS of this process: %d, %v", rss, err)
+	}
+}
