@@ -121,7 +121,11 @@ func (c *Client) call(ctx context.Context, method, path string, req, resp any) e
 // stream makes a streamed call: onEvent sees each event line, the final
 // line decodes into resp (also when the call failed, if it carries one).
 func (c *Client) stream(ctx context.Context, path string, req any, onEvent func(json.RawMessage), resp any) error {
-	r, err := c.do(ctx, http.MethodPost, path, req)
+	return c.streamMethod(ctx, http.MethodPost, path, req, onEvent, resp)
+}
+
+func (c *Client) streamMethod(ctx context.Context, method, path string, req any, onEvent func(json.RawMessage), resp any) error {
+	r, err := c.do(ctx, method, path, req)
 	var ce *callError
 	if errors.As(err, &ce) {
 		return fromWire(ce.w) // refused before streaming began (a bad request)
@@ -267,4 +271,36 @@ func (c *Client) CancelJob(ctx context.Context, id string) (node.JobRecord, erro
 func (c *Client) Allocations(ctx context.Context) (AllocationsResponse, error) {
 	var r AllocationsResponse
 	return r, c.call(ctx, http.MethodGet, PathAllocations, nil, &r)
+}
+
+// FollowLogs streams a running job's output events to onEvent until the job
+// ends, then returns its logs as JobLogs would. For a job that has ended it
+// returns at once.
+func (c *Client) FollowLogs(ctx context.Context, id string, onEvent func(orchestrator.Event)) (JobLogsResponse, error) {
+	var r JobLogsResponse
+	err := c.streamMethod(ctx, http.MethodGet, jobPath(id, "/logs")+"?follow=true", nil, func(raw json.RawMessage) {
+		var e orchestrator.Event
+		if onEvent != nil && json.Unmarshal(raw, &e) == nil {
+			onEvent(e)
+		}
+	}, &r)
+	return r, err
+}
+
+// JobOutputs returns the tar archive of the files a job left in /outputs.
+func (c *Client) JobOutputs(ctx context.Context, id string) ([]byte, error) {
+	r, err := c.do(ctx, http.MethodGet, jobPath(id, "/outputs"), nil)
+	var ce *callError
+	if errors.As(err, &ce) {
+		return nil, fromWire(ce.w)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(r.Body, orchestrator.MaxOutputSize+1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("job outputs: %w", err)
+	}
+	return data, nil
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
@@ -97,19 +98,8 @@ func (s *Server) routes() {
 	get(s, PathJobs+"/{id}", func(r *http.Request) (node.JobRecord, error) {
 		return s.findJob(r.PathValue("id"))
 	})
-	get(s, PathJobs+"/{id}/logs", func(r *http.Request) (JobLogsResponse, error) {
-		rec, err := s.findJob(r.PathValue("id"))
-		if err != nil {
-			return JobLogsResponse{}, err
-		}
-		resp := JobLogsResponse{ID: rec.ID, State: rec.State, Error: rec.Error}
-		if res := rec.Result; res != nil {
-			resp.HasResult = true
-			resp.Stdout, resp.Stderr = res.Stdout, res.Stderr
-			resp.StdoutTruncated, resp.StderrTruncated = res.StdoutTruncated, res.StderrTruncated
-		}
-		return resp, nil
-	})
+	s.mux.HandleFunc("GET "+PathJobs+"/{id}/logs", s.jobLogs)
+	s.mux.HandleFunc("GET "+PathJobs+"/{id}/outputs", s.jobOutputs)
 	get(s, PathJobs+"/{id}/bids", func(r *http.Request) (JobBidsResponse, error) {
 		return s.jobBids(r.PathValue("id"))
 	})
@@ -294,7 +284,7 @@ func (s *Server) findJob(id string) (node.JobRecord, error) {
 // line that a slow reader misses must never cost a piece of it.
 func (s *Server) submit(ctx context.Context, req SubmitJobRequest, send func(orchestrator.Progress)) (*node.JobRecord, error) {
 	n := s.n
-	sub := orchestrator.Submission{Job: req.Job, MaxPrice: req.MaxPrice}
+	sub := orchestrator.Submission{Job: req.Job, MaxPrice: req.MaxPrice, Inputs: req.Inputs}
 	if sub.Job.ID == "" {
 		sub.Job.ID = orchestrator.NewJobID()
 	}
@@ -319,15 +309,10 @@ func (s *Server) submit(ctx context.Context, req SubmitJobRequest, send func(orc
 		}
 	})
 	defer stop()
-	rec, err := n.SubmitJob(jobCtx, sub, func(p orchestrator.Progress) {
-		if p.Kind == orchestrator.ProgressEvent && p.Event != nil {
-			switch p.Event.Kind {
-			case orchestrator.EventStdout, orchestrator.EventStderr:
-				return
-			}
-		}
-		send(p)
-	})
+	// Output events go to the caller as they come, each with its offset:
+	// one a slow caller misses (stream's buffer full) it notices, and
+	// prints the rest from the final record, which has all of it.
+	rec, err := n.SubmitJob(jobCtx, sub, send)
 	if rec.ID == "" { // refused before it was recorded (a duplicate ID)
 		return nil, err
 	}
@@ -350,8 +335,80 @@ func (s *Server) jobBids(id string) (JobBidsResponse, error) {
 		return resp, err
 	}
 	resp.Placed = s.n.RegisteredBids(resp.JobID)
-	if !resp.Requester && len(resp.Placed) == 0 {
+	resp.Declined = s.n.DeclinedBid(resp.JobID)
+	if !resp.Requester && len(resp.Placed) == 0 && resp.Declined == "" {
 		return resp, err // the unknown-job error
 	}
 	return resp, nil
+}
+
+func logsOf(rec node.JobRecord) JobLogsResponse {
+	resp := JobLogsResponse{ID: rec.ID, State: rec.State, Error: rec.Error}
+	if res := rec.Result; res != nil {
+		resp.HasResult = true
+		resp.Stdout, resp.Stderr = res.Stdout, res.Stderr
+		resp.StdoutTruncated, resp.StderrTruncated = res.StdoutTruncated, res.StderrTruncated
+	}
+	return resp
+}
+
+// jobLogs answers a job's output. With ?follow=true it streams the output
+// of a running job as it arrives, then the final record's logs.
+func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.findJob(r.PathValue("id"))
+	if err != nil || r.URL.Query().Get("follow") != "true" {
+		s.reply(w, logsOf(rec), err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	for ev := range s.n.FollowJob(r.Context(), rec.ID) {
+		b, err := json.Marshal(ev)
+		if err != nil || enc.Encode(streamLine{Event: b}) != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	line := streamLine{}
+	if r.Context().Err() == nil {
+		rec, err = s.n.WaitJob(r.Context(), rec.ID)
+	}
+	if err == nil {
+		err = r.Context().Err()
+	}
+	if err != nil {
+		line.Error, _ = toWire(s.stopping(err))
+	}
+	if b, merr := json.Marshal(logsOf(rec)); merr == nil {
+		line.Result = b
+	}
+	_ = enc.Encode(line)
+}
+
+// jobOutputs answers the files a job left in /outputs, as a tar archive.
+func (s *Server) jobOutputs(w http.ResponseWriter, r *http.Request) {
+	rec, err := s.findJob(r.PathValue("id"))
+	if err == nil {
+		switch o := rec.Outputs; {
+		case o == nil && !rec.Final():
+			err = badRequest(fmt.Errorf("job %s is still %s: its outputs come when it ends", rec.ID, rec.State))
+		case o == nil:
+			err = fmt.Errorf("job %s left no files in /outputs", rec.ID)
+		case o.Error != "":
+			err = fmt.Errorf("job %s's outputs could not be fetched from its provider: %s", rec.ID, o.Error)
+		}
+	}
+	var data []byte
+	if err == nil {
+		data, _, err = archive.PackDir(rec.Outputs.Dir, orchestrator.MaxOutputSize)
+	}
+	if err != nil {
+		s.reply(w, nil, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	_, _ = w.Write(data)
 }

@@ -33,13 +33,16 @@ const (
 	PathBenchmark   = "/v1/benchmark"   // POST, streamed
 	PathJobs        = "/v1/jobs"        // GET the list; POST submits, streamed
 	PathAllocations = "/v1/allocations" // GET
-	// A job's own paths: /v1/jobs/{id} (GET), /v1/jobs/{id}/logs (GET),
-	// /v1/jobs/{id}/bids (GET), /v1/jobs/{id}/cancel (POST).
+	// A job's own paths: /v1/jobs/{id} (GET), /v1/jobs/{id}/logs (GET;
+	// ?follow=true streams a running job's output), /v1/jobs/{id}/bids
+	// (GET), /v1/jobs/{id}/outputs (GET, a tar archive),
+	// /v1/jobs/{id}/cancel (POST).
 )
 
-// maxBody bounds a request or a reply: a job with its module is the
-// largest thing sent, and modules are capped at 16 MiB.
-const maxBody = 32 << 20
+// maxBody bounds a request or a reply: a job with its module (16 MiB at
+// most) and its inputs (64 MiB at most), base64 in JSON, is the largest
+// thing sent.
+const maxBody = 128 << 20
 
 // CancelWait bounds how long a cancel call waits for the job to end, so
 // that `dms job cancel` can say "cancelled" rather than "asked to cancel".
@@ -109,6 +112,9 @@ type BenchmarkResponse struct {
 type SubmitJobRequest struct {
 	Job      orchestrator.JobSpec `json:"job"`
 	MaxPrice *float64             `json:"max_price,omitempty"`
+	// Inputs is a tar archive of the job's input files (archive.Pack), at
+	// their paths in the job.
+	Inputs []byte `json:"inputs,omitempty"`
 	// Detach returns the job's record as soon as the bid request is out;
 	// the job goes on in the node and outlives the call.
 	Detach bool `json:"detach,omitempty"`
@@ -142,6 +148,8 @@ type JobBidsResponse struct {
 	Received  []orchestrator.Bid `json:"received,omitempty"`
 	Winner    peer.ID            `json:"winner,omitempty"`
 	Placed    []orchestrator.Bid `json:"placed,omitempty"`
+	// Declined says why this node, as a provider, did not bid.
+	Declined string `json:"declined,omitempty"`
 }
 
 // AllocationsResponse lists the allocations this node runs or ran.

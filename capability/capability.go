@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"strings"
 )
 
@@ -58,7 +59,9 @@ type GPU struct {
 
 // Satisfies reports whether g can serve a requirement req: the same UUID
 // when req names one, otherwise the same vendor and model where req names
-// them and at least req's memory.
+// them and at least req's memory. A model matches as a whole name or as a
+// run of whole words of it ("H100" and "H100 80GB" match "NVIDIA H100 80GB
+// HBM3"), never as a part of a word ("A10" does not match "A100").
 func (g GPU) Satisfies(req GPU) bool {
 	if req.UUID != "" {
 		return g.UUID == req.UUID
@@ -66,10 +69,28 @@ func (g GPU) Satisfies(req GPU) bool {
 	if req.Vendor != "" && !strings.EqualFold(g.Vendor, req.Vendor) {
 		return false
 	}
-	if req.Model != "" && !strings.Contains(strings.ToLower(g.Model), strings.ToLower(req.Model)) {
+	if req.Model != "" && !ModelMatches(g.Model, req.Model) {
 		return false
 	}
 	return g.Memory >= req.Memory
+}
+
+// ModelMatches reports whether want names model: the same words, or a run
+// of whole words of it, case aside (words are split at spaces and '-').
+func ModelMatches(model, want string) bool {
+	words := func(s string) []string {
+		return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return r == ' ' || r == '-' || r == '_' })
+	}
+	have, need := words(model), words(want)
+	if len(need) == 0 {
+		return true
+	}
+	for i := 0; i+len(need) <= len(have); i++ {
+		if slices.Equal(have[i:i+len(need)], need) {
+			return true
+		}
+	}
+	return false
 }
 
 // Connectivity says how a node can be reached.

@@ -172,3 +172,24 @@ func TestValidate(t *testing.T) {
 		t.Errorf("plain capability rejected: %v", err)
 	}
 }
+
+func TestGPUModelsMatchAsWholeWords(t *testing.T) {
+	for _, c := range []struct {
+		model, want string
+		ok          bool
+	}{
+		{"NVIDIA H100 80GB HBM3", "H100", true},
+		{"NVIDIA H100 80GB HBM3", "h100 80gb", true},
+		{"NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", true},
+		{"NVIDIA A100-SXM4-80GB", "A100", true},
+		{"NVIDIA A100-SXM4-80GB", "A10", false},
+		{"NVIDIA A10", "A100", false},
+		{"NVIDIA A10", "A10", true},
+		{"NVIDIA H200", "H20", false},
+	} {
+		g := GPU{Model: c.model}
+		if got := g.Satisfies(GPU{Model: c.want}); got != c.ok {
+			t.Errorf("%q satisfies model %q: %v, want %v", c.model, c.want, got, c.ok)
+		}
+	}
+}

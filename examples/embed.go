@@ -8,3 +8,9 @@ import _ "embed"
 //
 //go:embed hello/hello.wasm
 var HelloWasm []byte
+
+// FilesWasm is examples/files built for WASI preview 1: it reads /inputs
+// and writes /outputs.
+//
+//go:embed files/files.wasm
+var FilesWasm []byte

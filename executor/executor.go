@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,9 +26,15 @@ type Kind string
 const (
 	// KindWasm runs a WASI preview 1 command module in a sandbox.
 	KindWasm Kind = "wasm"
+	// KindDocker runs a container image on the local Docker engine;
+	// providers must opt in.
+	KindDocker Kind = "docker"
 	// KindNative runs a host process; providers must opt in.
 	KindNative Kind = "native"
 )
+
+// OutputsPath is where a job sees its writable output directory.
+const OutputsPath = "/outputs"
 
 // DefaultMaxOutput is the per-stream capture cap when Spec.MaxOutput is 0.
 const DefaultMaxOutput = 1 << 20
@@ -81,9 +88,22 @@ type Spec struct {
 	// MaxOutput caps what is kept of each of stdout and stderr, in bytes;
 	// 0 means DefaultMaxOutput.
 	MaxOutput int
-	// Mounts grants read-only directories to a wasm job: guest path → host
-	// path, both absolute. Empty means no filesystem at all.
+	// Mounts grants read-only directories to a wasm or docker job: guest
+	// path → host path, both absolute. Empty means no filesystem at all.
 	Mounts map[string]string
+	// OutputDir, if set, is a host directory the job may write: a wasm or
+	// docker job sees it at /outputs, a native one in $DMS_OUTPUTS.
+	OutputDir string
+	// Image is the container image a docker job runs; Entrypoint, if set,
+	// replaces the image's (its first word is the program, the rest comes
+	// before Args).
+	Image      string
+	Entrypoint []string
+	// CPUMilli caps a docker job's CPU, in millicores (0: no cap).
+	CPUMilli uint64
+	// GPUs are the device UUIDs a docker job gets (the engine needs the
+	// NVIDIA runtime).
+	GPUs []string
 }
 
 // Result is what a job did. It is filled as far as the job got, also when
@@ -152,7 +172,43 @@ func (s *Spec) Validate() error {
 			return bad("Env", "value of %s contains NUL", k)
 		}
 	}
+	if s.OutputDir != "" && !filepath.IsAbs(s.OutputDir) {
+		return bad("OutputDir", "host path %q must be absolute", s.OutputDir)
+	}
+	if s.Kind != KindDocker && (s.Image != "" || len(s.Entrypoint) > 0 || len(s.GPUs) > 0) {
+		return bad("Image", "Image, Entrypoint and GPUs are for kind docker only")
+	}
+	checkMounts := func() error {
+		for _, guest := range sortedKeys(s.Mounts) {
+			host := s.Mounts[guest]
+			if !path.IsAbs(guest) || path.Clean(guest) != guest || guest == "/" {
+				return bad("Mounts", "guest path %q must be absolute and clean, like /data", guest)
+			}
+			if guest == OutputsPath || strings.HasPrefix(guest, OutputsPath+"/") {
+				return bad("Mounts", "guest path %q is inside %s, which holds the job's outputs", guest, OutputsPath)
+			}
+			if !filepath.IsAbs(host) {
+				return bad("Mounts", "host path %q for %s must be absolute", host, guest)
+			}
+		}
+		return nil
+	}
 	switch s.Kind {
+	case KindDocker:
+		if s.Image == "" {
+			return bad("Image", "required for kind docker")
+		}
+		if len(s.Module) != 0 || len(s.Command) != 0 {
+			return bad("Module", "Module and Command are not for kind docker; give a container its arguments in Args")
+		}
+		for _, a := range append(slices.Clone(s.Args), s.Entrypoint...) {
+			if strings.ContainsRune(a, 0) {
+				return bad("Args", "argument %q contains NUL", a)
+			}
+		}
+		if err := checkMounts(); err != nil {
+			return err
+		}
 	case KindWasm:
 		if len(s.Module) == 0 {
 			return bad("Module", "required for kind wasm: the bytes of a WASI command module")
@@ -171,14 +227,8 @@ func (s *Spec) Validate() error {
 				return bad("Args", "argument %q contains NUL", a)
 			}
 		}
-		for _, guest := range sortedKeys(s.Mounts) {
-			host := s.Mounts[guest]
-			if !path.IsAbs(guest) || path.Clean(guest) != guest {
-				return bad("Mounts", "guest path %q must be absolute and clean, like /data", guest)
-			}
-			if !filepath.IsAbs(host) {
-				return bad("Mounts", "host path %q for %s must be absolute", host, guest)
-			}
+		if err := checkMounts(); err != nil {
+			return err
 		}
 	case KindNative:
 		if len(s.Command) == 0 || s.Command[0] == "" {
@@ -196,10 +246,10 @@ func (s *Spec) Validate() error {
 			return bad("Args", "only for kind wasm; a native job's argv is Command")
 		}
 		if len(s.Mounts) != 0 {
-			return bad("Mounts", "only for kind wasm; a native process is not sandboxed")
+			return bad("Mounts", "only for kinds wasm and docker; a native process is not sandboxed")
 		}
 	default:
-		return bad("Kind", "%q is not one of %q, %q", s.Kind, KindWasm, KindNative)
+		return bad("Kind", "%q is not one of %q, %q, %q", s.Kind, KindWasm, KindDocker, KindNative)
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ type jobLimit interface {
 func (n *Native) run(ctx context.Context, spec *Spec, out Output) (Result, error) {
 	res := Result{ExitCode: -1}
 	env := nativeEnv(spec.Env)
+	if spec.OutputDir != "" {
+		env = append(env, "DMS_OUTPUTS="+spec.OutputDir)
+	}
 	pathEnv := os.Getenv("PATH")
 	if p, ok := spec.Env["PATH"]; ok {
 		pathEnv = p

@@ -22,6 +22,9 @@ type config struct {
 
 	// native
 	cgroupParent string
+
+	// docker
+	dockerBin string
 }
 
 func defaultConfig() config {
@@ -30,6 +33,7 @@ func defaultConfig() config {
 		cacheEntries: 16,
 		cacheBytes:   64 << 20,
 		cgroupParent: cgroupAuto,
+		dockerBin:    "docker",
 	}
 }
 
@@ -122,6 +126,18 @@ func WithCgroupParent(dir string) Option {
 			return fmt.Errorf("executor option WithCgroupParent: %q is not an absolute path", dir)
 		}
 		c.cgroupParent = dir
+		return nil
+	}
+}
+
+// WithDockerBinary names the docker command line the Docker executor runs
+// (default "docker", found in PATH).
+func WithDockerBinary(path string) Option {
+	return func(c *config) error {
+		if path == "" {
+			return errors.New("executor option WithDockerBinary: empty path")
+		}
+		c.dockerBin = path
 		return nil
 	}
 }

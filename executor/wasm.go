@@ -169,7 +169,7 @@ func (w *Wasm) Run(ctx context.Context, spec Spec, out Output) (Result, error) {
 	if err := checkKind(&spec, KindWasm); err != nil {
 		return res, fmt.Errorf("run wasm job: %w", err)
 	}
-	fsConfig, err := w.mounts(spec.Mounts)
+	fsConfig, err := w.mounts(spec.Mounts, spec.OutputDir)
 	if err != nil {
 		return res, fmt.Errorf("run wasm job: %w", err)
 	}
@@ -298,26 +298,41 @@ func (w *Wasm) classify(runCtx context.Context, timeout time.Duration, runErr er
 	return nil
 }
 
-// mounts builds the read-only filesystem a spec asks for, refusing host
-// paths outside the provider's mount roots.
-func (w *Wasm) mounts(m map[string]string) (wazero.FSConfig, error) {
-	if len(m) == 0 {
+// mounts builds the filesystem a spec asks for: read-only directories, and
+// the output directory writable at /outputs. Host paths outside the
+// provider's mount roots are refused.
+func (w *Wasm) mounts(m map[string]string, outputDir string) (wazero.FSConfig, error) {
+	if len(m) == 0 && outputDir == "" {
 		return nil, nil
 	}
 	fc := wazero.NewFSConfig()
-	for _, guest := range sortedKeys(m) {
-		host, err := filepath.EvalSymlinks(m[guest])
+	check := func(field, guest, dir string) (string, error) {
+		host, err := filepath.EvalSymlinks(dir)
 		if err != nil {
-			return nil, fmt.Errorf("%w: Mounts: %s: %w", ErrInvalidSpec, guest, err)
+			return "", fmt.Errorf("%w: %s: %s: %w", ErrInvalidSpec, field, guest, err)
 		}
 		if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("%w: Mounts: %s: host path %s is not a directory", ErrInvalidSpec, guest, host)
+			return "", fmt.Errorf("%w: %s: %s: host path %s is not a directory", ErrInvalidSpec, field, guest, host)
 		}
 		if !underAny(host, w.mountRoots) {
-			return nil, fmt.Errorf("%w: Mounts: %s: host path %s is outside the provider's mount roots %q",
-				ErrNotAllowed, guest, host, w.mountRoots)
+			return "", fmt.Errorf("%w: %s: %s: host path %s is outside the provider's mount roots %q",
+				ErrNotAllowed, field, guest, host, w.mountRoots)
+		}
+		return host, nil
+	}
+	for _, guest := range sortedKeys(m) {
+		host, err := check("Mounts", guest, m[guest])
+		if err != nil {
+			return nil, err
 		}
 		fc = fc.WithReadOnlyDirMount(host, guest)
+	}
+	if outputDir != "" {
+		host, err := check("OutputDir", OutputsPath, outputDir)
+		if err != nil {
+			return nil, err
+		}
+		fc = fc.WithDirMount(host, OutputsPath)
 	}
 	return fc, nil
 }

@@ -164,27 +164,47 @@ func (a *allocation) watch(ctx context.Context) <-chan orchestrator.Event {
 	return ch
 }
 
-// output forwards executor output as events, cut into chunks.
-type output struct{ a *allocation }
+// output forwards executor output as events, cut into chunks, each with
+// its offset in its stream.
+type output struct {
+	a                    *allocation
+	mu                   sync.Mutex
+	stdoutOff, stderrOff int64
+}
 
-func (o output) Stdout(p []byte) { o.send(orchestrator.EventStdout, p) }
-func (o output) Stderr(p []byte) { o.send(orchestrator.EventStderr, p) }
+func (o *output) Stdout(p []byte) { o.send(orchestrator.EventStdout, &o.stdoutOff, p) }
+func (o *output) Stderr(p []byte) { o.send(orchestrator.EventStderr, &o.stderrOff, p) }
 
-func (o output) send(kind orchestrator.EventKind, p []byte) {
+func (o *output) send(kind orchestrator.EventKind, off *int64, p []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for len(p) > 0 {
 		n := min(len(p), outputChunk)
-		o.a.emit(orchestrator.Event{Kind: kind, Time: time.Now(), Data: p[:n]})
+		o.a.emit(orchestrator.Event{Kind: kind, Time: time.Now(), Data: p[:n], Offset: *off})
+		*off += int64(n)
 		p = p[n:]
 	}
 }
 
-var _ executor.Output = output{}
+var _ executor.Output = (*output)(nil)
+
+// work is what an allocation runs, in three steps: stage fetches and lays
+// out its files and says which executor runs which spec; collect packs what
+// the job left in /outputs into the result; cleanup removes its files.
+type work struct {
+	stage   func(ctx context.Context) (executor.Executor, executor.Spec, error)
+	collect func(res *orchestrator.Result)
+	cleanup func()
+}
 
 // run drives the allocation to its end under the supervisor. finish is
 // called exactly once with the result, before watchers see it, so that the
 // node can release the lock first.
-func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executor.Spec, sup Supervisor, finish func(*orchestrator.Result, Statistics)) {
+func (a *allocation) run(ctx context.Context, w work, sup Supervisor, finish func(*orchestrator.Result, Statistics)) {
 	defer close(a.done)
+	if w.cleanup != nil {
+		defer w.cleanup()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var cancelReason atomic.Pointer[string]
@@ -201,16 +221,31 @@ func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executo
 			}
 		}
 	}()
-	a.setState(orchestrator.StateRunning, "")
-	res, err, stats := sup.Run(ctx, func(ctx context.Context) (executor.Result, error) {
-		return ex.Run(ctx, spec, output{a})
-	}, func(n int, err error) {
-		a.setState(orchestrator.StateRunning, fmt.Sprintf("restart %d after: %v", n, err))
-	})
+	var (
+		res   executor.Result
+		err   error
+		stats Statistics
+		spec  executor.Spec
+	)
+	ex, spec, err := w.stage(ctx)
+	if err == nil {
+		a.setState(orchestrator.StateRunning, "")
+		out := &output{a: a}
+		res, err, stats = sup.Run(ctx, func(ctx context.Context) (executor.Result, error) {
+			return ex.Run(ctx, spec, out)
+		}, func(n int, err error) {
+			a.setState(orchestrator.StateRunning, fmt.Sprintf("restart %d after: %v", n, err))
+		})
+	} else if ctx.Err() != nil {
+		err = fmt.Errorf("%w: while its files were fetched", executor.ErrCancelled)
+	} else {
+		res.ExitCode = -1
+		err = fmt.Errorf("preparing the job's files: %w", err)
+	}
 	result := &orchestrator.Result{
 		State: orchestrator.StateCompleted, ExitCode: res.ExitCode, Duration: res.Duration,
 		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
-		Reason: res.Reason, Restarts: stats.Restarts,
+		OutputLimit: spec.MaxOutput, Reason: res.Reason, Restarts: stats.Restarts,
 	}
 	switch {
 	case errors.Is(err, executor.ErrCancelled):
@@ -221,6 +256,9 @@ func (a *allocation) run(ctx context.Context, ex executor.Executor, spec executo
 	case err != nil:
 		result.State = orchestrator.StateFailed
 		result.Reason = err.Error()
+	}
+	if w.collect != nil && result.State != orchestrator.StateCancelled {
+		w.collect(result)
 	}
 	finish(result, stats)
 	a.mu.Lock()

@@ -15,17 +15,11 @@ import (
 )
 
 // startAllocation turns the job's hold into a lock, written in one batch
-// with the allocation record, and starts the allocation.
+// with the allocation record, and starts the allocation: its files are
+// fetched and laid out first (staging), then it runs.
 func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 	ex, err := n.executorFor(inv.Job.Executor)
 	if err != nil {
-		return "", err
-	}
-	spec := executor.Spec{
-		Kind: ex.Kind(), Module: inv.Job.Module, Command: inv.Job.Command, Args: inv.Job.Args,
-		Env: inv.Job.Env, Stdin: inv.Job.Stdin, MemoryBytes: inv.Job.Requirements.Memory, Timeout: inv.Job.Duration,
-	}
-	if err := spec.Validate(); err != nil {
 		return "", err
 	}
 	if err := n.checkMachine(inv.Job.Requirements); err != nil {
@@ -56,7 +50,7 @@ func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 	n.allocs[id] = a
 	n.mu.Unlock()
 	n.log.Info("allocation started", "allocation", id, "job", inv.Job.ID, "requester", inv.Bid.Requester, "capability", inv.Job.Requirements.String())
-	go a.run(n.ctx, ex, spec, Supervisor{Strategy: n.cfg.Supervisor}, func(res *orchestrator.Result, stats Statistics) {
+	go a.run(n.ctx, n.workFor(id, ex, inv), Supervisor{Strategy: n.cfg.Supervisor}, func(res *orchestrator.Result, stats Statistics) {
 		// Locks are released whatever way the allocation ends.
 		if err := n.ledger.Unlock(id); err != nil && !errors.Is(err, resources.ErrUnknownLock) {
 			n.log.Error("release lock", "allocation", id, "err", err)
@@ -86,17 +80,20 @@ func (n *Node) checkMachine(need capability.Capability) error {
 	return nil
 }
 
+// executorFor is the executor of a kind, if the preferences allow it.
 func (n *Node) executorFor(kind string) (executor.Executor, error) {
+	if !slices.Contains(n.Preferences().Executors(), kind) {
+		return nil, fmt.Errorf("%w: this provider does not run %s jobs", executor.ErrNotAllowed, kind)
+	}
 	switch kind {
 	case orchestrator.ExecutorWasm:
 		return n.wasm, nil
+	case orchestrator.ExecutorDocker:
+		return n.docker, nil
 	case orchestrator.ExecutorNative:
-		if !n.cfg.AllowNative {
-			return nil, fmt.Errorf("%w: this provider does not run native processes", executor.ErrNotAllowed)
-		}
 		return n.native, nil
 	}
-	return nil, fmt.Errorf("executor %q: want wasm or native", kind)
+	return nil, fmt.Errorf("executor %q: want wasm, docker or native", kind)
 }
 
 // retire keeps an ended allocation listed, forgetting the oldest past

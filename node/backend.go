@@ -52,6 +52,28 @@ func (b backend) Load() float64 {
 	return max(frac(used.CPU.MilliCores, s.Registered.CPU.MilliCores), frac(used.Memory, s.Registered.Memory), frac(used.Disk, s.Registered.Disk))
 }
 
+// CanRun checks what capacity does not: a container job needs an engine,
+// the image on this machine, and the NVIDIA runtime if it asks for GPUs; a
+// wasm job asking for GPUs could not use them.
+func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error {
+	switch req.Executor {
+	case orchestrator.ExecutorDocker:
+		info, err := b.n.docker.Engine(ctx)
+		if err != nil {
+			return err
+		}
+		if len(req.Requirements.GPUs) > 0 && !info.GPU {
+			return errors.New("the Docker engine here has no NVIDIA runtime to give a container GPUs")
+		}
+		return b.n.docker.HasImage(ctx, req.Image)
+	default:
+		if len(req.Requirements.GPUs) > 0 {
+			return fmt.Errorf("a %s job cannot use GPUs", req.Executor)
+		}
+	}
+	return nil
+}
+
 func (b backend) Hold(pb *orchestrator.PlacedBid) error {
 	if b.n.offboarding.Load() {
 		return errors.New("the provider is offboarding")

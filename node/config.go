@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
@@ -50,9 +51,19 @@ type Config struct {
 	// WasmCacheDir keeps compiled modules on disk across restarts ("" : in
 	// memory only). Unused when Wasm is set.
 	WasmCacheDir string
-	// AllowNative lets this node run native-process jobs it wins; off by
-	// default because a native process is not sandboxed.
-	AllowNative bool
+	// WorkDir holds each allocation's files while it runs (its inputs and
+	// /outputs); "" is Home/work.
+	WorkDir string
+	// OutputsDir keeps the outputs of the jobs this node submitted, one
+	// directory per job; "" is Home/outputs.
+	OutputsDir string
+	// MaxOutputBytes caps what one job may leave in /outputs (0:
+	// orchestrator.MaxOutputSize, which is also the most it may be).
+	MaxOutputBytes int64
+	// Docker, if set, is the container executor (tests pass one with a fake
+	// binary); nil makes one that uses the docker command line. A node
+	// runs containers only once its preferences allow the docker executor.
+	Docker *executor.Docker
 	// Supervisor restarts failed allocations.
 	Supervisor SupervisorStrategy
 	// KeepFinished is how many ended allocations stay listed.
@@ -90,6 +101,12 @@ func (c *Config) Validate() error {
 	if c.Home == "" {
 		errs = append(errs, errors.New("home: required"))
 	}
+	if c.WorkDir == "" && c.Home != "" {
+		c.WorkDir = filepath.Join(c.Home, "work")
+	}
+	if c.OutputsDir == "" && c.Home != "" {
+		c.OutputsDir = filepath.Join(c.Home, "outputs")
+	}
 	if c.Datastore == nil {
 		errs = append(errs, errors.New("datastore: required"))
 	}
@@ -98,6 +115,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Reserve.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("reserve: %w", err))
+	}
+	if c.MaxOutputBytes < 0 || c.MaxOutputBytes > orchestrator.MaxOutputSize {
+		errs = append(errs, fmt.Errorf("max output bytes %d: want 0 to %d", c.MaxOutputBytes, orchestrator.MaxOutputSize))
 	}
 	if c.MonitorInterval < 0 {
 		errs = append(errs, fmt.Errorf("monitor interval %v: want 0 (off) or more", c.MonitorInterval))

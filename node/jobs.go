@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/go-datastore/query"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/orchestrator"
 )
@@ -64,6 +65,22 @@ type JobRecord struct {
 	Progress     []orchestrator.Progress `json:"progress,omitempty"`
 	Result       *orchestrator.Result    `json:"result,omitempty"`
 	Error        string                  `json:"error,omitempty"`
+	// Image is a docker job's container image.
+	Image string `json:"image,omitempty"`
+	// Inputs are the files the job was given, at their paths in the job.
+	Inputs []archive.File `json:"inputs,omitempty"`
+	// Outputs are the files the job left in /outputs, as fetched from its
+	// provider and kept under the node's outputs directory.
+	Outputs *JobOutputs `json:"outputs,omitempty"`
+}
+
+// JobOutputs are a job's output files as the requester keeps them.
+type JobOutputs struct {
+	Dir   string         `json:"dir"`
+	Files []archive.File `json:"files"`
+	// Error says why they could not be fetched (the job itself may have
+	// completed).
+	Error string `json:"error,omitempty"`
 }
 
 // Final reports whether the job has ended.
@@ -80,12 +97,14 @@ type jobs struct {
 	cancels map[string]context.CancelFunc
 	// ended is closed when the job ends: waiters wait on it, not a timer.
 	ended map[string]chan struct{}
+	// live holds a running job's output as it arrives, for followers.
+	live map[string]*liveLog
 }
 
 var jobsPrefix = ds.NewKey("/jobs")
 
 func newJobs(ctx context.Context, store ds.Datastore, log *slog.Logger) (*jobs, error) {
-	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}, ended: map[string]chan struct{}{}}
+	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}, ended: map[string]chan struct{}{}, live: map[string]*liveLog{}}
 	res, err := store.Query(ctx, query.Query{Prefix: jobsPrefix.String()})
 	if err != nil {
 		return nil, fmt.Errorf("load jobs: %w", err)
@@ -129,6 +148,7 @@ func (j *jobs) start(ctx context.Context, rec *JobRecord, cancel context.CancelF
 	j.byID[rec.ID] = rec
 	j.cancels[rec.ID] = cancel
 	j.ended[rec.ID] = make(chan struct{})
+	j.live[rec.ID] = newLiveLog()
 	cp := *rec
 	j.mu.Unlock()
 	return j.save(ctx, &cp)
@@ -151,6 +171,16 @@ func (j *jobs) update(p orchestrator.Progress) {
 		rec.State, rec.Provider, rec.AllocationID = JobRunning, p.Provider, p.AllocationID
 	case orchestrator.ProgressRetry:
 		rec.State, rec.Bids = JobBidding, nil
+		if l := j.live[p.JobID]; l != nil {
+			l.add(orchestrator.Event{Kind: orchestrator.EventState, State: orchestrator.StatePending, Time: p.Time,
+				Message: "the job is submitted again (" + p.Message + "); its output starts over"})
+		}
+	case orchestrator.ProgressEvent:
+		if e := p.Event; e != nil && (e.Kind == orchestrator.EventStdout || e.Kind == orchestrator.EventStderr) {
+			if l := j.live[p.JobID]; l != nil {
+				l.add(*e)
+			}
+		}
 	}
 	// Output is kept once, in the result; progress keeps the steps.
 	if p.Kind != orchestrator.ProgressEvent || (p.Event != nil && p.Event.Kind == orchestrator.EventState) {
@@ -187,6 +217,10 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 	if ch, ok := j.ended[id]; ok {
 		close(ch)
 		delete(j.ended, id)
+	}
+	if l := j.live[id]; l != nil {
+		l.end()
+		delete(j.live, id)
 	}
 	cp := *rec
 	j.mu.Unlock()
@@ -297,3 +331,34 @@ type jobError struct {
 
 func (e *jobError) Error() string { return e.msg }
 func (e *jobError) Unwrap() error { return e.err }
+
+// follow streams a running job's output from its start until it ends; for
+// a job that has ended it returns a closed channel (its output is in its
+// record).
+func (j *jobs) follow(ctx context.Context, id string) <-chan orchestrator.Event {
+	j.mu.Lock()
+	l := j.live[id]
+	j.mu.Unlock()
+	if l == nil {
+		ch := make(chan orchestrator.Event)
+		close(ch)
+		return ch
+	}
+	return l.follow(ctx)
+}
+
+// setOutputs records where a job's outputs were kept.
+func (j *jobs) setOutputs(ctx context.Context, id string, o *JobOutputs) {
+	j.mu.Lock()
+	rec, ok := j.byID[id]
+	if !ok {
+		j.mu.Unlock()
+		return
+	}
+	rec.Outputs = o
+	cp := *rec
+	j.mu.Unlock()
+	if err := j.save(ctx, &cp); err != nil {
+		j.log.Error("job outputs not written to disk", "job", id, "err", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ type Node struct {
 	orch    *orchestrator.Service
 	wasm    *executor.Wasm
 	ownWasm bool
+	docker  *executor.Docker
 	native  *executor.Native
 	jobs    *jobs
 	prefs   atomic.Pointer[orchestrator.Preferences]
@@ -123,7 +125,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Wasm != nil {
 		n.wasm = cfg.Wasm
 	} else {
-		opts := []executor.Option{executor.WithLogger(log.With("subsystem", "wasm"))}
+		opts := []executor.Option{executor.WithLogger(log.With("subsystem", "wasm")), executor.WithMountRoots(cfg.WorkDir)}
 		if cfg.WasmCacheDir != "" {
 			opts = append(opts, executor.WithCompilationCacheDir(cfg.WasmCacheDir))
 		}
@@ -132,8 +134,17 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.ownWasm = true
 	}
-	if n.native, err = executor.NewNative(cfg.AllowNative); err != nil {
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	// Native jobs run only where the preferences allow them (executorFor).
+	if n.native, err = executor.NewNative(true, executor.WithLogger(log.With("subsystem", "native"))); err != nil {
 		return nil, err
+	}
+	if n.docker = cfg.Docker; n.docker == nil {
+		if n.docker, err = executor.NewDocker(executor.WithLogger(log.With("subsystem", "docker"))); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.MonitorInterval > 0 {
 		if err := n.startMonitor(); err != nil {
@@ -240,6 +251,9 @@ func (n *Node) Close() error {
 		}
 		if n.native != nil {
 			errs = append(errs, n.native.Close(ctx))
+		}
+		if n.docker != nil && n.cfg.Docker == nil {
+			errs = append(errs, n.docker.Close(ctx))
 		}
 	})
 	return errors.Join(errs...)

@@ -27,7 +27,8 @@ var sharedWasm *executor.Wasm
 func TestMain(m *testing.M) {
 	// One sandbox for every in-process network: hello.wasm is compiled
 	// once per test binary instead of once per network.
-	w, err := executor.NewWasm()
+	// Its mount roots cover every node's work directory (under the temp dir).
+	w, err := executor.NewWasm(executor.WithMountRoots(os.TempDir()))
 	if err != nil {
 		panic(err)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
@@ -23,7 +25,47 @@ import (
 func (n *Node) Onboard(ctx context.Context, req onboarding.Request, progress func(resources.Progress)) (onboarding.Result, error) {
 	n.offerMu.Lock()
 	defer n.offerMu.Unlock()
-	return n.onboard.Apply(ctx, req, progress)
+	var prefs orchestrator.Preferences
+	if req.Executors != nil {
+		var err error
+		if prefs, err = WithExecutors(ctx, n.Preferences(), *req.Executors, n.docker); err != nil {
+			return onboarding.Result{Home: n.cfg.Home}, fmt.Errorf("onboard: %w", err)
+		}
+	}
+	res, err := n.onboard.Apply(ctx, req, progress)
+	if err != nil || req.Executors == nil {
+		return res, err
+	}
+	res.Executors = prefs.Executors()
+	return res, n.SetPreferences(prefs)
+}
+
+// WithExecutors returns prefs allowing exactly the executor kinds listed,
+// after checking that each can run here: docker needs an engine that
+// answers (through d).
+func WithExecutors(ctx context.Context, prefs orchestrator.Preferences, kinds []string, d *executor.Docker) (orchestrator.Preferences, error) {
+	if len(kinds) == 0 {
+		return prefs, &onboarding.OfferError{Field: "executors", Value: `""`, Reason: "name at least one of wasm, docker, native"}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range kinds {
+		switch k {
+		case orchestrator.ExecutorWasm, orchestrator.ExecutorNative:
+		case orchestrator.ExecutorDocker:
+			if _, err := d.Engine(ctx); err != nil {
+				return prefs, &onboarding.OfferError{Field: "executors", Value: k, Reason: "no Docker engine answers here: " + err.Error()}
+			}
+		default:
+			return prefs, &onboarding.OfferError{Field: "executors", Value: strconv.Quote(k), Reason: "want wasm, docker or native"}
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	prefs.AllowedExecutors = out
+	return prefs, prefs.Validate()
 }
 
 // Offboard withdraws the offer; the node stops bidding. While allocations
@@ -89,7 +131,9 @@ func (n *Node) Accounts(ctx context.Context, reserve *resources.Reserve) (onboar
 	} else if usage, err = resources.NewHostSampler(n.cfg.Home).Sample(ctx); err != nil {
 		return onboarding.Accounts{}, err
 	}
-	return o.Accounts(ctx, usage)
+	acc, err := o.Accounts(ctx, usage)
+	acc.Executors = n.Preferences().Executors()
+	return acc, err
 }
 
 func (n *Node) latestSample() (resources.Sample, bool) {
@@ -144,6 +188,10 @@ func (n *Node) SetPreferences(p orchestrator.Preferences) error {
 	n.prefs.Store(&p)
 	return nil
 }
+
+// DeclinedBid says why this node, as a provider, did not bid for a job it
+// heard of ("" when it bid, or never heard of it).
+func (n *Node) DeclinedBid(jobID string) string { return n.orch.Declined(jobID) }
 
 // RegisteredBids are the bids this node placed for a job.
 func (n *Node) RegisteredBids(jobID string) []orchestrator.Bid { return n.orch.RegisteredBids(jobID) }

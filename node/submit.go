@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -22,7 +25,14 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 	defer stop()
 	rec := &JobRecord{
 		ID: sub.Job.ID, Submitted: time.Now(), State: JobBidding, Requirements: sub.Job.Requirements,
-		Executor: sub.Job.Executor, Duration: sub.Job.Duration, Args: sub.Job.Args,
+		Executor: sub.Job.Executor, Image: sub.Job.Image, Duration: sub.Job.Duration, Args: sub.Job.Args,
+	}
+	if len(sub.Inputs) > 0 {
+		files, err := archive.List(sub.Inputs)
+		if err != nil {
+			return JobRecord{}, fmt.Errorf("inputs: %w", err)
+		}
+		rec.Inputs = files
 	}
 	if err := n.jobs.start(ctx, rec, cancel); err != nil {
 		return JobRecord{}, err
@@ -33,6 +43,9 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 			progress(p)
 		}
 	})
+	if err == nil && res.Outputs != nil {
+		n.jobs.setOutputs(ctx, sub.Job.ID, n.fetchOutputs(ctx, sub.Job.ID, res.Outputs))
+	}
 	final := n.jobs.finish(context.Background(), sub.Job.ID, res, err)
 	if final == nil {
 		return JobRecord{}, fmt.Errorf("job %s vanished from the job book", sub.Job.ID)
@@ -116,4 +129,31 @@ func (n *Node) CancelJob(ctx context.Context, idOrPrefix string) (JobRecord, err
 		n.jobs.cancel(rec.ID)
 	}
 	return n.jobs.wait(ctx, rec.ID)
+}
+
+// fetchOutputs gets a job's outputs from its provider and keeps them in
+// OutputsDir/<job ID>. A failure is recorded with them, not returned: the
+// job itself ran.
+func (n *Node) fetchOutputs(ctx context.Context, jobID string, o *orchestrator.Outputs) *JobOutputs {
+	out := &JobOutputs{Dir: filepath.Join(n.cfg.OutputsDir, jobID)}
+	rec, _ := n.jobs.get(jobID)
+	data, err := n.orch.Fetch(ctx, rec.Provider, o.Archive, orchestrator.MaxOutputSize)
+	if err == nil {
+		if err = os.RemoveAll(out.Dir); err == nil {
+			out.Files, err = archive.Unpack(data, out.Dir, orchestrator.MaxOutputSize)
+		}
+	}
+	if err != nil {
+		out.Error = err.Error()
+		n.log.Warn("job outputs not fetched", "job", jobID, "provider", rec.Provider, "err", err)
+	}
+	return out
+}
+
+// FollowJob streams a running job's output (stdout and stderr events, and
+// a state event where it started over elsewhere) from its start until it
+// ends, or ctx does. For a job that has ended the channel is closed at
+// once: its output is in its record.
+func (n *Node) FollowJob(ctx context.Context, id string) <-chan orchestrator.Event {
+	return n.jobs.follow(ctx, id)
 }

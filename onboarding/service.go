@@ -42,6 +42,11 @@ type Request struct {
 	GPUs    *[]string                    `json:"gpus,omitempty"`   // index or UUID each
 	Price   *capability.PriceInformation `json:"price,omitempty"`
 	Reserve *resources.Reserve           `json:"reserve,omitempty"` // nil: the configured reserve
+	// Executors, if set, are the kinds of job the provider runs: wasm,
+	// docker, native. They are the node's preferences, which the caller
+	// (the node, or the command line on a stopped home) records; Apply
+	// leaves them alone.
+	Executors *[]string `json:"executors,omitempty"`
 	// Benchmark runs a benchmark first when none is stored, so that bids
 	// carry a score from the start.
 	Benchmark         bool          `json:"benchmark"`
@@ -53,6 +58,9 @@ type Result struct {
 	Home      string               `json:"home"`
 	Record    Record               `json:"record"`
 	Benchmark *resources.Benchmark `json:"benchmark,omitempty"` // set when one ran
+	// Executors are the kinds of job the node runs, when the request set
+	// them.
+	Executors []string `json:"executors,omitempty"`
 }
 
 // Accounts are a node's books: what the machine has, what is offered,
@@ -74,6 +82,8 @@ type Accounts struct {
 	Locks     []resources.Lock      `json:"locks"`
 	Holds     []resources.Hold      `json:"holds"`
 	Benchmark *resources.Benchmark  `json:"benchmark,omitempty"`
+	// Executors are the kinds of job the node runs (its preferences).
+	Executors []string `json:"executors,omitempty"`
 }
 
 // WithReserveOverride returns a copy of o that keeps r for the owner

@@ -73,3 +73,17 @@ func FuzzDecodeReplies(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeFetch(f *testing.F) {
+	f.Add([]byte(`{"sha256":"` + ModuleHash([]byte("x")) + `"}`))
+	f.Add([]byte(`{"size":3}`))
+	f.Add([]byte(`{"sha256":"zz"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if r, err := DecodeFetchRequest(data); err == nil && checkHash("fetch", r.SHA256) != nil {
+			t.Fatalf("accepted a fetch of %q", r.SHA256)
+		}
+		if h, err := decodeFetchHeader(data, 3); err == nil && h.Error == "" && h.Size != 3 {
+			t.Fatalf("accepted a header of %d bytes for a blob of 3", h.Size)
+		}
+	})
+}

@@ -134,6 +134,8 @@ func (f *fakeBackend) Watch(_ context.Context, id string, _ peer.ID) (<-chan Eve
 
 func (f *fakeBackend) Cancel(string, peer.ID) error { return nil }
 
+func (f *fakeBackend) CanRun(context.Context, *BidRequest) error { return nil }
+
 func (f *fakeBackend) Load() float64 { return 0 }
 
 func (f *fakeBackend) heldCount() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.holds) }

@@ -23,6 +23,7 @@ const (
 	ProtocolBid        = "bid/1"
 	ProtocolInvoke     = "invoke/1"
 	ProtocolAllocation = "allocation/1"
+	ProtocolFetch      = "fetch/1"
 )
 
 // Size limits of every message that crosses the network. A bid request is
@@ -30,15 +31,23 @@ const (
 const (
 	MaxBidRequestSize = 16 << 10
 	MaxBidSize        = 16 << 10
-	MaxInvokeSize     = 20 << 20 // the module (16 MiB at most) and the rest of the job
-	MaxModuleSize     = 16 << 20
-	MaxEventSize      = 256 << 10
-	MaxReplySize      = 16 << 10
-	MaxResultOutput   = 4 << 20 // per stream, as the requester assembles it
-	MaxArgs           = 256
-	MaxArgBytes       = 64 << 10 // args and env together
-	MaxStdin          = 1 << 20
-	MaxBiddingWindow  = time.Minute
+	// MaxInvokeSize bounds an invocation: a module of up to MaxInlineModule
+	// travels in it, a larger one, and the inputs, over the fetch protocol.
+	MaxInvokeSize   = maxInvokeHeader + MaxInlineModule + binary.MaxVarintLen64
+	MaxInlineModule = 64 << 10
+	MaxModuleSize   = 16 << 20
+	MaxInputSize    = 64 << 20 // the inputs' archive
+	MaxOutputSize   = 64 << 20 // the archive of what a job leaves in /outputs
+	MaxEventSize    = 256 << 10
+	MaxReplySize    = 16 << 10
+	// MaxResultOutput bounds each of a job's stdout and stderr: the provider
+	// keeps this much and the requester assembles no more.
+	MaxResultOutput  = 4 << 20
+	MaxArgs          = 256
+	MaxArgBytes      = 64 << 10 // args and env together
+	MaxStdin         = 1 << 20
+	MaxImageRef      = 255
+	MaxBiddingWindow = time.Minute
 )
 
 // ErrInvalid marks a message that failed validation; the wrapped text says why.
@@ -52,6 +61,7 @@ func invalid(format string, args ...any) error {
 // importing it: the protocol names them, the node maps them.
 const (
 	ExecutorWasm   = "wasm"
+	ExecutorDocker = "docker"
 	ExecutorNative = "native"
 )
 
@@ -67,8 +77,13 @@ type BidRequest struct {
 	Executor   string        `json:"executor"`
 	ModuleHash string        `json:"module_hash,omitempty"` // hex sha256 of the module
 	ModuleSize int           `json:"module_size,omitempty"`
-	Deadline   time.Time     `json:"deadline"` // bidding closes
-	Nonce      string        `json:"nonce"`
+	// Image is the container image a docker job runs; a provider bids only
+	// when it has the image.
+	Image string `json:"image,omitempty"`
+	// InputSize is the size of the inputs' archive the winner will fetch.
+	InputSize int64     `json:"input_size,omitempty"`
+	Deadline  time.Time `json:"deadline"` // bidding closes
+	Nonce     string    `json:"nonce"`
 	// WantBids is how many acceptable bids the requester will wait for; a
 	// provider may stay silent when it expects enough nearer bids.
 	WantBids int `json:"want_bids,omitempty"`
@@ -98,11 +113,36 @@ type JobSpec struct {
 	Requirements capability.Capability `json:"requirements"`
 	Duration     time.Duration         `json:"duration"`
 	Executor     string                `json:"executor"`
-	Module       []byte                `json:"module,omitempty"`
-	Command      []string              `json:"command,omitempty"` // native executor only
-	Args         []string              `json:"args,omitempty"`
-	Env          map[string]string     `json:"env,omitempty"`
-	Stdin        []byte                `json:"stdin,omitempty"`
+	// Module is the wasm module. One over MaxInlineModule travels over the
+	// fetch protocol instead: the invocation carries only ModuleBlob.
+	Module     []byte `json:"module,omitempty"`
+	ModuleBlob *Blob  `json:"module_blob,omitempty"`
+	// Image and Entrypoint are a docker job's (Entrypoint empty: the
+	// image's own).
+	Image      string            `json:"image,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Command    []string          `json:"command,omitempty"` // native executor only
+	Args       []string          `json:"args,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	Stdin      []byte            `json:"stdin,omitempty"`
+	// Inputs is a tar archive of the job's input files, fetched by the
+	// winner from the requester; they appear read-only in the job.
+	Inputs *Blob `json:"inputs,omitempty"`
+}
+
+// Blob names content that travels over the fetch protocol: its hex sha256
+// and its size. Only the peer it was shared with can fetch it.
+type Blob struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// Outputs are what a job left in /outputs: a tar archive the requester
+// fetches from the provider (the files' own hashes come from unpacking
+// it), and how many files it holds.
+type Outputs struct {
+	Archive Blob `json:"archive"`
+	Files   int  `json:"files"`
 }
 
 // Invocation asks the winner of a bid to run the job.
@@ -168,21 +208,29 @@ type Event struct {
 	Time         time.Time `json:"time"`
 	State        State     `json:"state,omitempty"`
 	Data         []byte    `json:"data,omitempty"`
-	Result       *Result   `json:"result,omitempty"`
-	Message      string    `json:"message,omitempty"`
+	// Offset is where Data starts in its stream (stdout or stderr), so a
+	// reader that missed a chunk knows it did.
+	Offset  int64   `json:"offset,omitempty"`
+	Result  *Result `json:"result,omitempty"`
+	Message string  `json:"message,omitempty"`
 }
 
 // Result is the outcome of a finished allocation.
 type Result struct {
-	State           State         `json:"state"`
-	ExitCode        int           `json:"exit_code"`
-	Stdout          []byte        `json:"stdout,omitempty"`
-	Stderr          []byte        `json:"stderr,omitempty"`
-	StdoutTruncated bool          `json:"stdout_truncated,omitempty"`
-	StderrTruncated bool          `json:"stderr_truncated,omitempty"`
-	Duration        time.Duration `json:"duration"`
-	Reason          string        `json:"reason,omitempty"`
-	Restarts        int           `json:"restarts,omitempty"`
+	State           State  `json:"state"`
+	ExitCode        int    `json:"exit_code"`
+	Stdout          []byte `json:"stdout,omitempty"`
+	Stderr          []byte `json:"stderr,omitempty"`
+	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+	// OutputLimit is the cap stdout and stderr were held to, for a message
+	// that says where a truncated stream was cut.
+	OutputLimit int           `json:"output_limit,omitempty"`
+	Duration    time.Duration `json:"duration"`
+	Reason      string        `json:"reason,omitempty"`
+	Restarts    int           `json:"restarts,omitempty"`
+	// Outputs is set when the job left files in /outputs.
+	Outputs *Outputs `json:"outputs,omitempty"`
 }
 
 // Encode marshals a message; it is the one encoder of the protocol.
@@ -275,6 +323,9 @@ func DecodeInvokeMessage(data []byte) (*InvokeMessage, error) {
 		if len(m.Invocation.Job.Module) > 0 {
 			return nil, invalid("invoke message: module given twice")
 		}
+		if len(module) > MaxInlineModule {
+			return nil, invalid("invoke message: inline module of %d bytes, at most %d (a larger one is fetched)", len(module), MaxInlineModule)
+		}
 		m.Invocation.Job.Module = module
 	}
 	switch {
@@ -336,6 +387,14 @@ func DecodeEvent(data []byte) (*Event, error) {
 		if e.Result == nil {
 			return nil, invalid("result event without a result")
 		}
+		if o := e.Result.Outputs; o != nil {
+			if err := o.Archive.check("outputs", MaxOutputSize); err != nil {
+				return nil, err
+			}
+			if o.Files < 0 {
+				return nil, invalid("outputs of %d files", o.Files)
+			}
+		}
 	default:
 		return nil, invalid("event kind %q: want state, stdout, stderr, result or heartbeat", e.Kind)
 	}
@@ -356,10 +415,56 @@ func checkJobID(id string) error {
 
 func checkExecutor(kind string) error {
 	switch kind {
-	case ExecutorWasm, ExecutorNative:
+	case ExecutorWasm, ExecutorDocker, ExecutorNative:
 		return nil
 	}
-	return invalid("executor %q: want %s or %s", kind, ExecutorWasm, ExecutorNative)
+	return invalid("executor %q: want %s, %s or %s", kind, ExecutorWasm, ExecutorDocker, ExecutorNative)
+}
+
+// CheckImage checks a container image reference: what docker accepts as a
+// name[:tag][@digest], within MaxImageRef characters.
+func CheckImage(ref string) error {
+	if ref == "" || len(ref) > MaxImageRef {
+		return invalid("image %q: want 1 to %d characters", clip(ref), MaxImageRef)
+	}
+	if ref[0] == '-' || ref[0] == '.' || ref[0] == ':' || ref[0] == '/' {
+		return invalid("image %q: must start with a letter or digit", clip(ref))
+	}
+	for _, c := range ref {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '/' || c == ':' || c == '@') {
+			return invalid("image %q: character %q not allowed in an image reference", clip(ref), c)
+		}
+	}
+	return nil
+}
+
+func checkHash(what, h string) error {
+	if len(h) != 64 {
+		return invalid("%s sha256 %q: want 64 hex digits", what, clip(h))
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return invalid("%s sha256 %q: want lower-case hex", what, clip(h))
+		}
+	}
+	return nil
+}
+
+func (b *Blob) check(what string, limit int64) error {
+	if err := checkHash(what, b.SHA256); err != nil {
+		return err
+	}
+	if b.Size < 0 || b.Size > limit {
+		return invalid("%s of %d bytes: at most %d", what, b.Size, limit)
+	}
+	return nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
 
 func (r *BidRequest) check() error {
@@ -386,6 +491,17 @@ func (r *BidRequest) check() error {
 	}
 	if r.ModuleSize < 0 || r.ModuleSize > MaxModuleSize {
 		return invalid("module size %d: at most %d bytes", r.ModuleSize, MaxModuleSize)
+	}
+	if r.InputSize < 0 || r.InputSize > MaxInputSize {
+		return invalid("input size %d: at most %d bytes", r.InputSize, MaxInputSize)
+	}
+	if (r.Executor == ExecutorDocker) != (r.Image != "") {
+		return invalid("executor %s with image %q: a docker job names an image, others none", r.Executor, clip(r.Image))
+	}
+	if r.Image != "" {
+		if err := CheckImage(r.Image); err != nil {
+			return err
+		}
 	}
 	if len(r.Nonce) < 8 || len(r.Nonce) > 64 {
 		return invalid("nonce of %d characters: want 8 to 64", len(r.Nonce))
@@ -434,17 +550,48 @@ func (j *JobSpec) check() error {
 	if len(j.Module) > MaxModuleSize {
 		return invalid("module of %d bytes: at most %d", len(j.Module), MaxModuleSize)
 	}
-	if j.Executor == ExecutorWasm && len(j.Module) == 0 {
-		return invalid("wasm job without a module")
+	if j.ModuleBlob != nil {
+		if len(j.Module) > 0 {
+			return invalid("module given twice: inline and as a blob")
+		}
+		if err := j.ModuleBlob.check("module", MaxModuleSize); err != nil {
+			return err
+		}
 	}
-	if len(j.Args)+len(j.Command)+len(j.Env) > MaxArgs {
-		return invalid("%d args, command words and env vars: at most %d", len(j.Args)+len(j.Command)+len(j.Env), MaxArgs)
+	switch j.Executor {
+	case ExecutorWasm:
+		if len(j.Module) == 0 && j.ModuleBlob == nil {
+			return invalid("wasm job without a module")
+		}
+	case ExecutorDocker:
+		if err := CheckImage(j.Image); err != nil {
+			return err
+		}
+	case ExecutorNative:
+		if len(j.Command) == 0 {
+			return invalid("native job without a command")
+		}
+	}
+	if j.Image != "" && j.Executor != ExecutorDocker {
+		return invalid("image %q on a %s job: only docker jobs run images", clip(j.Image), j.Executor)
+	}
+	if j.Inputs != nil {
+		if err := j.Inputs.check("inputs", MaxInputSize); err != nil {
+			return err
+		}
+	}
+	words := len(j.Args) + len(j.Command) + len(j.Entrypoint) + len(j.Env)
+	if words > MaxArgs {
+		return invalid("%d args, command and entrypoint words and env vars: at most %d", words, MaxArgs)
 	}
 	n := 0
 	for _, a := range j.Args {
 		n += len(a)
 	}
 	for _, a := range j.Command {
+		n += len(a)
+	}
+	for _, a := range j.Entrypoint {
 		n += len(a)
 	}
 	for k, v := range j.Env {

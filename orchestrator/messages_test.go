@@ -199,7 +199,7 @@ func TestPreferencesAccepts(t *testing.T) {
 
 func TestInvokeMessageRoundTrip(t *testing.T) {
 	k, id := testPeer(t)
-	module := append([]byte("\x00asm\x01\x00\x00\x00"), make([]byte, 1<<20)...)
+	module := append([]byte("\x00asm\x01\x00\x00\x00"), make([]byte, MaxInlineModule-8)...)
 	b := Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()}
 	if err := b.Sign(k); err != nil {
 		t.Fatal(err)
@@ -218,6 +218,14 @@ func TestInvokeMessageRoundTrip(t *testing.T) {
 	}
 	if !bytes.Equal(m.Invocation.Job.Module, module) || m.Invocation.Job.Args[0] != "a" || m.Invocation.Bid.Verify() != nil {
 		t.Fatal("invocation changed in the round trip")
+	}
+	// A module over the inline limit is refused: it travels by fetch.
+	big := job
+	big.Module = append(module, 0)
+	if data, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: b, Job: big}}); err == nil {
+		if _, err := DecodeInvokeMessage(data); err == nil {
+			t.Error("decoded an invocation with a module over the inline limit")
+		}
 	}
 	for _, bad := range [][]byte{nil, {0x05, '{', '}'}, append([]byte{0x02}, `{}`...), append([]byte{0x02}, "{}\x00asm"...)} {
 		if _, err := DecodeInvokeMessage(bad); err == nil {

@@ -14,7 +14,8 @@ import (
 type Preferences struct {
 	// MinPrice: requests whose maximum price is below this are not bid for.
 	MinPrice float64 `json:"min_price,omitempty"`
-	// AllowedExecutors defaults to wasm only: a native process is opted into.
+	// AllowedExecutors defaults to wasm only: containers (docker) and native
+	// processes are opted into.
 	AllowedExecutors  []string      `json:"allowed_executors,omitempty"`
 	AllowedRequesters []peer.ID     `json:"allowed_requesters,omitempty"` // empty: anyone
 	DeniedRequesters  []peer.ID     `json:"denied_requesters,omitempty"`
@@ -53,15 +54,20 @@ func (p Preferences) Validate() error {
 	return nil
 }
 
+// Executors are the executor kinds the provider runs (wasm unless it
+// opted into others).
+func (p Preferences) Executors() []string {
+	if len(p.AllowedExecutors) == 0 {
+		return []string{ExecutorWasm}
+	}
+	return p.AllowedExecutors
+}
+
 // Accepts reports whether a provider with these preferences bids on req,
 // and if not, why.
 func (p Preferences) Accepts(req *BidRequest) (bool, string) {
-	execs := p.AllowedExecutors
-	if len(execs) == 0 {
-		execs = []string{ExecutorWasm}
-	}
-	if !slices.Contains(execs, req.Executor) {
-		return false, fmt.Sprintf("executor %s not allowed", req.Executor)
+	if !slices.Contains(p.Executors(), req.Executor) {
+		return false, fmt.Sprintf("this provider does not run %s jobs (dms onboard --executors opts in)", req.Executor)
 	}
 	if slices.Contains(p.DeniedRequesters, req.Requester) {
 		return false, "requester denied"

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -150,5 +151,39 @@ func TestOfferTooSmallSendsNoBid(t *testing.T) {
 	avail, _, _ := b.Offer()
 	if req.Requirements.Fits(avail) {
 		t.Fatal("setup: requirement should not fit")
+	}
+}
+
+// Content shared with one peer reaches that peer whole, in chunks, and
+// nobody else.
+func TestFetchSharesWithOnePeerOnly(t *testing.T) {
+	nodes := newMesh(t, 3, func(int) *fakeBackend { return newFakeBackend(1000) })
+	a, b, c := nodes[0].svc, nodes[1], nodes[2]
+	data := make([]byte, 3*fetchChunk+17) // several chunks and a short one
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	blob := a.Share(data, b.host.ID(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got, err := b.svc.Fetch(ctx, nodes[0].host.ID(), blob, MaxModuleSize)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fetch by the peer it was shared with: %d bytes, %v", len(got), err)
+	}
+	if _, err := c.svc.Fetch(ctx, nodes[0].host.ID(), blob, MaxModuleSize); !errors.Is(err, ErrNotShared) {
+		t.Fatalf("fetch by a stranger: %v, want ErrNotShared", err)
+	}
+	if _, err := b.svc.Fetch(ctx, nodes[0].host.ID(), Blob{SHA256: blob.SHA256, Size: blob.Size - 1}, MaxModuleSize); err == nil {
+		t.Fatal("a fetch that names the wrong size succeeded")
+	}
+	if _, err := b.svc.Fetch(ctx, nodes[0].host.ID(), blob, blob.Size-1); err == nil {
+		t.Fatal("a fetch over its limit succeeded")
+	}
+	a.Unshare(blob, b.host.ID())
+	if _, err := b.svc.Fetch(ctx, nodes[0].host.ID(), blob, MaxModuleSize); !errors.Is(err, ErrNotShared) {
+		t.Fatalf("fetch after unshare: %v, want ErrNotShared", err)
+	}
+	if a.SharedBytes() != 0 {
+		t.Fatalf("%d bytes still shared after the last unshare", a.SharedBytes())
 	}
 }

@@ -28,6 +28,10 @@ type Backend interface {
 	// Offer is what the node could give a job right now: its available
 	// capability, its prices and its benchmark score.
 	Offer() (available capability.Capability, price capability.PriceInformation, score float64)
+	// CanRun says why the node cannot run what req asks for, beyond its
+	// capacity and preferences: a container image it does not have, an
+	// engine that does not answer. nil: it can.
+	CanRun(ctx context.Context, req *BidRequest) error
 	// Hold reserves the bid request's requirements for its job until the
 	// bid's HoldExpires, or fails if they do not fit. The bid rides on the
 	// hold: the ledger is the one place holds live, so a bid vanishes with
@@ -95,9 +99,11 @@ type Provider struct {
 
 	// The bids that may still be invoked live on their holds (Backend.Hold).
 	// placed is only history: every bid sent, invoked or not, for
-	// RegisteredBids; the oldest are forgotten past maxPlaced.
+	// RegisteredBids, and why this node did not bid for a job it could have
+	// (declined); the oldest are forgotten past maxPlaced.
 	mu          sync.Mutex
 	placed      map[string]Bid
+	declined    map[string]string
 	placedOrder []string
 
 	wg     sync.WaitGroup
@@ -114,7 +120,7 @@ func NewProvider(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Provid
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
 		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
-		now: time.Now, placed: map[string]Bid{}, ctx: ctx, cancel: cancel,
+		now: time.Now, placed: map[string]Bid{}, declined: map[string]string{}, ctx: ctx, cancel: cancel,
 	}
 	if err := host.HandleRequest(ProtocolInvoke, MaxInvokeSize, p.handleInvoke); err != nil {
 		cancel()
@@ -149,6 +155,35 @@ func (p *Provider) RegisteredBids(jobID string) []Bid {
 	return nil
 }
 
+// Declined says why this node did not bid for a job it heard of and
+// could have taken by its preferences ("" when it bid or never heard).
+func (p *Provider) Declined(jobID string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.declined[jobID]
+}
+
+// decline remembers why a job was not bid for.
+func (p *Provider) decline(jobID, why string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.declined[jobID]; !ok {
+		if _, placed := p.placed[jobID]; !placed {
+			p.placedOrder = append(p.placedOrder, jobID)
+		}
+	}
+	p.declined[jobID] = why
+	p.trimLocked()
+}
+
+func (p *Provider) trimLocked() {
+	for len(p.placedOrder) > maxPlaced {
+		delete(p.placed, p.placedOrder[0])
+		delete(p.declined, p.placedOrder[0])
+		p.placedOrder = p.placedOrder[1:]
+	}
+}
+
 // maxPlaced bounds the bid history kept for RegisteredBids.
 const maxPlaced = 1024
 
@@ -166,6 +201,12 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 	}
 	if ok, why := p.backend.Preferences().Accepts(req); !ok {
 		p.log.Debug("not bidding", "job", req.JobID, "reason", why)
+		if req.Executor != ExecutorWasm {
+			// A user who sent a container or native job wants to know why
+			// this provider did not take it; wasm jobs are the common case
+			// and a mesh's worth of "not allowed" would only be noise.
+			p.decline(req.JobID, why)
+		}
 		return
 	}
 	p.wg.Add(1)
@@ -185,6 +226,10 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	available, price, score := p.backend.Offer()
 	if !req.Requirements.Fits(available) {
 		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)
+	}
+	if err := p.backend.CanRun(p.ctx, req); err != nil {
+		p.decline(req.JobID, err.Error())
+		return err
 	}
 	if delay := BidDelay(distance, req.Spread, p.backend.Load(), p.cfg.MaxBidDelay); delay > 0 {
 		t := time.NewTimer(delay)
@@ -235,14 +280,14 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 func (p *Provider) remember(b *Bid) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.placed[b.JobID]; !ok {
+	_, placed := p.placed[b.JobID]
+	_, declined := p.declined[b.JobID]
+	if !placed && !declined {
 		p.placedOrder = append(p.placedOrder, b.JobID)
 	}
+	delete(p.declined, b.JobID)
 	p.placed[b.JobID] = *b
-	for len(p.placedOrder) > maxPlaced {
-		delete(p.placed, p.placedOrder[0])
-		p.placedOrder = p.placedOrder[1:]
-	}
+	p.trimLocked()
 }
 
 // fromRequester refuses a bid claimed by anyone but its requester.
@@ -295,10 +340,12 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		why = fmt.Sprintf("the bid invoked for job %s is not the one this node signed", inv.Bid.JobID)
 	case p.now().After(mine.HoldExpires):
 		why = fmt.Sprintf("bid for job %s expired at %s", inv.Bid.JobID, mine.HoldExpires.Format(time.RFC3339))
-	case !inv.Job.Requirements.Equal(req.Requirements) || inv.Job.Executor != req.Executor || inv.Job.Duration > req.Duration:
-		why = fmt.Sprintf("job %s is not the job that was bid on (requirements, executor or duration differ)", inv.Bid.JobID)
-	case req.ModuleHash != "" && ModuleHash(inv.Job.Module) != req.ModuleHash:
+	case !inv.Job.Requirements.Equal(req.Requirements) || inv.Job.Executor != req.Executor || inv.Job.Duration > req.Duration || inv.Job.Image != req.Image:
+		why = fmt.Sprintf("job %s is not the job that was bid on (requirements, executor, image or duration differ)", inv.Bid.JobID)
+	case req.ModuleHash != "" && moduleHashOf(&inv.Job) != req.ModuleHash:
 		why = fmt.Sprintf("job %s: module does not match the hash in the bid request", inv.Bid.JobID)
+	case inv.Job.Inputs != nil && inv.Job.Inputs.Size != req.InputSize:
+		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", inv.Bid.JobID, inv.Job.Inputs.Size, req.InputSize)
 	}
 	if why != "" {
 		p.backend.ReleaseHold(inv.Bid.JobID)
@@ -381,6 +428,15 @@ func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s *p2p.Fr
 			return
 		}
 	}
+}
+
+// moduleHashOf is the hash of the job's module, inline or fetched (the
+// fetch checks the content against it).
+func moduleHashOf(j *JobSpec) string {
+	if j.ModuleBlob != nil {
+		return j.ModuleBlob.SHA256
+	}
+	return ModuleHash(j.Module)
 }
 
 // ModuleHash is the hex sha256 a bid request names a module by.

@@ -89,10 +89,12 @@ const (
 	ProgressRetry     ProgressKind = "retry"
 )
 
-// Submission is a job to submit: the spec and what the requester pays.
+// Submission is a job to submit: the spec, what the requester pays, and
+// the tar archive of its input files (nil: none).
 type Submission struct {
 	Job      JobSpec
 	MaxPrice *float64
+	Inputs   []byte
 }
 
 // Requester publishes bid requests, collects bids, invokes the best and
@@ -111,6 +113,10 @@ type Requester struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// blobs is the node's shared content: a large module and the inputs
+	// are shared with each winner in turn, for it to fetch.
+	blobs *blobs
 
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
@@ -208,12 +214,17 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	if err := job.check(); err != nil {
 		return nil, err
 	}
+	if len(sub.Inputs) > MaxInputSize {
+		return nil, invalid("inputs of %d bytes: at most %d", len(sub.Inputs), MaxInputSize)
+	}
+	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration + 10*time.Minute}
+	defer st.unshare()
 	var lastErr error
 	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
 		if attempt > 0 {
 			progress(Progress{Kind: ProgressRetry, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: lastErr.Error()})
 		}
-		res, err := r.attempt(ctx, job, sub.MaxPrice, attempt, progress)
+		res, err := r.attempt(ctx, st, sub.MaxPrice, attempt, progress)
 		if err == nil {
 			return res, nil
 		}
@@ -225,27 +236,65 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	return nil, fmt.Errorf("job %s: %w", job.ID, lastErr)
 }
 
-func (r *Requester) attempt(ctx context.Context, job JobSpec, maxPrice *float64, attempt int, progress func(Progress)) (*Result, error) {
-	bids, req, err := r.collect(ctx, job, maxPrice, attempt, progress)
+func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, progress func(Progress)) (*Result, error) {
+	job := st.job
+	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, progress)
 	if err != nil {
 		return nil, err
 	}
 	Rank(req, bids, r.prefs().Comparator())
-	winner, allocID, err := r.invoke(ctx, job, bids, attempt, progress)
+	winner, allocID, err := r.invoke(ctx, st, bids, attempt, progress)
 	if err != nil {
 		return nil, err
 	}
 	return r.follow(ctx, job.ID, winner, allocID, attempt, progress)
 }
 
+// staged is a job as each winner gets it: a module over MaxInlineModule and
+// the inputs are shared with that winner, and the invocation names them.
+type staged struct {
+	job    JobSpec
+	inputs []byte
+	blobs  *blobs
+	ttl    time.Duration
+	shared []sharing
+}
+
+type sharing struct {
+	blob Blob
+	with peer.ID
+}
+
+// forWinner returns the job spec to invoke p with, sharing what p fetches.
+func (s *staged) forWinner(p peer.ID) JobSpec {
+	job := s.job
+	if len(job.Module) > MaxInlineModule {
+		b := s.blobs.share(job.Module, p, s.ttl)
+		s.shared = append(s.shared, sharing{b, p})
+		job.Module, job.ModuleBlob = nil, &b
+	}
+	if len(s.inputs) > 0 {
+		b := s.blobs.share(s.inputs, p, s.ttl)
+		s.shared = append(s.shared, sharing{b, p})
+		job.Inputs = &b
+	}
+	return job
+}
+
+func (s *staged) unshare() {
+	for _, sh := range s.shared {
+		s.blobs.unshare(sh.blob, sh.with)
+	}
+}
+
 // collect publishes the bid request and gathers acceptable bids until
 // WantBids are in, Grace has passed since the first, or the window closes.
-func (r *Requester) collect(ctx context.Context, job JobSpec, maxPrice *float64, attempt int, progress func(Progress)) ([]*Bid, *BidRequest, error) {
+func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt int, progress func(Progress)) ([]*Bid, *BidRequest, error) {
 	now := r.now()
 	want := max(r.cfg.WantBids, 1)
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
-		Duration: job.Duration, Executor: job.Executor, Deadline: now.Add(r.cfg.BiddingWindow),
+		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
 		Nonce: randid.Hex(12), WantBids: want, SentAt: now,
 		Spread: SpreadFor(want, r.estimateProviders(), r.cfg.SpreadFactor),
 	}
@@ -356,10 +405,11 @@ func acceptable(req *BidRequest, b *Bid, now time.Time) string {
 
 // invoke tries the bids best first until one provider accepts, then
 // releases the holds of the others.
-func (r *Requester) invoke(ctx context.Context, job JobSpec, bids []*Bid, attempt int, progress func(Progress)) (peer.ID, string, error) {
+func (r *Requester) invoke(ctx context.Context, st *staged, bids []*Bid, attempt int, progress func(Progress)) (peer.ID, string, error) {
+	job := st.job
 	var reasons []string
 	for i, b := range bids {
-		msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: job}})
+		msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: st.forWinner(b.Provider)}})
 		if err != nil {
 			return "", "", err
 		}
@@ -380,6 +430,10 @@ func (r *Requester) invoke(ctx context.Context, job JobSpec, bids []*Bid, attemp
 			}
 			reasons = append(reasons, fmt.Sprintf("%s: %v", b.Provider, err))
 			progress(Progress{Kind: ProgressRefused, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, Message: err.Error()})
+			// A provider that never got the invocation (the stream failed)
+			// still holds for the job; let it go, so that a retry's fresh
+			// request finds it free rather than "already bid".
+			r.release([]*Bid{b})
 			continue
 		}
 		progress(Progress{Kind: ProgressAccepted, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, AllocationID: reply.AllocationID, Bid: b})

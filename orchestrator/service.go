@@ -47,6 +47,8 @@ func LocalConfig() Config {
 type Service struct {
 	*Requester
 	provider  *Provider
+	host      *p2p.Host
+	blobs     *blobs
 	topic     *p2p.Topic
 	validator *Validator
 	log       *slog.Logger
@@ -63,7 +65,8 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{validator: NewValidator(nil), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
+	s := &Service{host: host, validator: NewValidator(nil), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
+	s.blobs = newBlobs(s.log)
 	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) (any, error) {
 		req, err := s.validator.Validate(from, data)
 		if errors.Is(err, ErrStale) {
@@ -84,6 +87,12 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	}
 	if s.Requester, err = NewRequester(host, s.topic, cfg.Requester, backend.Preferences, log); err != nil {
 		s.provider.Close()
+		return nil, err
+	}
+	s.Requester.blobs = s.blobs
+	if err := host.HandleStream(ProtocolFetch, s.handleFetch); err != nil {
+		s.provider.Close()
+		s.Requester.close()
 		return nil, err
 	}
 	s.wg.Add(1)
@@ -110,6 +119,9 @@ func (s *Service) readLoop() {
 
 // RegisteredBids returns the bids this node placed for a job.
 func (s *Service) RegisteredBids(jobID string) []Bid { return s.provider.RegisteredBids(jobID) }
+
+// Declined says why this node, as a provider, did not bid for a job.
+func (s *Service) Declined(jobID string) string { return s.provider.Declined(jobID) }
 
 // Stats are the protocol's counters on this node.
 type Stats struct {

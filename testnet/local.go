@@ -108,7 +108,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (_ *Local, err error) {
 		return nil, err
 	}
 	if ln.wasm = cfg.Wasm; ln.wasm == nil {
-		if ln.wasm, err = executor.NewWasm(executor.WithLogger(log)); err != nil {
+		if ln.wasm, err = executor.NewWasm(executor.WithLogger(log), executor.WithMountRoots(root)); err != nil {
 			return nil, err
 		}
 		ln.ownWasm = true

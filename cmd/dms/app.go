@@ -31,7 +31,8 @@ func runCtx(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := classify(e.app().RunContext(ctx, args))
 	if err != nil {
 		fmt.Fprintf(stderr, "dms: %s\n", err)
-		if exitCode(err) == exitUsage {
+		var ue *usageError
+		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", e.cmdPath)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -66,6 +67,9 @@ func (e *env) printCapability(r api.CapabilityResponse) error {
 		fmt.Fprintf(w, "onboarded:  yes, %s\n", price)
 	} else {
 		fmt.Fprintln(w, "onboarded:  no (dms onboard --cpu N --memory SIZE --disk SIZE)")
+	}
+	if len(r.Executors) > 0 {
+		fmt.Fprintf(w, "runs:       %s jobs\n", strings.Join(r.Executors, ", "))
 	}
 	if b := r.Benchmark; b != nil {
 		fmt.Fprintf(w, "benchmark:  score %.1f (%s)\n", b.Score, b.At.Local().Format("2006-01-02 15:04"))

@@ -18,12 +18,14 @@ func (e *env) jobCommands() []*cli.Command {
 func (e *env) jobCommand() *cli.Command {
 	subs := []*cli.Command{
 		e.jobSubmitCommand(), e.jobListCommand(), e.jobIDCommand("status", "show a job: state, provider, result and each step", e.jobStatus),
-		e.jobIDCommand("logs", "print a job's output: its stdout to stdout, its stderr to stderr", e.jobLogs),
+		e.jobIDCommand("logs", "print a job's output, its stdout to stdout and its stderr to stderr; -f follows a running job", e.jobLogs),
+		e.jobGetCommand(),
 		e.jobIDCommand("cancel", "stop a job: a running one is stopped on its provider, one still bidding is dropped", e.jobCancel),
 		e.jobIDCommand("bids", "show the bids for a job: those received as its requester, those placed as a provider", e.jobBids),
 	}
 	return e.commandGroup("job", "submit jobs to the mesh from the node running on --home, and follow them",
-		"Jobs are WebAssembly (WASI) modules. The node running on --home (dms run) puts each\n"+
+		"A job is a WebAssembly (WASI) module, a container image or a host command, with input\n"+
+			"files in and output files back. The node running on --home (dms run) puts each\n"+
 			"job's needs to the mesh, takes the best bid and follows the job to its end; these\n"+
 			"commands talk to that node over its control socket. A job ID may be shortened to any\n"+
 			"unique prefix of 4 characters or more. An ID this node has no job for exits 2.",
@@ -156,7 +158,8 @@ func (e *env) jobIDCommand(name, usage string, action func(*cli.Context, *api.Cl
 	case "status", "bids", "cancel":
 		cmd.Flags = []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the reply as JSON"}}
 	case "logs":
-		cmd.UsageText = "dms job logs ID"
+		cmd.UsageText = "dms job logs [-f] ID"
+		cmd.Flags = []cli.Flag{&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "follow a running job: print its output as it comes, until it ends"}}
 	}
 	return cmd
 }

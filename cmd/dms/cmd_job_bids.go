@@ -39,6 +39,9 @@ func (e *env) jobBids(c *cli.Context, cl *api.Client, id string) error {
 		fmt.Fprintf(w, "Bids this node placed for job %s as a provider:\n", resp.JobID)
 		return printBids(w, resp.Placed, "", shortPeer)
 	}
+	if resp.Declined != "" {
+		fmt.Fprintf(w, "This node did not bid for job %s: %s\n", resp.JobID, resp.Declined)
+	}
 	return nil
 }
 

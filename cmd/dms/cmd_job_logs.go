@@ -12,13 +12,30 @@ import (
 )
 
 func (e *env) jobLogs(c *cli.Context, cl *api.Client, id string) error {
-	resp, err := cl.JobLogs(c.Context, id)
+	var resp api.JobLogsResponse
+	var err error
+	live := &liveOutput{stdout: e.stdout, stderr: e.stderr}
+	if c.Bool("follow") {
+		resp, err = cl.FollowLogs(c.Context, id, func(ev orchestrator.Event) {
+			switch ev.Kind {
+			case orchestrator.EventStdout, orchestrator.EventStderr:
+				live.write(ev)
+			case orchestrator.EventState:
+				live.restart()
+			}
+		})
+		if c.Context.Err() != nil {
+			return &exitError{code: exitInterrupted, msg: "interrupted: the job goes on (dms job status " + id + ")"}
+		}
+	} else {
+		resp, err = cl.JobLogs(c.Context, id)
+	}
 	if err != nil {
 		return err
 	}
 	if !resp.HasResult {
 		if resp.State == node.JobBidding || resp.State == node.JobRunning {
-			return fmt.Errorf("job %s is still %s: its output comes back when it ends (dms job status %s)", shortJobID(resp.ID), resp.State, shortJobID(resp.ID))
+			return fmt.Errorf("job %s is still %s: its output comes back when it ends (dms job logs -f %s follows it)", shortJobID(resp.ID), resp.State, shortJobID(resp.ID))
 		}
 		msg := fmt.Sprintf("job %s has no output: it %s before it ran", shortJobID(resp.ID), resp.State)
 		if resp.Error != "" {
@@ -26,6 +43,8 @@ func (e *env) jobLogs(c *cli.Context, cl *api.Client, id string) error {
 		}
 		return errors.New(msg)
 	}
-	e.printOutput(&orchestrator.Result{Stdout: resp.Stdout, Stderr: resp.Stderr, StdoutTruncated: resp.StdoutTruncated, StderrTruncated: resp.StderrTruncated})
+	r := &orchestrator.Result{Stdout: resp.Stdout, Stderr: resp.Stderr, StdoutTruncated: resp.StdoutTruncated, StderrTruncated: resp.StderrTruncated}
+	live.finish(r)
+	e.printTruncation(r)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/urfave/cli/v2"
@@ -25,7 +26,14 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	if !rec.Ended.IsZero() {
 		fmt.Fprintf(w, "ended:      %s (%s after submitting)\n", rec.Ended.Local().Format("2006-01-02 15:04:05"), formatElapsed(rec.Ended.Sub(rec.Submitted)))
 	}
-	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration), rec.Executor)
+	kind := rec.Executor
+	if rec.Image != "" {
+		kind += " " + rec.Image
+	}
+	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration), kind)
+	if len(rec.Inputs) > 0 {
+		fmt.Fprintf(w, "inputs:     %d %s, %s\n", len(rec.Inputs), plural(len(rec.Inputs), "file", "files"), capability.FormatBytes(uint64(totalSize(rec.Inputs))))
+	}
 	if len(rec.Args) > 0 {
 		fmt.Fprintf(w, "args:       %s\n", strings.Join(quoteArgs(rec.Args), " "))
 	}
@@ -43,7 +51,22 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 		if r.Reason != "" && r.Reason != string(r.State) {
 			fmt.Fprintf(w, "reason:     %s\n", r.Reason)
 		}
-		fmt.Fprintf(w, "output:     %s stdout, %s stderr (dms job logs %s)\n", capability.FormatBytes(uint64(len(r.Stdout))), capability.FormatBytes(uint64(len(r.Stderr))), shortJobID(rec.ID))
+		cut := ""
+		if r.StdoutTruncated || r.StderrTruncated {
+			limit := r.OutputLimit
+			if limit == 0 {
+				limit = orchestrator.MaxResultOutput
+			}
+			cut = fmt.Sprintf(", truncated at %s", capability.FormatBytes(uint64(limit)))
+		}
+		fmt.Fprintf(w, "output:     %s stdout, %s stderr%s (dms job logs %s)\n", capability.FormatBytes(uint64(len(r.Stdout))), capability.FormatBytes(uint64(len(r.Stderr))), cut, shortJobID(rec.ID))
+	}
+	if o := rec.Outputs; o != nil {
+		if o.Error != "" {
+			fmt.Fprintf(w, "outputs:    not fetched: %s\n", o.Error)
+		} else {
+			fmt.Fprintf(w, "outputs:    %d %s, %s, kept in %s (dms job get %s)\n", len(o.Files), plural(len(o.Files), "file", "files"), capability.FormatBytes(uint64(totalSize(o.Files))), o.Dir, shortJobID(rec.ID))
+		}
 	}
 	if rec.Error != "" {
 		fmt.Fprintf(w, "error:      %s\n", rec.Error)
@@ -59,4 +82,12 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 		}
 	}
 	return nil
+}
+
+func totalSize(files []archive.File) int64 {
+	var n int64
+	for _, f := range files {
+		n += f.Size
+	}
+	return n
 }

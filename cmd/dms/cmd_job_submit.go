@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,118 +30,76 @@ func (l *envList) String() string {
 
 func (e *env) jobSubmitCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "submit",
-		Usage:     "run a WebAssembly job on the mesh and print its output",
-		UsageText: "dms job submit --cpu CORES --memory SIZE --duration D --wasm FILE [--disk SIZE] [--max-price P]\n   [--env K=V]... [--stdin FILE] [--json | --detach] [--] [ARGS...]",
+		Name:  "submit",
+		Usage: "run a job on the mesh: a WebAssembly module, a container image or a host command",
+		UsageText: "dms job submit (--wasm FILE | --image IMAGE [--entrypoint PROGRAM] | --command PROGRAM | -f JOB.yaml)\n" +
+			"   --cpu CORES --memory SIZE --duration D [--disk SIZE] [--gpu N [--gpu-model MODEL]] [--max-price P]\n" +
+			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--json | --detach] [--] [ARGS...]",
 		Description: "Sends the job's needs to the mesh, takes the best bid (by the node's ranking: price,\n" +
-			"then benchmark score, then headroom) and runs the job there. Progress goes to stderr as it\n" +
-			"happens, with the time since submitting; then the job's stdout goes to stdout and its\n" +
-			"stderr to stderr. ARGS after the flags go to the job (write -- first when one starts with\n" +
-			"a dash). Exit status: 0 when the job completed with exit code 0, 1 when it failed, exited\n" +
-			"non-zero, found no provider or was cancelled, 2 for a wrong command line. Ctrl-C cancels\n" +
-			"the job; --detach leaves it running and prints its ID.",
+			"then benchmark score, then headroom) and runs the job there. A job is one of: a WebAssembly\n" +
+			"(WASI) module (--wasm), a container image the provider has (--image; providers opt in with\n" +
+			"dms onboard --executors wasm,docker), or a command on the provider's host (--command; only\n" +
+			"providers that opted into native jobs take it). -f reads the same fields from a YAML file;\n" +
+			"flags given as well win.\n\n" +
+			"--input copies a file or directory into the job, read-only, at GUEST (default\n" +
+			"/inputs/<its name>; a host command finds it under $DMS_INPUTS). What the job writes to\n" +
+			"/outputs ($DMS_OUTPUTS for a host command) comes back to this node; --output-dir writes it\n" +
+			"to DIR at once, dms job get later. Progress goes to stderr as it happens, the job's stdout\n" +
+			"to stdout and its stderr to stderr as it runs. ARGS after the flags go to the job (write --\n" +
+			"first when one starts with a dash).\n\n" +
+			"Exit status: the job's own exit code when it ran and exited non-zero (as docker run does),\n" +
+			"0 when it exited 0, 1 when dms failed (no provider, the job was stopped or cancelled), 2 for\n" +
+			"a wrong command line, 130 on Ctrl-C, which cancels the job; --detach leaves it running and\n" +
+			"prints its ID.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpu", Usage: "cores the job needs, e.g. 1, 0.5 or 500m (millicores)"},
-			&cli.StringFlag{Name: "memory", Usage: "memory the job needs, e.g. 256MiB or 1GiB; the sandbox holds the job to it"},
+			&cli.StringFlag{Name: "memory", Usage: "memory the job needs, e.g. 256MiB or 1GiB; the sandbox or the engine holds the job to it"},
 			&cli.StringFlag{Name: "duration", Usage: "how long the job may run before it is stopped, e.g. 30s, 10m or 2h"},
-			&cli.StringFlag{Name: "wasm", Usage: "the WebAssembly module to run (WASI preview 1, e.g. built with GOOS=wasip1 GOARCH=wasm), at most 16MiB"},
+			&cli.StringFlag{Name: "wasm", Usage: "a WebAssembly module `FILE` to run (WASI preview 1, e.g. built with GOOS=wasip1 GOARCH=wasm), at most 16MiB"},
+			&cli.StringFlag{Name: "image", Usage: "a container `IMAGE` to run; the provider must have it (docker load or docker build there)"},
+			&cli.StringFlag{Name: "entrypoint", Usage: "the `PROGRAM` to run in the image instead of its entrypoint"},
+			&cli.StringFlag{Name: "command", Usage: "a `PROGRAM` to run on the provider's host (native executor), with ARGS"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the job from a YAML `FILE` with the flags' names as keys (args, env, inputs as lists)"},
 			&cli.StringFlag{Name: "disk", Usage: "disk the job needs, e.g. 1GiB (default: none)"},
+			&cli.IntFlag{Name: "gpu", Usage: "how many GPUs the job needs (container jobs only)"},
+			&cli.StringFlag{Name: "gpu-model", Usage: "the GPU model the job needs, as nvidia-smi names it or a word of it, e.g. H100"},
 			&cli.StringFlag{Name: "max-price", Usage: "the most to pay for the whole job, in the providers' currency, e.g. 0.5 (default: no limit)"},
 			&cli.GenericFlag{Name: "env", Usage: "an environment variable for the job, K=V (repeat for more)", Value: &envList{}},
+			&cli.GenericFlag{Name: "input", Usage: "a file or directory to give the job, LOCAL or LOCAL:GUEST (repeat for more; at most 64MiB in all)", Value: &envList{}},
+			&cli.StringFlag{Name: "output-dir", Usage: "write the files the job leaves in /outputs to `DIR` when it ends"},
 			&cli.StringFlag{Name: "stdin", Usage: "a file to give the job as its standard input, at most 1MiB (- reads dms's own stdin)"},
-			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress"},
-			&cli.BoolFlag{Name: "detach", Usage: "print the job's ID once it is submitted and return; follow it with dms job status"},
+			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress or output"},
+			&cli.BoolFlag{Name: "detach", Usage: "print the job's ID once it is submitted and return; follow it with dms job status or dms job logs -f"},
 		},
 		Before: e.argsBefore(0, -1, "the job's arguments"),
 		Action: e.jobSubmit,
 	}
 }
 
-// submitRequest builds the job from the flags. Everything that can be
-// checked here is, so that a mistake exits 2 naming its flag before the
-// job reaches the network.
-func (e *env) submitRequest(c *cli.Context) (api.SubmitJobRequest, error) {
-	var missing []string
-	for _, f := range []string{"wasm", "cpu", "memory", "duration"} {
-		if strings.TrimSpace(c.String(f)) == "" {
-			missing = append(missing, "--"+f)
+// submitRequest builds the job from the flags and the job file. Everything
+// that can be checked here is, so that a mistake exits 2 naming its flag
+// before the job reaches the network.
+func (e *env) submitRequest(c *cli.Context) (api.SubmitJobRequest, string, error) {
+	f := jobFlags{}
+	if c.IsSet("file") {
+		var err error
+		if f, err = readJobFile(c.String("file")); err != nil {
+			return api.SubmitJobRequest{}, "", err
 		}
 	}
-	if len(missing) > 0 {
-		return api.SubmitJobRequest{}, usagef("missing %s: a job needs a module (--wasm) and what it needs of a provider (--cpu, --memory, --duration), e.g. dms job submit --cpu 0.5 --memory 256MiB --duration 1m --wasm job.wasm", strings.Join(missing, ", "))
-	}
+	f.override(c)
 	if c.Bool("json") && c.Bool("detach") {
-		return api.SubmitJobRequest{}, usagef("--json and --detach do not go together: --detach prints the job ID, dms job status --json the record")
+		return api.SubmitJobRequest{}, "", usagef("--json and --detach do not go together: --detach prints the job ID, dms job status --json the record")
 	}
-	job := orchestrator.JobSpec{ID: orchestrator.NewJobID(), Executor: orchestrator.ExecutorWasm, Args: c.Args().Slice()}
-	var err error
-	if job.Requirements.CPU.MilliCores, err = positive(c, "cpu", capability.ParseCPU); err != nil {
-		return api.SubmitJobRequest{}, err
-	}
-	if job.Requirements.Memory, err = positive(c, "memory", capability.ParseBytes); err != nil {
-		return api.SubmitJobRequest{}, err
-	}
-	if c.IsSet("disk") {
-		if job.Requirements.Disk, err = capability.ParseBytes(c.String("disk")); err != nil {
-			return api.SubmitJobRequest{}, badValue("disk", c.String("disk"), err)
-		}
-	}
-	if job.Duration, err = capability.ParseDuration(c.String("duration")); err != nil {
-		return api.SubmitJobRequest{}, badValue("duration", c.String("duration"), err)
-	}
-	req := api.SubmitJobRequest{Detach: c.Bool("detach")}
-	if c.IsSet("max-price") {
-		v := c.String("max-price")
-		p, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || !(p >= 0) || p > 1e15 {
-			return req, badValue("max-price", v, errors.New("want a number >= 0, e.g. 0.5"))
-		}
-		req.MaxPrice = &p
-	}
-	if env := c.Generic("env").(*envList); len(env.vals) > 0 {
-		job.Env = map[string]string{}
-		for _, kv := range env.vals {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || k == "" || strings.ContainsAny(k, "\x00 ") || strings.Contains(v, "\x00") {
-				return req, badValue("env", kv, errors.New("want NAME=VALUE, e.g. --env GREETING=hi"))
-			}
-			job.Env[k] = v
-		}
-	}
-	n, size := len(job.Args)+len(job.Env), 0
-	for _, a := range job.Args {
-		size += len(a)
-	}
-	for k, v := range job.Env {
-		size += len(k) + len(v)
-	}
-	if n > orchestrator.MaxArgs || size > orchestrator.MaxArgBytes {
-		return req, usagef("the job's arguments and --env are %d values of %s: a job takes at most %d values of %s", n,
-			capability.FormatBytes(uint64(size)), orchestrator.MaxArgs, capability.FormatBytes(orchestrator.MaxArgBytes))
-	}
-	if c.IsSet("stdin") {
-		if job.Stdin, err = readLimited("stdin", c.String("stdin"), orchestrator.MaxStdin); err != nil {
-			return req, err
-		}
-	}
-	if job.Module, err = readModule(c.String("wasm")); err != nil {
-		return req, err
-	}
-	req.Job = job
-	return req, nil
-}
-
-// positive parses a required amount that must be more than zero.
-func positive(c *cli.Context, flag string, parse func(string) (uint64, error)) (uint64, error) {
-	v := c.String(flag)
-	n, err := parse(v)
+	req, err := f.request()
 	if err != nil {
-		return 0, badValue(flag, v, err)
+		return req, "", err
 	}
-	if n == 0 {
-		return 0, badValue(flag, v, errors.New("want more than zero"))
+	req.Detach = c.Bool("detach")
+	if req.Detach && f.OutputDir != "" {
+		return req, "", usagef("--output-dir and --detach do not go together: fetch a detached job's outputs with dms job get ID --dir DIR")
 	}
-	return n, nil
+	return req, f.OutputDir, nil
 }
 
 // readLimited reads a file named by a flag, at most limit bytes; "-" is
@@ -185,32 +141,8 @@ func openError(err error) error {
 	return err
 }
 
-// wasmMagic starts every WebAssembly binary; wasmVersion1 follows it in a
-// core module, the only kind the sandbox runs.
-var (
-	wasmMagic    = []byte("\x00asm")
-	wasmVersion1 = []byte{1, 0, 0, 0}
-)
-
-// readModule reads --wasm and checks that it is a core WebAssembly module
-// within the protocol's size limit, so a wrong file is refused here rather
-// than by a provider after bidding.
-func readModule(path string) ([]byte, error) {
-	data, err := readLimited("wasm", path, orchestrator.MaxModuleSize)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case len(data) < 8 || !bytes.Equal(data[:4], wasmMagic):
-		return nil, badValue("wasm", path, errors.New(`not a WebAssembly module: it does not start with \0asm (build one with GOOS=wasip1 GOARCH=wasm go build -o job.wasm)`))
-	case !bytes.Equal(data[4:8], wasmVersion1):
-		return nil, badValue("wasm", path, fmt.Errorf("WebAssembly binary version %x: want a core module (version 1); components are not supported", data[4:8]))
-	}
-	return data, nil
-}
-
 func (e *env) jobSubmit(c *cli.Context) error {
-	req, err := e.submitRequest(c)
+	req, outputDir, err := e.submitRequest(c)
 	if err != nil {
 		return err
 	}
@@ -218,17 +150,35 @@ func (e *env) jobSubmit(c *cli.Context) error {
 		asJSON := c.Bool("json")
 		start := time.Now()
 		pp := &progressPrinter{w: e.stderr, start: start}
+		live := &liveOutput{stdout: e.stdout, stderr: e.stderr}
 		if !asJSON && !req.Detach {
-			pp.line(start, fmt.Sprintf("submitting job %s: %s, up to %s, %s module", req.Job.ID, describeNeeds(req.Job.Requirements),
-				capability.FormatDuration(req.Job.Duration), capability.FormatBytes(uint64(len(req.Job.Module)))))
+			what := req.Job.Image
+			if req.Job.Executor == orchestrator.ExecutorWasm {
+				what = capability.FormatBytes(uint64(len(req.Job.Module))) + " module"
+			} else if req.Job.Executor == orchestrator.ExecutorNative {
+				what = "host command " + req.Job.Command[0]
+			}
+			if len(req.Inputs) > 0 {
+				what += ", " + capability.FormatBytes(uint64(len(req.Inputs))) + " of inputs"
+			}
+			pp.line(start, fmt.Sprintf("submitting job %s: %s, up to %s, %s", req.Job.ID, describeNeeds(req.Job.Requirements),
+				capability.FormatDuration(req.Job.Duration), what))
 		}
 		rec, err := cl.SubmitJob(c.Context, req, func(p orchestrator.Progress) {
-			if !asJSON {
-				pp.print(p)
+			if asJSON {
+				return
 			}
+			if p.Kind == orchestrator.ProgressEvent && p.Event != nil && (p.Event.Kind == orchestrator.EventStdout || p.Event.Kind == orchestrator.EventStderr) {
+				live.write(*p.Event)
+				return
+			}
+			if p.Kind == orchestrator.ProgressRetry {
+				live.restart()
+			}
+			pp.print(p)
 		})
 		if c.Context.Err() != nil {
-			return fmt.Errorf("interrupted: job %s is cancelled on its provider (--detach leaves a job running)", req.Job.ID)
+			return &exitError{code: exitInterrupted, msg: fmt.Sprintf("interrupted: job %s is cancelled on its provider (--detach leaves a job running)", req.Job.ID)}
 		}
 		if rec.ID == "" {
 			return err // the node refused the job, or the call failed
@@ -239,22 +189,76 @@ func (e *env) jobSubmit(c *cli.Context) error {
 				return err
 			}
 			fmt.Fprintln(e.stdout, rec.ID)
-			fmt.Fprintf(e.stderr, "Job submitted; follow it with: dms job status %s\n", rec.ID)
+			fmt.Fprintf(e.stderr, "Job submitted; follow it with: dms job logs -f %s\n", shortJobID(rec.ID))
 			return nil
 		case asJSON:
 			if perr := printJSON(e.stdout, rec); perr != nil {
 				return perr
 			}
 		default:
+			live.finish(rec.Result)
 			pp.end(rec)
-			e.printOutput(rec.Result)
+			e.printTruncation(rec.Result)
+		}
+		if outputDir != "" && rec.Outputs != nil {
+			if gerr := e.getOutputs(c, cl, rec, outputDir, asJSON); gerr != nil {
+				return gerr
+			}
 		}
 		return jobOutcome(rec, err)
 	})
 }
 
+// liveOutput prints a job's output as its chunks arrive. Each chunk says
+// where it starts in its stream: a chunk that repeats what was printed is
+// skipped, one after a gap (the stream dropped a line under load) stops
+// the live printing of that stream, and finish prints from the result
+// whatever was not printed yet. So the output is whole, in order, once.
+type liveOutput struct {
+	stdout, stderr io.Writer
+	outAt, errAt   int64
+	outGap, errGap bool
+}
+
+func (l *liveOutput) write(e orchestrator.Event) {
+	w, at, gap := l.stdout, &l.outAt, &l.outGap
+	if e.Kind == orchestrator.EventStderr {
+		w, at, gap = l.stderr, &l.errAt, &l.errGap
+	}
+	end := e.Offset + int64(len(e.Data))
+	switch {
+	case *gap || end <= *at:
+	case e.Offset > *at:
+		*gap = true
+	default:
+		_, _ = w.Write(e.Data[*at-e.Offset:])
+		*at = end
+	}
+}
+
+// restart: the job runs again elsewhere, and its output starts over.
+func (l *liveOutput) restart() {
+	if l.outAt > 0 || l.errAt > 0 {
+		fmt.Fprintln(l.stderr, "dms: the job is submitted again; its output starts over")
+	}
+	*l = liveOutput{stdout: l.stdout, stderr: l.stderr}
+}
+
+func (l *liveOutput) finish(r *orchestrator.Result) {
+	if r == nil {
+		return
+	}
+	if l.outAt < int64(len(r.Stdout)) {
+		_, _ = l.stdout.Write(r.Stdout[l.outAt:])
+	}
+	if l.errAt < int64(len(r.Stderr)) {
+		_, _ = l.stderr.Write(r.Stderr[l.errAt:])
+	}
+}
+
 // jobOutcome is nil for a job that completed with exit code 0, and says
-// why otherwise.
+// why otherwise. A job that ran and exited non-zero makes dms exit with
+// its code.
 func jobOutcome(rec node.JobRecord, callErr error) error {
 	id := shortJobID(rec.ID)
 	r := rec.Result
@@ -262,7 +266,7 @@ func jobOutcome(rec node.JobRecord, callErr error) error {
 	case rec.State == node.JobCompleted && r != nil && r.ExitCode == 0:
 		return nil
 	case rec.State == node.JobCompleted && r != nil:
-		return fmt.Errorf("job %s exited with code %d", id, r.ExitCode)
+		return &exitError{code: r.ExitCode, msg: fmt.Sprintf("job %s exited with code %d", id, r.ExitCode)}
 	case rec.State == node.JobCancelled:
 		return fmt.Errorf("job %s was cancelled", id)
 	case r != nil && r.Reason != "":
@@ -284,10 +288,22 @@ func (e *env) printOutput(r *orchestrator.Result) {
 	}
 	_, _ = e.stdout.Write(r.Stdout)
 	_, _ = e.stderr.Write(r.Stderr)
+	e.printTruncation(r)
+}
+
+// printTruncation says where a stream was cut, at the limit it was held to.
+func (e *env) printTruncation(r *orchestrator.Result) {
+	if r == nil {
+		return
+	}
+	limit := r.OutputLimit
+	if limit == 0 {
+		limit = orchestrator.MaxResultOutput
+	}
 	if r.StdoutTruncated {
-		fmt.Fprintf(e.stderr, "dms: the job's stdout was cut at %s\n", capability.FormatBytes(orchestrator.MaxResultOutput))
+		fmt.Fprintf(e.stderr, "dms: the job's stdout was cut at %s\n", capability.FormatBytes(uint64(limit)))
 	}
 	if r.StderrTruncated {
-		fmt.Fprintf(e.stderr, "dms: the job's stderr was cut at %s\n", capability.FormatBytes(orchestrator.MaxResultOutput))
+		fmt.Fprintf(e.stderr, "dms: the job's stderr was cut at %s\n", capability.FormatBytes(uint64(limit)))
 	}
 }

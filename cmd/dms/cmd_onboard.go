@@ -15,11 +15,14 @@ func (e *env) onboardCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "onboard",
 		Usage:     "offer part of this machine to the mesh, or change the offer",
-		UsageText: "dms onboard --cpu CORES --memory SIZE --disk SIZE [--gpu INDEX|UUID ...] [--price LIST] [--reserve LIST]",
+		UsageText: "dms onboard --cpu CORES --memory SIZE --disk SIZE [--gpu INDEX|UUID ...] [--price LIST] [--reserve LIST] [--executors LIST]",
 		Description: "Checks the offer against the machine, less a reserve kept for its owner (--reserve),\n" +
 			"and records it. The first offer needs --cpu, --memory and --disk; later, flags left out\n" +
 			"keep their current value. An offer that would not cover what running allocations have\n" +
-			"locked is refused. The first time, a short benchmark runs so that bids carry a score.",
+			"locked is refused. The first time, a short benchmark runs so that bids carry a score.\n" +
+			"--executors says which jobs the node runs: wasm (the default, sandboxed), docker (container\n" +
+			"images already on this machine, on its Docker engine) and native (host processes, not\n" +
+			"sandboxed: only for peers you trust).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpu", Usage: "cores to offer, e.g. 2, 1.5 or 500m (millicores)"},
 			&cli.StringFlag{Name: "memory", Usage: "memory to offer, e.g. 512MiB, 4GiB or 4GB"},
@@ -27,6 +30,7 @@ func (e *env) onboardCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "gpu", Usage: "a GPU to offer, by index or UUID as nvidia-smi shows it (repeat for more; \"none\" offers none)"},
 			&cli.StringFlag{Name: "price", Usage: "price list per hour, e.g. cpu=0.02,memory=0.005,disk=0.0001,gpu=0.5,currency=USD (default: the config file's price for a first offer, else unchanged)", EnvVars: []string{"DMS_PRICE"}},
 			&cli.StringFlag{Name: "reserve", Usage: "what the owner keeps, e.g. cpu=1,memory=10%,disk=10%>5GiB (default: the config file's reserve)", EnvVars: []string{"DMS_RESERVE"}},
+			&cli.StringFlag{Name: "executors", Usage: "the kinds of job to run, comma-separated: wasm, docker, native (default: wasm, or unchanged)"},
 			&cli.BoolFlag{Name: "skip-benchmark", Usage: "do not run the benchmark, even when none is stored yet"},
 			&cli.DurationFlag{Name: "benchmark-duration", Usage: "how long the first benchmark runs, 40ms to 10s", Value: resources.DefaultBenchmarkDuration},
 			&cli.BoolFlag{Name: "json", Usage: "print the record as JSON"},
@@ -62,6 +66,9 @@ func (e *env) onboardCommand() *cli.Command {
 			fmt.Fprintf(e.stdout, "  reserved:  %s for the owner; at most %s could be offered\n", r.Limits.Reserve, r.Limits.Max)
 			if !r.Locked.IsZero() {
 				fmt.Fprintf(e.stdout, "  locked:    %s by running allocations\n", r.Locked)
+			}
+			if len(resp.Executors) > 0 {
+				fmt.Fprintf(e.stdout, "  runs:      %s jobs\n", strings.Join(resp.Executors, ", "))
 			}
 			if s := r.Registered.CPU.Score; s > 0 {
 				fmt.Fprintf(e.stdout, "  benchmark: score %.1f\n", s)
@@ -108,6 +115,15 @@ func onboardRequest(c *cli.Context) (api.OnboardRequest, error) {
 			return req, badValue("price", c.String("price"), err)
 		}
 		req.Price = &p
+	}
+	if c.IsSet("executors") {
+		var kinds []string
+		for _, k := range strings.Split(c.String("executors"), ",") {
+			if k = strings.ToLower(strings.TrimSpace(k)); k != "" {
+				kinds = append(kinds, k)
+			}
+		}
+		req.Executors = &kinds
 	}
 	if c.IsSet("reserve") {
 		r, err := resources.ParseReserve(c.String("reserve"))

@@ -17,7 +17,18 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitInterrupted is the shell's for a command stopped by Ctrl-C.
+	exitInterrupted = 130
 )
+
+// exitError ends dms with a status of its own: a job's exit code, 130 for
+// an interrupted command.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
 
 // usageError is a mistake in how dms was called. exitCode maps it to 2;
 // everything else that fails is 1.
@@ -48,7 +59,7 @@ func accepts(err error, value string) string {
 }
 
 // offerFlags names the onboard flag for each dimension of an offer.
-var offerFlags = map[string]string{"cpu": "cpu", "memory": "memory", "disk": "disk", "gpu": "gpu", "price": "price"}
+var offerFlags = map[string]string{"cpu": "cpu", "memory": "memory", "disk": "disk", "gpu": "gpu", "price": "price", "executors": "executors"}
 
 // classify turns the domain errors that mean "called wrongly" into usage
 // errors, naming the flag where there is one.
@@ -94,11 +105,14 @@ func joinFlags(fs []string) string {
 
 func exitCode(err error) int {
 	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &ee) && ee.code > 0 && ee.code < 256:
+		return ee.code
 	}
 	return exitFailure
 }

@@ -111,7 +111,7 @@ func TestJobCommands(t *testing.T) {
 	})
 	t.Run("detach status logs", func(t *testing.T) {
 		r := submit("--detach", "--stdin", writeFile(t, "piped in\n"), "--", "detached")
-		r.want(t, 0, "dms job status")
+		r.want(t, 0, "dms job logs -f")
 		id := strings.TrimSpace(r.stdout)
 		rec := waitJob(t, req, id[:8]) // any unique prefix names the job
 		if rec.ID != id || rec.State != node.JobCompleted {
@@ -148,8 +148,12 @@ func TestJobCommands(t *testing.T) {
 		dms(t, "--home", req, "allocations").want(t, 0, "No allocations")
 	})
 	t.Run("job exits non-zero", func(t *testing.T) {
+		// dms exits with the job's own code, as docker run does.
 		r := submit("--", "-n", "many")
-		r.want(t, 1, "exited with code 2", "hello: -n wants a non-negative integer")
+		r.want(t, 2, "exited with code 2", "hello: -n wants a non-negative integer")
+		if strings.Contains(r.stderr, "--help") {
+			t.Errorf("a job's exit code read as a usage error:\n%s", r.stderr)
+		}
 	})
 	t.Run("cancel", func(t *testing.T) {
 		r := dms(t, "--home", req, "job", "submit", "--cpu", "0.5", "--memory", "512MiB", "--duration", "1m", "--wasm", wasm, "--detach", "--", "-n", "400000000")

@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/archive"
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/orchestrator"
+)
+
+// jobFlags are what dms job submit takes, from its flags or from a job
+// file (-f job.yaml), which has the flags' names as keys:
+//
+//	image: dms-example-files:latest
+//	cpu: 0.5
+//	memory: 64MiB
+//	duration: 1m
+//	inputs: [data/, notes.txt:/inputs/n.txt]
+//	args: [-tick, "3"]
+//	env: {GREETING: hi}
+//	output_dir: out
+//
+// Relative paths in a file are relative to the file's directory.
+type jobFlags struct {
+	Wasm       string            `yaml:"wasm"`
+	Image      string            `yaml:"image"`
+	Entrypoint string            `yaml:"entrypoint"`
+	Command    string            `yaml:"command"`
+	CPU        string            `yaml:"cpu"`
+	Memory     string            `yaml:"memory"`
+	Disk       string            `yaml:"disk"`
+	Duration   string            `yaml:"duration"`
+	GPU        int               `yaml:"gpu"`
+	GPUModel   string            `yaml:"gpu_model"`
+	MaxPrice   string            `yaml:"max_price"`
+	Env        map[string]string `yaml:"env"`
+	Args       []string          `yaml:"args"`
+	Inputs     []string          `yaml:"inputs"`
+	OutputDir  string            `yaml:"output_dir"`
+	Stdin      string            `yaml:"stdin"`
+
+	// from names where each value came from, for messages: "--memory" or
+	// "memory in job.yaml".
+	from map[string]string
+}
+
+// maxJobFile bounds a job file; it is a few lines.
+const maxJobFile = 1 << 20
+
+func readJobFile(p string) (jobFlags, error) {
+	data, err := readLimited("file", p, maxJobFile)
+	if err != nil {
+		return jobFlags{}, err
+	}
+	var f jobFlags
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return jobFlags{}, usagef("job file %s: %v (keys: wasm, image, entrypoint, command, cpu, memory, disk, duration, gpu, gpu_model, max_price, env, args, inputs, output_dir, stdin)", p, err)
+	}
+	base := filepath.Dir(p)
+	rel := func(s string) string {
+		if s == "" || s == "-" || filepath.IsAbs(s) {
+			return s
+		}
+		return filepath.Join(base, s)
+	}
+	f.Wasm, f.Stdin, f.OutputDir = rel(f.Wasm), rel(f.Stdin), rel(f.OutputDir)
+	for i, in := range f.Inputs {
+		local, guest, _ := strings.Cut(in, ":")
+		f.Inputs[i] = rel(local)
+		if guest != "" {
+			f.Inputs[i] += ":" + guest
+		}
+	}
+	f.from = map[string]string{}
+	name := filepath.Base(p)
+	for _, k := range []string{"wasm", "image", "entrypoint", "command", "cpu", "memory", "disk", "duration", "gpu", "gpu-model", "max-price", "env", "input", "output-dir", "stdin"} {
+		f.from[k] = strings.ReplaceAll(k, "-", "_") + " in " + name
+	}
+	f.from["input"] = "inputs in " + name
+	return f, nil
+}
+
+// override puts the flags given over what the file said.
+func (f *jobFlags) override(c *cli.Context) {
+	if f.from == nil {
+		f.from = map[string]string{}
+	}
+	str := map[string]*string{"wasm": &f.Wasm, "image": &f.Image, "entrypoint": &f.Entrypoint, "command": &f.Command,
+		"cpu": &f.CPU, "memory": &f.Memory, "disk": &f.Disk, "duration": &f.Duration, "gpu-model": &f.GPUModel,
+		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin}
+	for name, dst := range str {
+		if c.IsSet(name) {
+			*dst, f.from[name] = c.String(name), "--"+name
+		}
+	}
+	if c.IsSet("gpu") {
+		f.GPU, f.from["gpu"] = c.Int("gpu"), "--gpu"
+	}
+	if env := c.Generic("env").(*envList); len(env.vals) > 0 {
+		if f.Env == nil {
+			f.Env = map[string]string{}
+		}
+		for _, kv := range env.vals {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				k, v = kv, "\x00" // refused below, naming the flag
+			}
+			f.Env[k] = v
+		}
+		f.from["env"] = "--env"
+	}
+	if in := c.Generic("input").(*envList); len(in.vals) > 0 {
+		f.Inputs, f.from["input"] = in.vals, "--input"
+	}
+	if c.Args().Present() {
+		f.Args = c.Args().Slice()
+	}
+}
+
+// where names a field's source for a message.
+func (f *jobFlags) where(name string) string {
+	if w, ok := f.from[name]; ok {
+		return w
+	}
+	return "--" + name
+}
+
+func (f *jobFlags) bad(name, value string, err error) error {
+	return &usageError{msg: fmt.Sprintf("invalid value %q for %s: %s", value, f.where(name), accepts(err, value)), err: err}
+}
+
+// request turns the fields into a submission.
+func (f *jobFlags) request() (api.SubmitJobRequest, error) {
+	var req api.SubmitJobRequest
+	kinds := 0
+	for _, v := range []string{f.Wasm, f.Image, f.Command} {
+		if strings.TrimSpace(v) != "" {
+			kinds++
+		}
+	}
+	var missing []string
+	if kinds == 0 {
+		missing = append(missing, "--wasm, --image or --command")
+	}
+	for _, n := range []struct{ name, v string }{{"cpu", f.CPU}, {"memory", f.Memory}, {"duration", f.Duration}} {
+		if strings.TrimSpace(n.v) == "" {
+			missing = append(missing, "--"+n.name)
+		}
+	}
+	if len(missing) > 0 {
+		return req, usagef("missing %s: a job needs something to run (--wasm, --image or --command) and what it needs of a provider (--cpu, --memory, --duration), e.g. dms job submit --cpu 0.5 --memory 256MiB --duration 1m --wasm job.wasm", strings.Join(missing, ", "))
+	}
+	if kinds > 1 {
+		return req, usagef("--wasm, --image and --command each name what the job runs: give one of them")
+	}
+	job := orchestrator.JobSpec{ID: orchestrator.NewJobID(), Args: f.Args}
+	var err error
+	switch {
+	case f.Wasm != "":
+		job.Executor = orchestrator.ExecutorWasm
+		if job.Module, err = f.readModule(); err != nil {
+			return req, err
+		}
+	case f.Image != "":
+		job.Executor, job.Image = orchestrator.ExecutorDocker, f.Image
+		if err := orchestrator.CheckImage(f.Image); err != nil {
+			return req, f.bad("image", f.Image, errors.New("want an image reference such as name:tag"))
+		}
+		if f.Entrypoint != "" {
+			job.Entrypoint = []string{f.Entrypoint}
+		}
+	default:
+		job.Executor, job.Command, job.Args = orchestrator.ExecutorNative, append([]string{f.Command}, f.Args...), nil
+	}
+	if f.Entrypoint != "" && f.Image == "" {
+		return req, usagef("%s is for a container job: give --image as well", f.where("entrypoint"))
+	}
+	if job.Requirements.CPU.MilliCores, err = f.positive("cpu", f.CPU, capability.ParseCPU); err != nil {
+		return req, err
+	}
+	if job.Requirements.Memory, err = f.positive("memory", f.Memory, capability.ParseBytes); err != nil {
+		return req, err
+	}
+	if f.Disk != "" {
+		if job.Requirements.Disk, err = capability.ParseBytes(f.Disk); err != nil {
+			return req, f.bad("disk", f.Disk, err)
+		}
+	}
+	if job.Duration, err = capability.ParseDuration(f.Duration); err != nil {
+		return req, f.bad("duration", f.Duration, err)
+	}
+	if f.GPU < 0 || f.GPU > 64 {
+		return req, f.bad("gpu", strconv.Itoa(f.GPU), errors.New("want 0 to 64 GPUs"))
+	}
+	if f.GPUModel != "" && f.GPU == 0 {
+		f.GPU = 1
+	}
+	if f.GPU > 0 && job.Executor != orchestrator.ExecutorDocker {
+		return req, usagef("%s needs a container job (--image): a %s job cannot use a GPU", f.where("gpu"), job.Executor)
+	}
+	for range f.GPU {
+		job.Requirements.GPUs = append(job.Requirements.GPUs, capability.GPU{Model: f.GPUModel})
+	}
+	if f.MaxPrice != "" {
+		p, err := strconv.ParseFloat(strings.TrimSpace(f.MaxPrice), 64)
+		if err != nil || !(p >= 0) || p > 1e15 {
+			return req, f.bad("max-price", f.MaxPrice, errors.New("want a number >= 0, e.g. 0.5"))
+		}
+		req.MaxPrice = &p
+	}
+	for k, v := range f.Env {
+		if job.Env == nil {
+			job.Env = map[string]string{}
+		}
+		if k == "" || strings.ContainsAny(k, "\x00 =") || strings.Contains(v, "\x00") {
+			return req, f.bad("env", k, errors.New("want NAME=VALUE, e.g. --env GREETING=hi"))
+		}
+		job.Env[k] = v
+	}
+	n, size := len(job.Args)+len(job.Command)+len(job.Env), 0
+	for _, a := range append(append([]string{}, job.Args...), job.Command...) {
+		size += len(a)
+	}
+	for k, v := range job.Env {
+		size += len(k) + len(v)
+	}
+	if n > orchestrator.MaxArgs || size > orchestrator.MaxArgBytes {
+		return req, usagef("the job's arguments and --env are %d values of %s: a job takes at most %d values of %s", n,
+			capability.FormatBytes(uint64(size)), orchestrator.MaxArgs, capability.FormatBytes(orchestrator.MaxArgBytes))
+	}
+	if f.Stdin != "" {
+		if job.Stdin, err = readLimited(strings.TrimPrefix(f.where("stdin"), "--"), f.Stdin, orchestrator.MaxStdin); err != nil {
+			return req, err
+		}
+	}
+	if req.Inputs, err = f.packInputs(); err != nil {
+		return req, err
+	}
+	req.Job = job
+	return req, nil
+}
+
+func (f *jobFlags) positive(name, v string, parse func(string) (uint64, error)) (uint64, error) {
+	n, err := parse(v)
+	if err != nil {
+		return 0, f.bad(name, v, err)
+	}
+	if n == 0 {
+		return 0, f.bad(name, v, errors.New("want more than zero"))
+	}
+	return n, nil
+}
+
+// packInputs packs the --input files into one archive, each at its guest
+// path: /inputs/<base name> unless LOCAL:GUEST says otherwise.
+func (f *jobFlags) packInputs() ([]byte, error) {
+	if len(f.Inputs) == 0 {
+		return nil, nil
+	}
+	var entries []archive.Entry
+	for _, in := range f.Inputs {
+		local, guest, hasGuest := strings.Cut(in, ":")
+		st, err := os.Stat(local)
+		if err != nil {
+			return nil, f.bad("input", in, openError(err))
+		}
+		if !hasGuest {
+			guest = path.Join("/inputs", filepath.Base(filepath.Clean(local)))
+		}
+		clean, err := archive.CleanPath(guest)
+		switch {
+		case err != nil || !path.IsAbs(guest):
+			return nil, f.bad("input", in, errors.New("want LOCAL or LOCAL:GUEST with GUEST an absolute path such as /inputs/data"))
+		case !strings.Contains(clean, "/") && !st.IsDir():
+			return nil, f.bad("input", in, fmt.Errorf("a file goes inside a directory: try %s:/inputs/%s", local, path.Base(clean)))
+		case clean == "outputs" || strings.HasPrefix(clean, "outputs/"):
+			return nil, f.bad("input", in, errors.New("/outputs holds what the job writes; put inputs elsewhere, e.g. /inputs"))
+		}
+		entries = append(entries, archive.Entry{Local: local, Path: clean})
+	}
+	data, _, err := archive.Pack(entries, orchestrator.MaxInputSize)
+	if errors.Is(err, archive.ErrTooLarge) {
+		return nil, usagef("%s: the inputs are more than the limit of %s (%v)", f.where("input"), capability.FormatBytes(orchestrator.MaxInputSize), err)
+	}
+	if err != nil {
+		return nil, usagef("%s: %v", f.where("input"), err)
+	}
+	if len(data) > orchestrator.MaxInputSize {
+		return nil, usagef("%s: the inputs' archive is %s, more than the limit of %s", f.where("input"), capability.FormatBytes(uint64(len(data))), capability.FormatBytes(orchestrator.MaxInputSize))
+	}
+	return data, nil
+}
+
+// wasmMagic starts every WebAssembly binary; wasmVersion1 follows it in a
+// core module, the only kind the sandbox runs.
+var (
+	wasmMagic    = []byte("\x00asm")
+	wasmVersion1 = []byte{1, 0, 0, 0}
+)
+
+// readModule reads the module and checks that it is a core WebAssembly
+// module within the protocol's size limit, so a wrong file is refused here
+// rather than by a provider after bidding.
+func (f *jobFlags) readModule() ([]byte, error) {
+	data, err := readLimited(strings.TrimPrefix(f.where("wasm"), "--"), f.Wasm, orchestrator.MaxModuleSize)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(data) < 8 || !bytes.Equal(data[:4], wasmMagic):
+		return nil, f.bad("wasm", f.Wasm, errors.New(`not a WebAssembly module: it does not start with \0asm (build one with GOOS=wasip1 GOARCH=wasm go build -o job.wasm)`))
+	case !bytes.Equal(data[4:8], wasmVersion1):
+		return nil, f.bad("wasm", f.Wasm, fmt.Errorf("WebAssembly binary version %x: want a core module (version 1); components are not supported", data[4:8]))
+	}
+	return data, nil
+}

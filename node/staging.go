@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/archive"
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/orchestrator"
+)
+
+// An allocation's files live in WorkDir/<allocation>: in/ holds the inputs
+// at their guest paths (in/inputs/data.csv is /inputs/data.csv in the job),
+// out/ is the job's /outputs. Both go when the allocation ends; what the
+// job wrote is packed first and shared with its requester for a while.
+
+// outputsTTL is how long a provider keeps a job's outputs for its
+// requester to fetch.
+const outputsTTL = 30 * time.Minute
+
+// workFor is the allocation's staging, collection and cleanup.
+func (n *Node) workFor(id string, ex executor.Executor, inv *orchestrator.Invocation) work {
+	dir := filepath.Join(n.cfg.WorkDir, id)
+	requester := inv.Bid.Requester
+	job := inv.Job
+	outDir := filepath.Join(dir, "out")
+	return work{
+		stage: func(ctx context.Context) (executor.Executor, executor.Spec, error) {
+			spec, err := n.stage(ctx, dir, requester, &job)
+			return ex, spec, err
+		},
+		collect: func(res *orchestrator.Result) { n.collect(outDir, requester, res) },
+		cleanup: func() {
+			if err := os.RemoveAll(dir); err != nil {
+				n.log.Warn("remove allocation files", "allocation", id, "err", err)
+			}
+		},
+	}
+}
+
+// stage fetches what the job names (a large module, the inputs), lays out
+// its files and returns the spec it runs with.
+func (n *Node) stage(ctx context.Context, dir string, requester peer.ID, job *orchestrator.JobSpec) (executor.Spec, error) {
+	spec := executor.Spec{
+		Kind: executor.Kind(job.Executor), Module: job.Module, Image: job.Image, Entrypoint: job.Entrypoint,
+		Command: job.Command, Args: job.Args, Env: job.Env, Stdin: job.Stdin,
+		MemoryBytes: job.Requirements.Memory, Timeout: job.Duration,
+		MaxOutput: orchestrator.MaxResultOutput,
+	}
+	if spec.Kind == executor.KindDocker {
+		spec.CPUMilli = job.Requirements.CPU.MilliCores
+		spec.GPUs = n.lockedGPUs(job.ID)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return spec, err
+	}
+	if b := job.ModuleBlob; b != nil {
+		m, err := n.orch.Fetch(ctx, requester, *b, orchestrator.MaxModuleSize)
+		if err != nil {
+			return spec, fmt.Errorf("module: %w", err)
+		}
+		spec.Module = m
+	}
+	if b := job.Inputs; b != nil {
+		data, err := n.orch.Fetch(ctx, requester, *b, orchestrator.MaxInputSize)
+		if err != nil {
+			return spec, fmt.Errorf("inputs: %w", err)
+		}
+		in := filepath.Join(dir, "in")
+		if _, err := archive.Unpack(data, in, orchestrator.MaxInputSize); err != nil {
+			return spec, fmt.Errorf("inputs: %w", err)
+		}
+		if spec.Mounts, err = inputMounts(in); err != nil {
+			return spec, err
+		}
+		if spec.Kind == executor.KindNative {
+			// No sandbox to mount into: the job finds /inputs/x at
+			// $DMS_INPUTS/inputs/x.
+			env := make(map[string]string, len(spec.Env)+1)
+			for k, v := range spec.Env {
+				env[k] = v
+			}
+			env["DMS_INPUTS"] = in
+			spec.Env, spec.Mounts = env, nil
+		}
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return spec, err
+	}
+	if spec.Kind == executor.KindDocker && os.Getuid() == 0 {
+		// The container runs as nobody; the directory above keeps others out.
+		if err := os.Chmod(out, 0o777); err != nil {
+			return spec, err
+		}
+	}
+	spec.OutputDir = out
+	return spec, spec.Validate()
+}
+
+// inputMounts maps each top-level directory of the inputs to its guest
+// path, read-only.
+func inputMounts(in string) (map[string]string, error) {
+	ents, err := os.ReadDir(in)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for _, e := range ents {
+		if !e.IsDir() {
+			return nil, fmt.Errorf("input /%s: inputs go inside a directory (such as /inputs/%s), not at the root", e.Name(), e.Name())
+		}
+		if "/"+e.Name() == executor.OutputsPath {
+			return nil, fmt.Errorf("input /%s: %s holds the job's outputs", e.Name(), executor.OutputsPath)
+		}
+		m["/"+e.Name()] = filepath.Join(in, e.Name())
+	}
+	return m, nil
+}
+
+// collect packs what the job left in /outputs into res and shares it with
+// the requester. A job that left more than MaxOutputSize fails, naming the
+// limit.
+func (n *Node) collect(out string, requester peer.ID, res *orchestrator.Result) {
+	if _, err := os.Stat(out); err != nil {
+		return // the job never got as far as its files
+	}
+	limit := n.cfg.MaxOutputBytes
+	if limit == 0 {
+		limit = orchestrator.MaxOutputSize
+	}
+	data, files, err := archive.PackDir(out, limit)
+	switch {
+	case errors.Is(err, archive.ErrTooLarge):
+		res.State = orchestrator.StateFailed
+		res.Reason = fmt.Sprintf("the job left more in %s than the limit of %s", executor.OutputsPath, capability.FormatBytes(uint64(limit)))
+		return
+	case err != nil:
+		res.State = orchestrator.StateFailed
+		res.Reason = fmt.Sprintf("collecting %s: %v", executor.OutputsPath, err)
+		return
+	case len(files) == 0:
+		return
+	}
+	b := n.orch.Share(data, requester, outputsTTL)
+	res.Outputs = &orchestrator.Outputs{Archive: b, Files: len(files)}
+}
+
+// lockedGPUs are the device UUIDs the job's lock names.
+func (n *Node) lockedGPUs(jobID string) []string {
+	var out []string
+	for _, lk := range n.ledger.Locks() {
+		var info AllocationInfo
+		if err := json.Unmarshal(lk.Meta, &info); err != nil || info.JobID != jobID {
+			continue
+		}
+		for _, g := range lk.Capability.GPUs {
+			if g.UUID != "" {
+				out = append(out, g.UUID)
+			}
+		}
+	}
+	return out
+}
