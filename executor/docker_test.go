@@ -2,9 +2,9 @@ package executor_test
 
 import (
 	"context"
-	"os/exec"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
