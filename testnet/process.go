@@ -447,13 +447,12 @@ func prepareTestnetHomes(ctx context.Context, dir string, opts Options) ([]strin
 		}
 		// One datastore open: store the shared benchmark, then the offer,
 		// which carries its score.
-		err = off.Use(ctx, nil, func(ob *onboarding.Onboarder, l *resources.Ledger) error {
-			if err := l.SetBenchmark(bench); err != nil {
-				return err
-			}
-			_, err := ob.Apply(ctx, *opts.Offer, nil)
-			return err
-		})
+		// The shared benchmark first, then the offer, which carries its
+		// score (and the executors, which Onboard records).
+		err = off.Use(ctx, nil, func(_ *onboarding.Onboarder, l *resources.Ledger) error { return l.SetBenchmark(bench) })
+		if err == nil {
+			_, err = off.Onboard(ctx, *opts.Offer, nil)
+		}
 		if err != nil {
 			// An *onboarding.OfferError stays inside, so that a command line
 			// can name the flag behind it.

@@ -39,7 +39,7 @@ func (e *env) testnetUpCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "up",
 		Usage:     "start a test network and wait until every node sees every other",
-		UsageText: "dms testnet up [--nodes N] [--dir DIR] [--offer-cpu CORES] [--offer-memory SIZE] [--offer-disk SIZE] [--no-onboard] [--timeout D]",
+		UsageText: "dms testnet up [--nodes N] [--dir DIR] [--offer-cpu CORES] [--offer-memory SIZE] [--offer-disk SIZE] [--executors LIST] [--no-onboard] [--timeout D]",
 		Description: "Creates a network ID (testnet-<hex>) and a swarm key (DIR/swarm.key), a home per node\n" +
 			"(DIR/node-0 ... DIR/node-(N-1); homes left by an earlier network in DIR are reused), onboards\n" +
 			"each node with the offer given, and starts N dms run --local processes: node-0 first, the\n" +
@@ -57,6 +57,7 @@ func (e *env) testnetUpCommand() *cli.Command {
 			&cli.StringFlag{Name: "offer-cpu", Usage: "cores each node offers, e.g. 1, 0.5 or 500m", Value: "1"},
 			&cli.StringFlag{Name: "offer-memory", Usage: "memory each node offers, e.g. 512MiB", Value: "512MiB"},
 			&cli.StringFlag{Name: "offer-disk", Usage: "disk each node offers, e.g. 1GiB", Value: "1GiB"},
+			&cli.StringFlag{Name: "executors", Usage: "the kinds of job each node runs, comma-separated: wasm, docker, native", Value: "wasm"},
 			&cli.BoolFlag{Name: "no-onboard", Usage: "offer nothing: the nodes join and can submit jobs, but none bids"},
 			&cli.DurationFlag{Name: "timeout", Usage: "how long the nodes may take to start and see each other", Value: 60 * time.Second},
 			&cli.BoolFlag{Name: "json", Usage: "print the test network's record (DIR/testnet.json) as JSON"},
@@ -140,6 +141,13 @@ func testnetOffer(c *cli.Context) (api.OnboardRequest, error) {
 		}
 		*f.dst = &v
 	}
+	var kinds []string
+	for _, k := range strings.Split(c.String("executors"), ",") {
+		if k = strings.ToLower(strings.TrimSpace(k)); k != "" {
+			kinds = append(kinds, k)
+		}
+	}
+	req.Executors = &kinds
 	return req, nil
 }
 

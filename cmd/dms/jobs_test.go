@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/testnet"
@@ -165,9 +166,75 @@ func TestJobCommands(t *testing.T) {
 		}
 		job("cancel", id).want(t, 1, "already ended")
 	})
+	filesWasm := filepath.Join(t.TempDir(), "files.wasm")
+	if err := os.WriteFile(filesWasm, examples.FilesWasm, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(data, "a.txt"), []byte("alpha\n"), 0o600)
+	os.WriteFile(filepath.Join(data, "sub", "b.txt"), []byte("beta\n"), 0o600)
+	wantOut := map[string]string{"a.txt.upper": "ALPHA\n", "sub/b.txt.upper": "BETA\n"}
+	checkDir := func(t *testing.T, dir string) {
+		t.Helper()
+		for p, content := range wantOut {
+			if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != content {
+				t.Errorf("%s: %q %v", p, b, err)
+			}
+		}
+	}
+	t.Run("inputs and outputs", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "out")
+		r := job("submit", "--wasm", filesWasm, "--cpu", "0.5", "--memory", "128MiB", "--duration", "1m",
+			"--input", data+":/inputs/data", "--output-dir", out, "--", "-in", "/inputs/data")
+		r.want(t, 0, "file a.txt: 6 bytes", "2 files, 11 bytes", "Wrote 3 files", archive.Sum([]byte("ALPHA\n"))[:16])
+		checkDir(t, out)
+		id := jobID(t, r)
+		job("status", id).want(t, 0, "inputs:     2 files, 11B", "outputs:    3 files")
+		// job get writes them again elsewhere, and never over files there.
+		again := filepath.Join(t.TempDir(), "again")
+		job("get", id, "--dir", again).want(t, 0, "Wrote 3 files")
+		checkDir(t, again)
+		job("get", id, "--dir", again).want(t, 1, "file exists")
+		// A job that left none says so.
+		job("get", first.ID, "--dir", t.TempDir()).want(t, 1, "left no files in /outputs")
+	})
+	t.Run("job file", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out")
+		spec := "wasm: " + filesWasm + "\ncpu: 0.5\nmemory: 128MiB\nduration: 1m\ninputs: [" + data + ":/inputs/data]\nargs: [-in, /inputs/data]\noutput_dir: out\n"
+		f := filepath.Join(dir, "job.yaml")
+		os.WriteFile(f, []byte(spec), 0o600)
+		job("submit", "-f", f).want(t, 0, "2 files, 11 bytes")
+		checkDir(t, out) // relative to the file
+		job("submit", "-f", f, "--memory", "4XB").want(t, 2, "--memory")
+		os.WriteFile(f, []byte("memory: 4XB\n"), 0o600)
+		job("submit", "-f", f, "--wasm", filesWasm, "--cpu", "1", "--duration", "1m").want(t, 2, `invalid value "4XB" for memory in job.yaml`)
+		os.WriteFile(f, []byte("colour: blue\n"), 0o600)
+		job("submit", "-f", f).want(t, 2, "field colour not found", "keys: wasm, image")
+	})
+	t.Run("logs follow", func(t *testing.T) {
+		r := job("submit", "--wasm", filesWasm, "--cpu", "0.5", "--memory", "128MiB", "--duration", "1m", "--detach", "--", "-tick", "5")
+		r.want(t, 0)
+		id := strings.TrimSpace(r.stdout)
+		r = job("logs", "-f", id)
+		r.want(t, 0, "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\n0 files, 0 bytes\n")
+		if strings.Count(r.stdout, "tick 1\n") != 1 {
+			t.Fatalf("output printed twice:\n%s", r.stdout)
+		}
+		job("logs", "--follow", id).want(t, 0, "tick 5") // an ended job: its output at once
+	})
 	t.Run("bad input", func(t *testing.T) {
 		notWasm := writeFile(t, "#!/bin/sh\necho hi\n")
-		dms(t, "--home", req, "job", "submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m").want(t, 2, "missing --wasm")
+		dms(t, "--home", req, "job", "submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m").want(t, 2, "missing --wasm, --image or --command")
+		submit("--image", "x:1").want(t, 2, "give one of them")
+		submit("--input", "/no/such/file").want(t, 2, "--input", "no such file")
+		submit("--input", wasm+":relative").want(t, 2, "GUEST an absolute path")
+		submit("--input", wasm+":/outputs/x").want(t, 2, "/outputs holds what the job writes")
+		submit("--gpu", "1").want(t, 2, "--gpu needs a container job")
+		submit("--detach", "--output-dir", t.TempDir()).want(t, 2, "do not go together")
 		submit("--memory", "4XB").want(t, 2, "--memory", "want a size")
 		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "soon", "--wasm", wasm).want(t, 2, "--duration")
 		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m", "--wasm", notWasm).want(t, 2, "--wasm", "not a WebAssembly module")
@@ -205,4 +272,15 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// jobID finds the job ID in submit's progress.
+func jobID(t *testing.T, r result) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(r.stderr, "submitting job ")
+	if !ok {
+		t.Fatalf("no job ID in:\n%s", r.stderr)
+	}
+	id, _, _ := strings.Cut(rest, ":")
+	return id
 }
