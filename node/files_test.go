@@ -184,3 +184,26 @@ func filesImage(t *testing.T) string {
 	}
 	return ref
 }
+
+// A host command (native executor) runs only where the provider opted in;
+// it finds its inputs under $DMS_INPUTS and writes $DMS_OUTPUTS.
+func TestNativeJobFindsItsFilesThroughTheEnvironment(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("skipping: no /bin/sh")
+	}
+	nodes := newNetwork(t, 3, 1000, nil)
+	native := []string{orchestrator.ExecutorNative}
+	if _, err := nodes[0].Onboard(context.Background(), onboarding.Request{Executors: &native}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sub := filesJob(orchestrator.ExecutorNative, inputs(t, map[string]string{"inputs/a.txt": "alpha\n"}))
+	sub.Job.Command = []string{"/bin/sh", "-c", `tr a-z A-Z < "$DMS_INPUTS/inputs/a.txt" > "$DMS_OUTPUTS/a.txt.upper"; echo done`}
+	rec, err := nodes[1].SubmitJob(context.Background(), sub, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Provider != nodes[0].ID() || rec.State != node.JobCompleted || string(rec.Result.Stdout) != "done\n" {
+		t.Fatalf("job on %s: %s %q %q", rec.Provider, rec.State, rec.Result.Stdout, rec.Result.Stderr)
+	}
+	checkOutputs(t, rec, map[string]string{"a.txt.upper": "ALPHA\n"})
+}
