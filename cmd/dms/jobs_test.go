@@ -13,6 +13,7 @@ import (
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/poll"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/testnet"
 )
@@ -225,6 +226,20 @@ func TestJobCommands(t *testing.T) {
 			t.Fatalf("output printed twice:\n%s", r.stdout)
 		}
 		job("logs", "--follow", id).want(t, 0, "tick 5") // an ended job: its output at once
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var out, errb syncBuffer
+		code := make(chan int, 1)
+		go func() {
+			code <- runCtx(ctx, []string{"dms", "--home", req, "job", "submit", "--wasm", filesWasm, "--cpu", "0.5", "--memory", "128MiB", "--duration", "1m", "--", "-tick", "600"}, &out, &errb)
+		}()
+		poll.Until(t, 30*time.Second, "the job to print its first line", func() bool { return strings.Contains(out.String(), "tick 1") })
+		cancel() // as Ctrl-C does
+		if c := <-code; c != 130 || !strings.Contains(errb.String(), "interrupted") {
+			t.Fatalf("exit %d, want 130\n%s", c, errb.String())
+		}
 	})
 	t.Run("bad input", func(t *testing.T) {
 		notWasm := writeFile(t, "#!/bin/sh\necho hi\n")
