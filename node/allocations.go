@@ -91,6 +91,15 @@ func (n *Node) executorFor(kind string) (executor.Executor, error) {
 	case orchestrator.ExecutorDocker:
 		return n.docker, nil
 	case orchestrator.ExecutorNative:
+		n.nativeOnce.Do(func() {
+			n.native, n.nativeErr = executor.NewNative(true, executor.WithLogger(n.log.With("subsystem", "native")))
+		})
+		if n.native == nil {
+			if n.nativeErr == nil {
+				return nil, ErrStopping
+			}
+			return nil, fmt.Errorf("native executor: %w", n.nativeErr)
+		}
 		return n.native, nil
 	}
 	return nil, fmt.Errorf("executor %q: want wasm, docker or native", kind)

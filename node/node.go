@@ -53,7 +53,11 @@ type Node struct {
 	wasm    *executor.Wasm
 	ownWasm bool
 	docker  *executor.Docker
-	native  *executor.Native
+	// native is made on first use: most nodes never run a host command,
+	// and it probes cgroups when made.
+	nativeOnce sync.Once
+	native     *executor.Native
+	nativeErr  error
 	jobs    *jobs
 	prefs   atomic.Pointer[orchestrator.Preferences]
 	started time.Time
@@ -136,10 +140,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
-	}
-	// Native jobs run only where the preferences allow them (executorFor).
-	if n.native, err = executor.NewNative(true, executor.WithLogger(log.With("subsystem", "native"))); err != nil {
-		return nil, err
 	}
 	if n.docker = cfg.Docker; n.docker == nil {
 		if n.docker, err = executor.NewDocker(executor.WithLogger(log.With("subsystem", "docker"))); err != nil {
@@ -249,6 +249,7 @@ func (n *Node) Close() error {
 		if n.wasm != nil && n.ownWasm {
 			errs = append(errs, n.wasm.Close(ctx))
 		}
+		n.nativeOnce.Do(func() {}) // no native executor is made from here on
 		if n.native != nil {
 			errs = append(errs, n.native.Close(ctx))
 		}
