@@ -110,6 +110,10 @@ type Report struct {
 	IdleCPU float64       `json:"idle_cpu_cores"`
 	// HeapPerNode: Go heap in use divided by the node count, after GC.
 	HeapPerNode uint64 `json:"heap_per_node"`
+	// CPUPerJobPerNode is the process's CPU time in the jobs phase divided
+	// by jobs and nodes: what one job costs one node, which does not depend
+	// on how many nodes share this machine (a real provider runs alone).
+	CPUPerJobPerNode time.Duration `json:"cpu_per_job_per_node"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
 	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
 	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
@@ -174,7 +178,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
+	cpu0 := processCPU()
 	err = runJobs(ctx, ln, cfg, rep)
+	rep.CPUPerJobPerNode = (processCPU() - cpu0) / time.Duration(cfg.Jobs*cfg.Nodes)
 	if cfg.JobsProfile != nil {
 		pprof.StopCPUProfile()
 	}

@@ -55,3 +55,9 @@ func (l *lifecycle) close(ctx context.Context) (first bool, err error) {
 		return true, ctx.Err()
 	}
 }
+
+func (l *lifecycle) isClosed() bool {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	return l.closed
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 )
 
 // Option configures an executor. Options are applied over the defaults and
@@ -17,6 +18,7 @@ type config struct {
 	// wasm
 	cacheEntries int
 	cacheBytes   int64
+	cacheAge     time.Duration
 	cacheDir     string
 	mountRoots   []string
 
@@ -30,8 +32,9 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		logger:       slog.Default().With("subsystem", "executor"),
-		cacheEntries: 16,
-		cacheBytes:   64 << 20,
+		cacheEntries: 8,
+		cacheBytes:   32 << 20,
+		cacheAge:     2 * time.Minute,
 		cgroupParent: cgroupAuto,
 		dockerBin:    "docker",
 	}
@@ -74,7 +77,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithModuleCache bounds the wasm compiled-module cache by entry count and by
 // the total size of the cached modules' wasm bytes (compiled code is several
-// times larger). Defaults: 16 entries, 64 MiB. Wasm only.
+// times larger). Defaults: 8 entries, 32 MiB. Wasm only.
 func WithModuleCache(entries int, bytes int64) Option {
 	return func(c *config) error {
 		c.cacheEntries, c.cacheBytes = entries, bytes
@@ -138,6 +141,20 @@ func WithDockerBinary(path string) Option {
 			return errors.New("executor option WithDockerBinary: empty path")
 		}
 		c.dockerBin = path
+		return nil
+	}
+}
+
+// WithModuleCacheAge evicts a compiled module nobody ran for d (default 2
+// minutes; 0 keeps modules until the count or size bounds push them out).
+// With WithCompilationCacheDir a module evicted from memory compiles again
+// from the disk cache in milliseconds. Wasm only.
+func WithModuleCacheAge(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("executor option WithModuleCacheAge: %v is negative", d)
+		}
+		c.cacheAge = d
 		return nil
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,7 @@ type Wasm struct {
 	lru     *list.List // of *moduleEntry, most recently used first
 	maxN    int
 	maxB    int64
+	maxAge  time.Duration
 	bytes   int64
 	stats   WasmStats
 }
@@ -83,6 +85,8 @@ type moduleEntry struct {
 	refs     int
 	evicted  bool
 	elem     *list.Element
+	lastUsed time.Time
+	idle     *time.Timer // evicts the entry once unused for maxAge
 }
 
 // NewWasm starts the WebAssembly executor. Close it to free compiled code.
@@ -117,6 +121,7 @@ func NewWasm(opts ...Option) (*Wasm, error) {
 		lru:        list.New(),
 		maxN:       cfg.cacheEntries,
 		maxB:       cfg.cacheBytes,
+		maxAge:     cfg.cacheAge,
 	}
 	w.lifecycle = newLifecycle()
 	return w, nil
@@ -403,21 +408,56 @@ func (w *Wasm) acquire(ctx context.Context, module []byte) (*moduleEntry, error)
 	return e, nil
 }
 
-// release ends one use of an entry, closing it if it was evicted meanwhile.
+// release ends one use of an entry, closing it if it was evicted meanwhile;
+// an entry left unused for maxAge is evicted then.
 func (w *Wasm) release(e *moduleEntry) {
 	w.mu.Lock()
 	e.refs--
+	e.lastUsed = time.Now()
 	closeIt := e.evicted && e.refs == 0 && e.compiled != nil
+	if e.refs == 0 && !e.evicted && w.maxAge > 0 {
+		if e.idle == nil {
+			e.idle = time.AfterFunc(w.maxAge, func() { w.expire(e) })
+		} else {
+			e.idle.Reset(w.maxAge)
+		}
+	}
 	w.mu.Unlock()
 	if closeIt {
 		_ = e.compiled.Close(context.Background())
 	}
 }
 
+// expire evicts an entry nobody used for maxAge: compiled code of a module
+// that ran once is tens of MiB of a provider's memory for nothing. The
+// memory goes back to the system at once rather than at the scavenger's
+// pace, so an idle provider's footprint returns to idle.
+func (w *Wasm) expire(e *moduleEntry) {
+	if w.isClosed() {
+		return
+	}
+	w.mu.Lock()
+	if e.refs > 0 || e.evicted || time.Since(e.lastUsed) < w.maxAge {
+		w.mu.Unlock()
+		return
+	}
+	w.dropLocked(e)
+	w.stats.Evictions++
+	compiled := e.compiled
+	w.mu.Unlock()
+	if compiled != nil {
+		_ = compiled.Close(context.Background())
+	}
+	debug.FreeOSMemory()
+}
+
 // dropLocked removes e from the cache; its last user closes it.
 func (w *Wasm) dropLocked(e *moduleEntry) {
 	if e.evicted {
 		return
+	}
+	if e.idle != nil {
+		e.idle.Stop()
 	}
 	e.evicted = true
 	w.lru.Remove(e.elem)

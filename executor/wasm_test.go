@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dms-project/dms/internal/poll"
 )
 
 // testJob is testdata/testjob built for wasip1 once per test binary.
@@ -484,6 +486,22 @@ func TestSpecValidate(t *testing.T) {
 	}
 	if _, err := sharedWasm.Run(context.Background(), native, nil); !errors.Is(err, ErrInvalidSpec) {
 		t.Errorf("native spec on wasm executor: %v", err)
+	}
+}
+
+// A module nobody runs for the cache's age is evicted, and compiled again
+// when it is asked for.
+func TestWasmModuleCacheAge(t *testing.T) {
+	w := newWasm(t, WithModuleCacheAge(50*time.Millisecond))
+	if _, err := w.Run(context.Background(), rawSpec(exitModule(0)), nil); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 10*time.Second, "the unused module to be evicted", func() bool {
+		s := w.Stats()
+		return s.Entries == 0 && s.Evictions == 1
+	})
+	if _, err := w.Run(context.Background(), rawSpec(exitModule(0)), nil); err != nil || w.Stats().Compiles != 2 {
+		t.Fatalf("after eviction: %v, %+v", err, w.Stats())
 	}
 }
 

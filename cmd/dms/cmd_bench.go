@@ -108,6 +108,7 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "submit to running / floor p50\t%.2fx\t\t\t\n", r.RunningVsFloor)
 	fmt.Fprintf(tw, "submit to done / floor p50\t%.2fx\t\t\t\n", r.DoneVsFloor)
 	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
+	fmt.Fprintf(tw, "CPU per job per node\t%d µs\t\t\t(what one job costs one node, whatever shares the machine)\n", r.CPUPerJobPerNode.Microseconds())
 	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join))
 	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup))
 	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
