@@ -108,6 +108,11 @@ type Requester struct {
 	now   func() time.Time
 
 	bidsReceived atomic.Int64
+	// firstBid is a moving average of how long the first bid takes to come
+	// (nanoseconds): the re-ask waits for a multiple of it, so that bids
+	// that are only late, as they are on a loaded machine, are waited for
+	// rather than asked for again from four times as many providers.
+	firstBid atomic.Int64
 
 	// ctx and wg cover the fire-and-forget releases, so Close can end them.
 	ctx    context.Context
@@ -319,8 +324,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("spread %.3g", req.Spread)})
 
 	var widen <-chan time.Time
-	if r.cfg.Widen > 0 {
-		t := time.NewTimer(r.cfg.Widen)
+	if d := r.widenAfter(); d > 0 {
+		t := time.NewTimer(d)
 		defer t.Stop()
 		widen = t.C
 	}
@@ -332,6 +337,9 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		case b := <-open.bids:
 			if slices.ContainsFunc(bids, func(o *Bid) bool { return o.Provider == b.Provider }) {
 				continue // one bid per provider: the first stands
+			}
+			if len(bids) == 0 && rejected == 0 {
+				r.observeFirstBid(r.now().Sub(now))
 			}
 			if why := acceptable(req, b, r.now()); why != "" {
 				rejected++
@@ -348,6 +356,9 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-widen:
 			widen = nil
+			if len(bids) > 0 {
+				continue // bids are coming: they are late, not missing
+			}
 			// Too few bids: too few near enough could take it, or a peer
 			// that joined the mesh moments ago missed the request. Ask
 			// again, four times as wide; providers that already bid hold
@@ -377,6 +388,30 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow, rejected)
 	}
 	return bids, req, nil
+}
+
+// widenAfter is how long bidding waits for a first bid before asking
+// again, wider: Widen, or three times the usual wait for a first bid if
+// that is longer, but never past half the bidding window.
+func (r *Requester) widenAfter() time.Duration {
+	if r.cfg.Widen <= 0 {
+		return 0
+	}
+	return min(max(r.cfg.Widen, 3*time.Duration(r.firstBid.Load())), r.cfg.BiddingWindow/2)
+}
+
+// observeFirstBid folds one first-bid latency into the moving average.
+func (r *Requester) observeFirstBid(d time.Duration) {
+	for {
+		old := r.firstBid.Load()
+		next := int64(d)
+		if old > 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if r.firstBid.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 func (r *Requester) publish(ctx context.Context, req *BidRequest) error {

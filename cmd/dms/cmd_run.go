@@ -12,9 +12,14 @@ import (
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/internal/procmem"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/p2p"
 )
+
+// startupTrimAfter is when a node's start-up (DHT walks, mesh grafting) is
+// over and the pages it touched can go.
+const startupTrimAfter = 10 * time.Second
 
 // shutdownTimeout bounds how long the control server waits for the calls
 // under way (cancelled at shutdown) to return.
@@ -125,6 +130,16 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		fmt.Fprintf(e.stderr, "Not onboarded: this node joins the mesh and can submit jobs, but does not bid (dms --home %s onboard --cpu N --memory SIZE --disk SIZE).\n", home.ShellQuote(h.Dir))
 	}
 	fmt.Fprintln(e.stdout, "ready")
+	// Once start-up is over, let go of the binary's pages it touched: an
+	// idle node runs a small part of its code.
+	trim := time.AfterFunc(startupTrimAfter, func() {
+		if n, err := procmem.ReleaseExecutable(); err != nil {
+			e.log.Debug("release executable pages", "err", err)
+		} else {
+			e.log.Debug("released executable pages", "bytes", n)
+		}
+	})
+	defer trim.Stop()
 
 	<-c.Context.Done()
 	e.log.Info("stopping the node")
