@@ -21,6 +21,12 @@ type ProcsReport struct {
 	Window  time.Duration `json:"window"`  // how long CPU was sampled, idle
 	RSSMean uint64        `json:"rss_mean"`
 	RSSMax  uint64        `json:"rss_max"`
+	// AnonMean is the processes' own memory; PSSMean their resident memory
+	// with the binary's shared pages divided among them. RSS counts those
+	// pages in full in every process, which a provider running alone does
+	// too, but which the kernel keeps once for all N here.
+	AnonMean uint64 `json:"anon_mean"`
+	PSSMean  uint64 `json:"pss_mean"`
 	CPUMean float64       `json:"cpu_mean_percent"` // of one core
 	CPUMax  float64       `json:"cpu_max_percent"`
 }
@@ -68,17 +74,20 @@ func Procs(ctx context.Context, n int, window time.Duration, log *slog.Logger, p
 		return nil, ctx.Err()
 	}
 	elapsed := time.Since(t0).Seconds()
-	var rssSum uint64
+	var rssSum, anonSum, pssSum uint64
 	var cpuSum float64
 	for _, nd := range rec.Nodes {
 		t, err := testnet.CPUTicks(nd.PID)
 		if err != nil {
 			return nil, err
 		}
-		rss, err := testnet.RSS(nd.PID)
+		mem, err := testnet.MemoryOf(nd.PID)
 		if err != nil {
 			return nil, err
 		}
+		rss := mem.RSS
+		anonSum += mem.Anon
+		pssSum += mem.PSS
 		pct := float64(t-before[nd.PID]) / testnet.ClockTicks / elapsed * 100
 		rssSum += rss
 		cpuSum += pct
@@ -86,6 +95,7 @@ func Procs(ctx context.Context, n int, window time.Duration, log *slog.Logger, p
 		rep.CPUMax = max(rep.CPUMax, pct)
 	}
 	rep.RSSMean = rssSum / uint64(n)
+	rep.AnonMean, rep.PSSMean = anonSum/uint64(n), pssSum/uint64(n)
 	rep.CPUMean = cpuSum / float64(n)
 	return rep, nil
 }

@@ -93,22 +93,41 @@ func CPUTicks(pid int) (uint64, error) {
 	return u + s, nil
 }
 
-// RSS is a process's resident set size in bytes.
-func RSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// Memory is a process's resident memory, split: RSS counts every page it
+// maps, Anon its own (heap, stacks), PSS shares each page mapped by several
+// processes among them (N processes of one binary each count 1/N of its
+// pages).
+type Memory struct {
+	RSS, Anon, PSS uint64 // bytes
+}
+
+// MemoryOf reads a process's memory from /proc/PID/smaps_rollup.
+func MemoryOf(pid int) (Memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
-		return 0, fmt.Errorf("memory of pid %d: %w", pid, err)
+		return Memory{}, fmt.Errorf("memory of pid %d: %w", pid, err)
 	}
+	var m Memory
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) == 2 && f[1] == "kB" {
-				kb, err := strconv.ParseUint(f[0], 10, 64)
-				if err == nil {
-					return kb << 10, nil
-				}
-			}
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			continue
+		}
+		kb, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "Rss:":
+			m.RSS = kb << 10
+		case "Anonymous:":
+			m.Anon = kb << 10
+		case "Pss:":
+			m.PSS = kb << 10
 		}
 	}
-	return 0, fmt.Errorf("memory of pid %d: no VmRSS in /proc", pid)
+	if m.RSS == 0 {
+		return m, fmt.Errorf("memory of pid %d: no Rss in smaps_rollup", pid)
+	}
+	return m, nil
 }

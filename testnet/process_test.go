@@ -89,7 +89,7 @@ func TestProcessHelpers(t *testing.T) {
 	if ticks, err := CPUTicks(os.Getpid()); err != nil || ticks == 0 {
 		t.Fatalf("CPUTicks of this process: %d, %v", ticks, err)
 	}
-	if rss, err := RSS(os.Getpid()); err != nil || rss < 1<<20 {
-		t.Fatalf("RSS of this process: %d, %v", rss, err)
+	if m, err := MemoryOf(os.Getpid()); err != nil || m.RSS < 1<<20 || m.Anon == 0 || m.PSS == 0 || m.Anon > m.RSS {
+		t.Fatalf("memory of this process: %+v, %v", m, err)
 	}
 }

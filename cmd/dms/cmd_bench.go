@@ -82,6 +82,8 @@ func (e *env) benchCommand() *cli.Command {
 			if procs != nil {
 				fmt.Fprintf(e.stdout, "\n%d separate `dms run` processes, idle, sampled for %s after start-up (%s):\n", procs.Nodes, procs.Window, ms(procs.Startup))
 				fmt.Fprintf(e.stdout, "  resident memory per process  mean %.1f MiB, max %.1f MiB\n", float64(procs.RSSMean)/(1<<20), float64(procs.RSSMax)/(1<<20))
+				fmt.Fprintf(e.stdout, "    of which its own (anonymous) mean %.1f MiB; proportional share (PSS, the %d processes share the binary's pages) mean %.1f MiB\n",
+					float64(procs.AnonMean)/(1<<20), procs.Nodes, float64(procs.PSSMean)/(1<<20))
 				fmt.Fprintf(e.stdout, "  CPU per process              mean %.2f%%, max %.2f%% of one core\n", procs.CPUMean, procs.CPUMax)
 			}
 			return nil
