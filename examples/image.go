@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // FilesImage builds examples/files as a static binary in a container image
@@ -70,4 +72,20 @@ func buildFilesImage(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("files image: docker build: %v: %s", err, out)
 	}
 	return ref, nil
+}
+
+// NeedFilesImage is FilesImage for tests: it skips t, saying why, where no
+// Docker engine answers, and fails it when the build fails.
+func NeedFilesImage(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ref, err := FilesImage(ctx)
+	if errors.Is(err, ErrNoDocker) {
+		t.Skipf("skipping: no Docker engine answers here (%v)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

@@ -15,21 +15,6 @@ import (
 	"github.com/dms-project/dms/executor"
 )
 
-// filesImage builds the sample image, or skips where no engine runs.
-func filesImage(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ref, err := examples.FilesImage(ctx)
-	if errors.Is(err, examples.ErrNoDocker) {
-		t.Skipf("skipping: no Docker engine answers here (%v)", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref
-}
-
 func newDocker(t *testing.T) *executor.Docker {
 	t.Helper()
 	d, err := executor.NewDocker()
@@ -41,7 +26,7 @@ func newDocker(t *testing.T) *executor.Docker {
 }
 
 func TestDockerRunsAnImageOverInputsAndOutputs(t *testing.T) {
-	ref := filesImage(t)
+	ref := examples.NeedFilesImage(t)
 	d := newDocker(t)
 	in, out := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(in, "a.txt"), []byte("hello\n"), 0o644); err != nil {
@@ -73,7 +58,7 @@ func TestDockerRunsAnImageOverInputsAndOutputs(t *testing.T) {
 }
 
 func TestDockerEnforcesLimits(t *testing.T) {
-	ref := filesImage(t)
+	ref := examples.NeedFilesImage(t)
 	d := newDocker(t)
 	base := executor.Spec{Kind: executor.KindDocker, Image: ref, MemoryBytes: 32 << 20, Timeout: time.Minute}
 

@@ -134,7 +134,7 @@ func TestFifteenMiBModuleRuns(t *testing.T) {
 // A container job runs only on a provider that opted in and has the image;
 // the others say why they did not bid.
 func TestDockerJobOnAProviderThatHasTheImage(t *testing.T) {
-	ref := filesImage(t)
+	ref := examples.NeedFilesImage(t)
 	nodes := newNetwork(t, 3, 1000, nil)
 	ctx := context.Background()
 	docker := []string{orchestrator.ExecutorWasm, orchestrator.ExecutorDocker}
@@ -168,21 +168,6 @@ func TestDockerJobOnAProviderThatHasTheImage(t *testing.T) {
 	if why := nodes[2].DeclinedBid(rec.ID); !strings.Contains(why, "not on this provider") {
 		t.Fatalf("node 2 says %q about the job with a missing image", why)
 	}
-}
-
-// filesImage builds the sample image, or skips where no engine runs.
-func filesImage(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ref, err := examples.FilesImage(ctx)
-	if errors.Is(err, examples.ErrNoDocker) {
-		t.Skipf("skipping: no Docker engine answers here (%v)", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref
 }
 
 // A host command (native executor) runs only where the provider opted in;
