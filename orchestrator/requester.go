@@ -118,6 +118,11 @@ type Requester struct {
 	// are shared with each winner in turn, for it to fetch.
 	blobs *blobs
 
+	// local, if set, hands a bid request to this node's own provider side
+	// and reports whether it took it (it is onboarded). It is used only
+	// when no peer shares the topic: a lone node runs its own jobs.
+	local func(*BidRequest) bool
+
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
 }
@@ -379,12 +384,24 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	return bids, req, nil
 }
 
+// publish sends the bid request to the mesh. A node with no peer on the
+// topic that is onboarded itself bids for its own job instead (gossipsub
+// has nobody to send it to, and a provider ignores its own requests on the
+// topic).
 func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
+	if len(r.topic.ListPeers()) == 0 && r.local != nil && r.local(req) {
+		r.log.Debug("alone on the topic: bidding for our own job", "job", req.JobID)
+		return nil
+	}
 	data, err := Encode(req)
 	if err != nil {
 		return err
 	}
 	if err := r.topic.Publish(ctx, data); err != nil {
+		if len(r.topic.ListPeers()) == 0 && !errors.Is(err, p2p.ErrTopicClosed) {
+			return fmt.Errorf("%w: this node is alone on network %q: no peer shares the bid-request topic. "+
+				"Join a network (dms run --bootstrap MULTIADDR, with that network's --network and --swarm-key), or onboard this node to run its own jobs", ErrNoBids, r.host.Network())
+		}
 		return fmt.Errorf("publish bid request: %w", err)
 	}
 	return nil

@@ -58,6 +58,10 @@ type Host struct {
 	mu     sync.Mutex
 	closed bool
 	topics map[*Topic]struct{}
+	// The handlers, by protocol, for the node's requests and streams to
+	// itself (self.go): libp2p does not dial its own peer ID.
+	selfRequests map[protocol.ID]selfRequest
+	selfStreams  map[protocol.ID]StreamHandler
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,6 +94,9 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 		ctx:     hctx,
 		cancel:  cancel,
 		topics:  make(map[*Topic]struct{}),
+
+		selfRequests: make(map[protocol.ID]selfRequest),
+		selfStreams:  make(map[protocol.ID]StreamHandler),
 	}
 	h.log = h.logger("p2p")
 	defer func() {
