@@ -148,9 +148,18 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	rmOpts := []rcmgr.Option{rcmgr.WithMetricsDisabled()}
+	if cfg.Metrics != nil {
+		rcmgr.MustRegisterWith(cfg.Metrics)
+		str, err := rcmgr.NewStatsTraceReporter()
+		if err != nil {
+			return nil, fmt.Errorf("p2p: resource manager metrics: %w", err)
+		}
+		rmOpts = []rcmgr.Option{rcmgr.WithTraceReporter(str)}
+	}
 	rm, err := rcmgr.NewResourceManager(
 		rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)),
-		rcmgr.WithMetricsDisabled(),
+		rmOpts...,
 	)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
@@ -173,9 +182,13 @@ func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ProtocolVersion(version),
 		libp2p.UserAgent("dms"),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
 	}
+	if cfg.Metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	opts = append(opts, natOptions(cfg)...)
 	if cfg.PSK != nil {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
 	} else {

@@ -229,7 +229,10 @@ func (h *Host) Request(ctx context.Context, p peer.ID, name string, req []byte, 
 		return nil, fmt.Errorf("request %s to %s: %w", pid, p, err)
 	}
 
-	s, err := h.host.NewStream(ctx, p, pid)
+	if err := h.reach(ctx, p); err != nil {
+		return fail(err)
+	}
+	s, err := h.host.NewStream(streamContext(ctx), p, pid)
 	if err != nil {
 		return fail(err)
 	}
@@ -363,7 +366,11 @@ func (h *Host) OpenStream(ctx context.Context, p peer.ID, name string) (*FramedS
 	if p == h.host.ID() {
 		return h.openSelf(pid)
 	}
-	s, err := h.host.NewStream(ctx, p, pid)
+	err := h.reach(ctx, p)
+	var s network.Stream
+	if err == nil {
+		s, err = h.host.NewStream(streamContext(ctx), p, pid)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
