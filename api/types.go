@@ -33,6 +33,8 @@ const (
 	PathBenchmark   = "/v1/benchmark"   // POST, streamed
 	PathJobs        = "/v1/jobs"        // GET the list; POST submits, streamed
 	PathAllocations = "/v1/allocations" // GET
+	PathMetrics     = "/v1/metrics"     // GET, Prometheus text format
+	PathHealth      = "/healthz"        // GET, for supervisors
 	// A job's own paths: /v1/jobs/{id} (GET), /v1/jobs/{id}/logs (GET;
 	// ?follow=true streams a running job's output), /v1/jobs/{id}/bids
 	// (GET), /v1/jobs/{id}/outputs (GET, a tar archive),

@@ -25,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
@@ -57,6 +58,9 @@ type Node struct {
 	jobs    *jobs
 	prefs   atomic.Pointer[orchestrator.Preferences]
 	started time.Time
+
+	registry *prometheus.Registry
+	metrics  *metrics
 
 	// offerMu serialises the calls that change the offer, so that a forced
 	// offboarding that waits for allocations is not overtaken by an onboard.
@@ -151,7 +155,14 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	opts := append(slices.Clone(cfg.P2P),
+	opts := slices.Clone(cfg.P2P)
+	if cfg.Metrics != nil {
+		n.registry = cfg.Metrics
+		opts = append(opts, p2p.WithMetrics(cfg.Metrics))
+	} else {
+		n.registry = prometheus.NewRegistry()
+	}
+	opts = append(opts,
 		p2p.WithPrivKey(cfg.Key),
 		p2p.WithDatastore(namespace.Wrap(cfg.Datastore, dhtPrefix)),
 		p2p.WithLogger(log))
@@ -162,6 +173,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	ocfg.Logger = log
 	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, backend{n}, ocfg); err != nil {
 		return nil, err
+	}
+	if err := n.registerMetrics(n.registry); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return n, nil
 }
@@ -259,6 +273,9 @@ func (n *Node) Close() error {
 	return errors.Join(errs...)
 }
 
+// Stopping reports whether Close has begun.
+func (n *Node) Stopping() bool { return n.ctx.Err() != nil }
+
 // ID is the node's libp2p peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }
 
@@ -355,6 +372,9 @@ type Status struct {
 	Allocations int                   `json:"allocations_running"`
 	Jobs        int                   `json:"jobs_in_flight"`
 	Uptime      time.Duration         `json:"uptime"`
+	// Bootstrap is how many bootstrap peers the node was started with; 0
+	// means it started a network of its own and waits to be dialled.
+	Bootstrap int `json:"bootstrap_peers"`
 }
 
 // Status returns the node's current summary.
@@ -362,6 +382,7 @@ func (n *Node) Status() Status {
 	s := Status{
 		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
 		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: time.Since(n.started),
+		Bootstrap: len(n.host.Bootstrap()),
 	}
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

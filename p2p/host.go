@@ -340,6 +340,9 @@ func (h *Host) AddrInfo() peer.AddrInfo {
 // Peers are the peers we hold a connection to.
 func (h *Host) Peers() []peer.ID { return h.host.Network().Peers() }
 
+// Bootstrap are the configured bootstrap peers.
+func (h *Host) Bootstrap() []peer.AddrInfo { return append([]peer.AddrInfo(nil), h.cfg.Bootstrap...) }
+
 // Network is the network ID.
 func (h *Host) Network() string { return h.cfg.Network }
 

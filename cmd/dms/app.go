@@ -70,6 +70,7 @@ func globalFlags(withEnv bool) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: dir, EnvVars: envs("DMS_HOME")},
 		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
+		&cli.StringFlag{Name: "log-format", Usage: "how logs are written to stderr: text (key=value) or json (one object per line)", EnvVars: envs("DMS_LOG_FORMAT")},
 	}
 }
 
@@ -136,6 +137,15 @@ func (e *env) before(c *cli.Context) error {
 	e.cmdPath = c.Command.HelpName
 	if c.Args().Present() && c.Command.ArgsUsage == "" && len(c.Command.Subcommands) == 0 {
 		return usagef("unexpected argument %q: %s takes only flags", c.Args().First(), e.cmdPath)
+	}
+	if v, ok := global(c, "log-format"); ok {
+		switch v {
+		case "text":
+		case "json":
+			e.log = slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: e.level}))
+		default:
+			return badValue("log-format", v, fmt.Errorf("want text or json"))
+		}
 	}
 	if v, ok := global(c, "log-level"); ok {
 		l, err := home.ParseLogLevel(v)

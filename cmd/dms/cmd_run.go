@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -24,7 +25,7 @@ func (e *env) runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "start the node: join the mesh, bid for jobs when onboarded, serve the other commands",
-		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local]",
+		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local] [--metrics HOST:PORT [--metrics-allow-remote]] [--relay-service] [--reachability auto|public|private]",
 		Description: "Starts the node on the home and runs until interrupted (SIGINT or SIGTERM), then stops\n" +
 			"cleanly. It joins the network, finds peers through the bootstrap peers and the DHT, and,\n" +
 			"once onboarded, bids for the jobs peers broadcast; any node can submit jobs. While it runs,\n" +
@@ -41,6 +42,10 @@ func (e *env) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "swarm-key", Usage: "the pre-shared key `FILE` of a private network; only nodes with the same key connect, over TCP only (default: the config's swarm_key)"},
 			&cli.StringFlag{Name: "dht-mode", Usage: "whether this node answers DHT queries: auto, server or client (default: auto, server with --local)"},
 			&cli.BoolFlag{Name: "local", Usage: "run as a node of a test network on this machine: loopback addresses, DHT server, short timeouts, no machine monitor"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9464 (default: off; a loopback address unless --metrics-allow-remote)"},
+			&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "let --metrics listen on an address other hosts can reach (the metrics name peers and jobs)"},
+			&cli.BoolFlag{Name: "relay-service", Usage: "act as a circuit relay for nodes behind NAT (opt-in: costs bandwidth); only on a node others can dial, which it then declares publicly reachable"},
+			&cli.StringFlag{Name: "reachability", Usage: "override AutoNAT: auto, public or private (private: behind a NAT, reserve a relay slot on the bootstrap peers at once)"},
 		},
 		Action: e.runNode,
 	}
@@ -60,6 +65,13 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	p2pOpts, err := runP2POptions(c, settings)
 	if err != nil {
 		return err
+	}
+	metricsLn, err := listenMetrics(c)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
 	}
 
 	// The datastore first: it is the home's lock, so a second node on the
@@ -95,6 +107,7 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	}
 	cfg.Datastore, cfg.Key, cfg.Reserve, cfg.DefaultPrice, cfg.Logger = store, key, settings.Reserve, settings.Price, e.log
 	cfg.WasmCacheDir = h.WasmCachePath()
+	cfg.Metrics = node.NewRegistry()
 	if err := os.MkdirAll(cfg.WasmCacheDir, 0o700); err != nil {
 		return fmt.Errorf("wasm cache: %w", err)
 	}
@@ -121,6 +134,18 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		fmt.Fprintf(e.stdout, "listening on: %s\n", a)
 	}
 	fmt.Fprintf(e.stdout, "control socket: %s\n", h.SocketPath())
+	if metricsLn != nil {
+		fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", metricsLn.Addr())
+		served := make(chan error, 1)
+		go func() { served <- api.ServeOperators(c.Context, metricsLn, n, e.log) }()
+		defer func() { err = errors.Join(err, <-served) }()
+	}
+	if len(settings.Bootstrap) == 0 {
+		fmt.Fprintf(e.stderr, "No bootstrap peers: this node starts a network of its own (%q) and waits for others to dial it. "+
+			"To join an existing network, run dms run --bootstrap MULTIADDR (a peer's address ending in /p2p/<peer ID>), "+
+			"with that network's --network NAME and, for a private one, --swarm-key FILE; or set bootstrap, network and swarm_key in %s.\n",
+			n.Network(), h.ConfigPath())
+	}
 	if !n.Onboarded() {
 		fmt.Fprintf(e.stderr, "Not onboarded: this node joins the mesh and can submit jobs, but does not bid (dms --home %s onboard --cpu N --memory SIZE --disk SIZE).\n", home.ShellQuote(h.Dir))
 	}
@@ -129,6 +154,30 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	<-c.Context.Done()
 	e.log.Info("stopping the node")
 	return nil
+}
+
+// listenMetrics opens the --metrics listener, refusing an address other
+// hosts can reach unless --metrics-allow-remote says so.
+func listenMetrics(c *cli.Context) (net.Listener, error) {
+	addr := c.String("metrics")
+	if addr == "" {
+		return nil, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, badValue("metrics", addr, fmt.Errorf("want HOST:PORT, e.g. 127.0.0.1:9464"))
+	}
+	if !c.Bool("metrics-allow-remote") {
+		ip := net.ParseIP(host)
+		if !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+			return nil, badValue("metrics", addr, fmt.Errorf("not a loopback address: metrics name this node's peers and jobs; use 127.0.0.1:PORT, or add --metrics-allow-remote to serve them to other hosts"))
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // applyRunFlags puts the flags over the settings (which already hold the
@@ -196,6 +245,16 @@ func runP2POptions(c *cli.Context, s home.Settings) ([]namedOption, error) {
 			return nil, fmt.Errorf("swarm_key (config file or %s): %w", home.EnvVar("swarm_key"), err)
 		}
 		opts = append(opts, namedOption{"swarm-key", p2p.WithPSK(psk)})
+	}
+	if c.Bool("relay-service") {
+		opts = append(opts, namedOption{"relay-service", p2p.WithRelayService(true)})
+	}
+	if c.IsSet("reachability") {
+		v := c.String("reachability")
+		if _, err := p2p.ParseReachability(v); err != nil {
+			return nil, badValue("reachability", v, err)
+		}
+		opts = append(opts, namedOption{"reachability", p2p.WithReachability(v)})
 	}
 	if c.IsSet("dht-mode") {
 		v := c.String("dht-mode")
