@@ -8,8 +8,8 @@ import (
 	"time"
 
 	ds "github.com/ipfs/go-datastore"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
