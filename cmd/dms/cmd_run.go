@@ -44,6 +44,7 @@ func (e *env) runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "local", Usage: "run as a node of a test network on this machine: loopback addresses, DHT server, short timeouts, no machine monitor"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9464 (default: off; a loopback address unless --metrics-allow-remote)"},
 			&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "let --metrics listen on an address other hosts can reach (the metrics name peers and jobs)"},
+			&cli.StringFlag{Name: "dashboard", Value: "127.0.0.1:0", Usage: "serve the web dashboard on this loopback `HOST:PORT` (port 0 picks one; dms dashboard prints its URL), or off"},
 			&cli.BoolFlag{Name: "relay-service", Usage: "act as a circuit relay for nodes behind NAT (opt-in: costs bandwidth); only on a node others can dial, which it then declares publicly reachable"},
 			&cli.StringFlag{Name: "reachability", Usage: "override AutoNAT: auto, public or private (private: behind a NAT, reserve a relay slot on the bootstrap peers at once)"},
 		},
@@ -134,6 +135,19 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		fmt.Fprintf(e.stdout, "listening on: %s\n", a)
 	}
 	fmt.Fprintf(e.stdout, "control socket: %s\n", h.SocketPath())
+	if v := c.String("dashboard"); v != "off" && v != "" {
+		d, err := api.StartDashboard(v, srv.Handler())
+		if err != nil {
+			return badValue("dashboard", v, err)
+		}
+		srv.SetDashboard(d)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			err = errors.Join(err, d.Close(ctx))
+		}()
+		fmt.Fprintf(e.stdout, "dashboard: %s\n", d.URL())
+	}
 	if metricsLn != nil {
 		fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", metricsLn.Addr())
 		served := make(chan error, 1)
