@@ -94,17 +94,18 @@ func (e *env) app() *cli.App {
 	cmds := []*cli.Command{e.initCommand(), e.onboardCommand(), e.offboardCommand(), e.capabilityCommand(), e.benchmarkCommand(), e.versionCommand()}
 	cmds = append(cmds, e.meshCommands()...)
 	cmds = append(cmds, e.jobCommands()...)
-	cmds = append(cmds, e.benchCommand())
-	names := make([]string, 0, len(cmds))
+	cmds = append(cmds, e.benchCommand(), e.completionCommand())
 	for _, c := range cmds {
-		names = append(names, c.Name)
 		c.Flags = append(c.Flags, globalFlags(false)...)
 		c.OnUsageError = onUsage
 		if c.Before == nil { // a command group (dms job) checks its subcommands' arguments itself
 			c.Before = e.before
 		}
-		c.HideHelpCommand = true
+		// Groups keep "help" (dms job help); leaf commands have --help.
+		c.HideHelpCommand = len(c.Subcommands) == 0
 	}
+	setUsage("dms", cmds)
+	v, _ := buildVersion()
 	return &cli.App{
 		Name:  "dms",
 		Usage: "the device management service: make this machine a node of a peer-to-peer compute mesh",
@@ -113,17 +114,18 @@ func (e *env) app() *cli.App {
 			"Try it on one machine: dms demo. Run a node: dms init, dms onboard, dms run.\n\n" +
 			"Settings come from, highest first: flags, DMS_* environment variables, the config file\n" +
 			"in the home, built-in defaults. Exit status: 0 done, 1 failed, 2 wrong usage.",
-		Flags:           globalFlags(true),
-		Commands:        cmds,
-		HideVersion:     true,
-		HideHelpCommand: true,
+		UsageText:            "dms [--home DIR] [--log-level LEVEL] [--log-format text|json] COMMAND [options]",
+		Flags:                globalFlags(true),
+		Commands:             cmds,
+		Version:              v,
+		EnableBashCompletion: true,
 		Writer:          e.stdout,
 		ErrWriter:       e.stderr,
 		OnUsageError:    onUsage,
 		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the exit status
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("unknown command %q; commands: %s", c.Args().First(), strings.Join(names, ", "))
+				return usagef("unknown command %q; commands: %s", c.Args().First(), commandNames(c.App.Commands))
 			}
 			return cli.ShowAppHelp(c)
 		},

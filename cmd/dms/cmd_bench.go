@@ -28,7 +28,7 @@ func (e *env) benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "jobs", Value: 200, Usage: "how many jobs to submit"},
 			&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "how many submitters at once, each on its own node"},
 			&cli.IntFlag{Name: "floor-samples", Value: 50, Usage: "how many gossip messages measure the floor"},
-			&cli.IntFlag{Name: "procs", Usage: "also start this many separate `dms run` processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
+			&cli.IntFlag{Name: "procs", Usage: "also start this many separate dms run processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
 			&cli.DurationFlag{Name: "procs-window", Value: 10 * time.Second, Usage: "how long the idle processes are sampled"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the jobs phase to `FILE` (go tool pprof reads it)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
