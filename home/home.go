@@ -248,7 +248,9 @@ var ErrBadConfig = errors.New("bad configuration")
 // ErrBadConfig) holds for it.
 type ConfigError struct{ err error }
 
-func (e *ConfigError) Error() string        { return e.err.Error() + " (fix it in the config file or the environment)" }
+func (e *ConfigError) Error() string {
+	return e.err.Error() + " (fix it in the config file or the environment)"
+}
 func (e *ConfigError) Unwrap() error        { return e.err }
 func (e *ConfigError) Is(target error) bool { return target == ErrBadConfig }
 

@@ -119,10 +119,10 @@ func (e *env) app() *cli.App {
 		Commands:             cmds,
 		Version:              v,
 		EnableBashCompletion: true,
-		Writer:          e.stdout,
-		ErrWriter:       e.stderr,
-		OnUsageError:    onUsage,
-		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the exit status
+		Writer:               e.stdout,
+		ErrWriter:            e.stderr,
+		OnUsageError:         onUsage,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run decides the exit status
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usagef("unknown command %q; commands: %s", c.Args().First(), commandNames(c.App.Commands))
