@@ -281,6 +281,9 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	if rec.Nodes[0], err = p.waitReady(ctx); err != nil {
 		return nil, err
 	}
+	if err := recordNetwork(rec); err != nil {
+		return nil, err
+	}
 	if len(rec.Nodes) > 1 {
 		progress(opts.Progress, "Starting %s to %s, bootstrapping from %s", rec.Nodes[1].Name, rec.Nodes[len(rec.Nodes)-1].Name, rec.Nodes[0].Name)
 	}
@@ -309,6 +312,38 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	}
 	rec.UpPID = 0
 	return rec, rec.write()
+}
+
+// recordNetwork writes the network into every home's config: its ID, its
+// swarm key, node-0's address as the others' bootstrap peer and as node-0's
+// own listen address (the port it was given), so that a plain dms run on
+// any of the homes later rejoins this network rather than the default one.
+func recordNetwork(rec *Record) error {
+	var listen string
+	for _, a := range rec.Nodes[0].Addrs {
+		if t, _, ok := strings.Cut(a, "/p2p/"); ok && strings.Contains(t, "/tcp/") {
+			listen = t
+			break
+		}
+	}
+	for i, n := range rec.Nodes {
+		h, err := home.Open(n.Home)
+		if err != nil {
+			return err
+		}
+		kv := map[string]string{"network": rec.Network, "swarm_key": rec.SwarmKey}
+		if i == 0 {
+			if listen != "" {
+				kv["listen"] = listen
+			}
+		} else {
+			kv["bootstrap"] = strings.Join(rec.Nodes[0].Addrs, ", ")
+		}
+		if err := h.SetConfig(kv); err != nil {
+			return fmt.Errorf("%s: record the network in its config: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 // claimTestnetDir makes sure no test network runs in dir and claims it by
