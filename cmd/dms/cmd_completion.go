@@ -10,8 +10,9 @@ import (
 // The shell scripts ask dms itself for the candidates: urfave/cli answers
 // `dms ... --generate-bash-completion` with the commands and flags that fit
 // there (EnableBashCompletion). They follow urfave/cli's own
-// autocomplete/bash_autocomplete and zsh_autocomplete; fish gets the
-// static script cli generates from the command tree.
+// autocomplete/bash_autocomplete and zsh_autocomplete, and fish's does the
+// same (cli's static ToFishCompletion recurses forever once the help
+// command has been set up twice in one process, as tests do).
 const bashCompletion = `# dms completion for bash: source <(dms completion bash)
 _dms_complete() {
   local cur opts
@@ -48,6 +49,19 @@ _dms() {
 if [ "$funcstack[1]" = "_dms" ]; then _dms "$@"; else compdef _dms dms; fi
 `
 
+const fishCompletion = `# dms completion for fish: dms completion fish | source
+function __dms_complete
+    set -l args (commandline -opc)
+    set -l cur (commandline -ct)
+    if string match -q -- '-*' $cur
+        $args $cur --generate-bash-completion 2>/dev/null
+    else
+        $args --generate-bash-completion 2>/dev/null
+    end
+end
+complete -c dms -f -a '(__dms_complete)'
+`
+
 func (e *env) completionCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "completion",
@@ -68,11 +82,7 @@ func (e *env) completionCommand() *cli.Command {
 			case "zsh":
 				fmt.Fprint(e.stdout, zshCompletion)
 			case "fish":
-				script, err := c.App.ToFishCompletion()
-				if err != nil {
-					return fmt.Errorf("fish completion: %w", err)
-				}
-				fmt.Fprint(e.stdout, script)
+				fmt.Fprint(e.stdout, fishCompletion)
 			default:
 				return usagef("unknown shell %q: want bash, zsh or fish", shell)
 			}
