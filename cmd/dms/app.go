@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -70,6 +71,8 @@ func globalFlags(withEnv bool) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: dir, EnvVars: envs("DMS_HOME")},
 		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
+		&cli.StringFlag{Name: "remote", Usage: "manage the node whose remote control listener (dms run --control-listen) is at `HOST:PORT`, instead of the one on --home", EnvVars: envs("DMS_REMOTE")},
+		&cli.StringFlag{Name: "token-file", Usage: "the token `FILE` for --remote, mode 0600 (default: HOME/" + api.TokenFile + ")", EnvVars: envs("DMS_TOKEN_FILE")},
 		&cli.StringFlag{Name: "log-format", Usage: "how logs are written to stderr: text (key=value) or json (one object per line)", EnvVars: envs("DMS_LOG_FORMAT")},
 	}
 }
@@ -185,6 +188,9 @@ func (e *env) openHome(c *cli.Context) (home.Home, home.Settings, error) {
 
 // controller is the home's offer, through its running node if one runs.
 func (e *env) controller(c *cli.Context) (api.Controller, error) {
+	if _, ok := global(c, "remote"); ok {
+		return e.client(c)
+	}
 	h, s, err := e.openHome(c)
 	if err != nil {
 		return nil, err
@@ -197,6 +203,9 @@ func (e *env) controller(c *cli.Context) (api.Controller, error) {
 // hint to run dms init instead (exit 2).
 func (e *env) client(c *cli.Context) (*api.Client, error) {
 	dir, _ := global(c, "home")
+	if addr, ok := global(c, "remote"); ok {
+		return remoteClient(c, addr, dir)
+	}
 	cl, err := api.Dial(c.Context, dir)
 	if err == nil {
 		return cl, nil
@@ -232,4 +241,18 @@ func rewriteFlagError(msg string) string {
 // closeController closes ctl, keeping the first error.
 func closeController(ctl api.Controller, err *error) {
 	*err = errors.Join(*err, ctl.Close())
+}
+
+// remoteClient connects to a node's remote control listener with the token
+// of --token-file (default: the one in the home named by --home).
+func remoteClient(c *cli.Context, addr, dir string) (*api.Client, error) {
+	path, set := global(c, "token-file")
+	if !set {
+		path = filepath.Join(dir, api.TokenFile)
+	}
+	tok, err := api.LoadToken(path)
+	if err != nil {
+		return nil, &usageError{msg: "--token-file: " + err.Error(), err: err}
+	}
+	return api.DialRemote(c.Context, addr, tok)
 }

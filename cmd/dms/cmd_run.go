@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -25,7 +26,7 @@ func (e *env) runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "start the node: join the mesh, bid for jobs when onboarded, serve the other commands",
-		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local] [--metrics HOST:PORT [--metrics-allow-remote]] [--relay-service] [--reachability auto|public|private]",
+		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local] [--metrics HOST:PORT [--metrics-allow-remote]] [--dashboard HOST:PORT|off] [--relay-service] [--reachability auto|public|private] [--control-listen HOST:PORT [--control-token-file FILE]]",
 		Description: "Starts the node on the home and runs until interrupted (SIGINT or SIGTERM), then stops\n" +
 			"cleanly. It joins the network, finds peers through the bootstrap peers and the DHT, and,\n" +
 			"once onboarded, bids for the jobs peers broadcast; any node can submit jobs. While it runs,\n" +
@@ -47,6 +48,8 @@ func (e *env) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "dashboard", Value: "127.0.0.1:0", Usage: "serve the web dashboard on this loopback `HOST:PORT` (port 0 picks one; dms dashboard prints its URL), or off"},
 			&cli.BoolFlag{Name: "relay-service", Usage: "act as a circuit relay for nodes behind NAT (opt-in: costs bandwidth); only on a node others can dial, which it then declares publicly reachable"},
 			&cli.StringFlag{Name: "reachability", Usage: "override AutoNAT: auto, public or private (private: behind a NAT, reserve a relay slot on the bootstrap peers at once)"},
+			&cli.StringFlag{Name: "control-listen", Usage: "also serve the control API on TCP `HOST:PORT`, for remote management (dms --remote HOST:PORT --token-file FILE ...); every call needs the token; plain HTTP, so use a trusted network, an SSH tunnel or a TLS proxy (default: off)"},
+			&cli.StringFlag{Name: "control-token-file", Usage: "the token `FILE` of --control-listen, mode 0600 (a file others can read is refused); created with a random token when missing (default: HOME/" + api.TokenFile + ")"},
 		},
 		Action: e.runNode,
 	}
@@ -73,6 +76,13 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	}
 	if metricsLn != nil {
 		defer metricsLn.Close()
+	}
+	remoteLn, token, tokenPath, created, err := listenRemote(c, h)
+	if err != nil {
+		return err
+	}
+	if remoteLn != nil {
+		defer remoteLn.Close()
 	}
 
 	// The datastore first: it is the home's lock, so a second node on the
@@ -154,6 +164,15 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		go func() { served <- api.ServeOperators(c.Context, metricsLn, n, e.log) }()
 		defer func() { err = errors.Join(err, <-served) }()
 	}
+	if remoteLn != nil {
+		fmt.Fprintf(e.stdout, "remote control: http://%s (token in %s)\n", remoteLn.Addr(), tokenPath)
+		if created {
+			fmt.Fprintf(e.stderr, "Created the control token %s (0600): copy it to the managing machine and use dms --remote %s --token-file FILE.\n", tokenPath, remoteLn.Addr())
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.ServeRemote(c.Context, remoteLn, token, e.log) }()
+		defer func() { err = errors.Join(err, <-served) }()
+	}
 	if len(settings.Bootstrap) == 0 {
 		fmt.Fprintf(e.stderr, "No bootstrap peers: this node starts a network of its own (%q) and waits for others to dial it. "+
 			"To join an existing network, run dms run --bootstrap MULTIADDR (a peer's address ending in /p2p/<peer ID>), "+
@@ -192,6 +211,34 @@ func listenMetrics(c *cli.Context) (net.Listener, error) {
 		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// listenRemote opens the --control-listen listener with its token, read
+// from --control-token-file (created when missing).
+func listenRemote(c *cli.Context, h home.Home) (ln net.Listener, token, path string, created bool, err error) {
+	addr := c.String("control-listen")
+	if addr == "" {
+		if c.IsSet("control-token-file") {
+			return nil, "", "", false, usagef("--control-token-file is the token of --control-listen, which is not given")
+		}
+		return nil, "", "", false, nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, "", "", false, badValue("control-listen", addr, fmt.Errorf("want HOST:PORT, e.g. 0.0.0.0:7464"))
+	}
+	path = filepath.Join(h.Dir, api.TokenFile)
+	if c.IsSet("control-token-file") {
+		if path, err = filepath.Abs(c.String("control-token-file")); err != nil {
+			return nil, "", "", false, err
+		}
+	}
+	if token, created, err = api.EnsureToken(path); err != nil {
+		return nil, "", "", false, &usageError{msg: "--control-token-file: " + err.Error(), err: err}
+	}
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, "", "", false, fmt.Errorf("--control-listen %s: %w", addr, err)
+	}
+	return ln, token, path, created, nil
 }
 
 // applyRunFlags puts the flags over the settings (which already hold the
