@@ -17,6 +17,7 @@ import (
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/testnet"
@@ -66,7 +67,7 @@ func TestDashboardInChromium(t *testing.T) {
 	n := ln.Nodes[0]
 	rec, err := n.SubmitJob(ctx, orchestrator.Submission{Job: orchestrator.JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: 16 * capability.MiB},
-		Duration:     10 * time.Second, Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
+		Duration:     seconds.Duration(10 * time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
 	}}, nil)
 	if err != nil || rec.State != node.JobCompleted {
 		t.Fatalf("job: %+v, %v", rec, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
@@ -89,7 +90,7 @@ func (s *Server) routes() {
 		return OffboardResponse{Home: s.home, Report: rep}, err
 	})
 	stream(s, "POST "+PathBenchmark, func(ctx context.Context, req BenchmarkRequest, send func(resources.Progress)) (BenchmarkResponse, error) {
-		b, err := n.BenchmarkCapability(ctx, req.Duration, send)
+		b, err := n.BenchmarkCapability(ctx, req.Duration.Std(), send)
 		return BenchmarkResponse{Home: s.home, Benchmark: b, Registered: n.RegisteredCapability()}, err
 	})
 
@@ -128,11 +129,11 @@ func MetricsHandler(n *node.Node) http.Handler {
 
 // Health is what GET /healthz says.
 type Health struct {
-	Status     string  `json:"status"` // "ok" or "stopping"
-	PeerID     string  `json:"peer_id"`
-	Peers      int     `json:"peers"`
-	TopicPeers int     `json:"topic_peers"`
-	UptimeS    float64 `json:"uptime_s"`
+	Status     string           `json:"status"` // "ok" or "stopping"
+	PeerID     string           `json:"peer_id"`
+	Peers      int              `json:"peers"`
+	TopicPeers int              `json:"topic_peers"`
+	Uptime     seconds.Duration `json:"uptime"`
 }
 
 // HealthHandler answers supervisors: 200 and "ok" while the node runs, 503
@@ -141,7 +142,7 @@ type Health struct {
 func HealthHandler(n *node.Node) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		st := n.Status()
-		h := Health{Status: "ok", PeerID: st.ID.String(), Peers: st.Peers, TopicPeers: st.TopicPeers, UptimeS: st.Uptime.Seconds()}
+		h := Health{Status: "ok", PeerID: st.ID.String(), Peers: st.Peers, TopicPeers: st.TopicPeers, Uptime: st.Uptime}
 		code := http.StatusOK
 		if n.Stopping() {
 			h.Status, code = "stopping", http.StatusServiceUnavailable

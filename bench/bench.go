@@ -23,6 +23,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/testnet"
@@ -59,10 +60,10 @@ func (c *Config) Validate() error {
 
 // Percentiles of a distribution of durations.
 type Percentiles struct {
-	P50 time.Duration `json:"p50"`
-	P95 time.Duration `json:"p95"`
-	P99 time.Duration `json:"p99"`
-	N   int           `json:"n"`
+	P50 seconds.Duration `json:"p50"`
+	P95 seconds.Duration `json:"p95"`
+	P99 seconds.Duration `json:"p99"`
+	N   int              `json:"n"`
 }
 
 func percentiles(d []time.Duration) Percentiles {
@@ -72,7 +73,7 @@ func percentiles(d []time.Duration) Percentiles {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	at := func(q float64) time.Duration { return s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)] }
-	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), N: len(s)}
+	return Percentiles{P50: seconds.Duration(at(0.50)), P95: seconds.Duration(at(0.95)), P99: seconds.Duration(at(0.99)), N: len(s)}
 }
 
 // Report is one bench run.
@@ -82,7 +83,7 @@ type Report struct {
 	Concurrency int `json:"concurrency"`
 	Cores       int `json:"cores"`
 
-	Startup time.Duration `json:"startup"` // N nodes up and meshed
+	Startup seconds.Duration `json:"startup"` // N nodes up and meshed
 	// Floor: one bid request reaching every node.
 	Floor Percentiles `json:"floor"`
 	// FloorIncomplete counts probes that had not reached every node after
@@ -96,18 +97,18 @@ type Report struct {
 	DoneVsFloor     float64     `json:"done_vs_floor"`
 	// Phases: the median time from submission to each step, showing where
 	// submit-to-running goes.
-	Phases map[string]time.Duration `json:"phases_p50"`
+	Phases map[string]seconds.Duration `json:"phases_p50"`
 	// Throughput with Concurrency submitters on different nodes.
 	JobsPerSecond float64 `json:"jobs_per_second"`
 	Completed     int     `json:"completed"`
 	Failed        int     `json:"failed"`
 	FirstError    string  `json:"first_error,omitempty"`
 	// Join: a fresh node starting until it hears its first bid request.
-	Join time.Duration `json:"join"`
+	Join seconds.Duration `json:"join"`
 	// Settle is how long start-up work took to die down after the mesh
 	// formed; IdleCPU is then the whole network's CPU use, in cores.
-	Settle  time.Duration `json:"settle"`
-	IdleCPU float64       `json:"idle_cpu_cores"`
+	Settle  seconds.Duration `json:"settle"`
+	IdleCPU float64          `json:"idle_cpu_cores"`
 	// HeapPerNode: Go heap in use divided by the node count, after GC.
 	HeapPerNode uint64 `json:"heap_per_node"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
@@ -148,13 +149,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("start network: %w", err)
 	}
 	defer ln.Close()
-	rep.Startup = time.Since(start)
+	rep.Startup = seconds.Duration(time.Since(start))
 
 	// Nodes that just started are busy: DHT walks, rendezvous, dials, mesh
 	// grafting. A real mesh is mostly old nodes, so the figures are taken
 	// once the start-up work has died down, and the idle cost is reported.
 	say("waiting for start-up work to settle")
-	rep.Settle, rep.IdleCPU = settle(ctx, 3*time.Second, 45*time.Second)
+	settled, idle := settle(ctx, 3*time.Second, 45*time.Second)
+	rep.Settle, rep.IdleCPU = seconds.Duration(settled), idle
 
 	runtime.GC()
 	var ms runtime.MemStats
@@ -187,9 +189,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	say("measuring join time")
-	if rep.Join, err = measureJoin(ctx, ln, obs, cfg.Logger); err != nil {
+	join, err := measureJoin(ctx, ln, obs, cfg.Logger)
+	if err != nil {
 		return nil, err
 	}
+	rep.Join = seconds.Duration(join)
 	return rep, nil
 }
 
@@ -358,7 +362,7 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 			for next.Add(1) <= int64(cfg.Jobs) {
 				sub := orchestrator.Submission{Job: orchestrator.JobSpec{
 					Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: 16 * capability.MiB},
-					Duration:     10 * time.Second, Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
+					Duration:     seconds.Duration(10 * time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
 				}}
 				t0 := time.Now()
 				var tRun time.Duration
@@ -404,7 +408,7 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 	wall := time.Since(start)
 	rep.Completed, rep.Failed, rep.FirstError = completed, fails, firstErr
 	rep.SubmitToRunning, rep.SubmitToDone = percentiles(running), percentiles(done)
-	rep.Phases = map[string]time.Duration{}
+	rep.Phases = map[string]seconds.Duration{}
 	for i, name := range phaseNames {
 		rep.Phases[name] = percentiles(phases[i]).P50
 	}

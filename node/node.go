@@ -29,6 +29,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
@@ -294,7 +295,7 @@ func (n *Node) Machine() resources.Machine { return n.machine }
 
 // PeerInfo is one peer the node holds a connection to.
 type PeerInfo struct {
-	ID peer.ID `json:"id"`
+	ID peer.ID `json:"peer_id"`
 	// Addrs are the remote ends of our connections to it.
 	Addrs []string `json:"addrs"`
 	// Direction says who dialled the oldest connection: "inbound" (the
@@ -304,7 +305,7 @@ type PeerInfo struct {
 	// hears our jobs and we hear its.
 	OnTopic bool `json:"on_topic"`
 	// Latency is libp2p's moving average of ping times; 0 if none yet.
-	Latency time.Duration `json:"latency,omitempty"`
+	Latency seconds.Duration `json:"latency,omitempty"`
 }
 
 // Peers lists the connected peers, by ID.
@@ -316,7 +317,7 @@ func (n *Node) Peers() []PeerInfo {
 	lh := n.host.Libp2p()
 	out := []PeerInfo{}
 	for _, p := range n.host.Peers() {
-		info := PeerInfo{ID: p, OnTopic: onTopic[p], Latency: lh.Peerstore().LatencyEWMA(p)}
+		info := PeerInfo{ID: p, OnTopic: onTopic[p], Latency: seconds.Duration(lh.Peerstore().LatencyEWMA(p))}
 		conns := lh.Network().ConnsToPeer(p)
 		slices.SortFunc(conns, func(a, b network.Conn) int { return a.Stat().Opened.Compare(b.Stat().Opened) })
 		for i, c := range conns {
@@ -361,7 +362,7 @@ func (n *Node) Probe(ctx context.Context, jobID string) error {
 
 // Status summarises the node for `dms status`.
 type Status struct {
-	ID          peer.ID               `json:"id"`
+	ID          peer.ID               `json:"peer_id"`
 	Network     string                `json:"network"`
 	Addrs       []string              `json:"addrs"`
 	Peers       int                   `json:"peers"`
@@ -371,7 +372,7 @@ type Status struct {
 	Available   capability.Capability `json:"available"`
 	Allocations int                   `json:"allocations_running"`
 	Jobs        int                   `json:"jobs_in_flight"`
-	Uptime      time.Duration         `json:"uptime"`
+	Uptime      seconds.Duration      `json:"uptime"`
 	// Bootstrap is how many bootstrap peers the node was started with; 0
 	// means it started a network of its own and waits to be dialled.
 	Bootstrap int `json:"bootstrap_peers"`
@@ -381,7 +382,7 @@ type Status struct {
 func (n *Node) Status() Status {
 	s := Status{
 		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
-		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: time.Since(n.started),
+		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: seconds.Duration(time.Since(n.started)),
 		Bootstrap: len(n.host.Bootstrap()),
 	}
 	for _, a := range n.host.Addrs() {

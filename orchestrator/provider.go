@@ -264,7 +264,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		}
 		available, price, score = p.backend.Offer() // Hold below re-checks the fit
 	}
-	quote := price.Quote(req.Requirements, req.Duration)
+	quote := price.Quote(req.Requirements, req.Duration.Std())
 	if req.MaxPrice != nil && quote > *req.MaxPrice {
 		return fmt.Errorf("quote %v over max price %v", quote, *req.MaxPrice)
 	}

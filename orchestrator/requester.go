@@ -222,7 +222,7 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	if len(sub.Inputs) > MaxInputSize {
 		return nil, invalid("inputs of %d bytes: at most %d", len(sub.Inputs), MaxInputSize)
 	}
-	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration + 10*time.Minute}
+	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration.Std() + 10*time.Minute}
 	defer st.unshare()
 	var lastErr error
 	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {

@@ -117,7 +117,7 @@ func (e *env) app() *cli.App {
 			"Try it on one machine: dms demo. Run a node: dms init, dms onboard, dms run.\n\n" +
 			"Settings come from, highest first: flags, DMS_* environment variables, the config file\n" +
 			"in the home, built-in defaults. Exit status: 0 done, 1 failed, 2 wrong usage.",
-		UsageText:            "dms [--home DIR] [--log-level LEVEL] [--log-format text|json] COMMAND [options]",
+		UsageText:            "dms [--home DIR | --remote HOST:PORT [--token-file FILE]] [--log-level LEVEL] [--log-format text|json] COMMAND [options]",
 		Flags:                globalFlags(true),
 		Commands:             cmds,
 		Version:              v,
@@ -210,8 +210,16 @@ func (e *env) client(c *cli.Context) (*api.Client, error) {
 	if err == nil {
 		return cl, nil
 	}
-	if _, herr := home.Open(dir); errors.Is(herr, home.ErrNotInitialized) {
+	h, herr := home.Open(dir)
+	if errors.Is(herr, home.ErrNotInitialized) {
 		return nil, herr
+	}
+	if herr == nil && errors.Is(err, api.ErrNoNode) {
+		// No node runs: a config that does not load is why dms run would
+		// fail too, so say that first.
+		if _, serr := h.Settings(os.Getenv); serr != nil {
+			return nil, fmt.Errorf("%w, and its %w", err, serr)
+		}
 	}
 	return nil, err
 }

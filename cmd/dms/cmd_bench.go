@@ -80,7 +80,7 @@ func (e *env) benchCommand() *cli.Command {
 			}
 			printBench(e.stdout, rep)
 			if procs != nil {
-				fmt.Fprintf(e.stdout, "\n%d separate `dms run` processes, idle, sampled for %s after start-up (%s):\n", procs.Nodes, procs.Window, ms(procs.Startup))
+				fmt.Fprintf(e.stdout, "\n%d separate `dms run` processes, idle, sampled for %s after start-up (%s):\n", procs.Nodes, procs.Window, ms(procs.Startup.Std()))
 				fmt.Fprintf(e.stdout, "  resident memory per process  mean %.1f MiB, max %.1f MiB\n", float64(procs.RSSMean)/(1<<20), float64(procs.RSSMax)/(1<<20))
 				fmt.Fprintf(e.stdout, "  CPU per process              mean %.2f%%, max %.2f%% of one core\n", procs.CPUMean, procs.CPUMax)
 			}
@@ -94,7 +94,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 func printBench(w io.Writer, r *bench.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(name string, q bench.Percentiles) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(n=%d)\n", name, ms(q.P50), ms(q.P95), ms(q.P99), q.N)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(n=%d)\n", name, ms(q.P50.Std()), ms(q.P95.Std()), ms(q.P99.Std()), q.N)
 	}
 	fmt.Fprintf(tw, "dms bench: %d nodes, %d jobs, %d concurrent submitters, %d cores\n\n", r.Nodes, r.Jobs, r.Concurrency, r.Cores)
 	fmt.Fprintf(tw, "latency\tp50\tp95\tp99\t\n")
@@ -108,15 +108,15 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "submit to running / floor p50\t%.2fx\t\t\t\n", r.RunningVsFloor)
 	fmt.Fprintf(tw, "submit to done / floor p50\t%.2fx\t\t\t\n", r.DoneVsFloor)
 	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
-	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join))
-	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup))
-	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
+	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join.Std()))
+	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup.Std()))
+	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle.Std()), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
 	fmt.Fprintf(tw, "Go heap in use per node\t%.2f MiB\t\t\t\n", float64(r.HeapPerNode)/(1<<20))
 	fmt.Fprintf(tw, "bids received per job (requester)\t%.2f\t\t\t\n", r.BidsReceivedPerJob)
 	fmt.Fprintf(tw, "bid messages sent per job (mesh)\t%.2f\t\t\t\n", r.BidsSentPerJob)
 	tw.Flush()
 	fmt.Fprintf(w, "\nwhere submit to running goes (p50 from submission): published %s, first bid %s, bidding closed %s, accepted %s\n",
-		ms(r.Phases["published"]), ms(r.Phases["first bid"]), ms(r.Phases["bidding closed"]), ms(r.Phases["accepted"]))
+		ms(r.Phases["published"].Std()), ms(r.Phases["first bid"].Std()), ms(r.Phases["bidding closed"].Std()), ms(r.Phases["accepted"].Std()))
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "\nfirst failure: %s\n", r.FirstError)
 	}
