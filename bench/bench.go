@@ -38,6 +38,9 @@ type Config struct {
 	FloorSamples int
 	// JobsProfile, if set, receives a CPU profile of the jobs phase alone.
 	JobsProfile io.Writer
+	// OnNetwork, if set, is given the network's nodes once they are up
+	// (dms bench --metrics serves their metrics; see MeshGatherer).
+	OnNetwork func(nodes []*node.Node)
 	// Progress, if set, is told what the bench is doing.
 	Progress func(string)
 	Logger   *slog.Logger
@@ -147,6 +150,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start network: %w", err)
+	}
+	if cfg.OnNetwork != nil {
+		cfg.OnNetwork(ln.Nodes)
 	}
 	defer ln.Close()
 	rep.Startup = seconds.Duration(time.Since(start))

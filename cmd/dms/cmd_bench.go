@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/bench"
+	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/testnet"
 )
 
@@ -31,6 +35,7 @@ func (e *env) benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "procs", Usage: "also start this many separate dms run processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
 			&cli.DurationFlag{Name: "procs-window", Value: 10 * time.Second, Usage: "how long the idle processes are sampled"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the jobs phase to `FILE` (go tool pprof reads it)"},
+			&cli.StringFlag{Name: "metrics", Usage: "while it runs, serve every node's Prometheus metrics (labelled node=\"N\") on /metrics at loopback `HOST:PORT`, e.g. 127.0.0.1:9464"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -58,6 +63,28 @@ func (e *env) benchCommand() *cli.Command {
 				}
 				defer f.Close()
 				cfg.JobsProfile = f
+			}
+			metricsLn, err := listenMetrics(c)
+			if err != nil {
+				return err
+			}
+			if metricsLn != nil {
+				var mesh atomic.Pointer[http.Handler]
+				cfg.OnNetwork = func(nodes []*node.Node) {
+					h := promhttp.HandlerFor(bench.MeshGatherer(nodes), promhttp.HandlerOpts{})
+					mesh.Store(&h)
+				}
+				srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					h := mesh.Load()
+					if r.URL.Path != "/metrics" || h == nil {
+						http.Error(w, "the bench's network is starting; its metrics are on /metrics once it is up", http.StatusServiceUnavailable)
+						return
+					}
+					(*h).ServeHTTP(w, r)
+				})}
+				go func() { _ = srv.Serve(metricsLn) }()
+				defer srv.Close()
+				fmt.Fprintf(e.stderr, "bench: metrics on http://%s/metrics\n", metricsLn.Addr())
 			}
 			rep, err := bench.Run(c.Context, cfg)
 			if err != nil {
