@@ -41,7 +41,7 @@ func headless(t *testing.T, bin, url string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000", "--window-size=1280,900"}
+		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000", "--window-size=1280,1400"}
 	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -33,7 +33,7 @@ async function refresh() {
     fill("jobs", js.map(j => { const r = row([el("code", j.id), state(j.state), new Date(j.submitted).toLocaleTimeString(), short(j.provider), j.result ? j.result.exit_code : ""], "job" + (j.id === selected ? " selected" : "")); r.onclick = () => { selected = j.id; refresh(); }; return r; }), "no jobs yet");
     if (!selected && js.length) selected = js[0].id;
     if (selected) await showJob(selected);
-    fill("allocs", (allocs.allocations || []).map(a => row([el("code", a.id), short(a.job_id), state(a.state), short(a.requester), JSON.stringify(a.capability ? { cpu: cores(a.capability), memory: bytes(a.capability.memory) } : {})])), "no allocations");
+    fill("allocs", (allocs.allocations || []).map(a => row([el("code", a.id), short(a.job_id), state(a.state), short(a.requester), a.capability ? "cpu " + cores(a.capability) + ", memory " + bytes(a.capability.memory) : ""])), "no allocations");
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
     document.getElementById("updated").textContent = "cannot reach the node: " + e.message;
