@@ -10,6 +10,7 @@ import (
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
@@ -69,7 +70,7 @@ func TestAPIOverARunningNode(t *testing.T) {
 	// A job that runs until stopped, followed through the requester's API.
 	job := api.SubmitJobRequest{Job: orchestrator.JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: capability.GiB},
-		Duration:     time.Minute, Executor: orchestrator.ExecutorWasm, Module: examples.HelloWasm, Args: []string{"-n", "300000000"},
+		Duration:     seconds.Duration(time.Minute), Executor: orchestrator.ExecutorWasm, Module: examples.HelloWasm, Args: []string{"-n", "300000000"},
 	}}
 	running := make(chan struct{})
 	ended := make(chan error, 1)

@@ -8,10 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/dms-project/dms/home"
@@ -42,12 +47,33 @@ func Dial(ctx context.Context, dir string) (*Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn, err := d.DialContext(dctx, "unix", path)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("%w: %s: the home belongs to another user (%s); run dms as that user, or pass --home with a home of your own", ErrPermission, path, owner(dir))
+	}
 	if err != nil {
 		// No socket, or one a crashed node left that nobody answers on.
 		return nil, fmt.Errorf("%w on %s (start one with: dms --home %s run)", ErrNoNode, dir, home.ShellQuote(dir))
 	}
 	conn.Close()
 	return c, nil
+}
+
+// ErrPermission: the home or its socket belongs to someone else.
+var ErrPermission = errors.New("permission denied")
+
+// owner names the user that owns dir, for the permission message.
+func owner(dir string) string {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return "unknown owner"
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if u, err := user.LookupId(strconv.Itoa(int(sys.Uid))); err == nil {
+			return "owner " + u.Username
+		}
+		return fmt.Sprintf("owner uid %d", sys.Uid)
+	}
+	return "unknown owner"
 }
 
 // Home is the home of the node the client talks to.

@@ -41,6 +41,7 @@ var codes = []struct {
 	{"home_in_use", resources.ErrHomeInUse, http.StatusConflict},
 	{"not_initialized", home.ErrNotInitialized, http.StatusConflict},
 	{"node_stopping", node.ErrStopping, http.StatusServiceUnavailable},
+	{"unauthorized", ErrUnauthorized, http.StatusUnauthorized},
 }
 
 // wireError is the body of a failed call. Offer and Missing carry the

@@ -165,7 +165,7 @@ func (o *Offline) Capability(ctx context.Context, req CapabilityRequest) (resp C
 func (o *Offline) Benchmark(ctx context.Context, req BenchmarkRequest, progress func(resources.Progress)) (resp BenchmarkResponse, err error) {
 	resp.Home = o.Home.Dir
 	err = o.Use(ctx, nil, func(ob *onboarding.Onboarder, l *resources.Ledger) error {
-		resp.Benchmark, err = ob.Benchmark(ctx, req.Duration, progress)
+		resp.Benchmark, err = ob.Benchmark(ctx, req.Duration.Std(), progress)
 		resp.Registered = l.Registered()
 		return err
 	})

@@ -15,8 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/home"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
@@ -87,7 +90,7 @@ func (s *Server) routes() {
 		return OffboardResponse{Home: s.home, Report: rep}, err
 	})
 	stream(s, "POST "+PathBenchmark, func(ctx context.Context, req BenchmarkRequest, send func(resources.Progress)) (BenchmarkResponse, error) {
-		b, err := n.BenchmarkCapability(ctx, req.Duration, send)
+		b, err := n.BenchmarkCapability(ctx, req.Duration.Std(), send)
 		return BenchmarkResponse{Home: s.home, Benchmark: b, Registered: n.RegisteredCapability()}, err
 	})
 
@@ -115,6 +118,62 @@ func (s *Server) routes() {
 	get(s, PathAllocations, func(*http.Request) (AllocationsResponse, error) {
 		return AllocationsResponse{Allocations: n.Allocations()}, nil
 	})
+	s.mux.Handle("GET "+PathMetrics, MetricsHandler(n))
+	s.mux.Handle("GET "+PathHealth, HealthHandler(n))
+}
+
+// MetricsHandler serves the node's metrics in Prometheus's text format.
+func MetricsHandler(n *node.Node) http.Handler {
+	return promhttp.HandlerFor(n.Metrics(), promhttp.HandlerOpts{})
+}
+
+// Health is what GET /healthz says.
+type Health struct {
+	Status     string           `json:"status"` // "ok" or "stopping"
+	PeerID     string           `json:"peer_id"`
+	Peers      int              `json:"peers"`
+	TopicPeers int              `json:"topic_peers"`
+	Uptime     seconds.Duration `json:"uptime"`
+}
+
+// HealthHandler answers supervisors: 200 and "ok" while the node runs, 503
+// once it is stopping. A node with no peers is healthy: it may be the
+// first of its network; peers and topic_peers say how connected it is.
+func HealthHandler(n *node.Node) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		st := n.Status()
+		h := Health{Status: "ok", PeerID: st.ID.String(), Peers: st.Peers, TopicPeers: st.TopicPeers, Uptime: st.Uptime}
+		code := http.StatusOK
+		if n.Stopping() {
+			h.Status, code = "stopping", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(h)
+	})
+}
+
+// ServeOperators serves /metrics and /healthz on ln (dms run --metrics)
+// until ctx ends; it returns once the server has stopped.
+func ServeOperators(ctx context.Context, ln net.Listener, n *node.Node, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", MetricsHandler(n))
+	mux.Handle("GET "+PathHealth, HealthHandler(n))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("metrics listener: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if e := <-done; e != nil && !errors.Is(e, http.ErrServerClosed) {
+		err = errors.Join(err, e)
+	}
+	return err
 }
 
 // Handler is the API's HTTP handler, for tests that serve it elsewhere.

@@ -16,6 +16,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
+	"github.com/dms-project/dms/internal/text"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
@@ -33,6 +35,8 @@ const (
 	PathBenchmark   = "/v1/benchmark"   // POST, streamed
 	PathJobs        = "/v1/jobs"        // GET the list; POST submits, streamed
 	PathAllocations = "/v1/allocations" // GET
+	PathMetrics     = "/v1/metrics"     // GET, Prometheus text format
+	PathHealth      = "/healthz"        // GET, for supervisors
 	// A job's own paths: /v1/jobs/{id} (GET), /v1/jobs/{id}/logs (GET;
 	// ?follow=true streams a running job's output), /v1/jobs/{id}/bids
 	// (GET), /v1/jobs/{id}/outputs (GET, a tar archive),
@@ -98,7 +102,7 @@ type OffboardResponse struct {
 
 // BenchmarkRequest runs the benchmark for Duration (0: the default).
 type BenchmarkRequest struct {
-	Duration time.Duration `json:"duration,omitempty"`
+	Duration seconds.Duration `json:"duration,omitempty"`
 }
 
 // BenchmarkResponse is the stored result.
@@ -130,8 +134,8 @@ type JobLogsResponse struct {
 	ID              string        `json:"id"`
 	State           node.JobState `json:"state"`
 	Error           string        `json:"error,omitempty"`
-	Stdout          []byte        `json:"stdout,omitempty"`
-	Stderr          []byte        `json:"stderr,omitempty"`
+	Stdout          text.Bytes    `json:"stdout,omitempty"`
+	Stderr          text.Bytes    `json:"stderr,omitempty"`
 	StdoutTruncated bool          `json:"stdout_truncated,omitempty"`
 	StderrTruncated bool          `json:"stderr_truncated,omitempty"`
 	// HasResult is false while the job runs and when it never ran (no

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/testnet"
@@ -37,6 +38,9 @@ type Config struct {
 	FloorSamples int
 	// JobsProfile, if set, receives a CPU profile of the jobs phase alone.
 	JobsProfile io.Writer
+	// OnNetwork, if set, is given the network's nodes once they are up
+	// (dms bench --metrics serves their metrics; see MeshGatherer).
+	OnNetwork func(nodes []*node.Node)
 	// Progress, if set, is told what the bench is doing.
 	Progress func(string)
 	Logger   *slog.Logger
@@ -59,10 +63,10 @@ func (c *Config) Validate() error {
 
 // Percentiles of a distribution of durations.
 type Percentiles struct {
-	P50 time.Duration `json:"p50"`
-	P95 time.Duration `json:"p95"`
-	P99 time.Duration `json:"p99"`
-	N   int           `json:"n"`
+	P50 seconds.Duration `json:"p50"`
+	P95 seconds.Duration `json:"p95"`
+	P99 seconds.Duration `json:"p99"`
+	N   int              `json:"n"`
 }
 
 func percentiles(d []time.Duration) Percentiles {
@@ -72,7 +76,7 @@ func percentiles(d []time.Duration) Percentiles {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	at := func(q float64) time.Duration { return s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)] }
-	return Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99), N: len(s)}
+	return Percentiles{P50: seconds.Duration(at(0.50)), P95: seconds.Duration(at(0.95)), P99: seconds.Duration(at(0.99)), N: len(s)}
 }
 
 // Report is one bench run.
@@ -82,7 +86,7 @@ type Report struct {
 	Concurrency int `json:"concurrency"`
 	Cores       int `json:"cores"`
 
-	Startup time.Duration `json:"startup"` // N nodes up and meshed
+	Startup seconds.Duration `json:"startup"` // N nodes up and meshed
 	// Floor: one bid request reaching every node.
 	Floor Percentiles `json:"floor"`
 	// FloorIncomplete counts probes that had not reached every node after
@@ -96,24 +100,24 @@ type Report struct {
 	DoneVsFloor     float64     `json:"done_vs_floor"`
 	// Phases: the median time from submission to each step, showing where
 	// submit-to-running goes.
-	Phases map[string]time.Duration `json:"phases_p50"`
+	Phases map[string]seconds.Duration `json:"phases_p50"`
 	// Throughput with Concurrency submitters on different nodes.
 	JobsPerSecond float64 `json:"jobs_per_second"`
 	Completed     int     `json:"completed"`
 	Failed        int     `json:"failed"`
 	FirstError    string  `json:"first_error,omitempty"`
 	// Join: a fresh node starting until it hears its first bid request.
-	Join time.Duration `json:"join"`
+	Join seconds.Duration `json:"join"`
 	// Settle is how long start-up work took to die down after the mesh
 	// formed; IdleCPU is then the whole network's CPU use, in cores.
-	Settle  time.Duration `json:"settle"`
-	IdleCPU float64       `json:"idle_cpu_cores"`
+	Settle  seconds.Duration `json:"settle"`
+	IdleCPU float64          `json:"idle_cpu_cores"`
 	// HeapPerNode: Go heap in use divided by the node count, after GC.
 	HeapPerNode uint64 `json:"heap_per_node"`
 	// CPUPerJobPerNode is the process's CPU time in the jobs phase divided
 	// by jobs and nodes: what one job costs one node, which does not depend
 	// on how many nodes share this machine (a real provider runs alone).
-	CPUPerJobPerNode time.Duration `json:"cpu_per_job_per_node"`
+	CPUPerJobPerNode seconds.Duration `json:"cpu_per_job_per_node"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
 	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
 	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
@@ -151,14 +155,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start network: %w", err)
 	}
+	if cfg.OnNetwork != nil {
+		cfg.OnNetwork(ln.Nodes)
+	}
 	defer ln.Close()
-	rep.Startup = time.Since(start)
+	rep.Startup = seconds.Duration(time.Since(start))
 
 	// Nodes that just started are busy: DHT walks, rendezvous, dials, mesh
 	// grafting. A real mesh is mostly old nodes, so the figures are taken
 	// once the start-up work has died down, and the idle cost is reported.
 	say("waiting for start-up work to settle")
-	rep.Settle, rep.IdleCPU = settle(ctx, 3*time.Second, 45*time.Second)
+	settled, idle := settle(ctx, 3*time.Second, 45*time.Second)
+	rep.Settle, rep.IdleCPU = seconds.Duration(settled), idle
 
 	runtime.GC()
 	var ms runtime.MemStats
@@ -180,7 +188,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	cpu0 := processCPU()
 	err = runJobs(ctx, ln, cfg, rep)
-	rep.CPUPerJobPerNode = (processCPU() - cpu0) / time.Duration(cfg.Jobs*cfg.Nodes)
+	rep.CPUPerJobPerNode = seconds.Duration((processCPU() - cpu0) / time.Duration(cfg.Jobs*cfg.Nodes))
 	if cfg.JobsProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -193,9 +201,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	say("measuring join time")
-	if rep.Join, err = measureJoin(ctx, ln, obs, cfg.Logger); err != nil {
+	join, err := measureJoin(ctx, ln, obs, cfg.Logger)
+	if err != nil {
 		return nil, err
 	}
+	rep.Join = seconds.Duration(join)
 	return rep, nil
 }
 
@@ -364,7 +374,7 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 			for next.Add(1) <= int64(cfg.Jobs) {
 				sub := orchestrator.Submission{Job: orchestrator.JobSpec{
 					Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: 16 * capability.MiB},
-					Duration:     10 * time.Second, Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
+					Duration:     seconds.Duration(10 * time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
 				}}
 				t0 := time.Now()
 				var tRun time.Duration
@@ -410,7 +420,7 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 	wall := time.Since(start)
 	rep.Completed, rep.Failed, rep.FirstError = completed, fails, firstErr
 	rep.SubmitToRunning, rep.SubmitToDone = percentiles(running), percentiles(done)
-	rep.Phases = map[string]time.Duration{}
+	rep.Phases = map[string]seconds.Duration{}
 	for i, name := range phaseNames {
 		rep.Phases[name] = percentiles(phases[i]).P50
 	}

@@ -31,7 +31,7 @@ func TestPercentiles(t *testing.T) {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
 	p := percentiles(d)
-	if p.P50 != 50*time.Millisecond || p.P95 != 95*time.Millisecond || p.P99 != 99*time.Millisecond || p.N != 100 {
+	if p.P50.Std() != 50*time.Millisecond || p.P95.Std() != 95*time.Millisecond || p.P99.Std() != 99*time.Millisecond || p.N != 100 {
 		t.Fatalf("percentiles %+v", p)
 	}
 	if (percentiles(nil) != Percentiles{}) {

@@ -10,25 +10,26 @@ import (
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/testnet"
 )
 
 // ProcsReport is the second bench mode: separate `dms run` processes, as
 // a real provider runs alone, idle after joining.
 type ProcsReport struct {
-	Nodes   int           `json:"nodes"`
-	Startup time.Duration `json:"startup"` // testnet up: processes started and meshed
-	Window  time.Duration `json:"window"`  // how long CPU was sampled, idle
-	RSSMean uint64        `json:"rss_mean"`
-	RSSMax  uint64        `json:"rss_max"`
+	Nodes   int              `json:"nodes"`
+	Startup seconds.Duration `json:"startup"` // testnet up: processes started and meshed
+	Window  seconds.Duration `json:"window"`  // how long CPU was sampled, idle
+	RSSMean uint64           `json:"rss_mean"`
+	RSSMax  uint64           `json:"rss_max"`
 	// AnonMean is the processes' own memory; PSSMean their resident memory
 	// with the binary's shared pages divided among them. RSS counts those
 	// pages in full in every process, which a provider running alone does
 	// too, but which the kernel keeps once for all N here.
-	AnonMean uint64 `json:"anon_mean"`
-	PSSMean  uint64 `json:"pss_mean"`
-	CPUMean float64       `json:"cpu_mean_percent"` // of one core
-	CPUMax  float64       `json:"cpu_max_percent"`
+	AnonMean uint64  `json:"anon_mean"`
+	PSSMean  uint64  `json:"pss_mean"`
+	CPUMean  float64 `json:"cpu_mean_percent"` // of one core
+	CPUMax   float64 `json:"cpu_max_percent"`
 }
 
 // Procs starts a test network of n processes of the dms binary running
@@ -50,7 +51,7 @@ func Procs(ctx context.Context, n int, window time.Duration, log *slog.Logger, p
 		return nil, err
 	}
 	defer testnet.Stop(rec.Nodes, 10*time.Second)
-	rep := &ProcsReport{Nodes: n, Startup: time.Since(start), Window: window}
+	rep := &ProcsReport{Nodes: n, Startup: seconds.Duration(time.Since(start)), Window: seconds.Duration(window)}
 	// Let start-up work (DHT bootstrap, mesh grafting) finish: a provider
 	// spends its life idle, and that is what this mode measures.
 	select {

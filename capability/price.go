@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 // PriceInformation is a provider's price list, per hour of use.
@@ -108,8 +110,8 @@ func ParsePrice(s string) (PriceInformation, error) {
 // TimeInformation says for how long a capability is offered or needed.
 type TimeInformation struct {
 	// Units is the unit prices and durations are shown in: hours, days or weeks.
-	Units       string        `json:"units,omitempty"`
-	MaxDuration time.Duration `json:"max_duration,omitempty"`
+	Units       string           `json:"units,omitempty"`
+	MaxDuration seconds.Duration `json:"max_duration,omitempty"`
 }
 
 // Validate checks the unit name and that the duration is not negative.

@@ -205,6 +205,8 @@ func Open(dir string) (Home, error) {
 	for _, p := range []string{abs, h.IdentityPath(), h.ConfigPath()} {
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
 			return Home{}, fmt.Errorf("%s: %w (%s is missing): run dms init", abs, ErrNotInitialized, p)
+		} else if errors.Is(err, fs.ErrPermission) {
+			return Home{}, fmt.Errorf("open home %s: %w: it belongs to another user; run dms as that user, or pass --home with a home of your own", abs, err)
 		} else if err != nil {
 			return Home{}, fmt.Errorf("open home: %w", err)
 		}
@@ -227,13 +229,30 @@ func (h Home) OpenDatastore() (ds.Batching, error) {
 func (h Home) Settings(getenv func(string) string) (Settings, error) {
 	s, err := LoadSettings(h.ConfigPath(), getenv)
 	if err != nil {
-		return Settings{}, err
+		if errors.Is(err, fs.ErrPermission) {
+			return Settings{}, fmt.Errorf("%w: the config file belongs to another user; run dms as that user, or pass --home with a home of your own", err)
+		}
+		return Settings{}, &ConfigError{err: err}
 	}
 	if s.SwarmKey != "" && !filepath.IsAbs(s.SwarmKey) {
 		s.SwarmKey = filepath.Join(h.Dir, s.SwarmKey)
 	}
 	return s, nil
 }
+
+// ErrBadConfig: the config file or a DMS_* variable holds a value that
+// does not parse. The message names the file and line, or the variable.
+var ErrBadConfig = errors.New("bad configuration")
+
+// ConfigError is a setting that does not parse; errors.Is(err,
+// ErrBadConfig) holds for it.
+type ConfigError struct{ err error }
+
+func (e *ConfigError) Error() string {
+	return e.err.Error() + " (fix it in the config file or the environment)"
+}
+func (e *ConfigError) Unwrap() error        { return e.err }
+func (e *ConfigError) Is(target error) bool { return target == ErrBadConfig }
 
 // ShellQuote quotes s for a POSIX shell when it needs it, for the commands
 // that messages suggest (dms --home DIR run).

@@ -316,3 +316,48 @@ func clipText(s string) string {
 	}
 	return s
 }
+
+// SetConfig sets keys of the home's config file in place, keeping its
+// comments and every other line: a key's line is rewritten, a key with no
+// line is appended. The result must still parse. A test network records
+// its network, bootstrap peers, swarm key and listen address this way, so
+// that dms run on one of its homes later rejoins the same network.
+func (h Home) SetConfig(kv map[string]string) error {
+	data, err := os.ReadFile(h.ConfigPath())
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	done := map[string]bool{}
+	for i, line := range lines {
+		k, _, ok := strings.Cut(line, "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		if v, set := kv[k]; ok && set && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			lines[i] = k + " = " + v
+			done[k] = true
+		}
+	}
+	for _, k := range settingKeys {
+		if v, set := kv[k]; set && !done[k] {
+			lines = append(lines, k+" = "+v)
+			done[k] = true
+		}
+	}
+	for k := range kv {
+		if !done[k] {
+			return fmt.Errorf("config: unknown key %q; known keys: %s", k, strings.Join(settingKeys, ", "))
+		}
+	}
+	out := []byte(strings.Join(lines, "\n") + "\n")
+	if _, err := ParseSettings(out, h.ConfigPath()); err != nil {
+		return err
+	}
+	tmp := h.ConfigPath() + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.Rename(tmp, h.ConfigPath()); err != nil {
+		return errors.Join(fmt.Errorf("config: %w", err), os.Remove(tmp))
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -243,7 +244,7 @@ func (a *allocation) run(ctx context.Context, w work, sup Supervisor, finish fun
 		err = fmt.Errorf("preparing the job's files: %w", err)
 	}
 	result := &orchestrator.Result{
-		State: orchestrator.StateCompleted, ExitCode: res.ExitCode, Duration: res.Duration,
+		State: orchestrator.StateCompleted, ExitCode: res.ExitCode, Duration: seconds.Duration(res.Duration),
 		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
 		OutputLimit: spec.MaxOutput, Reason: res.Reason, Restarts: stats.Restarts,
 	}

@@ -49,6 +49,9 @@ func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 	}
 	n.allocs[id] = a
 	n.mu.Unlock()
+	if n.metrics != nil {
+		n.metrics.bidsWon.Inc()
+	}
 	n.log.Info("allocation started", "allocation", id, "job", inv.Job.ID, "requester", inv.Bid.Requester, "capability", inv.Job.Requirements.String())
 	go a.run(n.ctx, n.workFor(id, ex, inv), Supervisor{Strategy: n.cfg.Supervisor}, func(res *orchestrator.Result, stats Statistics) {
 		// Locks are released whatever way the allocation ends.
@@ -56,6 +59,9 @@ func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 			n.log.Error("release lock", "allocation", id, "err", err)
 		}
 		n.log.Info("allocation ended", "allocation", id, "state", res.State, "exit", res.ExitCode, "reason", res.Reason, "restarts", stats.Restarts)
+		if n.metrics != nil {
+			n.metrics.allocRunTime.WithLabelValues(string(res.State)).Observe(stats.RunTime.Seconds())
+		}
 		n.retire(id)
 	})
 	return id, nil

@@ -9,6 +9,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
@@ -68,6 +69,11 @@ type Config struct {
 	Supervisor SupervisorStrategy
 	// KeepFinished is how many ended allocations stay listed.
 	KeepFinished int
+	// Metrics, if set, is the registry the node reports its metrics to,
+	// with libp2p's and gossipsub's (see NewRegistry); nil gives the node a
+	// registry of its own with only the node's metrics (in-process
+	// networks, whose libp2p metrics would be shared process-wide).
+	Metrics *prometheus.Registry
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }

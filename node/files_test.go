@@ -14,6 +14,7 @@ import (
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
@@ -44,7 +45,7 @@ func inputs(t *testing.T, files map[string]string) []byte {
 func filesJob(executor string, in []byte, args ...string) orchestrator.Submission {
 	sub := orchestrator.Submission{Inputs: in, Job: orchestrator.JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 128 * capability.MiB},
-		Duration:     time.Minute, Executor: executor, Args: args,
+		Duration:     seconds.Duration(time.Minute), Executor: executor, Args: args,
 	}}
 	if executor == orchestrator.ExecutorWasm {
 		sub.Job.Module = examples.FilesWasm

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -57,7 +58,7 @@ type JobRecord struct {
 	State        JobState                `json:"state"`
 	Requirements capability.Capability   `json:"requirements"`
 	Executor     string                  `json:"executor"`
-	Duration     time.Duration           `json:"duration"`
+	Duration     seconds.Duration        `json:"duration"`
 	Args         []string                `json:"args,omitempty"`
 	Provider     peer.ID                 `json:"provider,omitempty"`
 	AllocationID string                  `json:"allocation_id,omitempty"`

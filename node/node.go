@@ -25,9 +25,11 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
@@ -61,6 +63,9 @@ type Node struct {
 	jobs    *jobs
 	prefs   atomic.Pointer[orchestrator.Preferences]
 	started time.Time
+
+	registry *prometheus.Registry
+	metrics  *metrics
 
 	// offerMu serialises the calls that change the offer, so that a forced
 	// offboarding that waits for allocations is not overtaken by an onboard.
@@ -151,7 +156,14 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	opts := append(slices.Clone(cfg.P2P),
+	opts := slices.Clone(cfg.P2P)
+	if cfg.Metrics != nil {
+		n.registry = cfg.Metrics
+		opts = append(opts, p2p.WithMetrics(cfg.Metrics))
+	} else {
+		n.registry = prometheus.NewRegistry()
+	}
+	opts = append(opts,
 		p2p.WithPrivKey(cfg.Key),
 		p2p.WithDatastore(namespace.Wrap(cfg.Datastore, dhtPrefix)),
 		p2p.WithLogger(log))
@@ -162,6 +174,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	ocfg.Logger = log
 	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, backend{n}, ocfg); err != nil {
 		return nil, err
+	}
+	if err := n.registerMetrics(n.registry); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	return n, nil
 }
@@ -260,6 +275,9 @@ func (n *Node) Close() error {
 	return errors.Join(errs...)
 }
 
+// Stopping reports whether Close has begun.
+func (n *Node) Stopping() bool { return n.ctx.Err() != nil }
+
 // ID is the node's libp2p peer ID.
 func (n *Node) ID() peer.ID { return n.host.ID() }
 
@@ -278,7 +296,7 @@ func (n *Node) Machine() resources.Machine { return n.machine }
 
 // PeerInfo is one peer the node holds a connection to.
 type PeerInfo struct {
-	ID peer.ID `json:"id"`
+	ID peer.ID `json:"peer_id"`
 	// Addrs are the remote ends of our connections to it.
 	Addrs []string `json:"addrs"`
 	// Direction says who dialled the oldest connection: "inbound" (the
@@ -288,7 +306,7 @@ type PeerInfo struct {
 	// hears our jobs and we hear its.
 	OnTopic bool `json:"on_topic"`
 	// Latency is libp2p's moving average of ping times; 0 if none yet.
-	Latency time.Duration `json:"latency,omitempty"`
+	Latency seconds.Duration `json:"latency,omitempty"`
 }
 
 // Peers lists the connected peers, by ID.
@@ -300,7 +318,7 @@ func (n *Node) Peers() []PeerInfo {
 	lh := n.host.Libp2p()
 	out := []PeerInfo{}
 	for _, p := range n.host.Peers() {
-		info := PeerInfo{ID: p, OnTopic: onTopic[p], Latency: lh.Peerstore().LatencyEWMA(p)}
+		info := PeerInfo{ID: p, OnTopic: onTopic[p], Latency: seconds.Duration(lh.Peerstore().LatencyEWMA(p))}
 		conns := lh.Network().ConnsToPeer(p)
 		slices.SortFunc(conns, func(a, b network.Conn) int { return a.Stat().Opened.Compare(b.Stat().Opened) })
 		for i, c := range conns {
@@ -345,7 +363,7 @@ func (n *Node) Probe(ctx context.Context, jobID string) error {
 
 // Status summarises the node for `dms status`.
 type Status struct {
-	ID          peer.ID               `json:"id"`
+	ID          peer.ID               `json:"peer_id"`
 	Network     string                `json:"network"`
 	Addrs       []string              `json:"addrs"`
 	Peers       int                   `json:"peers"`
@@ -355,14 +373,18 @@ type Status struct {
 	Available   capability.Capability `json:"available"`
 	Allocations int                   `json:"allocations_running"`
 	Jobs        int                   `json:"jobs_in_flight"`
-	Uptime      time.Duration         `json:"uptime"`
+	Uptime      seconds.Duration      `json:"uptime"`
+	// Bootstrap is how many bootstrap peers the node was started with; 0
+	// means it started a network of its own and waits to be dialled.
+	Bootstrap int `json:"bootstrap_peers"`
 }
 
 // Status returns the node's current summary.
 func (n *Node) Status() Status {
 	s := Status{
 		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
-		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: time.Since(n.started),
+		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: seconds.Duration(time.Since(n.started)),
+		Bootstrap: len(n.host.Bootstrap()),
 	}
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

@@ -15,6 +15,7 @@ import (
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
@@ -59,7 +60,7 @@ func newNetwork(t *testing.T, n int, cpu uint64, configure func(i int, c *node.C
 func helloJob(args ...string) orchestrator.Submission {
 	return orchestrator.Submission{Job: orchestrator.JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 128 * capability.MiB},
-		Duration:     30 * time.Second, Executor: orchestrator.ExecutorWasm, Module: examples.HelloWasm, Args: args,
+		Duration:     seconds.Duration(30 * time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.HelloWasm, Args: args,
 	}}
 }
 
@@ -138,7 +139,7 @@ func TestWasmLimitsAreEnforcedAndReported(t *testing.T) {
 	}
 	slow := helloJob("-n", "100000000")
 	slow.Job.Requirements.Memory = 512 * capability.MiB
-	slow.Job.Duration = 50 * time.Millisecond
+	slow.Job.Duration = seconds.Duration(50 * time.Millisecond)
 	rec, err = nodes[1].SubmitJob(context.Background(), slow, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,7 @@ func (n *Node) stage(ctx context.Context, dir string, requester peer.ID, job *or
 	spec := executor.Spec{
 		Kind: executor.Kind(job.Executor), Module: job.Module, Image: job.Image, Entrypoint: job.Entrypoint,
 		Command: job.Command, Args: job.Args, Env: job.Env, Stdin: job.Stdin,
-		MemoryBytes: job.Requirements.Memory, Timeout: job.Duration,
+		MemoryBytes: job.Requirements.Memory, Timeout: job.Duration.Std(),
 		MaxOutput: orchestrator.MaxResultOutput,
 	}
 	if spec.Kind == executor.KindDocker {

@@ -37,7 +37,12 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 	if err := n.jobs.start(ctx, rec, cancel); err != nil {
 		return JobRecord{}, err
 	}
+	n.metrics.jobsSubmitted.Inc()
+	n.log.Info("job submitted", "job", rec.ID, "executor", rec.Executor, "requirements", rec.Requirements.String(), "duration", rec.Duration)
 	res, err := n.orch.Submit(ctx, sub, func(p orchestrator.Progress) {
+		if p.Kind == orchestrator.ProgressAccepted {
+			n.metrics.jobRunning(rec.Submitted, p.Time)
+		}
 		n.jobs.update(p)
 		if progress != nil {
 			progress(p)
@@ -49,6 +54,19 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 	final := n.jobs.finish(context.Background(), sub.Job.ID, res, err)
 	if final == nil {
 		return JobRecord{}, fmt.Errorf("job %s vanished from the job book", sub.Job.ID)
+	}
+	n.metrics.jobEnded(final.State)
+	attrs := []any{"job", final.ID, "state", final.State, "provider", final.Provider, "took", final.Ended.Sub(final.Submitted).Round(time.Millisecond).String()}
+	if final.Result != nil {
+		attrs = append(attrs, "exit", final.Result.ExitCode)
+	}
+	if final.Error != "" {
+		attrs = append(attrs, "err", final.Error)
+	}
+	if final.State == JobCompleted {
+		n.log.Info("job ended", attrs...)
+	} else {
+		n.log.Warn("job ended", attrs...)
 	}
 	if err != nil {
 		return *final, err

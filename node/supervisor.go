@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 // SupervisorStrategy says when a failed allocation is started again.
@@ -24,11 +25,11 @@ func DefaultSupervisorStrategy() SupervisorStrategy {
 
 // Statistics are what a supervisor saw of one allocation.
 type Statistics struct {
-	Starts     int           `json:"starts"`
-	Restarts   int           `json:"restarts"`
-	Failures   int           `json:"failures"`
-	RunTime    time.Duration `json:"run_time"`
-	PeakMemory uint64        `json:"peak_memory"`
+	Starts     int              `json:"starts"`
+	Restarts   int              `json:"restarts"`
+	Failures   int              `json:"failures"`
+	RunTime    seconds.Duration `json:"run_time"`
+	PeakMemory uint64           `json:"peak_memory"`
 }
 
 // Supervisor runs a job under a strategy. A run fails when the executor
@@ -62,7 +63,7 @@ func (s Supervisor) Run(ctx context.Context, run func(context.Context) (executor
 	for {
 		stats.Starts++
 		res, err := run(ctx)
-		stats.RunTime += res.Duration
+		stats.RunTime += seconds.Duration(res.Duration)
 		stats.PeakMemory = max(stats.PeakMemory, res.PeakMemoryBytes)
 		if err == nil {
 			return res, nil, stats

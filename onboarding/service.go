@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -49,8 +50,8 @@ type Request struct {
 	Executors *[]string `json:"executors,omitempty"`
 	// Benchmark runs a benchmark first when none is stored, so that bids
 	// carry a score from the start.
-	Benchmark         bool          `json:"benchmark"`
-	BenchmarkDuration time.Duration `json:"benchmark_duration,omitempty"`
+	Benchmark         bool             `json:"benchmark"`
+	BenchmarkDuration seconds.Duration `json:"benchmark_duration,omitempty"`
 }
 
 // Result is what Apply recorded.
@@ -114,7 +115,7 @@ func (o *Onboarder) Apply(ctx context.Context, req Request, progress func(resour
 		return res, fmt.Errorf("onboard: %w", err)
 	}
 	if _, ok := o.ledger.Benchmark(); req.Benchmark && !ok {
-		b, err := o.Benchmark(ctx, req.BenchmarkDuration, progress)
+		b, err := o.Benchmark(ctx, req.BenchmarkDuration.Std(), progress)
 		if err != nil {
 			return res, err
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/internal/poll"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -195,7 +196,7 @@ func newMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*testNode
 func wasmJob(args ...string) Submission {
 	return Submission{Job: JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 64 * capability.MiB},
-		Duration:     time.Minute, Executor: ExecutorWasm, Module: []byte("\x00asm fake module"), Args: args,
+		Duration:     seconds.Duration(time.Minute), Executor: ExecutorWasm, Module: []byte("\x00asm fake module"), Args: args,
 	}}
 }
 

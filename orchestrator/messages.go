@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
+	"github.com/dms-project/dms/internal/text"
 )
 
 // Protocol names, under /dms/<network>/ (p2p adds the prefix).
@@ -72,11 +74,11 @@ type BidRequest struct {
 	Requirements capability.Capability `json:"requirements"`
 	// MaxPrice is the most the requester pays for the whole job; nil means
 	// no limit.
-	MaxPrice   *float64      `json:"max_price,omitempty"`
-	Duration   time.Duration `json:"duration"`
-	Executor   string        `json:"executor"`
-	ModuleHash string        `json:"module_hash,omitempty"` // hex sha256 of the module
-	ModuleSize int           `json:"module_size,omitempty"`
+	MaxPrice   *float64         `json:"max_price,omitempty"`
+	Duration   seconds.Duration `json:"duration"`
+	Executor   string           `json:"executor"`
+	ModuleHash string           `json:"module_hash,omitempty"` // hex sha256 of the module
+	ModuleSize int              `json:"module_size,omitempty"`
 	// Image is the container image a docker job runs; a provider bids only
 	// when it has the image.
 	Image string `json:"image,omitempty"`
@@ -111,7 +113,7 @@ type Bid struct {
 type JobSpec struct {
 	ID           string                `json:"id"`
 	Requirements capability.Capability `json:"requirements"`
-	Duration     time.Duration         `json:"duration"`
+	Duration     seconds.Duration      `json:"duration"`
 	Executor     string                `json:"executor"`
 	// Module is the wasm module. One over MaxInlineModule travels over the
 	// fetch protocol instead: the invocation carries only ModuleBlob.
@@ -202,12 +204,12 @@ const (
 
 // Event is one message on the allocation stream, provider to requester.
 type Event struct {
-	Seq          int       `json:"seq"`
-	AllocationID string    `json:"allocation_id"`
-	Kind         EventKind `json:"kind"`
-	Time         time.Time `json:"time"`
-	State        State     `json:"state,omitempty"`
-	Data         []byte    `json:"data,omitempty"`
+	Seq          int        `json:"seq"`
+	AllocationID string     `json:"allocation_id"`
+	Kind         EventKind  `json:"kind"`
+	Time         time.Time  `json:"time"`
+	State        State      `json:"state,omitempty"`
+	Data         text.Bytes `json:"data,omitempty"`
 	// Offset is where Data starts in its stream (stdout or stderr), so a
 	// reader that missed a chunk knows it did.
 	Offset  int64   `json:"offset,omitempty"`
@@ -217,18 +219,18 @@ type Event struct {
 
 // Result is the outcome of a finished allocation.
 type Result struct {
-	State           State  `json:"state"`
-	ExitCode        int    `json:"exit_code"`
-	Stdout          []byte `json:"stdout,omitempty"`
-	Stderr          []byte `json:"stderr,omitempty"`
-	StdoutTruncated bool   `json:"stdout_truncated,omitempty"`
-	StderrTruncated bool   `json:"stderr_truncated,omitempty"`
+	State           State      `json:"state"`
+	ExitCode        int        `json:"exit_code"`
+	Stdout          text.Bytes `json:"stdout,omitempty"`
+	Stderr          text.Bytes `json:"stderr,omitempty"`
+	StdoutTruncated bool       `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool       `json:"stderr_truncated,omitempty"`
 	// OutputLimit is the cap stdout and stderr were held to, for a message
 	// that says where a truncated stream was cut.
-	OutputLimit int           `json:"output_limit,omitempty"`
-	Duration    time.Duration `json:"duration"`
-	Reason      string        `json:"reason,omitempty"`
-	Restarts    int           `json:"restarts,omitempty"`
+	OutputLimit int              `json:"output_limit,omitempty"`
+	Duration    seconds.Duration `json:"duration"`
+	Reason      string           `json:"reason,omitempty"`
+	Restarts    int              `json:"restarts,omitempty"`
 	// Outputs is set when the job left files in /outputs.
 	Outputs *Outputs `json:"outputs,omitempty"`
 }
@@ -614,7 +616,7 @@ func NewProbe(requester peer.ID) *BidRequest {
 	return &BidRequest{
 		JobID: NewJobID(), Requester: requester,
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 1 << 40}},
-		Duration:     time.Second, Executor: ExecutorWasm,
+		Duration:     seconds.Duration(time.Second), Executor: ExecutorWasm,
 		Deadline: now.Add(10 * time.Second), Nonce: NewJobID(), SentAt: now,
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 func testPeer(t testing.TB) (crypto.PrivKey, peer.ID) {
@@ -30,7 +31,7 @@ func validRequest(requester peer.ID, now time.Time) *BidRequest {
 	return &BidRequest{
 		JobID: NewJobID(), Requester: requester,
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 64 * capability.MiB},
-		Duration:     time.Minute, Executor: ExecutorWasm, Deadline: now.Add(2 * time.Second),
+		Duration:     seconds.Duration(time.Minute), Executor: ExecutorWasm, Deadline: now.Add(2 * time.Second),
 		Nonce: "0123456789ab", WantBids: 3, SentAt: now,
 	}
 }
@@ -58,7 +59,7 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		"bad job id":     func(r *BidRequest) { r.JobID = "UPPER/CASE" },
 		"no requester":   func(r *BidRequest) { r.Requester = "" },
 		"zero needs":     func(r *BidRequest) { r.Requirements = capability.Capability{} },
-		"neg duration":   func(r *BidRequest) { r.Duration = -time.Second },
+		"neg duration":   func(r *BidRequest) { r.Duration = seconds.Duration(-time.Second) },
 		"executor":       func(r *BidRequest) { r.Executor = "docker-privileged" },
 		"short nonce":    func(r *BidRequest) { r.Nonce = "x" },
 		"module too big": func(r *BidRequest) { r.ModuleSize = MaxModuleSize + 1 },
@@ -184,7 +185,7 @@ func TestPreferencesAccepts(t *testing.T) {
 	if ok, _ := (Preferences{DeniedRequesters: []peer.ID{id}}).Accepts(req); ok {
 		t.Fatal("denied requester accepted")
 	}
-	if ok, _ := (Preferences{MaxDuration: time.Second}).Accepts(req); ok {
+	if ok, _ := (Preferences{MaxDuration: seconds.Duration(time.Second)}).Accepts(req); ok {
 		t.Fatal("overlong job accepted")
 	}
 	price := 0.5
@@ -204,7 +205,7 @@ func TestInvokeMessageRoundTrip(t *testing.T) {
 	if err := b.Sign(k); err != nil {
 		t.Fatal(err)
 	}
-	job := JobSpec{ID: b.JobID, Executor: ExecutorWasm, Duration: time.Minute, Module: module, Args: []string{"a"}}
+	job := JobSpec{ID: b.JobID, Executor: ExecutorWasm, Duration: seconds.Duration(time.Minute), Module: module, Args: []string{"a"}}
 	data, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: b, Job: job}})
 	if err != nil {
 		t.Fatal(err)

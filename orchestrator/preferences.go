@@ -4,9 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 // Preferences are a node's choices on both sides of the protocol: which
@@ -16,10 +17,10 @@ type Preferences struct {
 	MinPrice float64 `json:"min_price,omitempty"`
 	// AllowedExecutors defaults to wasm only: containers (docker) and native
 	// processes are opted into.
-	AllowedExecutors  []string      `json:"allowed_executors,omitempty"`
-	AllowedRequesters []peer.ID     `json:"allowed_requesters,omitempty"` // empty: anyone
-	DeniedRequesters  []peer.ID     `json:"denied_requesters,omitempty"`
-	MaxDuration       time.Duration `json:"max_duration,omitempty"` // 0: no limit
+	AllowedExecutors  []string         `json:"allowed_executors,omitempty"`
+	AllowedRequesters []peer.ID        `json:"allowed_requesters,omitempty"` // empty: anyone
+	DeniedRequesters  []peer.ID        `json:"denied_requesters,omitempty"`
+	MaxDuration       seconds.Duration `json:"max_duration,omitempty"` // 0: no limit
 	// Ranking orders bids at the requester: criteria among "price",
 	// "score" and "headroom", most important first.
 	Ranking []string `json:"ranking,omitempty"`

@@ -218,6 +218,29 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 	}()
 }
 
+// HandleOwnRequest bids for a request of this very node, which the
+// requester side hands over when no peer shares the topic. It reports
+// whether the node is onboarded, so that the requester knows a bid may
+// come. Preferences apply as to anyone's request; the spread does not (there
+// is nobody else to spread over).
+func (p *Provider) HandleOwnRequest(req *BidRequest) bool {
+	if req.Requester != p.host.ID() || !p.backend.Onboarded() {
+		return false
+	}
+	if ok, why := p.backend.Preferences().Accepts(req); !ok {
+		p.log.Info("not bidding for our own job", "job", req.JobID, "reason", why)
+		return true
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := p.bid(req, 0); err != nil {
+			p.log.Info("not bidding for our own job", "job", req.JobID, "reason", err)
+		}
+	}()
+	return true
+}
+
 func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if p.backend.HasHold(req.JobID) {
 		// The requester asked again (wider): our first bid stands.
@@ -241,7 +264,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		}
 		available, price, score = p.backend.Offer() // Hold below re-checks the fit
 	}
-	quote := price.Quote(req.Requirements, req.Duration)
+	quote := price.Quote(req.Requirements, req.Duration.Std())
 	if req.MaxPrice != nil && quote > *req.MaxPrice {
 		return fmt.Errorf("quote %v over max price %v", quote, *req.MaxPrice)
 	}

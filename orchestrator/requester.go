@@ -123,6 +123,11 @@ type Requester struct {
 	// are shared with each winner in turn, for it to fetch.
 	blobs *blobs
 
+	// local, if set, hands a bid request to this node's own provider side
+	// and reports whether it took it (it is onboarded). It is used only
+	// when no peer shares the topic: a lone node runs its own jobs.
+	local func(*BidRequest) bool
+
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
 }
@@ -222,7 +227,7 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	if len(sub.Inputs) > MaxInputSize {
 		return nil, invalid("inputs of %d bytes: at most %d", len(sub.Inputs), MaxInputSize)
 	}
-	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration + 10*time.Minute}
+	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration.Std() + 10*time.Minute}
 	defer st.unshare()
 	var lastErr error
 	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
@@ -414,12 +419,24 @@ func (r *Requester) observeFirstBid(d time.Duration) {
 	}
 }
 
+// publish sends the bid request to the mesh. A node with no peer on the
+// topic that is onboarded itself bids for its own job instead (gossipsub
+// has nobody to send it to, and a provider ignores its own requests on the
+// topic).
 func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
+	if len(r.topic.ListPeers()) == 0 && r.local != nil && r.local(req) {
+		r.log.Debug("alone on the topic: bidding for our own job", "job", req.JobID)
+		return nil
+	}
 	data, err := Encode(req)
 	if err != nil {
 		return err
 	}
 	if err := r.topic.Publish(ctx, data); err != nil {
+		if len(r.topic.ListPeers()) == 0 && !errors.Is(err, p2p.ErrTopicClosed) {
+			return fmt.Errorf("%w: this node is alone on network %q: no peer shares the bid-request topic. "+
+				"Join a network (dms run --bootstrap MULTIADDR, with that network's --network and --swarm-key), or onboard this node to run its own jobs", ErrNoBids, r.host.Network())
+		}
 		return fmt.Errorf("publish bid request: %w", err)
 	}
 	return nil

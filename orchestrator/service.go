@@ -90,6 +90,7 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 		return nil, err
 	}
 	s.Requester.blobs = s.blobs
+	s.Requester.local = s.provider.HandleOwnRequest
 	if err := host.HandleStream(ProtocolFetch, s.handleFetch); err != nil {
 		s.provider.Close()
 		s.Requester.close()

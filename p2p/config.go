@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultNetwork is the network ID used when none is configured.
@@ -130,6 +131,24 @@ type Config struct {
 	// NATPortMap asks the home router (UPnP / NAT-PMP) for a port mapping.
 	NATPortMap bool
 
+	// Relay lets the node dial and be dialled through circuit relay v2
+	// relays: behind a NAT it reserves a slot on its bootstrap peers that
+	// run a relay service, and DCUtR hole punching then tries to turn a
+	// relayed connection into a direct one.
+	Relay bool
+	// RelayService makes this node a relay for others (opt-in: it costs
+	// bandwidth). It implies public reachability: run it only on a node
+	// that others can dial.
+	RelayService bool
+	// Reachability overrides AutoNAT: "auto" (AutoNAT decides), "public"
+	// or "private" (behind a NAT: reserve relay slots at once).
+	Reachability string
+
+	// Metrics, if set, receives libp2p's own metrics (swarm, identify,
+	// relay, hole punching, AutoNAT, resource manager) and gossipsub's;
+	// nil turns them off.
+	Metrics prometheus.Registerer
+
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -167,6 +186,8 @@ func DefaultConfig() Config {
 		AdvertiseTTL:       time.Hour,
 		NATService:         true,
 		NATPortMap:         true,
+		Relay:              true,
+		Reachability:       "auto",
 	}
 }
 
@@ -190,6 +211,7 @@ func LocalConfig() Config {
 	c.AdvertiseTTL = time.Minute
 	c.NATService = false
 	c.NATPortMap = false
+	c.Relay = false
 	return c
 }
 
@@ -249,6 +271,12 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", name, d))
 		}
+	}
+	if _, err := ParseReachability(c.Reachability); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RelayService && c.Reachability == "private" {
+		errs = append(errs, errors.New("a relay service needs a publicly reachable node, not reachability private"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("p2p config: %w", err)
@@ -457,6 +485,59 @@ func WithDialTimeout(d time.Duration) Option {
 // WithDiscoveryInterval sets how often the node looks for more peers.
 func WithDiscoveryInterval(d time.Duration) Option {
 	return positiveDuration("WithDiscoveryInterval", d, func(c *Config) { c.DiscoveryInterval = d })
+}
+
+// ParseReachability checks "auto", "public" or "private" ("" is auto).
+func ParseReachability(s string) (string, error) {
+	switch s {
+	case "", "auto":
+		return "auto", nil
+	case "public", "private":
+		return s, nil
+	}
+	return "", fmt.Errorf("reachability %q: want auto, public or private", s)
+}
+
+// WithReachability overrides AutoNAT: auto, public or private.
+func WithReachability(r string) Option {
+	return func(c *Config) error {
+		v, err := ParseReachability(r)
+		if err != nil {
+			return err
+		}
+		c.Reachability = v
+		return nil
+	}
+}
+
+// WithRelay turns the relay client (and hole punching) on or off.
+func WithRelay(on bool) Option {
+	return func(c *Config) error {
+		c.Relay = on
+		return nil
+	}
+}
+
+// WithRelayService makes the node a circuit relay for others.
+func WithRelayService(on bool) Option {
+	return func(c *Config) error {
+		c.RelayService = on
+		if on {
+			c.Relay = true
+		}
+		return nil
+	}
+}
+
+// WithMetrics reports libp2p's and gossipsub's metrics to reg.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(c *Config) error {
+		if reg == nil {
+			return errors.New("WithMetrics: nil registerer")
+		}
+		c.Metrics = reg
+		return nil
+	}
 }
 
 // WithLogger sets the logger; each subsystem adds its own "subsystem" key.

@@ -58,6 +58,10 @@ type Host struct {
 	mu     sync.Mutex
 	closed bool
 	topics map[*Topic]struct{}
+	// The handlers, by protocol, for the node's requests and streams to
+	// itself (self.go): libp2p does not dial its own peer ID.
+	selfRequests map[protocol.ID]selfRequest
+	selfStreams  map[protocol.ID]StreamHandler
 
 	closeOnce sync.Once
 	closeErr  error
@@ -90,6 +94,9 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 		ctx:     hctx,
 		cancel:  cancel,
 		topics:  make(map[*Topic]struct{}),
+
+		selfRequests: make(map[protocol.ID]selfRequest),
+		selfStreams:  make(map[protocol.ID]StreamHandler),
 	}
 	h.log = h.logger("p2p")
 	defer func() {
@@ -141,9 +148,18 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	rmOpts := []rcmgr.Option{rcmgr.WithMetricsDisabled()}
+	if cfg.Metrics != nil {
+		rcmgr.MustRegisterWith(cfg.Metrics)
+		str, err := rcmgr.NewStatsTraceReporter()
+		if err != nil {
+			return nil, fmt.Errorf("p2p: resource manager metrics: %w", err)
+		}
+		rmOpts = []rcmgr.Option{rcmgr.WithTraceReporter(str)}
+	}
 	rm, err := rcmgr.NewResourceManager(
 		rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)),
-		rcmgr.WithMetricsDisabled(),
+		rmOpts...,
 	)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
@@ -166,9 +182,13 @@ func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ProtocolVersion(version),
 		libp2p.UserAgent("dms"),
-		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
 	}
+	if cfg.Metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	opts = append(opts, natOptions(cfg)...)
 	if cfg.PSK != nil {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))
 	} else {
@@ -319,6 +339,9 @@ func (h *Host) AddrInfo() peer.AddrInfo {
 
 // Peers are the peers we hold a connection to.
 func (h *Host) Peers() []peer.ID { return h.host.Network().Peers() }
+
+// Bootstrap are the configured bootstrap peers.
+func (h *Host) Bootstrap() []peer.AddrInfo { return append([]peer.AddrInfo(nil), h.cfg.Bootstrap...) }
 
 // Network is the network ID.
 func (h *Host) Network() string { return h.cfg.Network }

@@ -97,6 +97,9 @@ func (h *Host) HandleRequest(name string, maxReq int, handler RequestHandler) er
 		return fmt.Errorf("handle %s: nil handler", name)
 	}
 	pid := h.ProtocolID(name)
+	h.mu.Lock()
+	h.selfRequests[pid] = selfRequest{maxReq: maxReq, handler: handler}
+	h.mu.Unlock()
 	h.host.SetStreamHandler(pid, func(s network.Stream) {
 		if !h.track() {
 			_ = s.Reset()
@@ -209,6 +212,9 @@ func (h *Host) Request(ctx context.Context, p peer.ID, name string, req []byte, 
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.StreamTimeout)
 		defer cancel()
 	}
+	if p == h.host.ID() {
+		return h.requestSelf(ctx, pid, req, maxResp)
+	}
 	deadline, _ := ctx.Deadline()
 	fail := func(err error) ([]byte, error) {
 		// The stream deadline and ctx's timer fire at the same instant;
@@ -223,7 +229,10 @@ func (h *Host) Request(ctx context.Context, p peer.ID, name string, req []byte, 
 		return nil, fmt.Errorf("request %s to %s: %w", pid, p, err)
 	}
 
-	s, err := h.host.NewStream(ctx, p, pid)
+	if err := h.reach(ctx, p); err != nil {
+		return fail(err)
+	}
+	s, err := h.host.NewStream(streamContext(ctx), p, pid)
 	if err != nil {
 		return fail(err)
 	}
@@ -315,25 +324,32 @@ func (h *Host) HandleStream(name string, handler StreamHandler) error {
 		return fmt.Errorf("handle stream %s: nil handler", name)
 	}
 	pid := h.ProtocolID(name)
+	h.mu.Lock()
+	h.selfStreams[pid] = handler
+	h.mu.Unlock()
 	h.host.SetStreamHandler(pid, func(s network.Stream) {
 		if !h.track() {
 			_ = s.Reset()
 			return
 		}
 		defer h.handlers.Done()
-		fs := h.newFramedStream(s)
-		ctx, cancel := context.WithCancel(h.ctx)
-		defer cancel()
-		defer func() {
-			if r := recover(); r != nil {
-				h.logger("p2p.stream").Warn("stream handler panicked", "protocol", pid, "panic", r)
-				_ = fs.Reset()
-			}
-		}()
-		handler(ctx, s.Conn().RemotePeer(), fs)
-		_ = fs.Close()
+		h.serveStream(pid, handler, h.newFramedStream(s))
 	})
 	return nil
+}
+
+// serveStream runs a stream handler, turning a panic into a reset.
+func (h *Host) serveStream(pid protocol.ID, handler StreamHandler, fs *FramedStream) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			h.logger("p2p.stream").Warn("stream handler panicked", "protocol", pid, "panic", r)
+			_ = fs.Reset()
+		}
+	}()
+	handler(ctx, fs.RemotePeer(), fs)
+	_ = fs.Close()
 }
 
 // OpenStream opens a long-lived framed stream to p on /dms/<network>/<name>.
@@ -347,7 +363,14 @@ func (h *Host) OpenStream(ctx context.Context, p peer.ID, name string) (*FramedS
 	if h.ctx.Err() != nil {
 		return nil, fmt.Errorf("open stream %s to %s: %w", pid, p, ErrClosed)
 	}
-	s, err := h.host.NewStream(ctx, p, pid)
+	if p == h.host.ID() {
+		return h.openSelf(pid)
+	}
+	err := h.reach(ctx, p)
+	var s network.Stream
+	if err == nil {
+		s, err = h.host.NewStream(streamContext(ctx), p, pid)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
@@ -360,15 +383,35 @@ func (h *Host) OpenStream(ctx context.Context, p peer.ID, name string) (*FramedS
 // FramedStream is a long-lived stream of frames, e.g. an allocation's
 // status stream. One Send and one Recv may run at the same time.
 type FramedStream struct {
-	s       network.Stream
+	s       rawStream
+	remote  peer.ID
+	proto   protocol.ID
 	maxSize atomic.Int64
 	timeout atomic.Int64 // time.Duration; 0: no deadline
 
 	sendMu, recvMu sync.Mutex
 }
 
+// rawStream is what a FramedStream needs of a stream: a libp2p stream, or
+// one end of an in-memory pipe when a node talks to itself (self.go).
+type rawStream interface {
+	io.Reader
+	io.Writer
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+	CloseWrite() error
+	Close() error
+	Reset() error
+}
+
+var _ rawStream = network.Stream(nil)
+
 func (h *Host) newFramedStream(s network.Stream) *FramedStream {
-	fs := &FramedStream{s: s}
+	return h.wrapStream(s, s.Conn().RemotePeer(), s.Protocol())
+}
+
+func (h *Host) wrapStream(s rawStream, remote peer.ID, proto protocol.ID) *FramedStream {
+	fs := &FramedStream{s: s, remote: remote, proto: proto}
 	fs.maxSize.Store(DefaultMaxStreamFrame)
 	fs.timeout.Store(int64(h.cfg.StreamTimeout))
 	return fs
@@ -394,10 +437,10 @@ func (f *FramedStream) Send(data []byte) error {
 	f.sendMu.Lock()
 	defer f.sendMu.Unlock()
 	if err := f.s.SetWriteDeadline(f.deadline()); err != nil {
-		return fmt.Errorf("send on %s: %w", f.s.Protocol(), err)
+		return fmt.Errorf("send on %s: %w", f.proto, err)
 	}
 	if err := WriteFrame(f.s, data, int(f.maxSize.Load())); err != nil {
-		return fmt.Errorf("send on %s: %w", f.s.Protocol(), err)
+		return fmt.Errorf("send on %s: %w", f.proto, err)
 	}
 	return nil
 }
@@ -407,14 +450,14 @@ func (f *FramedStream) Recv() ([]byte, error) {
 	f.recvMu.Lock()
 	defer f.recvMu.Unlock()
 	if err := f.s.SetReadDeadline(f.deadline()); err != nil {
-		return nil, fmt.Errorf("recv on %s: %w", f.s.Protocol(), err)
+		return nil, fmt.Errorf("recv on %s: %w", f.proto, err)
 	}
 	data, err := ReadFrame(f.s, int(f.maxSize.Load()))
 	if err == io.EOF {
 		return nil, io.EOF
 	}
 	if err != nil {
-		return nil, fmt.Errorf("recv on %s: %w", f.s.Protocol(), err)
+		return nil, fmt.Errorf("recv on %s: %w", f.proto, err)
 	}
 	return data, nil
 }
@@ -429,10 +472,10 @@ func (f *FramedStream) Close() error { return f.s.Close() }
 func (f *FramedStream) Reset() error { return f.s.Reset() }
 
 // RemotePeer is the peer at the other end.
-func (f *FramedStream) RemotePeer() peer.ID { return f.s.Conn().RemotePeer() }
+func (f *FramedStream) RemotePeer() peer.ID { return f.remote }
 
 // Protocol is the stream's protocol ID.
-func (f *FramedStream) Protocol() protocol.ID { return f.s.Protocol() }
+func (f *FramedStream) Protocol() protocol.ID { return f.proto }
 
 // smallFrame is the size below which a frame is reserved unconditionally:
 // bids, replies and control messages are tiny, and refusing them when the

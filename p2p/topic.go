@@ -302,13 +302,21 @@ func topicScoreParams() *pubsub.TopicScoreParams {
 func (h *Host) newPubSub() (*pubsub.PubSub, error) {
 	params := pubsub.DefaultGossipSubParams()
 	params.HeartbeatInterval = h.cfg.GossipHeartbeat
-	ps, err := pubsub.NewGossipSub(h.ctx, h.host,
+	opts := []pubsub.Option{}
+	if h.cfg.Metrics != nil {
+		gm, err := newGossipMetrics(h.cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("p2p: gossipsub metrics: %w", err)
+		}
+		opts = append(opts, pubsub.WithRawTracer(gm))
+	}
+	ps, err := pubsub.NewGossipSub(h.ctx, h.host, append(opts,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(h.cfg.MaxMessageSize),
 		pubsub.WithGossipSubParams(params),
 		pubsub.WithPeerScore(peerScoreParams(&h.cfg), peerScoreThresholds()),
 		pubsub.WithLogger(h.logger("p2p.gossipsub")),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 // Benchmark is the result of BenchmarkCapability. Throughputs are per second.
@@ -31,9 +32,9 @@ type Benchmark struct {
 	// filesystem.
 	DiskWrite float64 `json:"disk_write_bytes_s"`
 	// Score is what bids carry (capability.CPU.Score); see score.
-	Score    float64       `json:"score"`
-	Duration time.Duration `json:"duration"`
-	At       time.Time     `json:"at"`
+	Score    float64          `json:"score"`
+	Duration seconds.Duration `json:"duration"`
+	At       time.Time        `json:"at"`
 }
 
 // Validate rejects a benchmark that could not have been measured.
@@ -196,7 +197,7 @@ func BenchmarkCapability(ctx context.Context, dir string, opts ...BenchmarkOptio
 		cfg.progress(Progress{Step: i + 1, Steps: len(steps), Name: s.name, Result: res, Done: true})
 	}
 	b.Score = score(b.SingleCore, b.MemoryBandwidth)
-	b.Duration = time.Since(start).Round(time.Millisecond)
+	b.Duration = seconds.Duration(time.Since(start).Round(time.Millisecond))
 	return b, nil
 }
 

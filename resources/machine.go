@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dms-project/dms/capability"
 	"github.com/shirou/gopsutil/v3/cpu"
 	"github.com/shirou/gopsutil/v3/disk"
 	"github.com/shirou/gopsutil/v3/host"
 	"github.com/shirou/gopsutil/v3/mem"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 // Machine is what Measure found: the totals an offer is validated against and
@@ -37,13 +39,13 @@ type Machine struct {
 // HostInfo describes the operating system, for display and for bids that
 // care about the platform.
 type HostInfo struct {
-	Hostname        string `json:"hostname,omitempty"`
-	OS              string `json:"os"`
-	Platform        string `json:"platform,omitempty"`
-	PlatformVersion string `json:"platform_version,omitempty"`
-	KernelVersion   string `json:"kernel_version,omitempty"`
-	Virtualization  string `json:"virtualization,omitempty"`
-	UptimeSeconds   uint64 `json:"uptime_seconds,omitempty"`
+	Hostname        string           `json:"hostname,omitempty"`
+	OS              string           `json:"os"`
+	Platform        string           `json:"platform,omitempty"`
+	PlatformVersion string           `json:"platform_version,omitempty"`
+	KernelVersion   string           `json:"kernel_version,omitempty"`
+	Virtualization  string           `json:"virtualization,omitempty"`
+	Uptime          seconds.Duration `json:"uptime,omitempty"`
 }
 
 // Total returns the machine's totals as a capability: all cores, all memory,
@@ -155,7 +157,7 @@ func Measure(ctx context.Context, dir string, opts ...MeasureOption) (Machine, e
 	if hi, err := host.InfoWithContext(ctx); err == nil {
 		m.Host = HostInfo{
 			Hostname: hi.Hostname, OS: hi.OS, Platform: hi.Platform, PlatformVersion: hi.PlatformVersion,
-			KernelVersion: hi.KernelVersion, Virtualization: hi.VirtualizationSystem, UptimeSeconds: hi.Uptime,
+			KernelVersion: hi.KernelVersion, Virtualization: hi.VirtualizationSystem, Uptime: seconds.Duration(time.Duration(hi.Uptime) * time.Second),
 		}
 	} else {
 		m.Host.OS = runtime.GOOS

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
@@ -25,7 +26,7 @@ func TestLocalNetworkRunsAJobFromANonBootstrapNode(t *testing.T) {
 	}
 	sub := orchestrator.Submission{Job: orchestrator.JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 128 * capability.MiB},
-		Duration:     30 * time.Second, Executor: orchestrator.ExecutorWasm, Module: examples.HelloWasm, Args: []string{"localnet"},
+		Duration:     seconds.Duration(30 * time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.HelloWasm, Args: []string{"localnet"},
 	}}
 	rec, err := ln.Nodes[1].SubmitJob(ctx, sub, nil)
 	if err != nil {

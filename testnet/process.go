@@ -281,6 +281,9 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	if rec.Nodes[0], err = p.waitReady(ctx); err != nil {
 		return nil, err
 	}
+	if err := recordNetwork(rec); err != nil {
+		return nil, err
+	}
 	if len(rec.Nodes) > 1 {
 		progress(opts.Progress, "Starting %s to %s, bootstrapping from %s", rec.Nodes[1].Name, rec.Nodes[len(rec.Nodes)-1].Name, rec.Nodes[0].Name)
 	}
@@ -309,6 +312,105 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	}
 	rec.UpPID = 0
 	return rec, rec.write()
+}
+
+// Add starts one more node in the test network that is up in opts.Dir
+// (opts.Nodes is ignored): a new home node-N, onboarded with opts.Offer,
+// its config recording the network, swarm key and node-0 as bootstrap peer,
+// and a dms run --local process. It returns the updated record once every
+// node sees every other, the new one included; on failure the new node is
+// stopped and left out of the record.
+func Add(ctx context.Context, opts Options) (_ *Record, err error) {
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(rec.Live()) == 0 || len(rec.Nodes) == 0 || !nodeAlive(rec.Nodes[0].PID, rec.Nodes[0].Home) {
+		return nil, fmt.Errorf("%w in %s: its bootstrap node, node-0, is not running; start a network with dms testnet up --dir %s", ErrNotUp, dir, home.ShellQuote(dir))
+	}
+	if len(rec.Nodes) >= MaxNodes {
+		return nil, fmt.Errorf("the test network in %s has %d nodes, the most there can be", dir, len(rec.Nodes))
+	}
+	opts.Nodes = 1
+	i := len(rec.Nodes)
+	progress(opts.Progress, "Preparing node-%d in %s", i, dir)
+	homes, err := prepareHomesFrom(ctx, dir, opts, i)
+	if err != nil {
+		return nil, err
+	}
+	n := Process{Name: filepath.Base(homes[0]), Home: homes[0], Log: filepath.Join(homes[0], home.LogFile)}
+	h, err := home.Open(n.Home)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.SetConfig(map[string]string{"network": rec.Network, "swarm_key": rec.SwarmKey, "bootstrap": strings.Join(rec.Nodes[0].Addrs, ", ")}); err != nil {
+		return nil, fmt.Errorf("%s: %w", n.Name, err)
+	}
+	args := []string{"--home", n.Home}
+	if opts.LogLevel != "" {
+		args = append(args, "--log-level", opts.LogLevel)
+	}
+	args = append(args, "run", "--local", "--listen", "/ip4/127.0.0.1/tcp/0")
+	ctx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("--timeout %v passed", opts.Timeout))
+	defer cancel()
+	progress(opts.Progress, "Starting %s, bootstrapping from %s", n.Name, rec.Nodes[0].Name)
+	p, err := startNodeProcess(rec.Binary, args, n, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if serr := Stop([]Process{p.node}, 10*time.Second); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+	}()
+	if p.node, err = p.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	grown := *rec
+	grown.Nodes = append(append([]Process(nil), rec.Nodes...), p.node)
+	progress(opts.Progress, "Waiting for every node to see %s", n.Name)
+	if err := waitForMesh(ctx, &grown, []*child{p}); err != nil {
+		return nil, err
+	}
+	return &grown, grown.write()
+}
+
+// recordNetwork writes the network into every home's config: its ID, its
+// swarm key, node-0's address as the others' bootstrap peer and as node-0's
+// own listen address (the port it was given), so that a plain dms run on
+// any of the homes later rejoins this network rather than the default one.
+func recordNetwork(rec *Record) error {
+	var listen string
+	for _, a := range rec.Nodes[0].Addrs {
+		if t, _, ok := strings.Cut(a, "/p2p/"); ok && strings.Contains(t, "/tcp/") {
+			listen = t
+			break
+		}
+	}
+	for i, n := range rec.Nodes {
+		h, err := home.Open(n.Home)
+		if err != nil {
+			return err
+		}
+		kv := map[string]string{"network": rec.Network, "swarm_key": rec.SwarmKey}
+		if i == 0 {
+			if listen != "" {
+				kv["listen"] = listen
+			}
+		} else {
+			kv["bootstrap"] = strings.Join(rec.Nodes[0].Addrs, ", ")
+		}
+		if err := h.SetConfig(kv); err != nil {
+			return fmt.Errorf("%s: record the network in its config: %w", n.Name, err)
+		}
+	}
+	return nil
 }
 
 // claimTestnetDir makes sure no test network runs in dir and claims it by
@@ -408,9 +510,14 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // as it would be alone, so N nodes together offer N times what one may:
 // a test network overcommits the machine by design, its jobs being tiny.
 func prepareTestnetHomes(ctx context.Context, dir string, opts Options) ([]string, error) {
+	return prepareHomesFrom(ctx, dir, opts, 0)
+}
+
+// prepareHomesFrom is prepareTestnetHomes for node-first onwards.
+func prepareHomesFrom(ctx context.Context, dir string, opts Options, first int) ([]string, error) {
 	homes := make([]string, opts.Nodes)
 	for i := range homes {
-		rep, err := home.Init(filepath.Join(dir, fmt.Sprintf("node-%d", i)))
+		rep, err := home.Init(filepath.Join(dir, fmt.Sprintf("node-%d", first+i)))
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -70,6 +71,9 @@ func globalFlags(withEnv bool) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: dir, EnvVars: envs("DMS_HOME")},
 		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
+		&cli.StringFlag{Name: "remote", Usage: "manage the node whose remote control listener (dms run --control-listen) is at `HOST:PORT`, instead of the one on --home", EnvVars: envs("DMS_REMOTE")},
+		&cli.StringFlag{Name: "token-file", Usage: "the token `FILE` for --remote, mode 0600 (default: HOME/" + api.TokenFile + ")", EnvVars: envs("DMS_TOKEN_FILE")},
+		&cli.StringFlag{Name: "log-format", Usage: "how logs are written to stderr: text (key=value) or json (one object per line)", EnvVars: envs("DMS_LOG_FORMAT")},
 	}
 }
 
@@ -93,17 +97,18 @@ func (e *env) app() *cli.App {
 	cmds := []*cli.Command{e.initCommand(), e.onboardCommand(), e.offboardCommand(), e.capabilityCommand(), e.benchmarkCommand(), e.versionCommand()}
 	cmds = append(cmds, e.meshCommands()...)
 	cmds = append(cmds, e.jobCommands()...)
-	cmds = append(cmds, e.benchCommand())
-	names := make([]string, 0, len(cmds))
+	cmds = append(cmds, e.benchCommand(), e.completionCommand())
 	for _, c := range cmds {
-		names = append(names, c.Name)
 		c.Flags = append(c.Flags, globalFlags(false)...)
 		c.OnUsageError = onUsage
 		if c.Before == nil { // a command group (dms job) checks its subcommands' arguments itself
 			c.Before = e.before
 		}
-		c.HideHelpCommand = true
+		// Groups keep "help" (dms job help); leaf commands have --help.
+		c.HideHelpCommand = len(c.Subcommands) == 0
 	}
+	setUsage("dms", cmds)
+	v, _ := buildVersion()
 	return &cli.App{
 		Name:  "dms",
 		Usage: "the device management service: make this machine a node of a peer-to-peer compute mesh",
@@ -112,17 +117,18 @@ func (e *env) app() *cli.App {
 			"Try it on one machine: dms demo. Run a node: dms init, dms onboard, dms run.\n\n" +
 			"Settings come from, highest first: flags, DMS_* environment variables, the config file\n" +
 			"in the home, built-in defaults. Exit status: 0 done, 1 failed, 2 wrong usage.",
-		Flags:           globalFlags(true),
-		Commands:        cmds,
-		HideVersion:     true,
-		HideHelpCommand: true,
-		Writer:          e.stdout,
-		ErrWriter:       e.stderr,
-		OnUsageError:    onUsage,
-		ExitErrHandler:  func(*cli.Context, error) {}, // run decides the exit status
+		UsageText:            "dms [--home DIR | --remote HOST:PORT [--token-file FILE]] [--log-level LEVEL] [--log-format text|json] COMMAND [options]",
+		Flags:                globalFlags(true),
+		Commands:             cmds,
+		Version:              v,
+		EnableBashCompletion: true,
+		Writer:               e.stdout,
+		ErrWriter:            e.stderr,
+		OnUsageError:         onUsage,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run decides the exit status
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("unknown command %q; commands: %s", c.Args().First(), strings.Join(names, ", "))
+				return usagef("unknown command %q; commands: %s", c.Args().First(), commandNames(c.App.Commands))
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -136,6 +142,15 @@ func (e *env) before(c *cli.Context) error {
 	e.cmdPath = c.Command.HelpName
 	if c.Args().Present() && c.Command.ArgsUsage == "" && len(c.Command.Subcommands) == 0 {
 		return usagef("unexpected argument %q: %s takes only flags", c.Args().First(), e.cmdPath)
+	}
+	if v, ok := global(c, "log-format"); ok {
+		switch v {
+		case "text":
+		case "json":
+			e.log = slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: e.level}))
+		default:
+			return badValue("log-format", v, fmt.Errorf("want text or json"))
+		}
 	}
 	if v, ok := global(c, "log-level"); ok {
 		l, err := home.ParseLogLevel(v)
@@ -173,6 +188,9 @@ func (e *env) openHome(c *cli.Context) (home.Home, home.Settings, error) {
 
 // controller is the home's offer, through its running node if one runs.
 func (e *env) controller(c *cli.Context) (api.Controller, error) {
+	if _, ok := global(c, "remote"); ok {
+		return e.client(c)
+	}
 	h, s, err := e.openHome(c)
 	if err != nil {
 		return nil, err
@@ -185,12 +203,23 @@ func (e *env) controller(c *cli.Context) (api.Controller, error) {
 // hint to run dms init instead (exit 2).
 func (e *env) client(c *cli.Context) (*api.Client, error) {
 	dir, _ := global(c, "home")
+	if addr, ok := global(c, "remote"); ok {
+		return remoteClient(c, addr, dir)
+	}
 	cl, err := api.Dial(c.Context, dir)
 	if err == nil {
 		return cl, nil
 	}
-	if _, herr := home.Open(dir); errors.Is(herr, home.ErrNotInitialized) {
+	h, herr := home.Open(dir)
+	if errors.Is(herr, home.ErrNotInitialized) {
 		return nil, herr
+	}
+	if herr == nil && errors.Is(err, api.ErrNoNode) {
+		// No node runs: a config that does not load is why dms run would
+		// fail too, so say that first.
+		if _, serr := h.Settings(os.Getenv); serr != nil {
+			return nil, fmt.Errorf("%w, and its %w", err, serr)
+		}
 	}
 	return nil, err
 }
@@ -220,4 +249,18 @@ func rewriteFlagError(msg string) string {
 // closeController closes ctl, keeping the first error.
 func closeController(ctl api.Controller, err *error) {
 	*err = errors.Join(*err, ctl.Close())
+}
+
+// remoteClient connects to a node's remote control listener with the token
+// of --token-file (default: the one in the home named by --home).
+func remoteClient(c *cli.Context, addr, dir string) (*api.Client, error) {
+	path, set := global(c, "token-file")
+	if !set {
+		path = filepath.Join(dir, api.TokenFile)
+	}
+	tok, err := api.LoadToken(path)
+	if err != nil {
+		return nil, &usageError{msg: "--token-file: " + err.Error(), err: err}
+	}
+	return api.DialRemote(c.Context, addr, tok)
 }

@@ -54,9 +54,9 @@ func (e *env) printAllocations(allocs []node.AllocationInfo) error {
 		var run time.Duration
 		switch {
 		case a.Stats.RunTime > 0:
-			run = a.Stats.RunTime
+			run = a.Stats.RunTime.Std()
 		case a.Result != nil:
-			run = a.Result.Duration
+			run = a.Result.Duration.Std()
 		case !a.Started.IsZero():
 			run = time.Since(a.Started)
 		}

@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/bench"
+	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/testnet"
 )
 
@@ -28,9 +32,10 @@ func (e *env) benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "jobs", Value: 200, Usage: "how many jobs to submit"},
 			&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "how many submitters at once, each on its own node"},
 			&cli.IntFlag{Name: "floor-samples", Value: 50, Usage: "how many gossip messages measure the floor"},
-			&cli.IntFlag{Name: "procs", Usage: "also start this many separate `dms run` processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
+			&cli.IntFlag{Name: "procs", Usage: "also start this many separate dms run processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
 			&cli.DurationFlag{Name: "procs-window", Value: 10 * time.Second, Usage: "how long the idle processes are sampled"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the jobs phase to `FILE` (go tool pprof reads it)"},
+			&cli.StringFlag{Name: "metrics", Usage: "while it runs, serve every node's Prometheus metrics (labelled node=\"N\") on /metrics at loopback `HOST:PORT`, e.g. 127.0.0.1:9464"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -59,6 +64,28 @@ func (e *env) benchCommand() *cli.Command {
 				defer f.Close()
 				cfg.JobsProfile = f
 			}
+			metricsLn, err := listenMetrics(c)
+			if err != nil {
+				return err
+			}
+			if metricsLn != nil {
+				var mesh atomic.Pointer[http.Handler]
+				cfg.OnNetwork = func(nodes []*node.Node) {
+					h := promhttp.HandlerFor(bench.MeshGatherer(nodes), promhttp.HandlerOpts{})
+					mesh.Store(&h)
+				}
+				srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					h := mesh.Load()
+					if r.URL.Path != "/metrics" || h == nil {
+						http.Error(w, "the bench's network is starting; its metrics are on /metrics once it is up", http.StatusServiceUnavailable)
+						return
+					}
+					(*h).ServeHTTP(w, r)
+				})}
+				go func() { _ = srv.Serve(metricsLn) }()
+				defer srv.Close()
+				fmt.Fprintf(e.stderr, "bench: metrics on http://%s/metrics\n", metricsLn.Addr())
+			}
 			rep, err := bench.Run(c.Context, cfg)
 			if err != nil {
 				return err
@@ -80,7 +107,7 @@ func (e *env) benchCommand() *cli.Command {
 			}
 			printBench(e.stdout, rep)
 			if procs != nil {
-				fmt.Fprintf(e.stdout, "\n%d separate `dms run` processes, idle, sampled for %s after start-up (%s):\n", procs.Nodes, procs.Window, ms(procs.Startup))
+				fmt.Fprintf(e.stdout, "\n%d separate `dms run` processes, idle, sampled for %s after start-up (%s):\n", procs.Nodes, procs.Window, ms(procs.Startup.Std()))
 				fmt.Fprintf(e.stdout, "  resident memory per process  mean %.1f MiB, max %.1f MiB\n", float64(procs.RSSMean)/(1<<20), float64(procs.RSSMax)/(1<<20))
 				fmt.Fprintf(e.stdout, "    of which its own (anonymous) mean %.1f MiB; proportional share (PSS, the %d processes share the binary's pages) mean %.1f MiB\n",
 					float64(procs.AnonMean)/(1<<20), procs.Nodes, float64(procs.PSSMean)/(1<<20))
@@ -96,7 +123,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 func printBench(w io.Writer, r *bench.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(name string, q bench.Percentiles) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(n=%d)\n", name, ms(q.P50), ms(q.P95), ms(q.P99), q.N)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(n=%d)\n", name, ms(q.P50.Std()), ms(q.P95.Std()), ms(q.P99.Std()), q.N)
 	}
 	fmt.Fprintf(tw, "dms bench: %d nodes, %d jobs, %d concurrent submitters, %d cores\n\n", r.Nodes, r.Jobs, r.Concurrency, r.Cores)
 	fmt.Fprintf(tw, "latency\tp50\tp95\tp99\t\n")
@@ -110,16 +137,16 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "submit to running / floor p50\t%.2fx\t\t\t\n", r.RunningVsFloor)
 	fmt.Fprintf(tw, "submit to done / floor p50\t%.2fx\t\t\t\n", r.DoneVsFloor)
 	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
-	fmt.Fprintf(tw, "CPU per job per node\t%d µs\t\t\t(what one job costs one node, whatever shares the machine)\n", r.CPUPerJobPerNode.Microseconds())
-	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join))
-	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup))
-	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
+	fmt.Fprintf(tw, "CPU per job per node\t%d µs\t\t\t(what one job costs one node, whatever shares the machine)\n", r.CPUPerJobPerNode.Std().Microseconds())
+	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join.Std()))
+	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup.Std()))
+	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle.Std()), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
 	fmt.Fprintf(tw, "Go heap in use per node\t%.2f MiB\t\t\t\n", float64(r.HeapPerNode)/(1<<20))
 	fmt.Fprintf(tw, "bids received per job (requester)\t%.2f\t\t\t\n", r.BidsReceivedPerJob)
 	fmt.Fprintf(tw, "bid messages sent per job (mesh)\t%.2f\t\t\t\n", r.BidsSentPerJob)
 	tw.Flush()
 	fmt.Fprintf(w, "\nwhere submit to running goes (p50 from submission): published %s, first bid %s, bidding closed %s, accepted %s\n",
-		ms(r.Phases["published"]), ms(r.Phases["first bid"]), ms(r.Phases["bidding closed"]), ms(r.Phases["accepted"]))
+		ms(r.Phases["published"].Std()), ms(r.Phases["first bid"].Std()), ms(r.Phases["bidding closed"].Std()), ms(r.Phases["accepted"].Std()))
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "\nfirst failure: %s\n", r.FirstError)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -38,7 +39,7 @@ func (e *env) benchmarkCommand() *cli.Command {
 				progress = e.stderr
 			}
 			fmt.Fprintf(progress, "Benchmarking for %v...\n", d)
-			resp, err := ctl.Benchmark(c.Context, api.BenchmarkRequest{Duration: d}, resources.ProgressPrinter(progress))
+			resp, err := ctl.Benchmark(c.Context, api.BenchmarkRequest{Duration: seconds.Duration(d)}, resources.ProgressPrinter(progress))
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
@@ -32,7 +33,7 @@ const demoRequester = 1
 // demo (1 core, 1 GiB each).
 var demoJob = orchestrator.JobSpec{
 	Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}, Memory: 128 * capability.MiB},
-	Duration:     time.Minute,
+	Duration:     seconds.Duration(time.Minute),
 	Executor:     orchestrator.ExecutorWasm,
 	Args:         []string{"world"},
 }
@@ -60,9 +61,9 @@ type demoReport struct {
 	Winner    int            `json:"winner"` // node index, -1 if none
 	Job       node.JobRecord `json:"job"`
 	Timings   struct {
-		NetworkUp       float64 `json:"network_up_s"`
-		SubmitToRunning float64 `json:"submit_to_running_s"`
-		SubmitToDone    float64 `json:"submit_to_done_s"`
+		NetworkUp       seconds.Duration `json:"network_up"`
+		SubmitToRunning seconds.Duration `json:"submit_to_running"`
+		SubmitToDone    seconds.Duration `json:"submit_to_done"`
 	} `json:"timings"`
 }
 
@@ -123,7 +124,7 @@ func (e *env) demo(c *cli.Context) (err error) {
 	}()
 	var rep demoReport
 	rep.Network, rep.Requester, rep.Winner = ln.Network, demoRequester, -1
-	rep.Timings.NetworkUp = time.Since(t0).Seconds()
+	rep.Timings.NetworkUp = seconds.Duration(time.Since(t0))
 	index := map[peer.ID]int{}
 	for i, n := range ln.Nodes {
 		index[n.ID()] = i
@@ -156,7 +157,7 @@ func (e *env) demo(c *cli.Context) (err error) {
 	sub.Job.ID = orchestrator.NewJobID()
 	sub.Job.Module = examples.HelloWasm
 	fmt.Fprintf(out, "\nNode %d submits the sample job %s (hello.wasm, %s): %s, up to %s\n", demoRequester, sub.Job.ID,
-		capability.FormatBytes(uint64(len(sub.Job.Module))), describeNeeds(sub.Job.Requirements), capability.FormatDuration(sub.Job.Duration))
+		capability.FormatBytes(uint64(len(sub.Job.Module))), describeNeeds(sub.Job.Requirements), capability.FormatDuration(sub.Job.Duration.Std()))
 	submitted := time.Now()
 	pp := &progressPrinter{w: out, start: submitted, name: name}
 	var running time.Time
@@ -177,10 +178,10 @@ func (e *env) demo(c *cli.Context) (err error) {
 		rep.Winner = i
 	}
 	if !running.IsZero() {
-		rep.Timings.SubmitToRunning = running.Sub(submitted).Seconds()
+		rep.Timings.SubmitToRunning = seconds.Duration(running.Sub(submitted))
 	}
 	if !rec.Ended.IsZero() {
-		rep.Timings.SubmitToDone = rec.Ended.Sub(submitted).Seconds()
+		rep.Timings.SubmitToDone = seconds.Duration(rec.Ended.Sub(submitted))
 	}
 	if asJSON {
 		if err := printJSON(e.stdout, rep); err != nil {
@@ -212,7 +213,7 @@ func (e *env) demo(c *cli.Context) (err error) {
 		_, _ = e.stderr.Write(r.Stderr)
 	}
 	fmt.Fprintln(out, "\nTimings:")
-	fmt.Fprintf(out, "  network up         %s (%d nodes)\n", formatElapsed(time.Duration(rep.Timings.NetworkUp*float64(time.Second))), nodes)
+	fmt.Fprintf(out, "  network up         %s (%d nodes)\n", formatElapsed(rep.Timings.NetworkUp.Std()), nodes)
 	if !running.IsZero() {
 		fmt.Fprintf(out, "  submit -> running  %s\n", formatElapsed(running.Sub(submitted)))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -199,9 +200,11 @@ func (f *jobFlags) request() (api.SubmitJobRequest, error) {
 			return req, f.bad("disk", f.Disk, err)
 		}
 	}
-	if job.Duration, err = capability.ParseDuration(f.Duration); err != nil {
+	d, err := capability.ParseDuration(f.Duration)
+	if err != nil {
 		return req, f.bad("duration", f.Duration, err)
 	}
+	job.Duration = seconds.Duration(d)
 	if f.GPU < 0 || f.GPU > 64 {
 		return req, f.bad("gpu", strconv.Itoa(f.GPU), errors.New("want 0 to 64 GPUs"))
 	}

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // progressPrinter writes one line per step of a submission, each with the
@@ -94,11 +95,11 @@ func (pp *progressPrinter) end(rec node.JobRecord) {
 	r := rec.Result
 	switch {
 	case r != nil && rec.State == node.JobCompleted:
-		pp.line(at, fmt.Sprintf("completed: exit code %d, ran %s", r.ExitCode, formatElapsed(r.Duration)))
+		pp.line(at, fmt.Sprintf("completed: exit code %d, ran %s", r.ExitCode, formatElapsed(r.Duration.Std())))
 	case r != nil && rec.State == node.JobCancelled:
-		pp.line(at, fmt.Sprintf("cancelled after running %s", formatElapsed(r.Duration)))
+		pp.line(at, fmt.Sprintf("cancelled after running %s", formatElapsed(r.Duration.Std())))
 	case r != nil:
-		text := fmt.Sprintf("%s: exit code %d, ran %s", rec.State, r.ExitCode, formatElapsed(r.Duration))
+		text := fmt.Sprintf("%s: exit code %d, ran %s", rec.State, r.ExitCode, formatElapsed(r.Duration.Std()))
 		if r.Reason != "" {
 			text += ": " + r.Reason
 		}

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/orchestrator"
-	"github.com/urfave/cli/v2"
 )
 
 func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
@@ -30,7 +31,7 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	if rec.Image != "" {
 		kind += " " + rec.Image
 	}
-	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration), kind)
+	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration.Std()), kind)
 	if len(rec.Inputs) > 0 {
 		fmt.Fprintf(w, "inputs:     %d %s, %s\n", len(rec.Inputs), plural(len(rec.Inputs), "file", "files"), capability.FormatBytes(uint64(totalSize(rec.Inputs))))
 	}
@@ -47,7 +48,7 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 		if r.State == orchestrator.StateCancelled {
 			exit = "" // stopped from outside: the code says nothing of the job
 		}
-		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exit, formatElapsed(r.Duration), r.Restarts, plural(r.Restarts, "restart", "restarts"))
+		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exit, formatElapsed(r.Duration.Std()), r.Restarts, plural(r.Restarts, "restart", "restarts"))
 		if r.Reason != "" && r.Reason != string(r.State) {
 			fmt.Fprintf(w, "reason:     %s\n", r.Reason)
 		}

@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
-	"github.com/urfave/cli/v2"
 )
 
 // envList is a repeatable K=V flag. It does not split on commas, as
@@ -162,7 +163,7 @@ func (e *env) jobSubmit(c *cli.Context) error {
 				what += ", " + capability.FormatBytes(uint64(len(req.Inputs))) + " of inputs"
 			}
 			pp.line(start, fmt.Sprintf("submitting job %s: %s, up to %s, %s", req.Job.ID, describeNeeds(req.Job.Requirements),
-				capability.FormatDuration(req.Job.Duration), what))
+				capability.FormatDuration(req.Job.Duration.Std()), what))
 		}
 		rec, err := cl.SubmitJob(c.Context, req, func(p orchestrator.Progress) {
 			if asJSON {

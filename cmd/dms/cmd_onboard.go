@@ -8,6 +8,7 @@ import (
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -83,8 +84,8 @@ func (e *env) onboardCommand() *cli.Command {
 // onboardRequest parses the flags; a value that does not parse is a usage
 // error naming the flag and what it accepts.
 func onboardRequest(c *cli.Context) (api.OnboardRequest, error) {
-	req := api.OnboardRequest{Benchmark: !c.Bool("skip-benchmark"), BenchmarkDuration: c.Duration("benchmark-duration")}
-	if d := req.BenchmarkDuration; d < resources.MinBenchmarkDuration || d > resources.MaxBenchmarkDuration {
+	req := api.OnboardRequest{Benchmark: !c.Bool("skip-benchmark"), BenchmarkDuration: seconds.Duration(c.Duration("benchmark-duration"))}
+	if d := req.BenchmarkDuration; d.Std() < resources.MinBenchmarkDuration || d.Std() > resources.MaxBenchmarkDuration {
 		return req, usagef("invalid value %q for --benchmark-duration: want %v to %v, e.g. 3s", d, resources.MinBenchmarkDuration, resources.MaxBenchmarkDuration)
 	}
 	var err error

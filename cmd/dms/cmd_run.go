@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -29,7 +31,7 @@ func (e *env) runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "start the node: join the mesh, bid for jobs when onboarded, serve the other commands",
-		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local]",
+		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local] [--metrics HOST:PORT [--metrics-allow-remote]] [--dashboard HOST:PORT|off] [--relay-service] [--reachability auto|public|private] [--control-listen HOST:PORT [--control-token-file FILE]]",
 		Description: "Starts the node on the home and runs until interrupted (SIGINT or SIGTERM), then stops\n" +
 			"cleanly. It joins the network, finds peers through the bootstrap peers and the DHT, and,\n" +
 			"once onboarded, bids for the jobs peers broadcast; any node can submit jobs. While it runs,\n" +
@@ -46,6 +48,14 @@ func (e *env) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "swarm-key", Usage: "the pre-shared key `FILE` of a private network; only nodes with the same key connect, over TCP only (default: the config's swarm_key)"},
 			&cli.StringFlag{Name: "dht-mode", Usage: "whether this node answers DHT queries: auto, server or client (default: auto, server with --local)"},
 			&cli.BoolFlag{Name: "local", Usage: "run as a node of a test network on this machine: loopback addresses, DHT server, short timeouts, no machine monitor"},
+			&cli.DurationFlag{Name: "monitor-interval", Usage: "how often the machine's own use is sampled to shrink what is offered when the owner needs it; 0 turns the monitor off, as on a machine that only runs dms (default 5s, off with --local)"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9464 (default: off; a loopback address unless --metrics-allow-remote)"},
+			&cli.BoolFlag{Name: "metrics-allow-remote", Usage: "let --metrics listen on an address other hosts can reach (the metrics name peers and jobs)"},
+			&cli.StringFlag{Name: "dashboard", Value: "127.0.0.1:0", Usage: "serve the web dashboard on this loopback `HOST:PORT` (port 0 picks one; dms dashboard prints its URL), or off"},
+			&cli.BoolFlag{Name: "relay-service", Usage: "act as a circuit relay for nodes behind NAT (opt-in: costs bandwidth); only on a node others can dial, which it then declares publicly reachable"},
+			&cli.StringFlag{Name: "reachability", Usage: "override AutoNAT: auto, public or private (private: behind a NAT, reserve a relay slot on the bootstrap peers at once)"},
+			&cli.StringFlag{Name: "control-listen", Usage: "also serve the control API on TCP `HOST:PORT`, for remote management (dms --remote HOST:PORT --token-file FILE ...); every call needs the token; plain HTTP, so use a trusted network, an SSH tunnel or a TLS proxy (default: off)"},
+			&cli.StringFlag{Name: "control-token-file", Usage: "the token `FILE` of --control-listen, mode 0600 (a file others can read is refused); created with a random token when missing (default: HOME/" + api.TokenFile + ")"},
 		},
 		Action: e.runNode,
 	}
@@ -65,6 +75,20 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	p2pOpts, err := runP2POptions(c, settings)
 	if err != nil {
 		return err
+	}
+	metricsLn, err := listenMetrics(c)
+	if err != nil {
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
+	remoteLn, token, tokenPath, created, err := listenRemote(c, h)
+	if err != nil {
+		return err
+	}
+	if remoteLn != nil {
+		defer remoteLn.Close()
 	}
 
 	// The datastore first: it is the home's lock, so a second node on the
@@ -100,6 +124,13 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	}
 	cfg.Datastore, cfg.Key, cfg.Reserve, cfg.DefaultPrice, cfg.Logger = store, key, settings.Reserve, settings.Price, e.log
 	cfg.WasmCacheDir = h.WasmCachePath()
+	if c.IsSet("monitor-interval") {
+		if d := c.Duration("monitor-interval"); d < 0 || (d > 0 && d < 100*time.Millisecond) {
+			return badValue("monitor-interval", d.String(), errors.New("want 0 (off) or at least 100ms, e.g. 5s"))
+		}
+		cfg.MonitorInterval = c.Duration("monitor-interval")
+	}
+	cfg.Metrics = node.NewRegistry()
 	if err := os.MkdirAll(cfg.WasmCacheDir, 0o700); err != nil {
 		return fmt.Errorf("wasm cache: %w", err)
 	}
@@ -126,6 +157,40 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		fmt.Fprintf(e.stdout, "listening on: %s\n", a)
 	}
 	fmt.Fprintf(e.stdout, "control socket: %s\n", h.SocketPath())
+	if v := c.String("dashboard"); v != "off" && v != "" {
+		d, err := api.StartDashboard(v, srv.Handler())
+		if err != nil {
+			return badValue("dashboard", v, err)
+		}
+		srv.SetDashboard(d)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			err = errors.Join(err, d.Close(ctx))
+		}()
+		fmt.Fprintf(e.stdout, "dashboard: %s\n", d.URL())
+	}
+	if metricsLn != nil {
+		fmt.Fprintf(e.stdout, "metrics: http://%s/metrics\n", metricsLn.Addr())
+		served := make(chan error, 1)
+		go func() { served <- api.ServeOperators(c.Context, metricsLn, n, e.log) }()
+		defer func() { err = errors.Join(err, <-served) }()
+	}
+	if remoteLn != nil {
+		fmt.Fprintf(e.stdout, "remote control: http://%s (token in %s)\n", remoteLn.Addr(), tokenPath)
+		if created {
+			fmt.Fprintf(e.stderr, "Created the control token %s (0600): copy it to the managing machine and use dms --remote %s --token-file FILE.\n", tokenPath, remoteLn.Addr())
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.ServeRemote(c.Context, remoteLn, token, e.log) }()
+		defer func() { err = errors.Join(err, <-served) }()
+	}
+	if len(settings.Bootstrap) == 0 {
+		fmt.Fprintf(e.stderr, "No bootstrap peers: this node starts a network of its own (%q) and waits for others to dial it. "+
+			"To join an existing network, run dms run --bootstrap MULTIADDR (a peer's address ending in /p2p/<peer ID>), "+
+			"with that network's --network NAME and, for a private one, --swarm-key FILE; or set bootstrap, network and swarm_key in %s.\n",
+			n.Network(), h.ConfigPath())
+	}
 	if !n.Onboarded() {
 		fmt.Fprintf(e.stderr, "Not onboarded: this node joins the mesh and can submit jobs, but does not bid (dms --home %s onboard --cpu N --memory SIZE --disk SIZE).\n", home.ShellQuote(h.Dir))
 	}
@@ -144,6 +209,58 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	<-c.Context.Done()
 	e.log.Info("stopping the node")
 	return nil
+}
+
+// listenMetrics opens the --metrics listener, refusing an address other
+// hosts can reach unless --metrics-allow-remote says so.
+func listenMetrics(c *cli.Context) (net.Listener, error) {
+	addr := c.String("metrics")
+	if addr == "" {
+		return nil, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, badValue("metrics", addr, fmt.Errorf("want HOST:PORT, e.g. 127.0.0.1:9464"))
+	}
+	if !c.Bool("metrics-allow-remote") {
+		ip := net.ParseIP(host)
+		if !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+			return nil, badValue("metrics", addr, fmt.Errorf("not a loopback address: metrics name this node's peers and jobs; use 127.0.0.1:PORT, or add --metrics-allow-remote to serve them to other hosts"))
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// listenRemote opens the --control-listen listener with its token, read
+// from --control-token-file (created when missing).
+func listenRemote(c *cli.Context, h home.Home) (ln net.Listener, token, path string, created bool, err error) {
+	addr := c.String("control-listen")
+	if addr == "" {
+		if c.IsSet("control-token-file") {
+			return nil, "", "", false, usagef("--control-token-file is the token of --control-listen, which is not given")
+		}
+		return nil, "", "", false, nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, "", "", false, badValue("control-listen", addr, fmt.Errorf("want HOST:PORT, e.g. 0.0.0.0:7464"))
+	}
+	path = filepath.Join(h.Dir, api.TokenFile)
+	if c.IsSet("control-token-file") {
+		if path, err = filepath.Abs(c.String("control-token-file")); err != nil {
+			return nil, "", "", false, err
+		}
+	}
+	if token, created, err = api.EnsureToken(path); err != nil {
+		return nil, "", "", false, &usageError{msg: "--control-token-file: " + err.Error(), err: err}
+	}
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, "", "", false, fmt.Errorf("--control-listen %s: %w", addr, err)
+	}
+	return ln, token, path, created, nil
 }
 
 // applyRunFlags puts the flags over the settings (which already hold the
@@ -211,6 +328,16 @@ func runP2POptions(c *cli.Context, s home.Settings) ([]namedOption, error) {
 			return nil, fmt.Errorf("swarm_key (config file or %s): %w", home.EnvVar("swarm_key"), err)
 		}
 		opts = append(opts, namedOption{"swarm-key", p2p.WithPSK(psk)})
+	}
+	if c.Bool("relay-service") {
+		opts = append(opts, namedOption{"relay-service", p2p.WithRelayService(true)})
+	}
+	if c.IsSet("reachability") {
+		v := c.String("reachability")
+		if _, err := p2p.ParseReachability(v); err != nil {
+			return nil, badValue("reachability", v, err)
+		}
+		opts = append(opts, namedOption{"reachability", p2p.WithReachability(v)})
 	}
 	if c.IsSet("dht-mode") {
 		v := c.String("dht-mode")

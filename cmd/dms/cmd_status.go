@@ -35,6 +35,12 @@ func (e *env) statusCommand() *cli.Command {
 			fmt.Fprintf(w, "home:         %s (pid %d)\n", r.Home, r.PID)
 			fmt.Fprintf(w, "uptime:       %s\n", r.Uptime.Round(time.Second))
 			fmt.Fprintf(w, "peers:        %d connected, %d on the bid-request topic\n", r.Peers, r.TopicPeers)
+			if r.Bootstrap == 0 {
+				fmt.Fprintln(w, "bootstrap:    none: this node started a network of its own and waits to be dialled;")
+				fmt.Fprintln(w, "              to join one, restart it with dms run --bootstrap MULTIADDR (and that network's --network and --swarm-key)")
+			} else {
+				fmt.Fprintf(w, "bootstrap:    %d peers\n", r.Bootstrap)
+			}
 			if r.Onboarded {
 				fmt.Fprintf(w, "onboarded:    yes, offering %s\n", r.Registered)
 				fmt.Fprintf(w, "available:    %s\n", r.Available)

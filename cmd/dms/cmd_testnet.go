@@ -27,7 +27,7 @@ func testnetDirFlag() cli.Flag {
 }
 
 func (e *env) testnetCommand() *cli.Command {
-	subs := []*cli.Command{e.testnetUpCommand(), e.testnetStatusCommand(), e.testnetDownCommand()}
+	subs := []*cli.Command{e.testnetUpCommand(), e.testnetAddCommand(), e.testnetStatusCommand(), e.testnetDownCommand()}
 	return e.commandGroup("testnet", "run a private test network of dms nodes on this machine",
 		"Starts several dms run processes on 127.0.0.1, each with its own home, on a private\n"+
 			"network of their own (a random network ID and a new swarm key), and records them in\n"+
@@ -63,6 +63,49 @@ func (e *env) testnetUpCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the test network's record (DIR/testnet.json) as JSON"},
 		},
 		Action: e.testnetUp,
+	}
+}
+
+func (e *env) testnetAddCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "add",
+		Usage:     "start one more node joined to the test network that is up in --dir",
+		UsageText: "dms testnet add [--dir DIR] [--offer-cpu CORES] [--offer-memory SIZE] [--offer-disk SIZE] [--executors LIST] [--no-onboard] [--timeout D]",
+		Description: "Creates the next home (DIR/node-N), records the network, its swarm key and node-0 as\n" +
+			"bootstrap peer in its config, onboards it with the offer given, and starts a dms run\n" +
+			"--local process for it. It returns once every node sees the new one, and adds it to\n" +
+			"DIR/testnet.json, so dms testnet status and down include it.",
+		Flags: []cli.Flag{
+			testnetDirFlag(),
+			&cli.StringFlag{Name: "offer-cpu", Usage: "cores the node offers, e.g. 1, 0.5 or 500m", Value: "1"},
+			&cli.StringFlag{Name: "offer-memory", Usage: "memory the node offers, e.g. 512MiB", Value: "512MiB"},
+			&cli.StringFlag{Name: "offer-disk", Usage: "disk the node offers, e.g. 1GiB", Value: "1GiB"},
+			&cli.StringFlag{Name: "executors", Usage: "the kinds of job the node runs, comma-separated: wasm, docker, native", Value: "wasm"},
+			&cli.BoolFlag{Name: "no-onboard", Usage: "offer nothing: the node joins and can submit jobs, but does not bid"},
+			&cli.DurationFlag{Name: "timeout", Usage: "how long the node may take to start and be seen by the others", Value: 60 * time.Second},
+		},
+		Action: func(c *cli.Context) error {
+			opts := testnet.Options{Dir: c.String("dir"), Timeout: c.Duration("timeout"), Log: e.log, Progress: e.stderr}
+			if opts.Timeout <= 0 {
+				return usagef("invalid value %v for --timeout: want a positive duration, e.g. 60s", opts.Timeout)
+			}
+			if !c.Bool("no-onboard") {
+				offer, err := testnetOffer(c)
+				if err != nil {
+					return err
+				}
+				opts.Offer = &offer
+			}
+			opts.LogLevel, _ = global(c, "log-level")
+			rec, err := testnet.Add(c.Context, opts)
+			if err != nil {
+				return offerFlagError(err)
+			}
+			n := rec.Nodes[len(rec.Nodes)-1]
+			fmt.Fprintf(e.stdout, "%s joined test network %s (pid %d), %d nodes now.\n", n.Name, rec.Network, n.PID, len(rec.Nodes))
+			fmt.Fprintf(e.stdout, "  dms --home %s status\n", home.ShellQuote(n.Home))
+			return nil
+		},
 	}
 }
 

@@ -87,7 +87,7 @@ func classify(err error) error {
 		// An ID the caller gave; scripts tell "no such job" (2) from "the
 		// node failed" (1).
 		return &usageError{msg: err.Error() + " (dms job list shows the jobs submitted from it)", err: err}
-	case errors.Is(err, home.ErrNotInitialized), errors.Is(err, node.ErrAmbiguous), errors.Is(err, api.ErrBadRequest):
+	case errors.Is(err, home.ErrNotInitialized), errors.Is(err, home.ErrBadConfig), errors.Is(err, node.ErrAmbiguous), errors.Is(err, api.ErrBadRequest):
 		return &usageError{msg: err.Error(), err: err}
 	}
 	return err

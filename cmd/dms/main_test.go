@@ -44,7 +44,7 @@ func (r result) want(t *testing.T, code int, says ...string) {
 // from the environment the tests run in.
 func newHome(t *testing.T) string {
 	t.Helper()
-	for _, k := range []string{"DMS_HOME", "DMS_LOG_LEVEL", "DMS_PRICE", "DMS_RESERVE", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY"} {
+	for _, k := range []string{"DMS_HOME", "DMS_LOG_LEVEL", "DMS_PRICE", "DMS_RESERVE", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_REMOTE", "DMS_TOKEN_FILE", "DMS_LOG_FORMAT"} {
 		t.Setenv(k, "") // restored after the test...
 		os.Unsetenv(k)  // ...and unset during it
 	}
