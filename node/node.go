@@ -331,15 +331,7 @@ func (n *Node) Stats() orchestrator.Stats { return n.orch.Stats() }
 // Test networks use it to see that gossip reaches every node; the bench, to
 // time it.
 func (n *Node) Probe(ctx context.Context, jobID string) error {
-	req := orchestrator.NewProbe(n.ID())
-	if jobID != "" {
-		req.JobID = jobID
-	}
-	data, err := orchestrator.Encode(req)
-	if err != nil {
-		return err
-	}
-	return n.orch.Topic().Publish(ctx, data)
+	return n.orch.Probe(ctx, jobID)
 }
 
 // Status summarises the node for `dms status`.

@@ -215,6 +215,14 @@ func (l *Ledger) Hold(id string, c capability.Capability, expires time.Time) err
 // HoldWith is Hold with something of the holder's attached (a bid), which
 // ClaimHold hands back.
 func (l *Ledger) HoldWith(id string, c capability.Capability, expires time.Time, attached any) error {
+	return l.HoldIf(id, c, expires, attached, nil)
+}
+
+// HoldIf is HoldWith that first asks admit, under the ledger's lock, with
+// the registered capability and the unexpired holds: the holder's own
+// quotas (how much one requester may hold) are then checked against the
+// same state the hold is placed in, however many holds race.
+func (l *Ledger) HoldIf(id string, c capability.Capability, expires time.Time, attached any, admit func(registered capability.Capability, holds []Hold) error) error {
 	if !idPattern.MatchString(id) {
 		return fmt.Errorf("hold %q: %w: want 1-200 letters, digits, '.', '_', ':' or '-'", id, ErrInvalidID)
 	}
@@ -233,6 +241,11 @@ func (l *Ledger) HoldWith(id string, c capability.Capability, expires time.Time,
 	l.expireLocked()
 	if _, ok := l.holds[id]; ok {
 		return fmt.Errorf("hold %s: %w", id, ErrDuplicateID)
+	}
+	if admit != nil {
+		if err := admit(cloneCap(l.registered), l.sortedHolds()); err != nil {
+			return fmt.Errorf("hold %s: %w", id, err)
+		}
 	}
 	resolved, err := resolve(c, l.availableLocked())
 	if err != nil {
