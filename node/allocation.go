@@ -83,10 +83,10 @@ func newAllocation(id string, inv *orchestrator.Invocation, requester peer.ID, n
 			Capability: inv.Job.Requirements, State: orchestrator.StatePending, Created: now,
 		},
 		unfollowedSince: now,
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
-		inbox:   make(chan Message, 8),
-		spec:    inv.Job,
+		changed:         make(chan struct{}),
+		done:            make(chan struct{}),
+		inbox:           make(chan Message, 8),
+		spec:            inv.Job,
 	}
 	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: orchestrator.StatePending, Time: now})
 	return a

@@ -346,7 +346,10 @@ type Status struct {
 	Available   capability.Capability `json:"available"`
 	Allocations int                   `json:"allocations_running"`
 	Jobs        int                   `json:"jobs_in_flight"`
-	Uptime      time.Duration         `json:"uptime"`
+	// RequestsSeen counts the bid requests (probes included) this node
+	// has heard on gossip.
+	RequestsSeen int64         `json:"requests_seen"`
+	Uptime       time.Duration `json:"uptime"`
 }
 
 // Status returns the node's current summary.
@@ -354,6 +357,7 @@ func (n *Node) Status() Status {
 	s := Status{
 		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
 		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: time.Since(n.started),
+		RequestsSeen: n.Stats().RequestsSeen,
 	}
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())
