@@ -330,6 +330,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("spread %.3g", req.Spread)})
 
 	var widen <-chan time.Time
+	spread, widened := req.Spread, 0
 	if r.cfg.Widen > 0 {
 		t := time.NewTimer(r.cfg.Widen)
 		defer t.Stop()
@@ -360,11 +361,21 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		case <-widen:
 			widen = nil
 			// Too few bids: too few near enough could take it, or a peer
-			// that joined the mesh moments ago missed the request. Ask
-			// again, four times as wide; providers that already bid hold
-			// the job and do not bid twice.
+			// that joined the mesh moments ago missed the request, or the
+			// mesh looks larger than it is (peers that offer nothing
+			// count in the estimate). Ask again, four times as wide, and
+			// if still nobody bids, everyone; providers that already bid
+			// hold the job and do not bid twice.
 			wide := *req
-			wide.Spread, wide.Nonce, wide.SentAt = min(1, 4*req.Spread), randid.Hex(12), r.now()
+			wide.Spread, wide.Nonce, wide.SentAt = min(1, 4*spread), randid.Hex(12), r.now()
+			if widened > 0 {
+				if len(bids) > 0 {
+					continue
+				}
+				wide.Spread = 1
+			}
+			spread = wide.Spread
+			widened++
 			r.mu.Lock()
 			open.nonces[wide.Nonce] = true
 			r.mu.Unlock()
@@ -372,6 +383,11 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 				return nil, nil, err
 			}
 			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked again with spread %.3g", len(bids), wide.Spread)})
+			if spread < 1 {
+				t := time.NewTimer(r.cfg.Widen)
+				defer t.Stop()
+				widen = t.C
+			}
 			continue
 		case <-grace:
 		case <-window.Done():
