@@ -610,7 +610,7 @@ func (r *Requester) chase(provider peer.ID, allocID string) {
 				t.Stop()
 				return
 			}
-			wait = min(2*wait, 30*time.Second)
+			wait = min(2*wait, 5*time.Second)
 		}
 	}()
 }
