@@ -74,20 +74,35 @@ func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error
 	return nil
 }
 
-func (b backend) Hold(pb *orchestrator.PlacedBid, admit func(capability.Capability, []*orchestrator.PlacedBid) error) error {
+func (b backend) Hold(pb *orchestrator.PlacedBid, admit func(capability.Capability, []*orchestrator.PlacedBid) ([]*orchestrator.PlacedBid, error)) ([]*orchestrator.PlacedBid, error) {
 	if b.n.offboarding.Load() {
-		return errors.New("the provider is offboarding")
+		return nil, errors.New("the provider is offboarding")
 	}
 	id := orchestrator.HoldID(pb.Request.Requester, pb.Bid.JobID)
-	return b.n.ledger.HoldIf(id, pb.Request.Requirements, pb.Bid.HoldExpires, pb, func(registered capability.Capability, holds []resources.Hold) error {
+	dropped, err := b.n.ledger.HoldIf(id, pb.Request.Requirements, pb.Bid.HoldExpires, pb, func(registered capability.Capability, holds []resources.Hold) ([]string, error) {
 		open := make([]*orchestrator.PlacedBid, 0, len(holds))
 		for _, h := range holds {
 			if other, ok := h.Attached.(*orchestrator.PlacedBid); ok {
 				open = append(open, other)
 			}
 		}
-		return admit(registered, open)
+		preemptible, err := admit(registered, open)
+		ids := make([]string, len(preemptible))
+		for i, o := range preemptible {
+			ids[i] = orchestrator.HoldID(o.Request.Requester, o.Bid.JobID)
+		}
+		return ids, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	displaced := make([]*orchestrator.PlacedBid, 0, len(dropped))
+	for _, h := range dropped {
+		if o, ok := h.Attached.(*orchestrator.PlacedBid); ok {
+			displaced = append(displaced, o)
+		}
+	}
+	return displaced, nil
 }
 
 func (b backend) HasHold(requester peer.ID, jobID string) bool {

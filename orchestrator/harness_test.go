@@ -56,12 +56,13 @@ type fakeHold struct {
 	claimed bool
 }
 
-func (f *fakeBackend) Hold(b *PlacedBid, admit func(capability.Capability, []*PlacedBid) error) error {
+// Hold places no hold in the way of another: the fake never displaces.
+func (f *fakeBackend) Hold(b *PlacedBid, admit func(capability.Capability, []*PlacedBid) ([]*PlacedBid, error)) ([]*PlacedBid, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := HoldID(b.Request.Requester, b.Bid.JobID)
 	if _, dup := f.holds[id]; dup {
-		return errors.New("already held") // as the real ledger refuses a duplicate id
+		return nil, errors.New("already held") // as the real ledger refuses a duplicate id
 	}
 	var open []*PlacedBid
 	for _, h := range f.holds {
@@ -71,16 +72,16 @@ func (f *fakeBackend) Hold(b *PlacedBid, admit func(capability.Capability, []*Pl
 	for _, h := range f.holds {
 		registered, _ = registered.Add(h.c)
 	}
-	if err := admit(registered, open); err != nil {
-		return err
+	if _, err := admit(registered, open); err != nil {
+		return nil, err
 	}
 	left, err := f.avail.Subtract(b.Request.Requirements)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f.avail = left
 	f.holds[id] = &fakeHold{c: b.Request.Requirements, bid: b}
-	return nil
+	return nil, nil
 }
 
 func (f *fakeBackend) HasHold(requester peer.ID, job string) bool {

@@ -42,7 +42,10 @@ type Backend interface {
 	// hold. The bid rides on the hold: the ledger is the one place holds
 	// live, so a bid vanishes with its hold (expired, released, or dropped
 	// by a smaller offer).
-	Hold(b *PlacedBid, admit func(registered capability.Capability, open []*PlacedBid) error) error
+	// admit may also name open bids the new hold may displace, in the
+	// order to drop them: when the new one does not fit, the fewest of
+	// those (not yet claimed) that make room are dropped and returned.
+	Hold(b *PlacedBid, admit func(registered capability.Capability, open []*PlacedBid) (preemptible []*PlacedBid, err error)) (displaced []*PlacedBid, err error)
 	// HasHold reports whether a hold, and so a bid, stands for the
 	// requester's job.
 	HasHold(requester peer.ID, jobID string) bool
@@ -93,8 +96,10 @@ type ProviderConfig struct {
 	MaxHoldsPerRequester int
 	RequesterShare       float64
 	// NewcomerShare bounds what all the requesters that have not run a job
-	// here hold together, so that a crowd of fresh identities leaves the
-	// rest of the offer to known requesters.
+	// here hold together (1: all of it). Their holds give way to known
+	// requesters anyway (see standing.go); a share below 1 also keeps that
+	// part free for known requesters' largest jobs, at the cost of jobs
+	// from newcomers bigger than the share.
 	NewcomerShare float64
 	// LapseAllowance: a requester whose lapsed holds (neither invoked nor
 	// released before they expired) outnumber its invocations by more than
@@ -119,7 +124,7 @@ type ProviderConfig struct {
 func DefaultProviderConfig() ProviderConfig {
 	return ProviderConfig{
 		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
-		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 0.5,
+		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
@@ -307,7 +312,9 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		return fmt.Errorf("requester %s let more holds lapse than it invoked", req.Requester)
 	}
 	available, price, score := p.backend.Offer()
-	if !req.Requirements.Fits(available) {
+	// A known requester may find room by displacing newcomers' holds
+	// (admission): only Hold can tell.
+	if !req.Requirements.Fits(available) && standing != Known {
 		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)
 	}
 	if err := p.backend.CanRun(p.ctx, req); err != nil {
@@ -337,6 +344,12 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	expires = expires.Add(p.cfg.HoldGrace)
 	offered := available
+	if standing == Known {
+		// What displacing newcomers would free, at least what is asked.
+		offered.CPU.MilliCores = max(offered.CPU.MilliCores, req.Requirements.CPU.MilliCores)
+		offered.Memory = max(offered.Memory, req.Requirements.Memory)
+		offered.Disk = max(offered.Disk, req.Requirements.Disk)
+	}
 	offered.Price = price
 	offered.CPU.Score = score
 	b := &Bid{
@@ -350,8 +363,14 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		return err
 	}
 	newcomer := standing == Newcomer
-	if err := p.backend.Hold(&PlacedBid{Bid: sb, Request: req, Newcomer: newcomer}, p.admission(req, newcomer)); err != nil {
+	displaced, err := p.backend.Hold(&PlacedBid{Bid: sb, Request: req, Newcomer: newcomer}, p.admission(req, newcomer))
+	if err != nil {
 		return fmt.Errorf("hold: %w", err)
+	}
+	for _, d := range displaced {
+		// Not the newcomer's doing: its bid is void, not lapsed.
+		p.book.settle(d.Request.Requester, d.Request.JobID, false, now)
+		p.log.Debug("newcomer's hold displaced by a known requester", "job", d.Request.JobID, "newcomer", d.Request.Requester, "by", req.Requester)
 	}
 	p.book.placed(req.Requester, req.JobID, expires, now)
 	p.remember(b)

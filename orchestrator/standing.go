@@ -12,12 +12,15 @@ import (
 )
 
 // What one requester may hold on a provider. Identities cost nothing, so a
-// per-requester bound alone does not stop a peer with many of them: the
-// requesters a provider has never run a job for (newcomers) share one part
-// of the offer between them, and whatever they hold, the rest stays free
-// for requesters that did run jobs here. A requester that lets holds lapse
-// (neither invoked nor released before they expire) loses its standing
-// and gets no more bids until it is forgotten.
+// per-requester bound alone does not stop a peer with many of them. The
+// requesters a provider has never run a job for (newcomers) may fill an
+// idle offer, but their holds are tentative: a requester that has run jobs
+// here displaces them when they leave it no room, so a crowd of fresh
+// identities never keeps the offer from known requesters. Newcomers may
+// also be held to a share of the offer together (NewcomerShare; all of it
+// by default). A requester that lets holds lapse (neither invoked nor
+// released before they expire) loses its standing and gets no more bids
+// until it is forgotten.
 
 // Standing is how a provider sees a requester.
 type Standing int
@@ -153,37 +156,46 @@ func (b *book) settle(p peer.ID, jobID string, invoked bool, now time.Time) {
 // admission is the check Backend.Hold runs on the ledger's holds, under
 // the ledger's lock, before it places a new one: the new hold is refused
 // when its requester already holds too much, or when newcomers together
-// would.
-func (p *Provider) admission(req *BidRequest, newcomer bool) func(registered capability.Capability, open []*PlacedBid) error {
+// would hold more than their share. A known requester may displace
+// newcomers' holds, newest first, when they leave it no room: a crowd of
+// fresh identities can fill an idle offer, but never keep it from the
+// requesters that have run jobs here.
+func (p *Provider) admission(req *BidRequest, newcomer bool) func(registered capability.Capability, open []*PlacedBid) ([]*PlacedBid, error) {
 	cfg := p.cfg
-	return func(registered capability.Capability, open []*PlacedBid) error {
+	return func(registered capability.Capability, open []*PlacedBid) ([]*PlacedBid, error) {
 		var mine, newcomers capability.Capability
+		var preemptible []*PlacedBid
 		n := 0
-		for _, pb := range open {
+		for i := len(open) - 1; i >= 0; i-- { // newest first
+			pb := open[i]
 			if pb.Request.Requester == req.Requester {
 				n++
 				mine = addResources(mine, pb.Request.Requirements)
+				continue
 			}
 			if pb.Newcomer {
 				newcomers = addResources(newcomers, pb.Request.Requirements)
+				if !newcomer {
+					preemptible = append(preemptible, pb)
+				}
 			}
 		}
 		if n >= cfg.MaxHoldsPerRequester {
-			return fmt.Errorf("requester %s already holds %d bids here (at most %d at once)", req.Requester, n, cfg.MaxHoldsPerRequester)
+			return nil, fmt.Errorf("requester %s already holds %d bids here (at most %d at once)", req.Requester, n, cfg.MaxHoldsPerRequester)
 		}
 		// A requester may always hold one bid of any size that fits; more
 		// only within its share of the offer.
 		if n > 0 {
 			if dim := overShare(addResources(mine, req.Requirements), registered, cfg.RequesterShare); dim != "" {
-				return fmt.Errorf("requester %s would hold more than %.0f%% of this provider's %s", req.Requester, 100*cfg.RequesterShare, dim)
+				return nil, fmt.Errorf("requester %s would hold more than %.0f%% of this provider's %s", req.Requester, 100*cfg.RequesterShare, dim)
 			}
 		}
 		if newcomer {
 			if dim := overShare(addResources(newcomers, req.Requirements), registered, cfg.NewcomerShare); dim != "" {
-				return fmt.Errorf("requesters new to this provider would together hold more than %.0f%% of its %s", 100*cfg.NewcomerShare, dim)
+				return nil, fmt.Errorf("requesters new to this provider would together hold more than %.0f%% of its %s", 100*cfg.NewcomerShare, dim)
 			}
 		}
-		return nil
+		return preemptible, nil
 	}
 }
 
