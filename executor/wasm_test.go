@@ -451,7 +451,7 @@ func TestSpecValidate(t *testing.T) {
 		{"MemoryBytes", func(s *Spec) { s.MemoryBytes = 5 << 30 }},
 		{"Timeout", func(s *Spec) { s.Timeout = 0 }},
 		{"MaxOutput", func(s *Spec) { s.MaxOutput = -1 }},
-		{"Kind", func(s *Spec) { s.Kind = "docker" }},
+		{"Image", func(s *Spec) { s.Kind = "docker" }}, // a docker spec without its image
 		{"Module", func(s *Spec) { s.Module = nil }},
 		{"Command", func(s *Spec) { s.Command = []string{"ls"} }},
 		{"Env", func(s *Spec) { s.Env = map[string]string{"A=B": "x"} }},

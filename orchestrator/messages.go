@@ -93,6 +93,10 @@ type BidRequest struct {
 	// WantBids is how many acceptable bids the requester will wait for; a
 	// provider may stay silent when it expects enough nearer bids.
 	WantBids int `json:"want_bids,omitempty"`
+	// Attempt counts the requester's submissions of the job (0 first): a
+	// provider still holding for an earlier attempt bids again for a later
+	// one, rather than taking it as a re-ask.
+	Attempt int `json:"attempt,omitempty"`
 	// Spread is the share of providers, by distance to the job ID, asked
 	// to bid (see storm.go); 0 means all.
 	Spread float64   `json:"spread,omitempty"`
@@ -526,6 +530,9 @@ func (r *BidRequest) check() error {
 	}
 	if !(r.Spread >= 0 && r.Spread <= 1) {
 		return invalid("spread %v: want 0 to 1", r.Spread)
+	}
+	if r.Attempt < 0 || r.Attempt > 1000 {
+		return invalid("attempt %d: want 0 to 1000", r.Attempt)
 	}
 	if r.WantBids < 0 || r.WantBids > 1000 {
 		return invalid("want_bids %d: want 0 to 1000", r.WantBids)

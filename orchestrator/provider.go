@@ -304,8 +304,20 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 
 func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if p.backend.HasHold(req.Requester, req.JobID) {
-		// The requester asked again (wider): our first bid stands.
-		return fmt.Errorf("already bid for job %s of %s", req.JobID, req.Requester)
+		// The requester asked again: wider, in the same attempt, and our
+		// first bid stands; or in a later attempt (its release of our
+		// earlier bid lost or late), and we bid anew.
+		_, err := p.backend.ClaimHold(req.Requester, req.JobID, func(pb *PlacedBid) error {
+			if pb.Request.Attempt >= req.Attempt {
+				return fmt.Errorf("already bid for job %s of %s", req.JobID, req.Requester)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		p.backend.ReleaseHold(req.Requester, req.JobID)
+		p.book.settle(req.Requester, req.JobID, false, p.now())
 	}
 	standing := p.book.standing(req.Requester, p.now())
 	if standing == Lapsing {

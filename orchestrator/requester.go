@@ -306,7 +306,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
-		Nonce: randid.Hex(12), WantBids: want, SentAt: now,
+		Nonce: randid.Hex(12), WantBids: want, SentAt: now, Attempt: attempt,
 		Spread: SpreadFor(want, r.estimateProviders(), r.cfg.SpreadFactor),
 	}
 	if len(job.Module) > 0 {

@@ -84,9 +84,15 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 			return req.Requester, req, nil
 		case errors.Is(err, ErrStale):
 			return "", nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
-		case errors.Is(err, ErrRateLimited) && via != req.Requester:
-			// A relay may have counted the requester's messages in
-			// another order than we did: drop, do not blame it.
+		case errors.Is(err, ErrRateLimited):
+			// Dropped, never rejected: gossipsub blames every peer that
+			// delivered a rejected message, and an honest relay may have
+			// counted the requester's messages in another order and
+			// rightly accepted it. The requester itself, when it sent the
+			// flood to us, loses gossip score.
+			if via == req.Requester {
+				host.Penalize(via)
+			}
 			return "", nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
 		}
 		// Rejected: gossipsub lowers the score of via, the requester

@@ -305,13 +305,13 @@ func (t *Topic) Close() error {
 // no penalty for quiet mesh peers (bid requests are rare), a heavy one for
 // invalid messages and protocol misbehaviour, loopback exempt from the
 // IP-colocation penalty (a test network shares one address).
-func peerScoreParams(cfg *Config) *pubsub.PeerScoreParams {
+func peerScoreParams(cfg *Config, app *penalties) *pubsub.PeerScoreParams {
 	return &pubsub.PeerScoreParams{
 		// Must not be nil: Topic.SetScoreParams writes into it (and panics
 		// in the pubsub event loop on a nil map).
 		Topics:                      make(map[string]*pubsub.TopicScoreParams),
 		TopicScoreCap:               10,
-		AppSpecificScore:            func(peer.ID) float64 { return 0 },
+		AppSpecificScore:            app.score,
 		AppSpecificWeight:           1,
 		IPColocationFactorWeight:    cfg.IPColocationWeight,
 		IPColocationFactorThreshold: 8,
@@ -374,7 +374,7 @@ func (h *Host) newPubSub() (*pubsub.PubSub, error) {
 		pubsub.WithValidateQueueSize(1024),
 		pubsub.WithMaxMessageSize(h.cfg.MaxMessageSize),
 		pubsub.WithGossipSubParams(params),
-		pubsub.WithPeerScore(peerScoreParams(&h.cfg), peerScoreThresholds()),
+		pubsub.WithPeerScore(peerScoreParams(&h.cfg, h.penalties), peerScoreThresholds()),
 		pubsub.WithLogger(h.logger("p2p.gossipsub")),
 	)
 	if err != nil {
