@@ -316,7 +316,8 @@ func TestAllocationOfAGoneRequesterIsStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info node.AllocationInfo
-	poll.Until(t, 30*time.Second, "the provider to stop the abandoned allocation", func() bool {
+	// Its grace is 3 s (LocalConfig); the deadline is for a busy machine.
+	poll.Until(t, 60*time.Second, "the provider to stop the abandoned allocation", func() bool {
 		info, _ = provider.Allocation(p.AllocationID)
 		return info.State.Final()
 	})
