@@ -240,6 +240,12 @@ func (c *Client) Offboard(ctx context.Context, req OffboardRequest) (OffboardRes
 	return r, c.call(ctx, http.MethodPost, PathOffboard, req, &r)
 }
 
+// Probe publishes a probe from the node (see PathProbe).
+func (c *Client) Probe(ctx context.Context, req ProbeRequest) (ProbeResponse, error) {
+	var r ProbeResponse
+	return r, c.call(ctx, http.MethodPost, PathProbe, req, &r)
+}
+
 // Benchmark runs and stores the node's benchmark.
 func (c *Client) Benchmark(ctx context.Context, req BenchmarkRequest, progress func(resources.Progress)) (BenchmarkResponse, error) {
 	var r BenchmarkResponse

@@ -97,25 +97,25 @@ func (o *Offline) Onboard(ctx context.Context, req OnboardRequest, progress func
 	resp.Home = o.Home.Dir
 	err = o.Use(ctx, req.Reserve, func(ob *onboarding.Onboarder, l *resources.Ledger) error {
 		req.Reserve = nil // applied by Use
-		var prefs orchestrator.Preferences
-		if req.Executors != nil {
+		prefs := storedPreferences(l)
+		if req.Executors != nil || req.MaxJobDuration != nil {
 			d, err := executor.NewDocker()
 			if err != nil {
 				return err
 			}
 			defer d.Close(ctx)
-			if prefs, err = node.WithExecutors(ctx, storedPreferences(l), *req.Executors, d); err != nil {
+			if prefs, err = node.WithPreferences(ctx, prefs, req, d); err != nil {
 				return fmt.Errorf("onboard: %w", err)
 			}
 		}
-		if resp, err = ob.Apply(ctx, req, progress); err != nil || req.Executors == nil {
+		if resp, err = ob.Apply(ctx, req, progress); err != nil || (req.Executors == nil && req.MaxJobDuration == nil) {
 			return err
 		}
 		b, err := json.Marshal(prefs)
 		if err != nil {
 			return err
 		}
-		resp.Executors = prefs.Executors()
+		resp.Executors, resp.MaxJobDuration = prefs.Executors(), prefs.MaxJobDuration()
 		return l.SetPreferences(b)
 	})
 	return resp, err

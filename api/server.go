@@ -115,6 +115,15 @@ func (s *Server) routes() {
 		}
 		s.reply(w, rec, err)
 	})
+	post(s, PathProbe, func(ctx context.Context, req ProbeRequest) (ProbeResponse, error) {
+		id := req.JobID
+		if id == "" {
+			id = orchestrator.NewJobID()
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return ProbeResponse{JobID: id}, n.Probe(ctx, id)
+	})
 	get(s, PathAllocations, func(*http.Request) (AllocationsResponse, error) {
 		return AllocationsResponse{Allocations: n.Allocations()}, nil
 	})

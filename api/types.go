@@ -37,6 +37,10 @@ const (
 	PathAllocations = "/v1/allocations" // GET
 	PathMetrics     = "/v1/metrics"     // GET, Prometheus text format
 	PathHealth      = "/healthz"        // GET, for supervisors
+	// PathProbe publishes a bid request nobody takes (test networks check
+	// with it that gossip reaches every node: each counts it in its
+	// status's requests_seen).
+	PathProbe = "/v1/probe" // POST
 	// A job's own paths: /v1/jobs/{id} (GET), /v1/jobs/{id}/logs (GET;
 	// ?follow=true streams a running job's output), /v1/jobs/{id}/bids
 	// (GET), /v1/jobs/{id}/outputs (GET, a tar archive),
@@ -154,6 +158,16 @@ type JobBidsResponse struct {
 	Placed    []orchestrator.Bid `json:"placed,omitempty"`
 	// Declined says why this node, as a provider, did not bid.
 	Declined string `json:"declined,omitempty"`
+}
+
+// ProbeRequest names the probe's job ID ("" picks one).
+type ProbeRequest struct {
+	JobID string `json:"job_id,omitempty"`
+}
+
+// ProbeResponse says which job ID the probe was published under.
+type ProbeResponse struct {
+	JobID string `json:"job_id"`
 }
 
 // AllocationsResponse lists the allocations this node runs or ran.

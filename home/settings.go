@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/p2p"
@@ -28,6 +29,10 @@ type Settings struct {
 	Reserve   resources.Reserve           `json:"reserve"`
 	Price     capability.PriceInformation `json:"price,omitzero"`
 	LogLevel  slog.Level                  `json:"log_level"`
+	// AbandonGrace is how long this node, as a provider, runs an
+	// allocation whose requester stopped following it before it stops it;
+	// 0 is the node's default (15s, 3s with dms run --local).
+	AbandonGrace time.Duration `json:"abandon_grace,omitempty"`
 }
 
 // DefaultSettings are used for every key the file and environment leave out.
@@ -42,7 +47,7 @@ func DefaultSettings() Settings {
 
 // settingKeys are the config keys in file order; each also reads from
 // DMS_<KEY> in the environment.
-var settingKeys = []string{"network", "listen", "bootstrap", "swarm_key", "reserve", "price", "log_level"}
+var settingKeys = []string{"network", "listen", "bootstrap", "swarm_key", "reserve", "price", "log_level", "abandon_grace"}
 
 // EnvVar is the environment variable that overrides a config key.
 func EnvVar(key string) string { return "DMS_" + strings.ToUpper(key) }
@@ -94,6 +99,12 @@ price =
 
 # log_level is the least severe level logged: debug, info, warn or error.
 log_level = ` + strings.ToLower(d.LogLevel.String()) + `
+
+# abandon_grace is how long an allocation this node runs for another peer
+# goes on once its requester has stopped following it (killed, cut off, or
+# gone elsewhere), before it is stopped and its resources freed: 1s to 24h.
+# Empty: 15s.
+abandon_grace =
 `)
 }
 
@@ -229,10 +240,29 @@ func (s *Settings) set(key, v string) error {
 			return err
 		}
 		s.LogLevel = l
+	case "abandon_grace":
+		if v == "" {
+			s.AbandonGrace = 0
+			return nil
+		}
+		d, err := ParseAbandonGrace(v)
+		if err != nil {
+			return err
+		}
+		s.AbandonGrace = d
 	default:
 		return fmt.Errorf("unknown key %q; known keys: %s", clipText(key), strings.Join(settingKeys, ", "))
 	}
 	return nil
+}
+
+// ParseAbandonGrace reads a duration of 1s to 24h.
+func ParseAbandonGrace(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < time.Second || d > 24*time.Hour {
+		return 0, fmt.Errorf("abandon grace %q: want a duration of 1s to 24h, e.g. 15s or 2m", clipText(v))
+	}
+	return d, nil
 }
 
 // ParseLogLevel reads debug, info, warn (warning) or error.

@@ -70,6 +70,11 @@ type allocation struct {
 	inbox    chan Message
 	spec     orchestrator.JobSpec
 	finished bool
+	// followers counts the requester's live watches (allocation streams
+	// whose keepalives still come); unfollowedSince is when the last one
+	// ended, or the allocation's creation while none has begun.
+	followers       int
+	unfollowedSince time.Time
 }
 
 func newAllocation(id string, inv *orchestrator.Invocation, requester peer.ID, now time.Time) *allocation {
@@ -78,10 +83,11 @@ func newAllocation(id string, inv *orchestrator.Invocation, requester peer.ID, n
 			ID: id, JobID: inv.Job.ID, Requester: requester, Executor: inv.Job.Executor,
 			Capability: inv.Job.Requirements, State: orchestrator.StatePending, Created: now,
 		},
-		changed: make(chan struct{}),
-		done:    make(chan struct{}),
-		inbox:   make(chan Message, 8),
-		spec:    inv.Job,
+		unfollowedSince: now,
+		changed:         make(chan struct{}),
+		done:            make(chan struct{}),
+		inbox:           make(chan Message, 8),
+		spec:            inv.Job,
 	}
 	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: orchestrator.StatePending, Time: now})
 	return a
@@ -130,6 +136,32 @@ func (a *allocation) Info() AllocationInfo {
 	info := a.info
 	info.LastMessages = append([]string(nil), a.info.LastMessages...)
 	return info
+}
+
+// followed counts the allocation as watched by its requester for as long
+// as ctx lives.
+func (a *allocation) followed(ctx context.Context) {
+	a.mu.Lock()
+	a.followers++
+	a.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.followers--; a.followers == 0 {
+			a.unfollowedSince = time.Now()
+		}
+	})
+}
+
+// unfollowedFor is how long nobody has watched the allocation (0 while
+// someone does).
+func (a *allocation) unfollowedFor(now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.followers > 0 {
+		return 0
+	}
+	return now.Sub(a.unfollowedSince)
 }
 
 // watch sends every event from the first to ch until the result, then
@@ -201,7 +233,11 @@ type work struct {
 // run drives the allocation to its end under the supervisor. finish is
 // called exactly once with the result, before watchers see it, so that the
 // node can release the lock first.
-func (a *allocation) run(ctx context.Context, w work, sup Supervisor, finish func(*orchestrator.Result, Statistics)) {
+//
+// An allocation that nobody follows for abandonAfter is cancelled: its
+// requester is gone (killed, cut off, or it moved on), and the job would
+// run for nobody.
+func (a *allocation) run(ctx context.Context, w work, sup Supervisor, abandonAfter time.Duration, finish func(*orchestrator.Result, Statistics)) {
 	defer close(a.done)
 	if w.cleanup != nil {
 		defer w.cleanup()
@@ -209,12 +245,20 @@ func (a *allocation) run(ctx context.Context, w work, sup Supervisor, finish fun
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var cancelReason atomic.Pointer[string]
+	check := time.NewTicker(max(abandonAfter/4, 10*time.Millisecond))
 	go func() {
+		defer check.Stop()
 		for {
 			select {
 			case m := <-a.inbox:
 				if m.Kind == MessageCancel {
 					cancelReason.Store(&m.Reason)
+					cancel()
+				}
+			case now := <-check.C:
+				if d := a.unfollowedFor(now); d >= abandonAfter {
+					why := fmt.Sprintf("abandoned: its requester stopped following it %v ago", d.Round(100*time.Millisecond))
+					cancelReason.Store(&why)
 					cancel()
 				}
 			case <-ctx.Done():

@@ -31,7 +31,7 @@ func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := n.ledger.Promote(inv.Bid.JobID, id, meta); err != nil {
+	if err := n.ledger.Promote(orchestrator.HoldID(inv.Bid.Requester, inv.Bid.JobID), id, meta); err != nil {
 		return "", fmt.Errorf("lock capability: %w", err)
 	}
 	n.mu.Lock()
@@ -53,7 +53,7 @@ func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 		n.metrics.bidsWon.Inc()
 	}
 	n.log.Info("allocation started", "allocation", id, "job", inv.Job.ID, "requester", inv.Bid.Requester, "capability", inv.Job.Requirements.String())
-	go a.run(n.ctx, n.workFor(id, ex, inv), Supervisor{Strategy: n.cfg.Supervisor}, func(res *orchestrator.Result, stats Statistics) {
+	go a.run(n.ctx, n.workFor(id, ex, inv), Supervisor{Strategy: n.cfg.Supervisor}, n.cfg.Orchestrator.Provider.AbandonGrace, func(res *orchestrator.Result, stats Statistics) {
 		// Locks are released whatever way the allocation ends.
 		if err := n.ledger.Unlock(id); err != nil && !errors.Is(err, resources.ErrUnknownLock) {
 			n.log.Error("release lock", "allocation", id, "err", err)

@@ -74,17 +74,43 @@ func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error
 	return nil
 }
 
-func (b backend) Hold(pb *orchestrator.PlacedBid) error {
+func (b backend) Hold(pb *orchestrator.PlacedBid, admit func(capability.Capability, []*orchestrator.PlacedBid) ([]*orchestrator.PlacedBid, error)) ([]*orchestrator.PlacedBid, error) {
 	if b.n.offboarding.Load() {
-		return errors.New("the provider is offboarding")
+		return nil, errors.New("the provider is offboarding")
 	}
-	return b.n.ledger.HoldWith(pb.Bid.JobID, pb.Request.Requirements, pb.Bid.HoldExpires, pb)
+	id := orchestrator.HoldID(pb.Request.Requester, pb.Bid.JobID)
+	dropped, err := b.n.ledger.HoldIf(id, pb.Request.Requirements, pb.Bid.HoldExpires, pb, func(registered capability.Capability, holds []resources.Hold) ([]string, error) {
+		open := make([]*orchestrator.PlacedBid, 0, len(holds))
+		for _, h := range holds {
+			if other, ok := h.Attached.(*orchestrator.PlacedBid); ok {
+				open = append(open, other)
+			}
+		}
+		preemptible, err := admit(registered, open)
+		ids := make([]string, len(preemptible))
+		for i, o := range preemptible {
+			ids[i] = orchestrator.HoldID(o.Request.Requester, o.Bid.JobID)
+		}
+		return ids, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	displaced := make([]*orchestrator.PlacedBid, 0, len(dropped))
+	for _, h := range dropped {
+		if o, ok := h.Attached.(*orchestrator.PlacedBid); ok {
+			displaced = append(displaced, o)
+		}
+	}
+	return displaced, nil
 }
 
-func (b backend) HasHold(jobID string) bool { return b.n.ledger.HasHold(jobID) }
+func (b backend) HasHold(requester peer.ID, jobID string) bool {
+	return b.n.ledger.HasHold(orchestrator.HoldID(requester, jobID))
+}
 
-func (b backend) ClaimHold(jobID string, check func(*orchestrator.PlacedBid) error) (*orchestrator.PlacedBid, error) {
-	got, err := b.n.ledger.ClaimHold(jobID, func(attached any) error {
+func (b backend) ClaimHold(requester peer.ID, jobID string, check func(*orchestrator.PlacedBid) error) (*orchestrator.PlacedBid, error) {
+	got, err := b.n.ledger.ClaimHold(orchestrator.HoldID(requester, jobID), func(attached any) error {
 		pb, ok := attached.(*orchestrator.PlacedBid)
 		if !ok {
 			return fmt.Errorf("job %s: %w (held for something else)", jobID, orchestrator.ErrNoHold)
@@ -100,7 +126,9 @@ func (b backend) ClaimHold(jobID string, check func(*orchestrator.PlacedBid) err
 	return got.(*orchestrator.PlacedBid), nil
 }
 
-func (b backend) ReleaseHold(jobID string) bool { return b.n.ledger.ReleaseHold(jobID) }
+func (b backend) ReleaseHold(requester peer.ID, jobID string) bool {
+	return b.n.ledger.ReleaseHold(orchestrator.HoldID(requester, jobID))
+}
 
 // Accept turns the job's hold into a lock and starts the allocation.
 func (b backend) Accept(inv *orchestrator.Invocation) (string, error) {
@@ -116,6 +144,7 @@ func (b backend) Watch(ctx context.Context, id string, requester peer.ID) (<-cha
 	if a.Info().Requester != requester {
 		return nil, fmt.Errorf("allocation %s belongs to another requester", id)
 	}
+	a.followed(ctx)
 	return a.watch(ctx), nil
 }
 

@@ -60,9 +60,9 @@ type Node struct {
 	nativeOnce sync.Once
 	native     *executor.Native
 	nativeErr  error
-	jobs    *jobs
-	prefs   atomic.Pointer[orchestrator.Preferences]
-	started time.Time
+	jobs       *jobs
+	prefs      atomic.Pointer[orchestrator.Preferences]
+	started    time.Time
 
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -350,15 +350,7 @@ func (n *Node) Stats() orchestrator.Stats { return n.orch.Stats() }
 // Test networks use it to see that gossip reaches every node; the bench, to
 // time it.
 func (n *Node) Probe(ctx context.Context, jobID string) error {
-	req := orchestrator.NewProbe(n.ID())
-	if jobID != "" {
-		req.JobID = jobID
-	}
-	data, err := orchestrator.Encode(req)
-	if err != nil {
-		return err
-	}
-	return n.orch.Topic().Publish(ctx, data)
+	return n.orch.Probe(ctx, jobID)
 }
 
 // Status summarises the node for `dms status`.
@@ -377,6 +369,9 @@ type Status struct {
 	// Bootstrap is how many bootstrap peers the node was started with; 0
 	// means it started a network of its own and waits to be dialled.
 	Bootstrap int `json:"bootstrap_peers"`
+	// RequestsSeen counts the bid requests (probes included) this node
+	// has heard on gossip.
+	RequestsSeen int64 `json:"requests_seen"`
 }
 
 // Status returns the node's current summary.
@@ -384,7 +379,8 @@ func (n *Node) Status() Status {
 	s := Status{
 		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
 		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: seconds.Duration(time.Since(n.started)),
-		Bootstrap: len(n.host.Bootstrap()),
+		Bootstrap:    len(n.host.Bootstrap()),
+		RequestsSeen: n.Stats().RequestsSeen,
 	}
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
@@ -25,19 +26,37 @@ import (
 func (n *Node) Onboard(ctx context.Context, req onboarding.Request, progress func(resources.Progress)) (onboarding.Result, error) {
 	n.offerMu.Lock()
 	defer n.offerMu.Unlock()
-	var prefs orchestrator.Preferences
-	if req.Executors != nil {
-		var err error
-		if prefs, err = WithExecutors(ctx, n.Preferences(), *req.Executors, n.docker); err != nil {
-			return onboarding.Result{Home: n.cfg.Home}, fmt.Errorf("onboard: %w", err)
-		}
+	prefs, err := WithPreferences(ctx, n.Preferences(), req, n.docker)
+	if err != nil {
+		return onboarding.Result{Home: n.cfg.Home}, fmt.Errorf("onboard: %w", err)
 	}
 	res, err := n.onboard.Apply(ctx, req, progress)
-	if err != nil || req.Executors == nil {
+	if err != nil || (req.Executors == nil && req.MaxJobDuration == nil) {
 		return res, err
 	}
-	res.Executors = prefs.Executors()
+	res.Executors, res.MaxJobDuration = prefs.Executors(), prefs.MaxJobDuration()
 	return res, n.SetPreferences(prefs)
+}
+
+// MaxJobDurationLimit is the most a provider may set as its longest job.
+const MaxJobDurationLimit = 365 * 24 * time.Hour
+
+// WithPreferences returns prefs with the preferences an onboarding request
+// sets (executors, the longest job), checked.
+func WithPreferences(ctx context.Context, prefs orchestrator.Preferences, req onboarding.Request, d *executor.Docker) (orchestrator.Preferences, error) {
+	if req.Executors != nil {
+		var err error
+		if prefs, err = WithExecutors(ctx, prefs, *req.Executors, d); err != nil {
+			return prefs, err
+		}
+	}
+	if v := req.MaxJobDuration; v != nil {
+		if *v < time.Second || *v > MaxJobDurationLimit {
+			return prefs, &onboarding.OfferError{Field: "max-job-duration", Value: v.String(), Reason: "want 1s to 8760h (a year)"}
+		}
+		prefs.MaxDuration = seconds.Duration(*v)
+	}
+	return prefs, nil
 }
 
 // WithExecutors returns prefs allowing exactly the executor kinds listed,

@@ -48,6 +48,9 @@ type Request struct {
 	// (the node, or the command line on a stopped home) records; Apply
 	// leaves them alone.
 	Executors *[]string `json:"executors,omitempty"`
+	// MaxJobDuration, if set, is the longest job the provider bids for
+	// (a preference, recorded like Executors; unset, 24h).
+	MaxJobDuration *time.Duration `json:"max_job_duration,omitempty"`
 	// Benchmark runs a benchmark first when none is stored, so that bids
 	// carry a score from the start.
 	Benchmark         bool             `json:"benchmark"`
@@ -59,9 +62,10 @@ type Result struct {
 	Home      string               `json:"home"`
 	Record    Record               `json:"record"`
 	Benchmark *resources.Benchmark `json:"benchmark,omitempty"` // set when one ran
-	// Executors are the kinds of job the node runs, when the request set
-	// them.
-	Executors []string `json:"executors,omitempty"`
+	// Executors are the kinds of job the node runs, and MaxJobDuration the
+	// longest it bids for, when the request set either.
+	Executors      []string      `json:"executors,omitempty"`
+	MaxJobDuration time.Duration `json:"max_job_duration,omitempty"`
 }
 
 // Accounts are a node's books: what the machine has, what is offered,

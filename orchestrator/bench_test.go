@@ -14,14 +14,14 @@ import (
 // requester decodes and ranks every bid.
 
 func BenchmarkValidateBidRequest(b *testing.B) {
-	_, id := testPeer(b)
+	k, id := testPeer(b)
 	now := time.Now()
-	v := NewValidator(func() time.Time { return now })
+	v := NewValidator(func() time.Time { return now }, RequestLimits{Rate: 1, Burst: b.N + 1})
 	msgs := make([][]byte, b.N)
 	for i := range msgs {
 		r := validRequest(id, now)
 		r.Nonce = fmt.Sprintf("nonce-%012d", i)
-		msgs[i], _ = Encode(r)
+		msgs[i], _ = SealBidRequest(r, k)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -53,15 +53,11 @@ func BenchmarkBidSignVerify(b *testing.B) {
 	bid := &Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: req, Price: 1, HoldExpires: time.Now()}
 	b.ReportAllocs()
 	for range b.N {
-		if err := bid.Sign(k); err != nil {
-			b.Fatal(err)
-		}
-		data, _ := Encode(bid)
-		got, err := DecodeBid(data)
+		sb, err := SealBid(bid, k)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := got.Verify(); err != nil {
+		if _, err := OpenBid(sb.Envelope); err != nil {
 			b.Fatal(err)
 		}
 	}

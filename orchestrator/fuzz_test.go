@@ -3,6 +3,8 @@ package orchestrator
 import (
 	"testing"
 	"time"
+
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 // The decoders below read what peers send; none may panic or accept an
@@ -11,7 +13,8 @@ import (
 func FuzzDecodeBidRequest(f *testing.F) {
 	_, id := testPeer(f)
 	good, _ := Encode(validRequest(id, time.Now()))
-	for _, s := range [][]byte{good, []byte("{}"), []byte(`{"job_id":"abcdefgh","duration":-1}`), nil} {
+	newer := append(good[:len(good)-1:len(good)-1], []byte(`,"priority":"high"}`)...)
+	for _, s := range [][]byte{good, newer, []byte("{}"), []byte(`{"job_id":"abcdefgh","duration":-1}`), nil} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -22,22 +25,60 @@ func FuzzDecodeBidRequest(f *testing.F) {
 	})
 }
 
+// FuzzOpenBidRequest: what arrives on the topic, a sealed request.
+func FuzzOpenBidRequest(f *testing.F) {
+	k, id := testPeer(f)
+	r := validRequest(id, time.Now())
+	good, _ := SealBidRequest(r, k)
+	body, _ := Encode(r)
+	newer, _ := seal(&jsonRecord{domain: bidRequestDomain, codec: bidRequestCodec, raw: append(body[:len(body)-1:len(body)-1], []byte(`,"priority":"high"}`)...)}, k)
+	wrongDomain, _ := seal(&jsonRecord{domain: bidDomain, codec: bidRequestCodec, raw: body}, k)
+	for _, s := range [][]byte{good, newer, wrongDomain, good[:len(good)/2], {0x0a, 0x02, 0x08, 0x01}, nil} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := OpenBidRequest(data)
+		if err == nil && (len(data) > MaxBidRequestSize+envelopeOverhead || r.check() != nil) {
+			t.Fatalf("accepted an invalid sealed request: %q", data)
+		}
+	})
+}
+
 func FuzzDecodeBid(f *testing.F) {
+	_, id := testPeer(f)
+	good, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()})
+	f.Add(good)
+	f.Add([]byte(`{"job_id":"abcdefgh","price":-1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if b, err := DecodeBid(data); err == nil && b.check() != nil {
+			t.Fatalf("accepted an invalid bid: %q", data)
+		}
+	})
+}
+
+// FuzzOpenBid: what a requester receives on the bid protocol.
+func FuzzOpenBid(f *testing.F) {
 	k, id := testPeer(f)
 	b := &Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()}
-	_ = b.Sign(k)
-	good, _ := Encode(b)
-	f.Add(good)
-	f.Add([]byte(`{"signature":"AA=="}`))
+	sb, _ := SealBid(b, k)
+	body, _ := Encode(b)
+	newer, _ := seal(&jsonRecord{domain: bidDomain, codec: bidCodec, raw: append(body[:len(body)-1:len(body)-1], []byte(`,"region":"eu"}`)...)}, k)
+	for _, s := range [][]byte{sb.Envelope, newer, sb.Envelope[:len(sb.Envelope)-3], []byte(`{"signature":"AA=="}`), nil} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if b, err := DecodeBid(data); err == nil {
-			_ = b.Verify() // must not panic on any provider id
+		got, err := OpenBid(data)
+		if err == nil && (got.check() != nil || len(got.Envelope) == 0) {
+			t.Fatalf("accepted an invalid sealed bid: %q", data)
 		}
 	})
 }
 
 func FuzzDecodeInvokeMessage(f *testing.F) {
-	for _, m := range []*InvokeMessage{{ReleaseJob: "abcdefgh"}, {Invocation: &Invocation{Job: JobSpec{Module: []byte("\x00asm")}}}} {
+	k, id := testPeer(f)
+	sb, _ := SealBid(&Bid{JobID: "abcdefgh", Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()}, k)
+	good := &Invocation{Bid: *sb, Job: JobSpec{ID: "abcdefgh", Executor: ExecutorWasm, Duration: seconds.Duration(time.Minute), Module: []byte("\x00asm")}}
+	for _, m := range []*InvokeMessage{{ReleaseJob: "abcdefgh"}, {Invocation: good}, {Invocation: &Invocation{Job: JobSpec{Module: []byte("\x00asm")}}}} {
 		data, _ := EncodeInvokeMessage(m)
 		f.Add(data)
 	}
@@ -46,6 +87,11 @@ func FuzzDecodeInvokeMessage(f *testing.F) {
 		m, err := DecodeInvokeMessage(data)
 		if err == nil && m.Invocation == nil && m.ReleaseJob == "" {
 			t.Fatal("accepted an empty invoke message")
+		}
+		if err == nil && m.Invocation != nil {
+			if _, err := OpenBid(m.Invocation.Bid.Envelope); err != nil {
+				t.Fatalf("accepted an invocation whose bid does not open: %v", err)
+			}
 		}
 	})
 }

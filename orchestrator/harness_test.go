@@ -57,33 +57,58 @@ type fakeHold struct {
 	claimed bool
 }
 
-func (f *fakeBackend) Hold(b *PlacedBid) error {
+// Hold places no hold in the way of another: the fake never displaces.
+func (f *fakeBackend) Hold(b *PlacedBid, admit func(capability.Capability, []*PlacedBid) ([]*PlacedBid, error)) ([]*PlacedBid, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	id := b.Bid.JobID
+	id := HoldID(b.Request.Requester, b.Bid.JobID)
 	if _, dup := f.holds[id]; dup {
-		return errors.New("already held") // as the real ledger refuses a duplicate id
+		return nil, errors.New("already held") // as the real ledger refuses a duplicate id
+	}
+	var open []*PlacedBid
+	for _, h := range f.holds {
+		open = append(open, h.bid)
+	}
+	registered := f.avail
+	for _, h := range f.holds {
+		registered, _ = registered.Add(h.c)
+	}
+	if _, err := admit(registered, open); err != nil {
+		return nil, err
 	}
 	left, err := f.avail.Subtract(b.Request.Requirements)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f.avail = left
 	f.holds[id] = &fakeHold{c: b.Request.Requirements, bid: b}
-	return nil
+	return nil, nil
 }
 
-func (f *fakeBackend) HasHold(id string) bool {
+func (f *fakeBackend) HasHold(requester peer.ID, job string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.holds[id]
+	_, ok := f.holds[HoldID(requester, job)]
 	return ok
 }
 
-func (f *fakeBackend) ClaimHold(id string, check func(*PlacedBid) error) (*PlacedBid, error) {
+// placedBids are the open bids for a job, to any requester.
+func (f *fakeBackend) placedBids(job string) []*PlacedBid {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	h, ok := f.holds[id]
+	var out []*PlacedBid
+	for _, h := range f.holds {
+		if h.bid.Bid.JobID == job {
+			out = append(out, h.bid)
+		}
+	}
+	return out
+}
+
+func (f *fakeBackend) ClaimHold(requester peer.ID, job string, check func(*PlacedBid) error) (*PlacedBid, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, ok := f.holds[HoldID(requester, job)]
 	if !ok || h.claimed || time.Now().After(h.bid.Bid.HoldExpires) {
 		return nil, ErrNoHold
 	}
@@ -94,9 +119,10 @@ func (f *fakeBackend) ClaimHold(id string, check func(*PlacedBid) error) (*Place
 	return h.bid, nil
 }
 
-func (f *fakeBackend) ReleaseHold(id string) bool {
+func (f *fakeBackend) ReleaseHold(requester peer.ID, job string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	id := HoldID(requester, job)
 	h, ok := f.holds[id]
 	if ok {
 		f.avail, _ = f.avail.Add(h.c)
@@ -112,7 +138,7 @@ func (f *fakeBackend) Accept(inv *Invocation) (string, error) {
 		return "", errors.New("refusing on purpose")
 	}
 	id := "alloc-" + inv.Job.ID
-	delete(f.holds, inv.Job.ID) // the hold becomes the allocation's lock
+	delete(f.holds, HoldID(inv.Bid.Requester, inv.Job.ID)) // the hold becomes the allocation's lock
 	f.accepted = append(f.accepted, inv.Job.ID)
 	ch := make(chan Event, 4)
 	ch <- Event{Kind: EventState, State: StateRunning, Time: time.Now()}

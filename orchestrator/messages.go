@@ -19,12 +19,15 @@ import (
 	"github.com/dms-project/dms/internal/text"
 )
 
-// Protocol names, under /dms/<network>/ (p2p adds the prefix).
+// Protocol names, under /dms/<network>/ (p2p adds the prefix). Version 2:
+// bid requests and bids in signed envelopes, invocations carrying the
+// bid's envelope, and a requester that says it still follows its
+// allocations.
 const (
-	TopicBidRequests   = "bid-requests/1"
-	ProtocolBid        = "bid/1"
-	ProtocolInvoke     = "invoke/1"
-	ProtocolAllocation = "allocation/1"
+	TopicBidRequests   = "bid-requests/2"
+	ProtocolBid        = "bid/2"
+	ProtocolInvoke     = "invoke/2"
+	ProtocolAllocation = "allocation/2"
 	ProtocolFetch      = "fetch/1"
 )
 
@@ -44,12 +47,15 @@ const (
 	MaxReplySize    = 16 << 10
 	// MaxResultOutput bounds each of a job's stdout and stderr: the provider
 	// keeps this much and the requester assembles no more.
-	MaxResultOutput  = 4 << 20
-	MaxArgs          = 256
-	MaxArgBytes      = 64 << 10 // args and env together
-	MaxStdin         = 1 << 20
-	MaxImageRef      = 255
-	MaxBiddingWindow = time.Minute
+	MaxResultOutput = 4 << 20
+	MaxArgs         = 256
+	MaxArgBytes     = 64 << 10 // args and env together
+	MaxStdin        = 1 << 20
+	MaxImageRef     = 255
+	// MaxBiddingWindow bounds a request's deadline from its send time:
+	// short, because what a provider holds for a bid stays held until
+	// bidding closes.
+	MaxBiddingWindow = 15 * time.Second
 )
 
 // ErrInvalid marks a message that failed validation; the wrapped text says why.
@@ -89,13 +95,18 @@ type BidRequest struct {
 	// WantBids is how many acceptable bids the requester will wait for; a
 	// provider may stay silent when it expects enough nearer bids.
 	WantBids int `json:"want_bids,omitempty"`
+	// Attempt counts the requester's submissions of the job (0 first): a
+	// provider still holding for an earlier attempt bids again for a later
+	// one, rather than taking it as a re-ask.
+	Attempt int `json:"attempt,omitempty"`
 	// Spread is the share of providers, by distance to the job ID, asked
 	// to bid (see storm.go); 0 means all.
 	Spread float64   `json:"spread,omitempty"`
 	SentAt time.Time `json:"sent_at"`
 }
 
-// Bid is a provider's signed offer for one bid request.
+// Bid is a provider's offer for one bid request; it travels sealed (see
+// SignedBid).
 type Bid struct {
 	JobID       string                `json:"job_id"`
 	Nonce       string                `json:"nonce"` // the request's nonce, ties the bid to it
@@ -106,7 +117,6 @@ type Bid struct {
 	Offered     capability.Capability `json:"offered"`
 	Score       float64               `json:"score"`
 	HoldExpires time.Time             `json:"hold_expires"`
-	Signature   []byte                `json:"signature,omitempty"`
 }
 
 // JobSpec is what runs: it travels only in the invocation, to the winner.
@@ -147,10 +157,11 @@ type Outputs struct {
 	Files   int  `json:"files"`
 }
 
-// Invocation asks the winner of a bid to run the job.
+// Invocation asks the winner of a bid to run the job. It carries the bid
+// as the provider sealed it, byte for byte.
 type Invocation struct {
-	Bid Bid     `json:"bid"`
-	Job JobSpec `json:"job"`
+	Bid SignedBid `json:"bid"`
+	Job JobSpec   `json:"job"`
 }
 
 // InvokeMessage is what travels on the invoke protocol: an invocation, or a
@@ -168,10 +179,16 @@ type InvokeReply struct {
 }
 
 // AllocationRequest opens the allocation stream: watch events or cancel.
+// While it watches, the requester sends Keepalive frames: a provider that
+// hears none for a while takes the requester as gone (see
+// ProviderConfig.FollowTimeout).
 type AllocationRequest struct {
 	AllocationID string `json:"allocation_id"`
 	Cancel       bool   `json:"cancel,omitempty"`
 }
+
+// Keepalive is what a watching requester sends on the allocation stream.
+var Keepalive = []byte("{}")
 
 // State is an allocation's life-cycle state.
 type State string
@@ -270,7 +287,8 @@ func DecodeBidRequest(data []byte) (*BidRequest, error) {
 	return &r, r.check()
 }
 
-// DecodeBid decodes and checks the shape of a bid (not its signature).
+// DecodeBid decodes and checks the shape of a bid payload (not its
+// signature: bids travel sealed, see OpenBid).
 func DecodeBid(data []byte) (*Bid, error) {
 	var b Bid
 	if err := decode(data, MaxBidSize, &b); err != nil {
@@ -334,14 +352,15 @@ func DecodeInvokeMessage(data []byte) (*InvokeMessage, error) {
 	case m.Invocation != nil && m.ReleaseJob != "":
 		return nil, invalid("invoke message carries both an invocation and a release")
 	case m.Invocation != nil:
-		if err := m.Invocation.Bid.check(); err != nil {
-			return nil, err
+		// The bid's envelope was opened, and so verified, by decode.
+		if len(m.Invocation.Bid.Envelope) == 0 {
+			return nil, invalid("invocation without a bid")
 		}
 		if err := m.Invocation.Job.check(); err != nil {
 			return nil, err
 		}
-		if m.Invocation.Job.ID != m.Invocation.Bid.JobID {
-			return nil, invalid("job %q does not match bid's job %q", m.Invocation.Job.ID, m.Invocation.Bid.JobID)
+		if m.Invocation.Job.ID != m.Invocation.Bid.Bid.JobID {
+			return nil, invalid("job %q does not match bid's job %q", m.Invocation.Job.ID, m.Invocation.Bid.Bid.JobID)
 		}
 	case m.ReleaseJob != "":
 		if err := checkJobID(m.ReleaseJob); err != nil {
@@ -514,6 +533,9 @@ func (r *BidRequest) check() error {
 	if !(r.Spread >= 0 && r.Spread <= 1) {
 		return invalid("spread %v: want 0 to 1", r.Spread)
 	}
+	if r.Attempt < 0 || r.Attempt > 1000 {
+		return invalid("attempt %d: want 0 to 1000", r.Attempt)
+	}
 	if r.WantBids < 0 || r.WantBids > 1000 {
 		return invalid("want_bids %d: want 0 to 1000", r.WantBids)
 	}
@@ -533,8 +555,8 @@ func (b *Bid) check() error {
 	if err := b.Offered.Validate(); err != nil {
 		return invalid("offered: %v", err)
 	}
-	if len(b.Signature) == 0 || len(b.Signature) > 1024 {
-		return invalid("bid signature of %d bytes: want 1 to 1024", len(b.Signature))
+	if len(b.Nonce) < 8 || len(b.Nonce) > 64 {
+		return invalid("bid nonce of %d characters: want 8 to 64", len(b.Nonce))
 	}
 	return nil
 }

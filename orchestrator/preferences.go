@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -17,10 +18,13 @@ type Preferences struct {
 	MinPrice float64 `json:"min_price,omitempty"`
 	// AllowedExecutors defaults to wasm only: containers (docker) and native
 	// processes are opted into.
-	AllowedExecutors  []string         `json:"allowed_executors,omitempty"`
-	AllowedRequesters []peer.ID        `json:"allowed_requesters,omitempty"` // empty: anyone
-	DeniedRequesters  []peer.ID        `json:"denied_requesters,omitempty"`
-	MaxDuration       seconds.Duration `json:"max_duration,omitempty"` // 0: no limit
+	AllowedExecutors  []string  `json:"allowed_executors,omitempty"`
+	AllowedRequesters []peer.ID `json:"allowed_requesters,omitempty"` // empty: anyone
+	DeniedRequesters  []peer.ID `json:"denied_requesters,omitempty"`
+	// MaxDuration is the longest job this provider bids for; 0 means
+	// DefaultMaxDuration. A job runs at most its duration, so this is how
+	// long a stranger may tie up the offer.
+	MaxDuration seconds.Duration `json:"max_duration,omitempty"`
 	// Ranking orders bids at the requester: criteria among "price",
 	// "score" and "headroom", most important first.
 	Ranking []string `json:"ranking,omitempty"`
@@ -55,6 +59,18 @@ func (p Preferences) Validate() error {
 	return nil
 }
 
+// DefaultMaxDuration caps the jobs a provider bids for unless its
+// preferences say otherwise.
+const DefaultMaxDuration = 24 * time.Hour
+
+// MaxJobDuration is the longest job these preferences bid for.
+func (p Preferences) MaxJobDuration() time.Duration {
+	if p.MaxDuration > 0 {
+		return p.MaxDuration.Std()
+	}
+	return DefaultMaxDuration
+}
+
 // Executors are the executor kinds the provider runs (wasm unless it
 // opted into others).
 func (p Preferences) Executors() []string {
@@ -76,8 +92,8 @@ func (p Preferences) Accepts(req *BidRequest) (bool, string) {
 	if len(p.AllowedRequesters) > 0 && !slices.Contains(p.AllowedRequesters, req.Requester) {
 		return false, "requester not allowed"
 	}
-	if p.MaxDuration > 0 && req.Duration > p.MaxDuration {
-		return false, fmt.Sprintf("duration %v over the maximum %v", req.Duration, p.MaxDuration)
+	if limit := p.MaxJobDuration(); req.Duration.Std() > limit {
+		return false, fmt.Sprintf("duration %v over this provider's maximum %v", req.Duration, limit)
 	}
 	if p.MinPrice > 0 && req.MaxPrice != nil && *req.MaxPrice < p.MinPrice {
 		return false, fmt.Sprintf("max price %v below the minimum %v", *req.MaxPrice, p.MinPrice)
@@ -127,6 +143,11 @@ func headroom(req *BidRequest, b *Bid) float64 {
 	return min(ratio(b.Offered.CPU.MilliCores, req.Requirements.CPU.MilliCores),
 		ratio(b.Offered.Memory, req.Requirements.Memory),
 		ratio(b.Offered.Disk, req.Requirements.Disk))
+}
+
+// rankSigned sorts sealed bids best first with c.
+func rankSigned(req *BidRequest, bids []*SignedBid, c CapabilityComparator) {
+	slices.SortStableFunc(bids, func(a, b *SignedBid) int { return c(req, &a.Bid, &b.Bid) })
 }
 
 // Rank sorts bids best first with cmp.

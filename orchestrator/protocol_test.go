@@ -109,11 +109,12 @@ func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go nodes[0].svc.Submit(ctx, sub, nil)
-	var bid Bid
+	var bid SignedBid
 	waitFor(t, "provider bid", func() bool {
-		b := nodes[2].svc.RegisteredBids(sub.Job.ID)
+		// The envelope, as a thief that saw it on its way would have it.
+		b := nodes[2].backend.placedBids(sub.Job.ID)
 		if len(b) == 1 {
-			bid = b[0]
+			bid = *b[0].Bid
 		}
 		return len(b) == 1
 	})
@@ -124,7 +125,7 @@ func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	reply, err := DecodeInvokeReply(data)
-	if err != nil || reply.Accepted || !strings.Contains(reply.Reason, "not to") {
+	if err != nil || reply.Accepted || !strings.Contains(reply.Reason, "to "+nodes[1].host.ID().String()) {
 		t.Fatalf("reply=%+v err=%v, want refusal naming the requester", reply, err)
 	}
 	if len(nodes[2].backend.accepted) != 0 {
@@ -135,12 +136,12 @@ func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
 func TestBidWithBadSignatureIsRejected(t *testing.T) {
 	nodes := newMesh(t, 2, func(int) *fakeBackend { return newFakeBackend(1000) })
 	b := &Bid{JobID: NewJobID(), Nonce: "abcdefgh12", Provider: nodes[1].host.ID(), Requester: nodes[0].host.ID(), HoldExpires: time.Now().Add(time.Minute)}
-	if err := b.Sign(nodes[0].key); err != nil { // signed with the wrong key
+	sb, err := SealBid(b, nodes[0].key) // sealed with the wrong key
+	if err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := Encode(b)
-	_, err := nodes[1].host.Request(context.Background(), nodes[0].host.ID(), ProtocolBid, msg, MaxReplySize)
-	if err == nil || !strings.Contains(err.Error(), "signature") {
+	_, err = nodes[1].host.Request(context.Background(), nodes[0].host.ID(), ProtocolBid, sb.Envelope, MaxReplySize)
+	if err == nil || !strings.Contains(err.Error(), "signed by") {
 		t.Fatalf("err = %v, want a signature rejection", err)
 	}
 }

@@ -1,12 +1,14 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,29 +34,39 @@ type Backend interface {
 	// capacity and preferences: a container image it does not have, an
 	// engine that does not answer. nil: it can.
 	CanRun(ctx context.Context, req *BidRequest) error
-	// Hold reserves the bid request's requirements for its job until the
-	// bid's HoldExpires, or fails if they do not fit. The bid rides on the
-	// hold: the ledger is the one place holds live, so a bid vanishes with
-	// its hold (expired, released, or dropped by a smaller offer).
-	Hold(b *PlacedBid) error
-	// HasHold reports whether a hold, and so a bid, stands for the job.
-	HasHold(jobID string) bool
-	// ClaimHold hands the bid held for the job to one caller, once: it fails
-	// wrapping ErrNoHold when there is none (never placed, expired, released,
-	// claimed already), and with check's error when check refuses it. A
-	// claimed hold is then accepted or released.
-	ClaimHold(jobID string, check func(*PlacedBid) error) (*PlacedBid, error)
+	// Hold reserves the bid request's requirements for the requester's job
+	// (under HoldID) until the bid's HoldExpires, or fails if they do not
+	// fit or admit refuses. admit runs under the ledger's lock, with the
+	// registered capability and the bids of every other open hold, so that
+	// its count of what each requester holds cannot race with another
+	// hold. The bid rides on the hold: the ledger is the one place holds
+	// live, so a bid vanishes with its hold (expired, released, or dropped
+	// by a smaller offer).
+	// admit may also name open bids the new hold may displace, in the
+	// order to drop them: when the new one does not fit, the fewest of
+	// those (not yet claimed) that make room are dropped and returned.
+	Hold(b *PlacedBid, admit func(registered capability.Capability, open []*PlacedBid) (preemptible []*PlacedBid, err error)) (displaced []*PlacedBid, err error)
+	// HasHold reports whether a hold, and so a bid, stands for the
+	// requester's job.
+	HasHold(requester peer.ID, jobID string) bool
+	// ClaimHold hands the bid held for the requester's job to one caller,
+	// once: it fails wrapping ErrNoHold when there is none (never placed,
+	// expired, released, claimed already), and with check's error when
+	// check refuses it. A claimed hold is then accepted or released.
+	ClaimHold(requester peer.ID, jobID string, check func(*PlacedBid) error) (*PlacedBid, error)
 	// ReleaseHold gives a hold back; it reports whether there was one.
-	ReleaseHold(jobID string) bool
+	ReleaseHold(requester peer.ID, jobID string) bool
 	// Load is how busy the node is, 0 (idle) to 1 (all locked): less loaded
 	// providers bid sooner.
 	Load() float64
 	// Accept makes the job's hold a lock and starts the allocation. The
 	// invocation has been checked: the bid is ours, unexpired, and the
-	// invoker is the requester that received it.
+	// invoker is the requester that received it. An allocation that nobody
+	// watches for AbandonGrace is stopped: its requester is gone.
 	Accept(inv *Invocation) (allocationID string, err error)
 	// Watch streams an allocation's events from the first; the channel is
 	// closed after the result. Only the allocation's requester may watch.
+	// The allocation counts as followed for as long as ctx lives.
 	Watch(ctx context.Context, allocationID string, requester peer.ID) (<-chan Event, error)
 	// Cancel stops an allocation on behalf of its requester.
 	Cancel(allocationID string, requester peer.ID) error
@@ -63,15 +75,43 @@ type Backend interface {
 // PlacedBid is a bid this provider sent and the request it answers, kept on
 // the bid's hold until the hold is claimed, released or expires.
 type PlacedBid struct {
-	Bid     *Bid
+	Bid     *SignedBid
 	Request *BidRequest
+	// Newcomer: the requester had run no job here when the bid was placed,
+	// so the hold counts against the newcomers' share.
+	Newcomer bool
 }
 
 // ProviderConfig tunes the provider side.
 type ProviderConfig struct {
-	// HoldGrace is how long past the bidding deadline a hold lasts, so the
-	// requester has time to invoke the next bid if the first winner refuses.
-	HoldGrace time.Duration
+	// HoldWindow bounds how long a hold waits for bidding to close,
+	// whatever deadline the request names; HoldGrace is how long past that
+	// it lasts, so the requester has time to invoke the next bid if the
+	// first winner refuses. A hold never outlives HoldWindow+HoldGrace.
+	HoldWindow time.Duration
+	HoldGrace  time.Duration
+	// MaxHoldsPerRequester bounds the open bids (holds) of one requester
+	// here; beyond its first, they stay within RequesterShare of the offer
+	// (in each of cpu, memory and disk).
+	MaxHoldsPerRequester int
+	RequesterShare       float64
+	// NewcomerShare bounds what all the requesters that have not run a job
+	// here hold together (1: all of it). Their holds give way to known
+	// requesters anyway (see standing.go); a share below 1 also keeps that
+	// part free for known requesters' largest jobs, at the cost of jobs
+	// from newcomers bigger than the share.
+	NewcomerShare float64
+	// LapseAllowance: a requester whose lapsed holds (neither invoked nor
+	// released before they expired) outnumber its invocations by more than
+	// this gets no bids, until StandingMemory after it was last seen.
+	LapseAllowance int
+	StandingMemory time.Duration
+	// FollowTimeout: a requester watching an allocation that sends no
+	// keepalive for this long is taken as gone. AbandonGrace: an allocation
+	// nobody watches for this long is stopped and its lock released (its
+	// requester was killed, partitioned, or moved on).
+	FollowTimeout time.Duration
+	AbandonGrace  time.Duration
 	// Heartbeat is how often an idle allocation stream says it is alive; the
 	// requester takes a few missed ones as the provider lost.
 	Heartbeat time.Duration
@@ -82,7 +122,42 @@ type ProviderConfig struct {
 
 // DefaultProviderConfig suits a real network.
 func DefaultProviderConfig() ProviderConfig {
-	return ProviderConfig{HoldGrace: 10 * time.Second, Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond}
+	return ProviderConfig{
+		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
+		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
+		LapseAllowance: 1, StandingMemory: time.Hour,
+		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
+		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
+	}
+}
+
+// DefaultAbandonGrace is how long an allocation runs unwatched before its
+// provider stops it: three times the requester's default LostAfter, so a
+// requester that merely reconnects never loses its job, and short next to
+// the jobs it would otherwise run for nobody.
+const DefaultAbandonGrace = 15 * time.Second
+
+// Validate checks the provider's settings.
+func (c ProviderConfig) Validate() error {
+	var errs []error
+	for name, d := range map[string]time.Duration{"hold window": c.HoldWindow, "hold grace": c.HoldGrace, "standing memory": c.StandingMemory,
+		"follow timeout": c.FollowTimeout, "abandon grace": c.AbandonGrace, "heartbeat": c.Heartbeat} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be positive", name, d))
+		}
+	}
+	if c.MaxHoldsPerRequester < 1 {
+		errs = append(errs, fmt.Errorf("max holds per requester %d: want at least 1", c.MaxHoldsPerRequester))
+	}
+	for name, v := range map[string]float64{"requester share": c.RequesterShare, "newcomer share": c.NewcomerShare} {
+		if !(v > 0 && v <= 1) {
+			errs = append(errs, fmt.Errorf("%s %v: want more than 0, at most 1", name, v))
+		}
+	}
+	if c.LapseAllowance < 0 || c.MaxBidDelay < 0 {
+		errs = append(errs, errors.New("lapse allowance and max bid delay must not be negative"))
+	}
+	return errors.Join(errs...)
 }
 
 // Provider answers bid requests with bids and runs the invocations it wins.
@@ -102,9 +177,11 @@ type Provider struct {
 	// RegisteredBids, and why this node did not bid for a job it could have
 	// (declined); the oldest are forgotten past maxPlaced.
 	mu          sync.Mutex
-	placed      map[string]Bid
+	placed      map[string][]Bid // by job ID: one per requester that asked
 	declined    map[string]string
 	placedOrder []string
+
+	book *book // requesters' standing
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -120,7 +197,12 @@ func NewProvider(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Provid
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
 		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
-		now: time.Now, placed: map[string]Bid{}, declined: map[string]string{}, ctx: ctx, cancel: cancel,
+		now: time.Now, placed: map[string][]Bid{}, declined: map[string]string{}, ctx: ctx, cancel: cancel,
+		book: newBook(cfg.LapseAllowance, cfg.StandingMemory),
+	}
+	if err := cfg.Validate(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("provider config: %w", err)
 	}
 	if err := host.HandleRequest(ProtocolInvoke, MaxInvokeSize, p.handleInvoke); err != nil {
 		cancel()
@@ -149,10 +231,12 @@ func (p *Provider) BidsSent() int64 { return p.bidsSent.Load() }
 func (p *Provider) RegisteredBids(jobID string) []Bid {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if b, ok := p.placed[jobID]; ok {
-		return []Bid{b}
-	}
-	return nil
+	return slices.Clone(p.placed[jobID])
+}
+
+// Standing says how this provider sees a requester now.
+func (p *Provider) Standing(requester peer.ID) Standing {
+	return p.book.standing(requester, p.now())
 }
 
 // Declined says why this node did not bid for a job it heard of and
@@ -242,12 +326,30 @@ func (p *Provider) HandleOwnRequest(req *BidRequest) bool {
 }
 
 func (p *Provider) bid(req *BidRequest, distance float64) error {
-	if p.backend.HasHold(req.JobID) {
-		// The requester asked again (wider): our first bid stands.
-		return fmt.Errorf("already bid for job %s", req.JobID)
+	if p.backend.HasHold(req.Requester, req.JobID) {
+		// The requester asked again: wider, in the same attempt, and our
+		// first bid stands; or in a later attempt (its release of our
+		// earlier bid lost or late), and we bid anew.
+		_, err := p.backend.ClaimHold(req.Requester, req.JobID, func(pb *PlacedBid) error {
+			if pb.Request.Attempt >= req.Attempt {
+				return fmt.Errorf("already bid for job %s of %s", req.JobID, req.Requester)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		p.backend.ReleaseHold(req.Requester, req.JobID)
+		p.book.settle(req.Requester, req.JobID, false, p.now())
+	}
+	standing := p.book.standing(req.Requester, p.now())
+	if standing == Lapsing {
+		return fmt.Errorf("requester %s let more holds lapse than it invoked", req.Requester)
 	}
 	available, price, score := p.backend.Offer()
-	if !req.Requirements.Fits(available) {
+	// A known requester may find room by displacing newcomers' holds
+	// (admission): only Hold can tell.
+	if !req.Requirements.Fits(available) && standing != Known {
 		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)
 	}
 	if err := p.backend.CanRun(p.ctx, req); err != nil {
@@ -268,8 +370,21 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if req.MaxPrice != nil && quote > *req.MaxPrice {
 		return fmt.Errorf("quote %v over max price %v", quote, *req.MaxPrice)
 	}
-	expires := req.Deadline.Add(p.cfg.HoldGrace)
+	// The hold lasts until bidding closes, by the request's deadline or
+	// our HoldWindow, whichever comes first, and a grace after that.
+	now := p.now()
+	expires := req.Deadline
+	if w := now.Add(p.cfg.HoldWindow); w.Before(expires) {
+		expires = w
+	}
+	expires = expires.Add(p.cfg.HoldGrace)
 	offered := available
+	if standing == Known {
+		// What displacing newcomers would free, at least what is asked.
+		offered.CPU.MilliCores = max(offered.CPU.MilliCores, req.Requirements.CPU.MilliCores)
+		offered.Memory = max(offered.Memory, req.Requirements.Memory)
+		offered.Disk = max(offered.Disk, req.Requirements.Disk)
+	}
 	offered.Price = price
 	offered.CPU.Score = score
 	b := &Bid{
@@ -278,25 +393,38 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	// Gossip-borne fields such as listen addresses would bloat every bid.
 	b.Offered.Connectivity = capability.Connectivity{}
-	if err := b.Sign(p.key); err != nil {
-		return err
-	}
-	data, err := Encode(b)
+	sb, err := SealBid(b, p.key)
 	if err != nil {
 		return err
 	}
-	if err := p.backend.Hold(&PlacedBid{Bid: b, Request: req}); err != nil {
+	newcomer := standing == Newcomer
+	displaced, err := p.backend.Hold(&PlacedBid{Bid: sb, Request: req, Newcomer: newcomer}, p.admission(req, newcomer))
+	if err != nil {
 		return fmt.Errorf("hold: %w", err)
 	}
+	for _, d := range displaced {
+		// Not the newcomer's doing: its bid is void, not lapsed.
+		p.book.settle(d.Request.Requester, d.Request.JobID, false, now)
+		p.log.Debug("newcomer's hold displaced by a known requester", "job", d.Request.JobID, "newcomer", d.Request.Requester, "by", req.Requester)
+	}
+	p.book.placed(req.Requester, req.JobID, expires, now)
 	p.remember(b)
-	ctx, cancel := context.WithDeadline(p.ctx, req.Deadline.Add(ClockSkew/10))
+	ctx, cancel := context.WithDeadline(p.ctx, minTime(req.Deadline, expires))
 	defer cancel()
 	p.bidsSent.Add(1)
-	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, data, MaxReplySize); err != nil {
-		p.backend.ReleaseHold(req.JobID)
+	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, sb.Envelope, MaxReplySize); err != nil {
+		p.backend.ReleaseHold(req.Requester, req.JobID)
+		p.book.settle(req.Requester, req.JobID, false, p.now())
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
 	}
 	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // remember keeps a sent bid for RegisteredBids.
@@ -309,15 +437,15 @@ func (p *Provider) remember(b *Bid) {
 		p.placedOrder = append(p.placedOrder, b.JobID)
 	}
 	delete(p.declined, b.JobID)
-	p.placed[b.JobID] = *b
+	p.placed[b.JobID] = append(p.placed[b.JobID], *b)
 	p.trimLocked()
 }
 
 // fromRequester refuses a bid claimed by anyone but its requester.
 func fromRequester(from peer.ID) func(*PlacedBid) error {
 	return func(pb *PlacedBid) error {
-		if pb.Bid.Requester != from {
-			return fmt.Errorf("job %s was bid to %s, not to %s", pb.Bid.JobID, pb.Bid.Requester, from)
+		if pb.Bid.Bid.Requester != from {
+			return fmt.Errorf("job %s was bid to %s, not to %s", pb.Bid.Bid.JobID, pb.Bid.Bid.Requester, from)
 		}
 		return nil
 	}
@@ -331,9 +459,12 @@ func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) 
 		return nil, err
 	}
 	if msg.ReleaseJob != "" {
-		_, err := p.backend.ClaimHold(msg.ReleaseJob, fromRequester(from))
+		// Only the requester's own hold can be released: holds are keyed
+		// by requester and job.
+		_, err := p.backend.ClaimHold(from, msg.ReleaseJob, fromRequester(from))
 		if err == nil {
-			p.backend.ReleaseHold(msg.ReleaseJob)
+			p.backend.ReleaseHold(from, msg.ReleaseJob)
+			p.book.settle(from, msg.ReleaseJob, false, p.now())
 		}
 		return Encode(&InvokeReply{Accepted: err == nil})
 	}
@@ -342,15 +473,16 @@ func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) 
 }
 
 func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
+	bid := &inv.Bid.Bid
 	refuse := func(format string, args ...any) *InvokeReply {
 		reason := fmt.Sprintf(format, args...)
-		p.log.Info("invocation refused", "job", inv.Bid.JobID, "from", from, "reason", reason)
+		p.log.Info("invocation refused", "job", bid.JobID, "from", from, "reason", reason)
 		return &InvokeReply{Reason: reason}
 	}
 	// Claimed once, so that a second invocation of the same bid is refused.
-	placed, err := p.backend.ClaimHold(inv.Bid.JobID, fromRequester(from))
+	placed, err := p.backend.ClaimHold(from, bid.JobID, fromRequester(from))
 	if errors.Is(err, ErrNoHold) {
-		return refuse("no open bid of this node for job %s (never placed, expired or already invoked)", inv.Bid.JobID)
+		return refuse("no open bid of this node for job %s to %s (never placed, expired, already invoked, or bid to another requester)", bid.JobID, from)
 	}
 	if err != nil {
 		return refuse("%v", err)
@@ -359,27 +491,30 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 	// From here the hold is claimed: every refusal frees it.
 	var why string
 	switch {
-	case inv.Bid.Provider != p.host.ID() || inv.Bid.Nonce != mine.Nonce || string(inv.Bid.Signature) != string(mine.Signature):
-		why = fmt.Sprintf("the bid invoked for job %s is not the one this node signed", inv.Bid.JobID)
-	case p.now().After(mine.HoldExpires):
-		why = fmt.Sprintf("bid for job %s expired at %s", inv.Bid.JobID, mine.HoldExpires.Format(time.RFC3339))
+	case bid.Provider != p.host.ID() || !bytes.Equal(inv.Bid.Envelope, mine.Envelope):
+		why = fmt.Sprintf("the bid invoked for job %s is not the one this node signed", bid.JobID)
+	case p.now().After(mine.Bid.HoldExpires):
+		why = fmt.Sprintf("bid for job %s expired at %s", bid.JobID, mine.Bid.HoldExpires.Format(time.RFC3339))
 	case !inv.Job.Requirements.Equal(req.Requirements) || inv.Job.Executor != req.Executor || inv.Job.Duration > req.Duration || inv.Job.Image != req.Image:
-		why = fmt.Sprintf("job %s is not the job that was bid on (requirements, executor, image or duration differ)", inv.Bid.JobID)
+		why = fmt.Sprintf("job %s is not the job that was bid on (requirements, executor, image or duration differ)", bid.JobID)
 	case req.ModuleHash != "" && moduleHashOf(&inv.Job) != req.ModuleHash:
-		why = fmt.Sprintf("job %s: module does not match the hash in the bid request", inv.Bid.JobID)
+		why = fmt.Sprintf("job %s: module does not match the hash in the bid request", bid.JobID)
 	case inv.Job.Inputs != nil && inv.Job.Inputs.Size != req.InputSize:
-		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", inv.Bid.JobID, inv.Job.Inputs.Size, req.InputSize)
+		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", bid.JobID, inv.Job.Inputs.Size, req.InputSize)
 	}
 	if why != "" {
-		p.backend.ReleaseHold(inv.Bid.JobID)
+		p.backend.ReleaseHold(from, bid.JobID)
+		p.book.settle(from, bid.JobID, false, p.now())
 		return refuse("%s", why)
 	}
 	id, err := p.backend.Accept(inv)
 	if err != nil {
-		p.backend.ReleaseHold(inv.Bid.JobID)
-		return refuse("job %s: %v", inv.Bid.JobID, err)
+		p.backend.ReleaseHold(from, bid.JobID)
+		p.book.settle(from, bid.JobID, false, p.now())
+		return refuse("job %s: %v", bid.JobID, err)
 	}
-	p.log.Info("invocation accepted", "job", inv.Bid.JobID, "allocation", id, "requester", from)
+	p.book.settle(from, bid.JobID, true, p.now())
+	p.log.Info("invocation accepted", "job", bid.JobID, "allocation", id, "requester", from)
 	return &InvokeReply{Accepted: true, AllocationID: id}
 }
 
@@ -424,14 +559,28 @@ func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s *p2p.Fr
 		s.Close()
 		return
 	}
-	hb := p.cfg.Heartbeat
-	if hb <= 0 {
-		hb = time.Second
-	}
-	ticker := time.NewTicker(hb)
+	// The requester says it still follows with keepalives; silence for
+	// FollowTimeout, or the stream failing, means it is gone, and the
+	// watch (and with it the allocation's follower) ends.
+	s.SetTimeout(p.cfg.FollowTimeout)
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			if _, err := s.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { <-gone }() // every return below closes or resets s, which ends the reader
+	ticker := time.NewTicker(p.cfg.Heartbeat)
 	defer ticker.Stop()
 	for {
 		select {
+		case <-gone:
+			p.log.Debug("requester stopped following the allocation", "allocation", req.AllocationID, "requester", from)
+			s.Reset()
+			return
 		case e, ok := <-events:
 			if !ok {
 				s.Close()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/internal/randid"
@@ -50,6 +51,13 @@ type RequesterConfig struct {
 	// Widen: when fewer than WantBids bids have come this long after the
 	// request, it is sent once more, to four times as many providers.
 	Widen time.Duration
+	// Keepalive is how often the requester tells a provider, on the
+	// allocation stream, that it still follows the job.
+	Keepalive time.Duration
+	// ChaseAbandoned is how long the requester keeps asking a provider it
+	// gave up on to stop its copy of the job (a provider that was frozen
+	// or cut off learns it when it comes back).
+	ChaseAbandoned time.Duration
 }
 
 // DefaultRequesterConfig suits a real network.
@@ -58,6 +66,7 @@ func DefaultRequesterConfig() RequesterConfig {
 		BiddingWindow: 3 * time.Second, WantBids: 3, Grace: 25 * time.Millisecond,
 		InvokeTimeout: 30 * time.Second, LostAfter: 5 * time.Second, Retries: 2,
 		SpreadFactor: 2, Widen: 250 * time.Millisecond,
+		Keepalive: time.Second, ChaseAbandoned: 10 * time.Minute,
 	}
 }
 
@@ -101,6 +110,7 @@ type Submission struct {
 // follows the allocation to its result.
 type Requester struct {
 	host  *p2p.Host
+	key   crypto.PrivKey
 	topic *p2p.Topic
 	cfg   RequesterConfig
 	prefs func() Preferences
@@ -151,18 +161,21 @@ func (r *Requester) estimateProviders() int {
 
 type openJob struct {
 	nonces map[string]bool // of every request sent for this attempt
-	bids   chan *Bid
+	bids   chan *SignedBid
 }
 
 // NewRequester registers the bid handler on host; topic is the joined
 // bid-request topic; prefs gives the node's current ranking.
-func NewRequester(host *p2p.Host, topic *p2p.Topic, cfg RequesterConfig, prefs func() Preferences, log *slog.Logger) (*Requester, error) {
+func NewRequester(host *p2p.Host, key crypto.PrivKey, topic *p2p.Topic, cfg RequesterConfig, prefs func() Preferences, log *slog.Logger) (*Requester, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Keepalive <= 0 || cfg.LostAfter <= 0 {
+		return nil, fmt.Errorf("requester config: keepalive %v and lost-after %v must be positive", cfg.Keepalive, cfg.LostAfter)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Requester{host: host, topic: topic, cfg: cfg, prefs: prefs, log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel}
-	if err := host.HandleRequest(ProtocolBid, MaxBidSize, r.handleBid); err != nil {
+	r := &Requester{host: host, key: key, topic: topic, cfg: cfg, prefs: prefs, log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel}
+	if err := host.HandleRequest(ProtocolBid, MaxBidSize+envelopeOverhead, r.handleBid); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -182,18 +195,16 @@ func NewJobID() string { return randid.Hex(16) }
 // bid, with bidding open, accepts it; an error tells the provider to let go
 // of its hold.
 func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]byte, error) {
-	b, err := DecodeBid(data)
+	sb, err := OpenBid(data)
 	if err != nil {
 		return nil, err
 	}
+	b := &sb.Bid
 	if b.Provider != from {
 		return nil, invalid("bid names provider %s but came from %s", b.Provider, from)
 	}
 	if b.Requester != r.host.ID() {
 		return nil, invalid("bid is for requester %s, not this node", b.Requester)
-	}
-	if err := b.Verify(); err != nil {
-		return nil, err
 	}
 	r.bidsReceived.Add(1)
 	r.mu.Lock()
@@ -204,7 +215,7 @@ func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]b
 		return nil, fmt.Errorf("bidding for job %s is closed", b.JobID)
 	}
 	select {
-	case job.bids <- b:
+	case job.bids <- sb:
 	default:
 		return nil, fmt.Errorf("job %s has enough bids", b.JobID)
 	}
@@ -252,7 +263,7 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 	if err != nil {
 		return nil, err
 	}
-	Rank(req, bids, r.prefs().Comparator())
+	rankSigned(req, bids, r.prefs().Comparator())
 	winner, allocID, err := r.invoke(ctx, st, bids, attempt, progress)
 	if err != nil {
 		return nil, err
@@ -299,19 +310,19 @@ func (s *staged) unshare() {
 
 // collect publishes the bid request and gathers acceptable bids until
 // WantBids are in, Grace has passed since the first, or the window closes.
-func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt int, progress func(Progress)) ([]*Bid, *BidRequest, error) {
+func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
 	now := r.now()
 	want := max(r.cfg.WantBids, 1)
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
-		Nonce: randid.Hex(12), WantBids: want, SentAt: now,
+		Nonce: randid.Hex(12), WantBids: want, SentAt: now, Attempt: attempt,
 		Spread: SpreadFor(want, r.estimateProviders(), r.cfg.SpreadFactor),
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
 	}
-	open := &openJob{nonces: map[string]bool{req.Nonce: true}, bids: make(chan *Bid, 4*want+16)}
+	open := &openJob{nonces: map[string]bool{req.Nonce: true}, bids: make(chan *SignedBid, 4*want+16)}
 	r.mu.Lock()
 	r.open[job.ID] = open
 	r.mu.Unlock()
@@ -329,30 +340,31 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("spread %.3g", req.Spread)})
 
 	var widen <-chan time.Time
+	spread, widened := req.Spread, 0
 	if d := r.widenAfter(); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		widen = t.C
 	}
-	var bids []*Bid
+	var bids []*SignedBid
 	var grace <-chan time.Time
 	rejected := 0
 	for len(bids) < want {
 		select {
 		case b := <-open.bids:
-			if slices.ContainsFunc(bids, func(o *Bid) bool { return o.Provider == b.Provider }) {
+			if slices.ContainsFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider }) {
 				continue // one bid per provider: the first stands
 			}
 			if len(bids) == 0 && rejected == 0 {
 				r.observeFirstBid(r.now().Sub(now))
 			}
-			if why := acceptable(req, b, r.now()); why != "" {
+			if why := acceptable(req, &b.Bid, r.now()); why != "" {
 				rejected++
 				r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)
 				continue
 			}
 			bids = append(bids, b)
-			progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: b})
+			progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: &b.Bid})
 			if grace == nil {
 				t := time.NewTimer(r.cfg.Grace)
 				defer t.Stop()
@@ -361,15 +373,29 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-widen:
 			widen = nil
-			if len(bids) > 0 {
-				continue // bids are coming: they are late, not missing
-			}
 			// Too few bids: too few near enough could take it, or a peer
-			// that joined the mesh moments ago missed the request. Ask
-			// again, four times as wide; providers that already bid hold
+			// that joined the mesh moments ago missed the request, or the
+			// mesh looks larger than it is (peers that offer nothing
+			// count in the estimate). With no bid at all, ask again four
+			// times as wide, and if still nobody bids, everyone. With some
+			// bids in, the others are more likely late than missing (a
+			// loaded machine answers slowly): ask once more as wide as
+			// before, for a peer that missed the request, but do not
+			// draw four times the bids. Providers that already bid hold
 			// the job and do not bid twice.
+			if widened > 0 && len(bids) > 0 {
+				continue
+			}
 			wide := *req
-			wide.Spread, wide.Nonce, wide.SentAt = min(1, 4*req.Spread), randid.Hex(12), r.now()
+			wide.Spread, wide.Nonce, wide.SentAt = spread, randid.Hex(12), r.now()
+			if len(bids) == 0 {
+				wide.Spread = min(1, 4*spread)
+				if widened > 0 {
+					wide.Spread = 1
+				}
+			}
+			spread = wide.Spread
+			widened++
 			r.mu.Lock()
 			open.nonces[wide.Nonce] = true
 			r.mu.Unlock()
@@ -377,6 +403,11 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 				return nil, nil, err
 			}
 			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked again with spread %.3g", len(bids), wide.Spread)})
+			if spread < 1 && len(bids) == 0 {
+				t := time.NewTimer(r.widenAfter())
+				defer t.Stop()
+				widen = t.C
+			}
 			continue
 		case <-grace:
 		case <-window.Done():
@@ -428,7 +459,7 @@ func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
 		r.log.Debug("alone on the topic: bidding for our own job", "job", req.JobID)
 		return nil
 	}
-	data, err := Encode(req)
+	data, err := SealBidRequest(req, r.key)
 	if err != nil {
 		return err
 	}
@@ -457,11 +488,11 @@ func acceptable(req *BidRequest, b *Bid, now time.Time) string {
 
 // invoke tries the bids best first until one provider accepts, then
 // releases the holds of the others.
-func (r *Requester) invoke(ctx context.Context, st *staged, bids []*Bid, attempt int, progress func(Progress)) (peer.ID, string, error) {
+func (r *Requester) invoke(ctx context.Context, st *staged, bids []*SignedBid, attempt int, progress func(Progress)) (peer.ID, string, error) {
 	job := st.job
 	var reasons []string
 	for i, b := range bids {
-		msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: st.forWinner(b.Provider)}})
+		msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: st.forWinner(b.Bid.Provider)}})
 		if err != nil {
 			return "", "", err
 		}
@@ -485,10 +516,10 @@ func (r *Requester) invoke(ctx context.Context, st *staged, bids []*Bid, attempt
 			// A provider that never got the invocation (the stream failed)
 			// still holds for the job; let it go, so that a retry's fresh
 			// request finds it free rather than "already bid".
-			r.release([]*Bid{b})
+			r.release([]*SignedBid{b})
 			continue
 		}
-		progress(Progress{Kind: ProgressAccepted, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, AllocationID: reply.AllocationID, Bid: b})
+		progress(Progress{Kind: ProgressAccepted, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Bid.Provider, AllocationID: reply.AllocationID, Bid: &b.Bid})
 		r.release(bids[i+1:])
 		return b.Provider, reply.AllocationID, nil
 	}
@@ -497,7 +528,7 @@ func (r *Requester) invoke(ctx context.Context, st *staged, bids []*Bid, attempt
 
 // release tells losing bidders to drop their holds. It is best effort: a
 // hold that is not released expires anyway.
-func (r *Requester) release(bids []*Bid) {
+func (r *Requester) release(bids []*SignedBid) {
 	for _, b := range bids {
 		msg, err := EncodeInvokeMessage(&InvokeMessage{ReleaseJob: b.JobID})
 		if err != nil {
@@ -535,6 +566,29 @@ func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, 
 	}
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
+	// Keepalives tell the provider someone still follows the job; without
+	// them it stops the allocation (ProviderConfig.AbandonGrace).
+	kctx, stopKeepalive := context.WithCancel(ctx)
+	keeping := make(chan struct{})
+	go func() {
+		defer close(keeping)
+		t := time.NewTicker(r.cfg.Keepalive)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if s.Send(Keepalive) != nil {
+					return
+				}
+			case <-kctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stopKeepalive()
+		<-keeping
+	}()
 	// The result event carries no output: it is assembled from the output
 	// events, bounded in case the provider sends more than it should.
 	var stdout, stderr []byte
@@ -553,6 +607,8 @@ func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			// We move on; the provider, if it comes back, must too.
+			r.chase(provider, allocID)
 			return nil, fmt.Errorf("%w: %s stopped answering on allocation %s: %v", ErrProviderLost, provider, allocID, err)
 		}
 		ev, err := DecodeEvent(data)
@@ -583,6 +639,43 @@ func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, 
 	}
 }
 
+// chase keeps asking a provider that was given up on to cancel the
+// allocation, for ChaseAbandoned: a frozen or cut-off provider hears it as
+// soon as it is back, rather than running the job for nobody until its
+// AbandonGrace runs out.
+func (r *Requester) chase(provider peer.ID, allocID string) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		deadline := r.now().Add(r.cfg.ChaseAbandoned)
+		wait := r.cfg.Keepalive
+		for r.now().Before(deadline) {
+			ctx, cancel := context.WithTimeout(r.ctx, r.cfg.LostAfter)
+			err := r.Cancel(ctx, provider, allocID)
+			cancel()
+			if err == nil || errors.Is(err, errCancelAnswered) || r.ctx.Err() != nil {
+				if err == nil {
+					r.log.Info("a provider given up on has stopped its copy", "provider", provider, "allocation", allocID)
+				}
+				return
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-r.ctx.Done():
+				t.Stop()
+				return
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+	}()
+}
+
+// errCancelAnswered: the provider answered a cancel with why it did not
+// cancel (the allocation has ended, or it does not know it): it is back
+// and has nothing of ours left to stop.
+var errCancelAnswered = errors.New("the provider did not cancel")
+
 // Cancel asks a provider to stop an allocation this node invoked.
 func (r *Requester) Cancel(ctx context.Context, provider peer.ID, allocID string) error {
 	s, err := r.host.OpenStream(ctx, provider, ProtocolAllocation)
@@ -609,7 +702,7 @@ func (r *Requester) Cancel(ctx context.Context, provider peer.ID, allocID string
 		return fmt.Errorf("cancel %s: %w", allocID, err)
 	}
 	if ev.Message != "" {
-		return fmt.Errorf("cancel %s: %s", allocID, ev.Message)
+		return fmt.Errorf("cancel %s: %w: %s", allocID, errCancelAnswered, ev.Message)
 	}
 	return nil
 }

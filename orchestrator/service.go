@@ -18,7 +18,9 @@ import (
 type Config struct {
 	Requester RequesterConfig
 	Provider  ProviderConfig
-	Logger    *slog.Logger
+	// Requests bounds what one requester may publish (at the validator).
+	Requests RequestLimits
+	Logger   *slog.Logger
 	// Observe, if set, sees every valid bid request as it arrives (the
 	// bench measures gossip with it). It must not block.
 	Observe func(req *BidRequest, receivedAt time.Time)
@@ -26,7 +28,7 @@ type Config struct {
 
 // DefaultConfig suits a real network.
 func DefaultConfig() Config {
-	return Config{Requester: DefaultRequesterConfig(), Provider: DefaultProviderConfig()}
+	return Config{Requester: DefaultRequesterConfig(), Provider: DefaultProviderConfig(), Requests: DefaultRequestLimits()}
 }
 
 // LocalConfig suits a test network on one machine: short windows so tests
@@ -38,6 +40,10 @@ func LocalConfig() Config {
 	c.Provider.Heartbeat = 300 * time.Millisecond
 	c.Requester.LostAfter = 5 * c.Provider.Heartbeat
 	c.Provider.HoldGrace = 5 * time.Second
+	c.Provider.HoldWindow = c.Requester.BiddingWindow
+	c.Requester.Keepalive = c.Provider.Heartbeat
+	c.Provider.FollowTimeout = 5 * c.Requester.Keepalive
+	c.Provider.AbandonGrace = 3 * time.Second
 	return c
 }
 
@@ -48,6 +54,7 @@ type Service struct {
 	*Requester
 	provider  *Provider
 	host      *p2p.Host
+	key       crypto.PrivKey
 	blobs     *blobs
 	topic     *p2p.Topic
 	validator *Validator
@@ -65,14 +72,32 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{host: host, validator: NewValidator(nil), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
+	if err := cfg.Requests.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{host: host, key: key, validator: NewValidator(nil, cfg.Requests), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
 	s.blobs = newBlobs(s.log)
-	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, from peer.ID, data []byte) (any, error) {
-		req, err := s.validator.Validate(from, data)
-		if errors.Is(err, ErrStale) {
-			return nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
+	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, via peer.ID, data []byte) (peer.ID, any, error) {
+		req, err := s.validator.Validate(via, data)
+		switch {
+		case err == nil:
+			return req.Requester, req, nil
+		case errors.Is(err, ErrStale):
+			return "", nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
+		case errors.Is(err, ErrRateLimited):
+			// Dropped, never rejected: gossipsub blames every peer that
+			// delivered a rejected message, and an honest relay may have
+			// counted the requester's messages in another order and
+			// rightly accepted it. The requester itself, when it sent the
+			// flood to us, loses gossip score.
+			if via == req.Requester {
+				host.Penalize(via)
+			}
+			return "", nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
 		}
-		return req, err
+		// Rejected: gossipsub lowers the score of via, the requester
+		// itself for a flood it sent us.
+		return "", nil, err
 	})
 	if err != nil {
 		return nil, err
@@ -85,7 +110,7 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	if s.provider, err = NewProvider(host, key, backend, cfg.Provider, log); err != nil {
 		return nil, err
 	}
-	if s.Requester, err = NewRequester(host, s.topic, cfg.Requester, backend.Preferences, log); err != nil {
+	if s.Requester, err = NewRequester(host, key, s.topic, cfg.Requester, backend.Preferences, log); err != nil {
 		s.provider.Close()
 		return nil, err
 	}
@@ -135,6 +160,23 @@ type Stats struct {
 func (s *Service) Stats() Stats {
 	return Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived()}
 }
+
+// Probe publishes a bid request that no provider takes (see NewProbe),
+// under jobID ("" picks one).
+func (s *Service) Probe(ctx context.Context, jobID string) error {
+	req := NewProbe(s.host.ID())
+	if jobID != "" {
+		req.JobID = jobID
+	}
+	data, err := SealBidRequest(req, s.key)
+	if err != nil {
+		return err
+	}
+	return s.topic.Publish(ctx, data)
+}
+
+// Standing says how this node, as a provider, sees a requester.
+func (s *Service) Standing(requester peer.ID) Standing { return s.provider.Standing(requester) }
 
 // Topic is the joined bid-request topic (for measurements).
 func (s *Service) Topic() *p2p.Topic { return s.topic }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,11 +63,16 @@ func newTestHosts(t *testing.T, n int, opts ...Option) []*Host {
 }
 
 // acceptAll is a validator that accepts every message but "bad".
-func acceptAll(_ context.Context, _ peer.ID, data []byte) (any, error) {
+// The author is the peer ID after the last '|', if any.
+func acceptAll(_ context.Context, _ peer.ID, data []byte) (peer.ID, any, error) {
 	if string(data) == "bad" {
-		return nil, errors.New("bad message")
+		return "", nil, errors.New("bad message")
 	}
-	return len(data), nil
+	var author peer.ID
+	if i := strings.LastIndexByte(string(data), '|'); i >= 0 {
+		author, _ = peer.Decode(string(data[i+1:]))
+	}
+	return author, len(data), nil
 }
 
 // receive waits for a message with data want on t, skipping others.

@@ -55,6 +55,8 @@ type Host struct {
 	bg       sync.WaitGroup // discovery and the network gate
 	handlers sync.WaitGroup // stream handlers we are running
 
+	penalties *penalties // the app-specific part of gossip scores
+
 	mu     sync.Mutex
 	closed bool
 	topics map[*Topic]struct{}
@@ -97,6 +99,7 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 
 		selfRequests: make(map[protocol.ID]selfRequest),
 		selfStreams:  make(map[protocol.ID]StreamHandler),
+		penalties:    newPenalties(),
 	}
 	h.log = h.logger("p2p")
 	defer func() {

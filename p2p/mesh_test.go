@@ -61,10 +61,10 @@ func TestMesh(t *testing.T) {
 
 	t.Run("delivers", func(t *testing.T) {
 		pub := hosts[5]
-		if err := topics[5].Publish(ctx, []byte("hello")); err != nil {
+		if err := topics[5].Publish(ctx, []byte("hello|"+pub.ID().String())); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		expectDelivery(ctx, t, topics, 5, pub.ID(), "hello")
+		expectDelivery(ctx, t, topics, 5, pub.ID(), "hello|"+pub.ID().String())
 	})
 
 	t.Run("rejects invalid", func(t *testing.T) {
@@ -113,10 +113,10 @@ func TestMesh(t *testing.T) {
 			}
 			return true
 		})
-		if err := restTopics[2].Publish(ctx, []byte("after")); err != nil {
+		if err := restTopics[2].Publish(ctx, []byte("after|"+rest[2].ID().String())); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		expectDelivery(ctx, t, restTopics, 2, rest[2].ID(), "after")
+		expectDelivery(ctx, t, restTopics, 2, rest[2].ID(), "after|"+rest[2].ID().String())
 	})
 }
 

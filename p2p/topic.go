@@ -2,13 +2,16 @@ package p2p
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -29,19 +32,30 @@ var (
 // sequence number, signature, topic and protobuf framing.
 const gossipOverhead = 1 << 10
 
-// messageBuffer is how many received messages wait for a slow reader
-// before gossipsub starts dropping them for this subscription.
-const messageBuffer = 64
+// Buffers between gossipsub and the topic's reader. gossipsub drops a
+// message for a subscription whose buffer is full ("subscriber too slow"),
+// so the subscription is drained at once into a queue kept per author and
+// served round-robin: a flood from some authors fills their own queues and
+// is dropped there, while the few messages of everyone else still pass.
+const (
+	subscriptionBuffer = 1024
+	perAuthorQueue     = 64
+	totalQueue         = 8192
+)
 
 // Validator checks a gossip message before it is delivered or forwarded.
-// from is the message's author, whose signature gossipsub has verified.
-// The value it returns (the decoded message, say) travels with the message
-// to Messages, so the reader need not decode it again.
-type Validator func(ctx context.Context, from peer.ID, data []byte) (any, error)
+// via is the peer that sent it to us (not necessarily its author). Gossip
+// messages carry no author and no gossipsub signature: the validator
+// authenticates the data itself (the application signs what it sends) and
+// returns its author, by which delivery is queued fairly, and a value (the
+// decoded message, say) that travels with the message to Messages, so the
+// reader need not decode it again.
+type Validator func(ctx context.Context, via peer.ID, data []byte) (author peer.ID, value any, err error)
 
 // Message is one gossip message from another node.
 type Message struct {
-	From       peer.ID // author (signer), not the peer that forwarded it
+	From       peer.ID // the author, as the validator authenticated it
+	Via        peer.ID // the peer that sent it to us
 	Data       []byte
 	Value      any // what the topic's validator returned for it
 	ReceivedAt time.Time
@@ -54,10 +68,14 @@ type Topic struct {
 	log   *slog.Logger
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
+	queue *fairQueue
 	out   chan Message
 
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the subscription has ended
+	wg     sync.WaitGroup
+
+	dropped atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -78,11 +96,12 @@ func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) 
 	}
 	full := h.TopicName(name)
 	t := &Topic{
-		h:    h,
-		name: full,
-		log:  h.logger("p2p.pubsub").With("topic", full),
-		out:  make(chan Message, messageBuffer),
-		done: make(chan struct{}),
+		h:     h,
+		name:  full,
+		log:   h.logger("p2p.pubsub").With("topic", full),
+		queue: newFairQueue(perAuthorQueue, totalQueue),
+		out:   make(chan Message),
+		done:  make(chan struct{}),
 	}
 
 	h.mu.Lock()
@@ -110,13 +129,15 @@ func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) 
 	if err := t.topic.SetScoreParams(topicScoreParams()); err != nil {
 		return nil, fmt.Errorf("join topic %s: score params: %w", full, err)
 	}
-	if t.sub, err = t.topic.Subscribe(pubsub.WithBufferSize(messageBuffer)); err != nil {
+	if t.sub, err = t.topic.Subscribe(pubsub.WithBufferSize(subscriptionBuffer)); err != nil {
 		return nil, fmt.Errorf("join topic %s: subscribe: %w", full, err)
 	}
 
 	ctx, cancel := context.WithCancel(h.ctx)
 	t.cancel = cancel
+	t.wg.Add(2)
 	go t.readLoop(ctx)
+	go t.deliverLoop(ctx)
 	h.topics[t] = struct{}{}
 	return t, nil
 }
@@ -124,14 +145,14 @@ func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) 
 // validator adapts validate to gossipsub, turning a panic into a rejection.
 func (t *Topic) validator(validate Validator) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, m *pubsub.Message) (res pubsub.ValidationResult) {
-		author := m.GetFrom()
+		var author peer.ID
 		defer func() {
 			if r := recover(); r != nil {
 				t.log.Warn("validator panicked; message rejected", "from", author, "panic", r)
 				res = pubsub.ValidationReject
 			}
 		}()
-		v, err := validate(ctx, author, m.GetData())
+		author, v, err := validate(ctx, via, m.GetData())
 		if err != nil {
 			if errors.Is(err, ErrIgnore) {
 				t.log.Debug("message ignored", "from", author, "via", via, "err", err)
@@ -140,32 +161,67 @@ func (t *Topic) validator(validate Validator) pubsub.ValidatorEx {
 			t.log.Debug("message rejected", "from", author, "via", via, "err", err)
 			return pubsub.ValidationReject
 		}
-		m.ValidatorData = v
+		m.ValidatorData = validated{author: author, value: v}
 		return pubsub.ValidationAccept
 	}
 }
 
-// readLoop moves messages from the subscription to Messages, skipping our
-// own, and closes the channel when the subscription ends.
+// validated is what travels from the validator to the reader in
+// pubsub.Message.ValidatorData.
+type validated struct {
+	author peer.ID
+	value  any
+}
+
+// readLoop drains the subscription into the fair queue, skipping our own
+// messages, so that gossipsub never finds the subscription full.
 func (t *Topic) readLoop(ctx context.Context) {
+	defer t.wg.Done()
 	defer close(t.done)
-	defer close(t.out)
+	defer t.queue.close()
 	self := t.h.host.ID()
 	for {
 		m, err := t.sub.Next(ctx)
 		if err != nil {
 			return
 		}
-		if m.GetFrom() == self || m.ReceivedFrom == self {
+		if m.ReceivedFrom == self {
 			continue
 		}
+		v, _ := m.ValidatorData.(validated)
+		msg := Message{From: v.author, Via: m.ReceivedFrom, Data: m.GetData(), Value: v.value, ReceivedAt: time.Now()}
+		if v.author == self {
+			continue
+		}
+		if !t.queue.push(msg) {
+			t.dropped.Add(1)
+			t.log.Debug("message dropped: its author has too many queued", "from", v.author, "via", m.ReceivedFrom)
+		}
+	}
+}
+
+// deliverLoop hands queued messages to Messages, one author at a time, and
+// closes the channel once the subscription has ended and the queue is
+// empty.
+func (t *Topic) deliverLoop(ctx context.Context) {
+	defer t.wg.Done()
+	defer close(t.out)
+	for {
+		m, ok := t.queue.pop()
+		if !ok {
+			return
+		}
 		select {
-		case t.out <- Message{From: m.GetFrom(), Data: m.GetData(), Value: m.ValidatorData, ReceivedAt: time.Now()}:
+		case t.out <- m:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// Dropped counts the messages dropped because their author had too many
+// waiting for the reader.
+func (t *Topic) Dropped() int64 { return t.dropped.Load() }
 
 // Name is the full topic name.
 func (t *Topic) Name() string { return t.name }
@@ -229,7 +285,7 @@ func (t *Topic) Close() error {
 	t.closeOnce.Do(func() {
 		t.cancel()
 		t.sub.Cancel()
-		<-t.done
+		t.wg.Wait()
 		var errs []error
 		// After the host shut pubsub down there is nothing left to undo.
 		if t.h.ps != nil && t.h.ctx.Err() == nil {
@@ -249,13 +305,13 @@ func (t *Topic) Close() error {
 // no penalty for quiet mesh peers (bid requests are rare), a heavy one for
 // invalid messages and protocol misbehaviour, loopback exempt from the
 // IP-colocation penalty (a test network shares one address).
-func peerScoreParams(cfg *Config) *pubsub.PeerScoreParams {
+func peerScoreParams(cfg *Config, app *penalties) *pubsub.PeerScoreParams {
 	return &pubsub.PeerScoreParams{
 		// Must not be nil: Topic.SetScoreParams writes into it (and panics
 		// in the pubsub event loop on a nil map).
 		Topics:                      make(map[string]*pubsub.TopicScoreParams),
 		TopicScoreCap:               10,
-		AppSpecificScore:            func(peer.ID) float64 { return 0 },
+		AppSpecificScore:            app.score,
 		AppSpecificWeight:           1,
 		IPColocationFactorWeight:    cfg.IPColocationWeight,
 		IPColocationFactorThreshold: 8,
@@ -297,8 +353,13 @@ func topicScoreParams() *pubsub.TopicScoreParams {
 	}
 }
 
-// newPubSub starts gossipsub with strict signing, our size limit,
-// heartbeat and peer scoring.
+// newPubSub starts gossipsub with our size limit, heartbeat and peer
+// scoring. Messages carry no author and no gossipsub signature
+// (StrictNoSign): the application signs the bytes it publishes (a signed
+// envelope) and its validator checks them, so a message is signed and
+// verified once, not twice, and its signature does not depend on gossip.
+// Without an author and sequence number, a message is named by the hash
+// of its data.
 func (h *Host) newPubSub() (*pubsub.PubSub, error) {
 	params := pubsub.DefaultGossipSubParams()
 	params.HeartbeatInterval = h.cfg.GossipHeartbeat
@@ -311,10 +372,17 @@ func (h *Host) newPubSub() (*pubsub.PubSub, error) {
 		opts = append(opts, pubsub.WithRawTracer(gm))
 	}
 	ps, err := pubsub.NewGossipSub(h.ctx, h.host, append(opts,
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string {
+			sum := sha256.Sum256(m.GetData())
+			return string(sum[:])
+		}),
+		// Room for a burst before validation, so that a flood does not
+		// crowd out the few honest messages there (the default is 32).
+		pubsub.WithValidateQueueSize(1024),
 		pubsub.WithMaxMessageSize(h.cfg.MaxMessageSize),
 		pubsub.WithGossipSubParams(params),
-		pubsub.WithPeerScore(peerScoreParams(&h.cfg), peerScoreThresholds()),
+		pubsub.WithPeerScore(peerScoreParams(&h.cfg, h.penalties), peerScoreThresholds()),
 		pubsub.WithLogger(h.logger("p2p.gossipsub")),
 	)...)
 	if err != nil {

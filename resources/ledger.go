@@ -215,31 +215,70 @@ func (l *Ledger) Hold(id string, c capability.Capability, expires time.Time) err
 // HoldWith is Hold with something of the holder's attached (a bid), which
 // ClaimHold hands back.
 func (l *Ledger) HoldWith(id string, c capability.Capability, expires time.Time, attached any) error {
+	_, err := l.HoldIf(id, c, expires, attached, nil)
+	return err
+}
+
+// HoldIf is HoldWith that first asks admit, under the ledger's lock, with
+// the registered capability and the unexpired holds: the holder's own
+// quotas (how much one requester may hold) are then checked against the
+// same state the hold is placed in, however many holds race. admit may
+// name holds that this one may displace, in the order to drop them: when
+// c does not fit, the fewest of those (unclaimed ones only) that make it
+// fit are dropped, and returned; when even all of them would not, nothing
+// changes.
+func (l *Ledger) HoldIf(id string, c capability.Capability, expires time.Time, attached any, admit func(registered capability.Capability, holds []Hold) (preemptible []string, err error)) ([]Hold, error) {
 	if !idPattern.MatchString(id) {
-		return fmt.Errorf("hold %q: %w: want 1-200 letters, digits, '.', '_', ':' or '-'", id, ErrInvalidID)
+		return nil, fmt.Errorf("hold %q: %w: want 1-200 letters, digits, '.', '_', ':' or '-'", id, ErrInvalidID)
 	}
 	if err := c.Validate(); err != nil {
-		return fmt.Errorf("hold %s: %w", id, err)
+		return nil, fmt.Errorf("hold %s: %w", id, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	if !expires.After(now) {
-		return fmt.Errorf("hold %s: %w: %v is not in the future", id, ErrBadExpiry, expires)
+		return nil, fmt.Errorf("hold %s: %w: %v is not in the future", id, ErrBadExpiry, expires)
 	}
 	if expires.Sub(now) > l.maxHold {
-		return fmt.Errorf("hold %s: %w: %v from now is longer than the %v a hold may last", id, ErrBadExpiry, expires.Sub(now).Round(time.Second), l.maxHold)
+		return nil, fmt.Errorf("hold %s: %w: %v from now is longer than the %v a hold may last", id, ErrBadExpiry, expires.Sub(now).Round(time.Second), l.maxHold)
 	}
 	l.expireLocked()
 	if _, ok := l.holds[id]; ok {
-		return fmt.Errorf("hold %s: %w", id, ErrDuplicateID)
+		return nil, fmt.Errorf("hold %s: %w", id, ErrDuplicateID)
+	}
+	var preemptible []string
+	if admit != nil {
+		var err error
+		if preemptible, err = admit(cloneCap(l.registered), l.sortedHolds()); err != nil {
+			return nil, fmt.Errorf("hold %s: %w", id, err)
+		}
 	}
 	resolved, err := resolve(c, l.availableLocked())
+	var dropped []Hold
+	for _, pid := range preemptible {
+		if err == nil {
+			break
+		}
+		h, ok := l.holds[pid]
+		if !ok || h.Claimed || pid == id {
+			continue
+		}
+		delete(l.holds, pid)
+		dropped = append(dropped, h)
+		resolved, err = resolve(c, l.availableLocked())
+	}
 	if err != nil {
-		return fmt.Errorf("hold %s: %w", id, err)
+		for _, h := range dropped {
+			l.holds[h.ID] = h
+		}
+		return nil, fmt.Errorf("hold %s: %w", id, err)
+	}
+	for _, h := range dropped {
+		l.log.Debug("hold displaced", "hold", h.ID, "by", id)
 	}
 	l.holds[id] = Hold{ID: id, Capability: resolved, Since: now, Expires: expires, Attached: attached}
-	return nil
+	return dropped, nil
 }
 
 // ClaimHold hands an unexpired, unclaimed hold to one caller: check sees

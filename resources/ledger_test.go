@@ -346,3 +346,64 @@ func TestLedgerBenchmarkAndPreferences(t *testing.T) {
 		t.Fatalf("preferences after reload = %q", got)
 	}
 }
+
+// HoldIf: admit sees the holds under the lock and may refuse; holds it
+// names may be displaced, the fewest that make room, never a claimed one,
+// and nothing changes when even all of them would not.
+func TestLedgerHoldIfAdmitsAndDisplaces(t *testing.T) {
+	clk := newFakeClock()
+	l := newTestLedger(t, nil, WithClock(clk.Now))
+	if err := l.Register(capOf(1000, gib, gib)); err != nil {
+		t.Fatal(err)
+	}
+	exp := clk.Now().Add(time.Minute)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := l.Hold(id, capOf(300, 0, 0), exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.ClaimHold("c", nil); err != nil {
+		t.Fatal(err)
+	}
+	refuse := errors.New("over quota")
+	if _, err := l.HoldIf("d", capOf(1, 0, 0), exp, nil, func(_ capability.Capability, holds []Hold) ([]string, error) {
+		if len(holds) != 3 {
+			t.Errorf("admit saw %d holds, want 3", len(holds))
+		}
+		return nil, refuse
+	}); !errors.Is(err, refuse) {
+		t.Fatalf("refused by admit: %v", err)
+	}
+	// 100m free; 500m needs two of the three 300m holds gone, and c is
+	// claimed: b then a (the order given), and nothing more.
+	dropped, err := l.HoldIf("d", capOf(500, 0, 0), exp, nil, func(capability.Capability, []Hold) ([]string, error) {
+		return []string{"c", "b", "a"}, nil
+	})
+	if err != nil || len(dropped) != 2 || dropped[0].ID != "b" || dropped[1].ID != "a" {
+		t.Fatalf("displaced %+v, %v; want b then a", dropped, err)
+	}
+	if l.HasHold("a") || l.HasHold("b") || !l.HasHold("c") || !l.HasHold("d") {
+		t.Fatal("holds after displacing: want c and d")
+	}
+	// 200m free, and displacing d would free only 700m of the 1000m asked.
+	if _, err := l.HoldIf("e", capOf(1000, 0, 0), exp, nil, func(capability.Capability, []Hold) ([]string, error) {
+		return []string{"d"}, nil
+	}); !errors.Is(err, capability.ErrInsufficient) {
+		t.Fatalf("a hold that displacing cannot make room for: %v", err)
+	}
+	if !l.HasHold("d") {
+		t.Fatal("a failed displacement dropped a hold")
+	}
+	if s := l.Snapshot(); !mustSum(t, s.Held, s.Locked).Fits(s.Registered) {
+		t.Fatalf("held %s + locked %s exceed %s", s.Held, s.Locked, s.Registered)
+	}
+}
+
+func mustSum(t *testing.T, a, b capability.Capability) capability.Capability {
+	t.Helper()
+	c, err := a.Add(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -37,9 +37,11 @@ const (
 	SwarmKeyFile = "swarm.key"
 )
 
-// MaxNodes bounds a process test network: every node connects to every
-// other, and the connection manager starts trimming above 96 connections.
-const MaxNodes = 64
+// MaxNodes bounds a test network. A node needs a few connections, not one
+// to every other (each bootstraps from up to three earlier nodes and the
+// DHT finds it more, within the connection manager's limits); what bounds
+// a network on one machine is its memory, about 50 MiB per node.
+const MaxNodes = 256
 
 // DefaultDir is $TMPDIR/dms-testnet-<uid>: one per user, so users of one
 // machine do not collide.
@@ -68,6 +70,11 @@ type Record struct {
 	// UpPID is the `dms testnet up` still starting the network; 0 once it
 	// is up. A live UpPID claims DIR as much as a live node does.
 	UpPID int `json:"up_pid,omitempty"`
+	// Containers: each node runs in a container of Image on the Docker
+	// network DockerNetwork, with an address of its own.
+	Containers    bool   `json:"containers,omitempty"`
+	DockerNetwork string `json:"docker_network,omitempty"`
+	Image         string `json:"image,omitempty"`
 }
 
 // Process is one node process of a test network.
@@ -78,6 +85,8 @@ type Process struct {
 	PID    int      `json:"pid"`
 	PeerID string   `json:"peer_id,omitempty"`
 	Addrs  []string `json:"addrs,omitempty"`
+	// Container is the node's container, in a container network.
+	Container string `json:"container,omitempty"`
 }
 
 func RecordPath(dir string) string { return filepath.Join(dir, RecordFile) }
@@ -190,6 +199,11 @@ type Options struct {
 	LogLevel string        // passed to the nodes; "" for their default
 	Log      *slog.Logger
 	Progress io.Writer // a line per step, for the terminal
+	// Containers runs each node in a container of its own, on a Docker
+	// network of the test network's own (see containers.go).
+	Containers bool
+	// AbandonGrace, if set, is passed to the nodes (dms run --abandon-grace).
+	AbandonGrace time.Duration
 }
 
 // testnetUp starts a test network in opts.Dir and returns its record once
@@ -251,62 +265,83 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 		rec.Nodes[i] = Process{Name: filepath.Base(h), Home: h, Log: filepath.Join(h, home.LogFile)}
 	}
 
+	var docker *containers
+	if opts.Containers {
+		progress(opts.Progress, "Building the node image (FROM scratch, the static dms binary)")
+		if docker, err = newContainers(ctx, rec); err != nil {
+			return nil, err
+		}
+		rec.Containers, rec.DockerNetwork, rec.Image = true, docker.network, docker.image
+		defer func() {
+			if err != nil {
+				err = errors.Join(err, docker.removeNetwork(context.WithoutCancel(ctx)))
+			}
+		}()
+	}
 	args := func(i int) []string {
 		a := []string{"--home", rec.Nodes[i].Home}
 		if opts.LogLevel != "" {
 			a = append(a, "--log-level", opts.LogLevel)
 		}
-		a = append(a, "run", "--local", "--network", rec.Network, "--swarm-key", rec.SwarmKey, "--listen", "/ip4/127.0.0.1/tcp/0")
-		if i > 0 {
-			for _, addr := range rec.Nodes[0].Addrs {
-				a = append(a, "--bootstrap", addr)
-			}
+		listen := "/ip4/127.0.0.1/tcp/0"
+		if docker != nil {
+			listen = "/ip4/0.0.0.0/tcp/4001" // each container has an address of its own
+		}
+		a = append(a, "run", "--local", "--network", rec.Network, "--swarm-key", rec.SwarmKey, "--listen", listen)
+		if opts.AbandonGrace > 0 {
+			a = append(a, "--abandon-grace", opts.AbandonGrace.String())
+		}
+		for _, addr := range bootstrapAddrs(rec.Nodes, i, docker != nil) {
+			a = append(a, "--bootstrap", addr)
 		}
 		return a
+	}
+	start := func(i int) (*child, error) {
+		if docker != nil {
+			return docker.start(ctx, args(i), rec.Nodes[i])
+		}
+		return startNodeProcess(rec.Binary, args(i), rec.Nodes[i], dir)
 	}
 	// --timeout bounds the nodes' start and meeting, not the preparation.
 	ctx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("--timeout %v passed", opts.Timeout))
 	defer cancel()
-	// node-0 first: the others need its address.
+	// Nodes start in waves, each node bootstrapping from up to three nodes
+	// of earlier waves (bootstrapAddrs), so that no node has to accept the
+	// whole network: above its connection limits it would turn the late
+	// ones away. A wave is as large as what is up already, up to waveSize.
 	progress(opts.Progress, "Starting %s (network %s)", rec.Nodes[0].Name, rec.Network)
-	p, err := startNodeProcess(rec.Binary, args(0), rec.Nodes[0], dir)
-	if err != nil {
-		return nil, err
+	for first := 0; first < len(rec.Nodes); {
+		last := min(len(rec.Nodes), nextWave(first))
+		if first > 0 {
+			progress(opts.Progress, "Starting %s to %s", rec.Nodes[first].Name, rec.Nodes[last-1].Name)
+		}
+		wave := make([]*child, 0, last-first)
+		for i := first; i < last; i++ {
+			p, err := start(i)
+			if err != nil {
+				return nil, err
+			}
+			started = append(started, p)
+			wave = append(wave, p)
+			rec.Nodes[i] = p.node
+		}
+		if err := rec.write(); err != nil { // pids first, so a crash here leaves them findable
+			return nil, err
+		}
+		for k, p := range wave {
+			if rec.Nodes[first+k], err = p.waitReady(ctx); err != nil {
+				return nil, err
+			}
+		}
+		first = last
 	}
-	started = append(started, p)
-	rec.Nodes[0] = p.node
 	if err := rec.write(); err != nil {
-		return nil, err
-	}
-	if rec.Nodes[0], err = p.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	if err := recordNetwork(rec); err != nil {
 		return nil, err
 	}
-	if len(rec.Nodes) > 1 {
-		progress(opts.Progress, "Starting %s to %s, bootstrapping from %s", rec.Nodes[1].Name, rec.Nodes[len(rec.Nodes)-1].Name, rec.Nodes[0].Name)
-	}
-	for i := 1; i < len(rec.Nodes); i++ {
-		p, err := startNodeProcess(rec.Binary, args(i), rec.Nodes[i], dir)
-		if err != nil {
-			return nil, err
-		}
-		started = append(started, p)
-		rec.Nodes[i] = p.node
-	}
-	if err := rec.write(); err != nil { // pids first, so a crash here leaves them findable
-		return nil, err
-	}
-	for i, p := range started[1:] {
-		if rec.Nodes[i+1], err = p.waitReady(ctx); err != nil {
-			return nil, err
-		}
-	}
-	if err := rec.write(); err != nil {
-		return nil, err
-	}
-	progress(opts.Progress, "Waiting for every node to see every other")
+	progress(opts.Progress, "Waiting for every node to have topic peers and to hear a probe from %s", rec.Nodes[0].Name)
 	if err := waitForMesh(ctx, rec, started); err != nil {
 		return nil, err
 	}
@@ -411,6 +446,47 @@ func recordNetwork(rec *Record) error {
 		}
 	}
 	return nil
+}
+
+// waveSize bounds how many nodes start at once.
+const waveSize = 16
+
+// nextWave is where the wave that starts at first ends.
+func nextWave(first int) int { return first + max(1, min(first, waveSize)) }
+
+// waveStart is the first node of node i's wave.
+func waveStart(i int) int {
+	first := 0
+	for nextWave(first) <= i {
+		first = nextWave(first)
+	}
+	return first
+}
+
+// bootstrapAddrs are the addresses of up to three nodes started before
+// node i, spread over them and the same for every run of the same size.
+// In a container network only the nodes' own addresses serve: loopback is
+// each container's own.
+func bootstrapAddrs(nodes []Process, i int, containers bool) []string {
+	if i == 0 {
+		return nil
+	}
+	up := waveStart(i) // the nodes of earlier waves, all up
+	var out []string
+	seen := map[int]bool{}
+	for _, j := range []int{(i * 31) % up, (i*17 + 5) % up, (i*7 + 3) % up} {
+		if seen[j] {
+			continue
+		}
+		seen[j] = true
+		for _, a := range nodes[j].Addrs {
+			if containers && (strings.Contains(a, "/ip4/127.") || strings.Contains(a, "/ip6/::1/")) {
+				continue
+			}
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // claimTestnetDir makes sure no test network runs in dir and claims it by
@@ -643,40 +719,20 @@ func (p *child) exitError() error {
 	return fmt.Errorf("%s exited (%v); the end of %s:\n%s", p.node.Name, p.err, p.node.Log, logTail(p.node.Log, 15))
 }
 
-// waitForMesh waits until every node is connected to every other and sees
-// it on the bid-request topic (so a job submitted next reaches them all).
-// On timeout it names the nodes that fall short and whom they miss.
+// waitForMesh waits until the network delivers: every node has topic
+// peers (a few in a small network, one in a large one, as StartLocal
+// waits), then a probe published by node-0 reaches every node (each counts
+// it in its status's requests_seen). A real mesh is not a full graph, so
+// this, not every node seeing every other, is what "up" means. On timeout
+// it names the nodes that fall short.
 func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
-	clients := make([]*api.Client, len(rec.Nodes))
-	defer func() {
-		for _, c := range clients {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	t := time.NewTicker(pollEvery)
-	defer t.Stop()
-	for {
-		var short []string
-		for i, n := range rec.Nodes {
-			// Each call has its own short deadline rather than ctx's, so
-			// that the round that runs into ctx's end still reports who
-			// misses whom, not a cancelled call.
-			callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			missing, err := missingPeers(callCtx, &clients[i], n, rec.Nodes)
-			cancel()
-			if err != nil {
-				short = append(short, fmt.Sprintf("%s: %v", n.Name, err))
-				continue
-			}
-			if len(missing) > 0 {
-				short = append(short, fmt.Sprintf("%s misses %s", n.Name, strings.Join(missing, ", ")))
-			}
-		}
-		if len(short) == 0 {
-			return nil
-		}
+	clients := newClients(rec.Nodes)
+	defer clients.close()
+	k := min(len(rec.Nodes)-1, 3)
+	if len(rec.Nodes) > 20 {
+		k = 1
+	}
+	exited := func() error {
 		for _, p := range procs {
 			select {
 			case <-p.exited:
@@ -684,45 +740,157 @@ func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
 			default:
 			}
 		}
+		return nil
+	}
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	var short []string
+	for {
+		statuses := clients.statuses(ctx)
+		short = short[:0]
+		for i, st := range statuses {
+			switch {
+			case st.err != nil:
+				short = append(short, fmt.Sprintf("%s: %v", rec.Nodes[i].Name, st.err))
+			case st.TopicPeers < k:
+				short = append(short, fmt.Sprintf("%s has %d topic peers (%d connections), wants %d", rec.Nodes[i].Name, st.TopicPeers, st.Peers, k))
+			}
+		}
+		if len(short) == 0 {
+			break
+		}
+		if err := exited(); err != nil {
+			return err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the nodes to see each other: %w: %s; see the node.log in each home", context.Cause(ctx), strings.Join(short, "; "))
+			return fmt.Errorf("waiting for the nodes to find topic peers: %w: %s; see the node.log in each home", context.Cause(ctx), summarise(short))
 		case <-t.C:
+		}
+	}
+	if len(rec.Nodes) < 2 {
+		return nil
+	}
+	// A probe per round: gossipsub grafts its meshes on heartbeats, so a
+	// first one may miss a node that a later one reaches.
+	for {
+		before := clients.statuses(ctx)
+		cl, err := clients.get(ctx, 0)
+		if err == nil {
+			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err = cl.Probe(callCtx, api.ProbeRequest{})
+			cancel()
+		}
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("probe from %s: %w", rec.Nodes[0].Name, err)
+		}
+		round := time.Now().Add(3 * time.Second)
+		for {
+			short = short[:0]
+			for i, st := range clients.statuses(ctx) {
+				if i == 0 {
+					continue
+				}
+				if st.err != nil || before[i].err != nil || st.RequestsSeen <= before[i].RequestsSeen {
+					short = append(short, rec.Nodes[i].Name)
+				}
+			}
+			if len(short) == 0 {
+				return nil
+			}
+			if err := exited(); err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for a probe from %s to reach every node: %w: %d of %d have not heard it (%s); see the node.log in each home",
+					rec.Nodes[0].Name, context.Cause(ctx), len(short), len(rec.Nodes)-1, summarise(short))
+			case <-t.C:
+			}
+			if time.Now().After(round) {
+				break
+			}
 		}
 	}
 }
 
-// missingPeers asks node n which of the others it is not connected to, or
-// does not see on the bid-request topic, by name.
-func missingPeers(ctx context.Context, cl **api.Client, n Process, all []Process) ([]string, error) {
-	if *cl == nil {
-		c, err := api.Dial(ctx, n.Home)
+// summarise joins the first few of a list.
+func summarise(items []string) string {
+	if len(items) > 8 {
+		return strings.Join(items[:8], "; ") + fmt.Sprintf("; and %d more", len(items)-8)
+	}
+	return strings.Join(items, "; ")
+}
+
+// clients holds a control connection per node, dialled on first use.
+type clients struct {
+	nodes []Process
+	mu    sync.Mutex
+	cl    []*api.Client
+}
+
+func newClients(nodes []Process) *clients {
+	return &clients{nodes: nodes, cl: make([]*api.Client, len(nodes))}
+}
+
+func (c *clients) get(ctx context.Context, i int) (*api.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cl[i] == nil {
+		cl, err := api.Dial(ctx, c.nodes[i].Home)
 		if err != nil {
 			return nil, err
 		}
-		*cl = c
+		c.cl[i] = cl
 	}
-	r, err := (*cl).Peers(ctx)
-	if err != nil {
-		(*cl).Close()
-		*cl = nil
-		return nil, err
+	return c.cl[i], nil
+}
+
+func (c *clients) drop(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cl[i] != nil {
+		c.cl[i].Close()
+		c.cl[i] = nil
 	}
-	onTopic := map[string]bool{}
-	for _, p := range r.Peers {
-		onTopic[p.ID.String()] = p.OnTopic
+}
+
+func (c *clients) close() {
+	for i := range c.cl {
+		c.drop(i)
 	}
-	var missing []string
-	for _, o := range all {
-		switch topic, connected := onTopic[o.PeerID]; {
-		case o.PeerID == n.PeerID:
-		case !connected:
-			missing = append(missing, o.Name)
-		case !topic:
-			missing = append(missing, o.Name+" (connected, not on the topic yet)")
-		}
+}
+
+type nodeStatus struct {
+	api.StatusResponse
+	err error
+}
+
+// statuses asks every node for its status, a few at a time. Each call has
+// its own short deadline rather than ctx's, so that the round that runs
+// into ctx's end still reports who falls short, not a cancelled call.
+func (c *clients) statuses(ctx context.Context) []nodeStatus {
+	out := make([]nodeStatus, len(c.nodes))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range c.nodes {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			cl, err := c.get(callCtx, i)
+			if err == nil {
+				out[i].StatusResponse, err = cl.Status(callCtx)
+				if err != nil {
+					c.drop(i)
+				}
+			}
+			out[i].err = err
+		})
 	}
-	return missing, nil
+	wg.Wait()
+	return out
 }
 
 // NodeStatus is one line of `dms testnet status`.

@@ -16,7 +16,7 @@ func (e *env) onboardCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "onboard",
 		Usage:     "offer part of this machine to the mesh, or change the offer",
-		UsageText: "dms onboard --cpu CORES --memory SIZE --disk SIZE [--gpu INDEX|UUID ...] [--price LIST] [--reserve LIST] [--executors LIST]",
+		UsageText: "dms onboard --cpu CORES --memory SIZE --disk SIZE [--gpu INDEX|UUID ...] [--price LIST] [--reserve LIST] [--executors LIST] [--max-job-duration D]",
 		Description: "Checks the offer against the machine, less a reserve kept for its owner (--reserve),\n" +
 			"and records it. The first offer needs --cpu, --memory and --disk; later, flags left out\n" +
 			"keep their current value. An offer that would not cover what running allocations have\n" +
@@ -32,6 +32,7 @@ func (e *env) onboardCommand() *cli.Command {
 			&cli.StringFlag{Name: "price", Usage: "price list per hour, e.g. cpu=0.02,memory=0.005,disk=0.0001,gpu=0.5,currency=USD (default: the config file's price for a first offer, else unchanged)", EnvVars: []string{"DMS_PRICE"}},
 			&cli.StringFlag{Name: "reserve", Usage: "what the owner keeps, e.g. cpu=1,memory=10%,disk=10%>5GiB (default: the config file's reserve)", EnvVars: []string{"DMS_RESERVE"}},
 			&cli.StringFlag{Name: "executors", Usage: "the kinds of job to run, comma-separated: wasm, docker, native (default: wasm, or unchanged)"},
+			&cli.StringFlag{Name: "max-job-duration", Usage: "the longest job to bid for, e.g. 2h or 30m (default: 24h, or unchanged)"},
 			&cli.BoolFlag{Name: "skip-benchmark", Usage: "do not run the benchmark, even when none is stored yet"},
 			&cli.DurationFlag{Name: "benchmark-duration", Usage: "how long the first benchmark runs, 40ms to 10s", Value: resources.DefaultBenchmarkDuration},
 			&cli.BoolFlag{Name: "json", Usage: "print the record as JSON"},
@@ -67,6 +68,9 @@ func (e *env) onboardCommand() *cli.Command {
 			fmt.Fprintf(e.stdout, "  reserved:  %s for the owner; at most %s could be offered\n", r.Limits.Reserve, r.Limits.Max)
 			if !r.Locked.IsZero() {
 				fmt.Fprintf(e.stdout, "  locked:    %s by running allocations\n", r.Locked)
+			}
+			if resp.MaxJobDuration > 0 {
+				fmt.Fprintf(e.stdout, "  longest:   %s jobs\n", resp.MaxJobDuration)
 			}
 			if len(resp.Executors) > 0 {
 				fmt.Fprintf(e.stdout, "  runs:      %s jobs\n", strings.Join(resp.Executors, ", "))
@@ -125,6 +129,13 @@ func onboardRequest(c *cli.Context) (api.OnboardRequest, error) {
 			}
 		}
 		req.Executors = &kinds
+	}
+	if c.IsSet("max-job-duration") {
+		d, err := capability.ParseDuration(c.String("max-job-duration"))
+		if err != nil {
+			return req, badValue("max-job-duration", c.String("max-job-duration"), err)
+		}
+		req.MaxJobDuration = &d
 	}
 	if c.IsSet("reserve") {
 		r, err := resources.ParseReserve(c.String("reserve"))

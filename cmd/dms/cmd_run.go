@@ -31,7 +31,7 @@ func (e *env) runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
 		Usage:     "start the node: join the mesh, bid for jobs when onboarded, serve the other commands",
-		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--local] [--metrics HOST:PORT [--metrics-allow-remote]] [--dashboard HOST:PORT|off] [--relay-service] [--reachability auto|public|private] [--control-listen HOST:PORT [--control-token-file FILE]]",
+		UsageText: "dms run [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--network NAME] [--swarm-key FILE] [--dht-mode auto|server|client] [--abandon-grace D] [--local] [--metrics HOST:PORT [--metrics-allow-remote]] [--dashboard HOST:PORT|off] [--relay-service] [--reachability auto|public|private] [--control-listen HOST:PORT [--control-token-file FILE]]",
 		Description: "Starts the node on the home and runs until interrupted (SIGINT or SIGTERM), then stops\n" +
 			"cleanly. It joins the network, finds peers through the bootstrap peers and the DHT, and,\n" +
 			"once onboarded, bids for the jobs peers broadcast; any node can submit jobs. While it runs,\n" +
@@ -47,6 +47,7 @@ func (e *env) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "network", Usage: "the network to join, 1 to 32 characters of a-z 0-9 - _ . (default: the config's network, else dms)"},
 			&cli.StringFlag{Name: "swarm-key", Usage: "the pre-shared key `FILE` of a private network; only nodes with the same key connect, over TCP only (default: the config's swarm_key)"},
 			&cli.StringFlag{Name: "dht-mode", Usage: "whether this node answers DHT queries: auto, server or client (default: auto, server with --local)"},
+			&cli.StringFlag{Name: "abandon-grace", Usage: "how long an allocation run for a requester that stopped following it goes on before it is stopped, 1s to 24h (default: the config's abandon_grace, else 15s, 3s with --local)"},
 			&cli.BoolFlag{Name: "local", Usage: "run as a node of a test network on this machine: loopback addresses, DHT server, short timeouts, no machine monitor"},
 			&cli.DurationFlag{Name: "monitor-interval", Usage: "how often the machine's own use is sampled to shrink what is offered when the owner needs it; 0 turns the monitor off, as on a machine that only runs dms (default 5s, off with --local)"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9464 (default: off; a loopback address unless --metrics-allow-remote)"},
@@ -123,6 +124,9 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		cfg.P2P = append(cfg.P2P, o.opt)
 	}
 	cfg.Datastore, cfg.Key, cfg.Reserve, cfg.DefaultPrice, cfg.Logger = store, key, settings.Reserve, settings.Price, e.log
+	if settings.AbandonGrace > 0 {
+		cfg.Orchestrator.Provider.AbandonGrace = settings.AbandonGrace
+	}
 	cfg.WasmCacheDir = h.WasmCachePath()
 	if c.IsSet("monitor-interval") {
 		if d := c.Duration("monitor-interval"); d < 0 || (d > 0 && d < 100*time.Millisecond) {
@@ -291,6 +295,14 @@ func applyRunFlags(c *cli.Context, s *home.Settings) error {
 			return badValue("network", v, err)
 		}
 		s.Network = v
+	}
+	if c.IsSet("abandon-grace") {
+		v := c.String("abandon-grace")
+		d, err := home.ParseAbandonGrace(v)
+		if err != nil {
+			return badValue("abandon-grace", v, err)
+		}
+		s.AbandonGrace = d
 	}
 	if c.IsSet("swarm-key") {
 		v := c.String("swarm-key")

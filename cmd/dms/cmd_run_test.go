@@ -132,7 +132,7 @@ func TestRunInProcess(t *testing.T) {
 	if r := jsonOut[api.IDResponse](t, dms(t, "--home", h, "id", "--json")); r.PeerID != id || r.PID != os.Getpid() || r.Home != h {
 		t.Fatalf("id --json: %+v", r)
 	}
-	if r := jsonOut[api.PeersResponse](t, dms(t, "--home", h, "peers", "--json")); len(r.Peers) != 0 || r.Topic != "dms/"+network+"/bid-requests/1" {
+	if r := jsonOut[api.PeersResponse](t, dms(t, "--home", h, "peers", "--json")); len(r.Peers) != 0 || r.Topic != "dms/"+network+"/"+orchestrator.TopicBidRequests {
 		t.Fatalf("peers --json of a lone node: %+v", r)
 	}
 	dms(t, "--home", h, "peers").want(t, 0, "0 peers")

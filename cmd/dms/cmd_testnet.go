@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,7 +28,7 @@ func testnetDirFlag() cli.Flag {
 }
 
 func (e *env) testnetCommand() *cli.Command {
-	subs := []*cli.Command{e.testnetUpCommand(), e.testnetAddCommand(), e.testnetStatusCommand(), e.testnetDownCommand()}
+	subs := []*cli.Command{e.testnetUpCommand(), e.testnetAddCommand(), e.testnetStatusCommand(), e.testnetFaultCommand(), e.testnetDownCommand()}
 	return e.commandGroup("testnet", "run a private test network of dms nodes on this machine",
 		"Starts several dms run processes on 127.0.0.1, each with its own home, on a private\n"+
 			"network of their own (a random network ID and a new swarm key), and records them in\n"+
@@ -38,15 +39,21 @@ func (e *env) testnetCommand() *cli.Command {
 func (e *env) testnetUpCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "up",
-		Usage:     "start a test network and wait until every node sees every other",
-		UsageText: "dms testnet up [--nodes N] [--dir DIR] [--offer-cpu CORES] [--offer-memory SIZE] [--offer-disk SIZE] [--executors LIST] [--no-onboard] [--timeout D]",
+		Usage:     "start a test network and wait until gossip reaches every node",
+		UsageText: "dms testnet up [--nodes N] [--dir DIR] [--offer-cpu CORES] [--offer-memory SIZE] [--offer-disk SIZE] [--executors LIST] [--no-onboard] [--containers] [--abandon-grace D] [--timeout D]",
 		Description: "Creates a network ID (testnet-<hex>) and a swarm key (DIR/swarm.key), a home per node\n" +
 			"(DIR/node-0 ... DIR/node-(N-1); homes left by an earlier network in DIR are reused), onboards\n" +
-			"each node with the offer given, and starts N dms run --local processes: node-0 first, the\n" +
-			"others with node-0 as their only bootstrap peer. Each runs detached, in its own process\n" +
-			"group, logging to DIR/node-N/node.log, so the network outlives this command. It returns\n" +
-			"once every node is connected to every other and sees it on the bid-request topic, or\n" +
-			"fails after --timeout naming the nodes that do not, and stops what it started.\n\n" +
+			"each node with the offer given, and starts N dms run --local processes in waves (node-0,\n" +
+			"node-1, then 2, 4, 8, 16 at a time), each bootstrapping from up to three nodes of earlier\n" +
+			"waves. Each runs detached, in its own process group, logging to DIR/node-N/node.log, so\n" +
+			"the network outlives this command. It returns once every node has peers on the\n" +
+			"bid-request topic and a probe published by node-0 has reached every node (a mesh, not\n" +
+			"a full graph), or fails after --timeout naming the nodes that fall short, and stops\n" +
+			"what it started.\n\n" +
+			"With --containers each node runs in a Docker container of its own (an image FROM\n" +
+			"scratch with this binary, which must be static: CGO_ENABLED=0 go build), on a Docker\n" +
+			"network of the test network's own with no route out, so each has an address of its\n" +
+			"own and dms testnet fault can cut one off; homes, sockets and logs stay in DIR.\n\n" +
 			"Each node's offer is checked against the whole machine, as if it ran alone, so N nodes\n" +
 			"together offer N times as much: a test network overcommits the machine on purpose (its\n" +
 			"jobs are small). Refuses to start while a test network is up in DIR. --log-level is\n" +
@@ -59,7 +66,9 @@ func (e *env) testnetUpCommand() *cli.Command {
 			&cli.StringFlag{Name: "offer-disk", Usage: "disk each node offers, e.g. 1GiB", Value: "1GiB"},
 			&cli.StringFlag{Name: "executors", Usage: "the kinds of job each node runs, comma-separated: wasm, docker, native", Value: "wasm"},
 			&cli.BoolFlag{Name: "no-onboard", Usage: "offer nothing: the nodes join and can submit jobs, but none bids"},
-			&cli.DurationFlag{Name: "timeout", Usage: "how long the nodes may take to start and see each other", Value: 60 * time.Second},
+			&cli.DurationFlag{Name: "timeout", Usage: "how long the nodes may take to start and hear each other", DefaultText: "60s, plus 1s a node past 20"},
+			&cli.BoolFlag{Name: "containers", Usage: "run each node in a container of its own (Docker), with an address of its own, so that dms testnet fault can cut one off"},
+			&cli.StringFlag{Name: "abandon-grace", Usage: "passed to each node: how long it runs an allocation nobody follows any more (dms run --abandon-grace)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the test network's record (DIR/testnet.json) as JSON"},
 		},
 		Action: e.testnetUp,
@@ -110,12 +119,27 @@ func (e *env) testnetAddCommand() *cli.Command {
 }
 
 func (e *env) testnetUp(c *cli.Context) error {
-	opts := testnet.Options{Dir: c.String("dir"), Nodes: c.Int("nodes"), Timeout: c.Duration("timeout"), Log: e.log, Progress: e.stderr}
+	opts := testnet.Options{Dir: c.String("dir"), Nodes: c.Int("nodes"), Timeout: c.Duration("timeout"), Log: e.log, Progress: e.stderr, Containers: c.Bool("containers")}
 	if opts.Nodes < 1 || opts.Nodes > testnet.MaxNodes {
 		return usagef("invalid value %d for --nodes: want 1 to %d", opts.Nodes, testnet.MaxNodes)
 	}
+	if !c.IsSet("timeout") {
+		opts.Timeout = 60*time.Second + time.Duration(max(0, opts.Nodes-20))*time.Second
+	}
 	if opts.Timeout <= 0 {
 		return usagef("invalid value %v for --timeout: want a positive duration, e.g. 60s", opts.Timeout)
+	}
+	if c.IsSet("abandon-grace") {
+		d, err := home.ParseAbandonGrace(c.String("abandon-grace"))
+		if err != nil {
+			return badValue("abandon-grace", c.String("abandon-grace"), err)
+		}
+		opts.AbandonGrace = d
+	}
+	if opts.Containers {
+		if err := testnet.DockerAvailable(c.Context); err != nil {
+			return fmt.Errorf("--containers: %w; run without --containers for a network of processes", err)
+		}
 	}
 	if opts.Dir == "" {
 		return usagef("invalid value \"\" for --dir: want a directory")
@@ -288,6 +312,11 @@ func (e *env) testnetDownCommand() *cli.Command {
 				if err := testnet.Stop(rec.Nodes, c.Duration("timeout")); err != nil {
 					return fmt.Errorf("stop test network %s: %w; %s kept", rec.Network, err, testnet.RecordPath(dir))
 				}
+				if rec.Containers {
+					if err := testnet.RemoveDockerNetwork(c.Context, rec.DockerNetwork); err != nil {
+						return fmt.Errorf("stop test network %s: %w; %s kept", rec.Network, err, testnet.RecordPath(dir))
+					}
+				}
 				if err := os.Remove(testnet.RecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return err
 				}
@@ -305,6 +334,62 @@ func (e *env) testnetDownCommand() *cli.Command {
 			}
 			if removed > 0 {
 				fmt.Fprintf(e.stdout, "Removed %d %s from %s.\n", removed, plural(removed, "home", "homes"), dir)
+			}
+			return nil
+		},
+	}
+}
+
+func (e *env) testnetFaultCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fault",
+		Usage:     "cut a node of a container test network off, make it lose or delay packets, or heal it",
+		UsageText: "dms testnet fault --node NAME (--partition | --loss PERCENT | --delay D | --heal) [--dir DIR]",
+		Description: "Changes the network of one node of a test network started with --containers, inside\n" +
+			"that node's own network namespace: --partition drops every packet to and from it (no\n" +
+			"reset, no ICMP: as a cut cable looks), --loss drops a share of them at random, --delay\n" +
+			"delays what it sends; --heal removes all of that. Its control socket keeps answering.\n" +
+			"Needs root, and iptables and tc (Debian: iptables, iproute2) on this machine.",
+		Flags: []cli.Flag{
+			testnetDirFlag(),
+			&cli.StringFlag{Name: "node", Usage: "the node, e.g. node-3", Required: true},
+			&cli.BoolFlag{Name: "partition", Usage: "drop every packet to and from the node"},
+			&cli.StringFlag{Name: "loss", Usage: "drop this share of its packets, e.g. 30%"},
+			&cli.DurationFlag{Name: "delay", Usage: "delay each packet it sends by this much, e.g. 200ms"},
+			&cli.BoolFlag{Name: "heal", Usage: "remove any fault"},
+		},
+		Action: func(c *cli.Context) error {
+			var f testnet.Fault
+			f.Partition, f.Delay = c.Bool("partition"), c.Duration("delay")
+			if v := c.String("loss"); v != "" {
+				p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), "%"), 64)
+				if err != nil || p < 0 || p > 100 {
+					return usagef("invalid value %q for --loss: want a percentage of 0 to 100, e.g. 30%%", v)
+				}
+				f.Loss = p / 100
+			}
+			if f.Delay < 0 {
+				return usagef("invalid value %v for --delay: want a positive duration, e.g. 200ms", f.Delay)
+			}
+			if (f == testnet.Fault{}) != c.Bool("heal") {
+				return usagef("give --partition, --loss or --delay, or --heal alone")
+			}
+			dir, err := filepath.Abs(c.String("dir"))
+			if err != nil {
+				return err
+			}
+			rec, err := testnet.Read(dir)
+			if err != nil {
+				return err
+			}
+			if err := testnet.Inject(c.Context, rec, c.String("node"), f); err != nil {
+				return err
+			}
+			switch {
+			case c.Bool("heal"):
+				fmt.Fprintf(e.stdout, "%s: healed.\n", c.String("node"))
+			default:
+				fmt.Fprintf(e.stdout, "%s: partition=%v loss=%g%% delay=%v.\n", c.String("node"), f.Partition, 100*f.Loss, f.Delay)
 			}
 			return nil
 		},
