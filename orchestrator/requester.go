@@ -341,8 +341,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 
 	var widen <-chan time.Time
 	spread, widened := req.Spread, 0
-	if d := r.widenAfter(); d > 0 {
-		t := time.NewTimer(d)
+	if r.cfg.Widen > 0 {
+		t := time.NewTimer(r.cfg.Widen)
 		defer t.Stop()
 		widen = t.C
 	}
@@ -373,26 +373,26 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-widen:
 			widen = nil
-			// Too few bids: too few near enough could take it, or a peer
-			// that joined the mesh moments ago missed the request, or the
-			// mesh looks larger than it is (peers that offer nothing
-			// count in the estimate). With no bid at all, ask again four
-			// times as wide, and if still nobody bids, everyone. With some
-			// bids in, the others are more likely late than missing (a
-			// loaded machine answers slowly): ask once more as wide as
-			// before, for a peer that missed the request, but do not
-			// draw four times the bids. Providers that already bid hold
-			// the job and do not bid twice.
+			// Too few bids by now. The first time, the request is sent once
+			// more as it was: a peer that joined the mesh moments ago may
+			// have missed it. Only if no bid at all has come by three times
+			// the usual wait for a first one (widenAfter) is it sent four
+			// times as wide (too few near enough could take it, or the
+			// mesh looks larger than it is), and then to everyone. So bids
+			// that are merely late, as on a loaded machine, draw no storm
+			// of wider requests. Providers that already bid hold the job
+			// and do not bid twice.
 			if widened > 0 && len(bids) > 0 {
 				continue
 			}
 			wide := *req
 			wide.Spread, wide.Nonce, wide.SentAt = spread, randid.Hex(12), r.now()
-			if len(bids) == 0 {
+			switch {
+			case widened == 0:
+			case widened == 1:
 				wide.Spread = min(1, 4*spread)
-				if widened > 0 {
-					wide.Spread = 1
-				}
+			default:
+				wide.Spread = 1
 			}
 			spread = wide.Spread
 			widened++
@@ -403,8 +403,12 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 				return nil, nil, err
 			}
 			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked again with spread %.3g", len(bids), wide.Spread)})
-			if spread < 1 && len(bids) == 0 {
-				t := time.NewTimer(r.widenAfter())
+			if spread < 1 || widened == 1 {
+				next := r.cfg.Widen
+				if widened == 1 {
+					next = max(r.widenAfter()-r.cfg.Widen, r.cfg.Widen)
+				}
+				t := time.NewTimer(next)
 				defer t.Stop()
 				widen = t.C
 			}
