@@ -142,7 +142,7 @@ func TestExhaustionLeavesRoomForKnownRequesters(t *testing.T) {
 				Configure: func(i int, c *node.Config) {
 					if i == 1 {
 						// Bids come slower from a machine this busy.
-						c.Orchestrator.Requester.BiddingWindow = 5 * time.Second
+						c.Orchestrator.Requester.BiddingWindow = 15 * time.Second
 					}
 				},
 				Offer: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},
