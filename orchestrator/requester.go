@@ -12,6 +12,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
 
 	"github.com/dms-project/dms/internal/randid"
 	"github.com/dms-project/dms/p2p"
@@ -132,6 +133,9 @@ type Requester struct {
 	// blobs is the node's shared content: a large module and the inputs
 	// are shared with each winner in turn, for it to fetch.
 	blobs *blobs
+	// pace keeps this node's bid requests within the rate validators allow
+	// a requester (nil: unpaced).
+	pace *rate.Limiter
 
 	// local, if set, hands a bid request to this node's own provider side
 	// and reports whether it took it (it is onboarded). It is used only
@@ -342,7 +346,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	var widen <-chan time.Time
 	spread, widened := req.Spread, 0
 	if r.cfg.Widen > 0 {
-		t := time.NewTimer(r.cfg.Widen)
+		t := time.NewTimer(r.resendAfter())
 		defer t.Stop()
 		widen = t.C
 	}
@@ -373,11 +377,11 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-widen:
 			widen = nil
-			// Too few bids by now. The first time, the request is sent once
-			// more as it was: a peer that joined the mesh moments ago may
-			// have missed it. Only if no bid at all has come by three times
-			// the usual wait for a first one (widenAfter) is it sent four
-			// times as wide (too few near enough could take it, or the
+			// Too few bids by now (twice the usual wait for a first bid,
+			// resendAfter). The first time, the request is sent once more as
+			// it was: a peer that joined the mesh moments ago may have
+			// missed it. Only if no bid at all has come by three times the
+			// usual wait (widenAfter) is it sent four times as wide (too few near enough could take it, or the
 			// mesh looks larger than it is), and then to everyone. So bids
 			// that are merely late, as on a loaded machine, draw no storm
 			// of wider requests. Providers that already bid hold the job
@@ -406,7 +410,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			if spread < 1 || widened == 1 {
 				next := r.cfg.Widen
 				if widened == 1 {
-					next = max(r.widenAfter()-r.cfg.Widen, r.cfg.Widen)
+					next = max(r.widenAfter()-r.resendAfter(), r.cfg.Widen)
 				}
 				t := time.NewTimer(next)
 				defer t.Stop()
@@ -428,6 +432,14 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow, rejected)
 	}
 	return bids, req, nil
+}
+
+// resendAfter is how long bidding waits for the bids it wants before it
+// sends the request once more: Widen, or twice the usual wait for a first
+// bid if that is longer (on a loaded machine bids are late, not missing),
+// but never past a quarter of the bidding window.
+func (r *Requester) resendAfter() time.Duration {
+	return min(max(r.cfg.Widen, 2*time.Duration(r.firstBid.Load())), r.cfg.BiddingWindow/4)
 }
 
 // widenAfter is how long bidding waits for a first bid before asking
@@ -462,6 +474,11 @@ func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
 	if len(r.topic.ListPeers()) == 0 && r.local != nil && r.local(req) {
 		r.log.Debug("alone on the topic: bidding for our own job", "job", req.JobID)
 		return nil
+	}
+	if r.pace != nil {
+		if err := r.pace.Wait(ctx); err != nil {
+			return fmt.Errorf("publish bid request: waiting for this requester's turn within its request rate: %w", err)
+		}
 	}
 	data, err := SealBidRequest(req, r.key)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
 
 	"github.com/dms-project/dms/p2p"
 )
@@ -115,6 +116,9 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 		return nil, err
 	}
 	s.Requester.blobs = s.blobs
+	// The requester keeps to the rate every validator holds it to, waiting
+	// for its turn rather than having its own requests refused.
+	s.Requester.pace = rate.NewLimiter(rate.Limit(cfg.Requests.Rate), cfg.Requests.Burst)
 	s.Requester.local = s.provider.HandleOwnRequest
 	if err := host.HandleStream(ProtocolFetch, s.handleFetch); err != nil {
 		s.provider.Close()

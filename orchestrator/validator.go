@@ -41,8 +41,10 @@ type RequestLimits struct {
 	Burst int     `json:"burst"`
 }
 
-// DefaultRequestLimits suit a requester running a few jobs a second.
-func DefaultRequestLimits() RequestLimits { return RequestLimits{Rate: 10, Burst: 40} }
+// DefaultRequestLimits suit a busy honest requester (a batch of jobs
+// submitted at once, a hundred a second after that) and bound a flood to
+// what a hold quota makes harmless.
+func DefaultRequestLimits() RequestLimits { return RequestLimits{Rate: 100, Burst: 200} }
 
 // Validate checks the limits.
 func (l RequestLimits) Validate() error {
