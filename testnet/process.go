@@ -772,9 +772,14 @@ func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
 		return nil
 	}
 	// A probe per round: gossipsub grafts its meshes on heartbeats, so a
-	// first one may miss a node that a later one reaches.
+	// first one may miss a node that a later one reaches. A node that has
+	// heard any probe since the first one went out has been reached: on a
+	// machine this loaded (hundreds of nodes on a few cores) one probe may
+	// take longer than a round to reach them all.
+	base := clients.statuses(ctx)
+	heard := make([]bool, len(rec.Nodes))
+	heard[0] = true
 	for {
-		before := clients.statuses(ctx)
 		cl, err := clients.get(ctx, 0)
 		if err == nil {
 			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -786,12 +791,18 @@ func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
 		}
 		round := time.Now().Add(3 * time.Second)
 		for {
-			short = short[:0]
 			for i, st := range clients.statuses(ctx) {
-				if i == 0 {
-					continue
+				switch {
+				case heard[i] || st.err != nil:
+				case base[i].err != nil:
+					base[i] = st // a first answer is its baseline
+				case st.RequestsSeen > base[i].RequestsSeen:
+					heard[i] = true
 				}
-				if st.err != nil || before[i].err != nil || st.RequestsSeen <= before[i].RequestsSeen {
+			}
+			short = short[:0]
+			for i, h := range heard {
+				if !h {
 					short = append(short, rec.Nodes[i].Name)
 				}
 			}
@@ -803,7 +814,7 @@ func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("waiting for a probe from %s to reach every node: %w: %d of %d have not heard it (%s); see the node.log in each home",
+				return fmt.Errorf("waiting for a probe from %s to reach every node: %w: %d of %d have not heard one (%s); see the node.log in each home",
 					rec.Nodes[0].Name, context.Cause(ctx), len(short), len(rec.Nodes)-1, summarise(short))
 			case <-t.C:
 			}
