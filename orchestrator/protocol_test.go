@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/dms-project/dms/capability"
 )
 
@@ -53,6 +55,22 @@ func TestJobThatFitsNowhereFailsClearly(t *testing.T) {
 	_, err := nodes[0].svc.Submit(context.Background(), sub, nil)
 	if !errors.Is(err, ErrNoBids) || !strings.Contains(err.Error(), "cpu=64") {
 		t.Fatalf("err = %v, want ErrNoBids naming cpu=64", err)
+	}
+}
+
+// A re-send that cannot go out (here: the requester's own request rate
+// has no room left in the window) must not fail the job; bidding runs to
+// its end on what the first request brings.
+func TestResendThatCannotGoOutEndsInNoBidsNotAPublishError(t *testing.T) {
+	nodes := newMesh(t, 3, func(int) *fakeBackend { return newFakeBackend(1000) })
+	r := nodes[0].svc.Requester
+	r.cfg.BiddingWindow, r.cfg.Widen = 400*time.Millisecond, 50*time.Millisecond
+	r.pace = rate.NewLimiter(rate.Limit(0.01), 1) // one request, then none for 100 s
+	sub := wasmJob()
+	sub.Job.Requirements.CPU.MilliCores = 64000 // fits nowhere: every re-send is tried
+	_, err := nodes[0].svc.Submit(context.Background(), sub, nil)
+	if !errors.Is(err, ErrNoBids) || strings.Contains(err.Error(), "publish") {
+		t.Fatalf("err = %v, want ErrNoBids, not a publish error", err)
 	}
 }
 

@@ -339,6 +339,9 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	window, cancel := context.WithDeadline(ctx, req.Deadline)
 	defer cancel()
 	if err := r.publish(window, req); err != nil {
+		if ctx.Err() == nil && !r.now().Before(req.Deadline) {
+			return nil, nil, fmt.Errorf("%w: the %v bidding window closed before the bid request went out (%v); is this machine overloaded?", ErrNoBids, r.cfg.BiddingWindow, err)
+		}
 		return nil, nil, err
 	}
 	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("spread %.3g", req.Spread)})
@@ -403,8 +406,12 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			r.mu.Lock()
 			open.nonces[wide.Nonce] = true
 			r.mu.Unlock()
+			// The first request is out, so a re-send that cannot go (the
+			// window closing while it waits its turn, on a machine this
+			// loaded) ends nothing: bidding goes on to its end.
 			if err := r.publish(window, &wide); err != nil {
-				return nil, nil, err
+				r.log.Debug("bid request not sent again", "job", job.ID, "err", err)
+				continue
 			}
 			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked again with spread %.3g", len(bids), wide.Spread)})
 			if spread < 1 || widened == 1 {
