@@ -383,10 +383,34 @@ func (h *Host) newPubSub() (*pubsub.PubSub, error) {
 		pubsub.WithMaxMessageSize(h.cfg.MaxMessageSize),
 		pubsub.WithGossipSubParams(params),
 		pubsub.WithPeerScore(peerScoreParams(&h.cfg, h.penalties), peerScoreThresholds()),
-		pubsub.WithLogger(h.logger("p2p.gossipsub")),
+		pubsub.WithLogger(slog.New(quietTagWarnings{h.logger("p2p.gossipsub").Handler()})),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
 	}
 	return ps, nil
+}
+
+// quietTagWarnings demotes gossipsub's "error bumping delivery tag" to
+// debug: it is logged for every message that arrives on a topic this node
+// is leaving (as each node does on stopping), and says nothing an operator
+// can act on.
+type quietTagWarnings struct{ slog.Handler }
+
+func (q quietTagWarnings) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && r.Message == "error bumping delivery tag" {
+		if !q.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietTagWarnings) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietTagWarnings{q.Handler.WithAttrs(as)}
+}
+
+func (q quietTagWarnings) WithGroup(name string) slog.Handler {
+	return quietTagWarnings{q.Handler.WithGroup(name)}
 }
