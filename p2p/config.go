@@ -208,7 +208,9 @@ func LocalConfig() Config {
 	// A local network starts many nodes at once: let the connection manager
 	// trim the bootstrap node's surplus soon rather than after a minute.
 	c.ConnGrace = 5 * time.Second
-	c.AdvertiseTTL = time.Minute
+	// Long enough that re-advertising (a DHT walk per node) stays rare on a
+	// machine running hundreds of nodes.
+	c.AdvertiseTTL = 10 * time.Minute
 	c.NATService = false
 	c.NATPortMap = false
 	c.Relay = false

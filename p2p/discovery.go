@@ -19,6 +19,13 @@ import (
 // answer from the DHT does not turn into a burst of handshakes.
 const maxDialsPerRound = 16
 
+// maxDiscoveryIdle is the least a settled node waits between rounds that
+// found nobody new. A short DiscoveryInterval (test networks) is for joining
+// fast; once joined, every round is a DHT query that the few nodes nearest
+// the rendezvous key answer for everyone, which at a hundred nodes on one
+// machine was most of their idle CPU.
+const maxDiscoveryIdle = 5 * time.Minute
+
 // Rendezvous is the DHT key under which the nodes of this network advertise
 // themselves and look for each other.
 func (h *Host) Rendezvous() string { return "/dms/" + h.cfg.Network + "/rendezvous/1" }
@@ -63,7 +70,8 @@ func (h *Host) connectBootstrap(ctx context.Context, first bool) int {
 // startDiscovery runs the discovery loop until Close.
 //
 // Rounds run every DiscoveryInterval while they find new peers; a round
-// that finds nobody new doubles the wait, up to 16 intervals, so a settled
+// that finds nobody new doubles the wait, up to 16 intervals or
+// maxDiscoveryIdle if that is longer, so a settled
 // node does not query the DHT every second. Losing a peer brings the wait
 // back to one interval. While the routing table is still empty (identify
 // with the bootstrap peers in progress) rounds retry within milliseconds.
@@ -110,7 +118,7 @@ func (h *Host) startDiscovery() error {
 				idle = base
 				wait = base
 			default:
-				idle = min(2*idle, 16*base)
+				idle = min(2*idle, max(16*base, maxDiscoveryIdle))
 				wait = min(idle, max(time.Until(nextAdvertise), base))
 			}
 			due = time.Now().Add(wait)

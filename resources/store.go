@@ -43,9 +43,19 @@ func OpenDatastore(dir, homeDir string) (datastore.Batching, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open datastore: %w", err)
 	}
+	opts := &pebble.Options{Logger: quietPebbleLogger{}, FS: privateFS{vfs.Default}}
+	// pebble's default compaction scheduler wakes every 100 ms to look for
+	// work, for the life of the process: ten wake-ups a second in a node
+	// that is otherwise idle for seconds at a time, and on a machine running
+	// a test network of hundreds of nodes, thousands. This one grants a
+	// waiting compaction when a running one finishes instead, which for a
+	// datastore of a few thousand small records is all the concurrency it
+	// needs (the name says "ForTest" because pebble's tests use it to make
+	// scheduling deterministic).
+	opts.Experimental.CompactionScheduler = pebble.NewConcurrencyLimitSchedulerWithNoPeriodicGrantingForTest()
 	d, err := pebbleds.NewDatastore(dir,
 		pebbleds.WithPebbleWriteOptions(pebble.Sync),
-		pebbleds.WithPebbleOpts(&pebble.Options{Logger: quietPebbleLogger{}, FS: privateFS{vfs.Default}}),
+		pebbleds.WithPebbleOpts(opts),
 	)
 	if err != nil {
 		if inUse(err) {

@@ -62,8 +62,11 @@ func TestProcessHelpers(t *testing.T) {
 		}
 	}
 	env := childEnv([]string{"PATH=/bin", "DMS_BOOTSTRAP=/ip4/1.2.3.4/tcp/1/p2p/x", "DMS_LOG_LEVEL=debug", "DMS_NETWORK=x"})
-	if strings.Join(env, " ") != "PATH=/bin DMS_LOG_LEVEL=debug" {
-		t.Errorf("childEnv kept %v", env)
+	if strings.Join(env, " ") != "PATH=/bin DMS_LOG_LEVEL=debug GOMAXPROCS=1" {
+		t.Errorf("childEnv kept %v, want the network's settings dropped and one processor each", env)
+	}
+	if env := childEnv([]string{"GOMAXPROCS=4"}); strings.Join(env, " ") != "GOMAXPROCS=4" {
+		t.Errorf("childEnv overrode the user's GOMAXPROCS: %v", env)
 	}
 
 	if !ProcessAlive(os.Getpid()) || ProcessAlive(0) || ProcessAlive(1<<22+1) {
