@@ -98,14 +98,9 @@ func (e *env) testnetAddCommand() *cli.Command {
 			if opts.Timeout <= 0 {
 				return usagef("invalid value %v for --timeout: want a positive duration, e.g. 60s", opts.Timeout)
 			}
-			if !c.Bool("no-onboard") {
-				offer, err := testnetOffer(c)
-				if err != nil {
-					return err
-				}
-				opts.Offer = &offer
+			if err := nodeOptions(c, &opts); err != nil {
+				return err
 			}
-			opts.LogLevel, _ = global(c, "log-level")
 			rec, err := testnet.Add(c.Context, opts)
 			if err != nil {
 				return offerFlagError(err)
@@ -116,6 +111,20 @@ func (e *env) testnetAddCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// nodeOptions fills in what each new node of a test network starts with:
+// its offer (none with --no-onboard) and the log level.
+func nodeOptions(c *cli.Context, opts *testnet.Options) error {
+	if !c.Bool("no-onboard") {
+		offer, err := testnetOffer(c)
+		if err != nil {
+			return err
+		}
+		opts.Offer = &offer
+	}
+	opts.LogLevel, _ = global(c, "log-level")
+	return nil
 }
 
 func (e *env) testnetUp(c *cli.Context) error {
@@ -149,14 +158,9 @@ func (e *env) testnetUp(c *cli.Context) error {
 			return usagef("invalid value %q for --dir: too long for the nodes' control sockets (%s is %d bytes, at most %d); pick a shorter path", opts.Dir, p, len(p), home.MaxSocketPath)
 		}
 	}
-	if !c.Bool("no-onboard") {
-		offer, err := testnetOffer(c)
-		if err != nil {
-			return err
-		}
-		opts.Offer = &offer
+	if err := nodeOptions(c, &opts); err != nil {
+		return err
 	}
-	opts.LogLevel, _ = global(c, "log-level")
 	start := time.Now()
 	rec, err := testnet.Up(c.Context, opts)
 	if err != nil {
