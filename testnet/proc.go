@@ -71,6 +71,12 @@ func nodeAlive(pid int, home string) bool {
 	if err != nil {
 		return !errors.Is(err, fs.ErrNotExist) || !dirExists("/proc/self")
 	}
+	if len(b) == 0 {
+		// A process that is exiting has let go of its memory, and with it
+		// its command line, before it is a zombie: it is still ours, and
+		// `down` must wait for it rather than report it stopped.
+		return true
+	}
 	return slices.Contains(strings.Split(string(b), "\x00"), home)
 }
 
