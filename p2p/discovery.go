@@ -71,8 +71,8 @@ func (h *Host) connectBootstrap(ctx context.Context, first bool) int {
 //
 // Rounds run every DiscoveryInterval while they find new peers; a round
 // that finds nobody new doubles the wait, up to 16 intervals or
-// maxDiscoveryIdle if that is longer, so a settled
-// node does not query the DHT every second. Losing a peer brings the wait
+// maxDiscoveryIdle if that is longer, so a settled node does not query the
+// DHT every second. Losing a peer brings the wait
 // back to one interval. While the routing table is still empty (identify
 // with the bootstrap peers in progress) rounds retry within milliseconds.
 //

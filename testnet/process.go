@@ -592,14 +592,21 @@ func prepareTestnetHomes(ctx context.Context, dir string, opts Options) ([]strin
 // prepareHomesFrom is prepareTestnetHomes for node-first onwards.
 func prepareHomesFrom(ctx context.Context, dir string, opts Options, first int) ([]string, error) {
 	homes := make([]string, opts.Nodes)
+	var shared string
+	if !opts.Containers {
+		var err error
+		if shared, err = sharedWasmCache(dir); err != nil {
+			return nil, err
+		}
+	}
 	for i := range homes {
 		rep, err := home.Init(filepath.Join(dir, fmt.Sprintf("node-%d", first+i)))
 		if err != nil {
 			return nil, err
 		}
 		homes[i] = rep.Home
-		if !opts.Containers {
-			if err := shareWasmCache(dir, rep.Home); err != nil {
+		if shared != "" {
+			if err := linkWasmCache(rep.Home, shared); err != nil {
 				return nil, err
 			}
 		}
@@ -654,24 +661,30 @@ func prepareHomesFrom(ctx context.Context, dir string, opts Options, first int) 
 // test network share, in its directory.
 const WasmCacheShared = "wasm-cache"
 
-// shareWasmCache points a new home's compiled-module cache at the one the
-// whole test network shares: its nodes run this machine's one build of dms,
-// so a module one of them compiled need not be compiled again by each (2 s
-// for the 2.2 MiB hello module on a loaded machine, on every node's first
-// run of it). wazero's file cache writes by rename, so processes may share
-// it. A home that already has a cache of its own keeps it. Not for
-// containers, where the link would point outside the container.
-func shareWasmCache(dir, homeDir string) error {
+// sharedWasmCache makes the compiled-module cache that a process test
+// network's homes share, and returns its absolute path: its nodes run this
+// machine's one build of dms, so a module one of them compiled need not be
+// compiled again by each (2 s for the 2.2 MiB hello module on a loaded
+// machine, on every node's first run of it). wazero's file cache writes by
+// rename, so processes may share it. Not for containers, where a link
+// would point outside the container.
+func sharedWasmCache(dir string) (string, error) {
+	shared, err := filepath.Abs(filepath.Join(dir, WasmCacheShared))
+	if err == nil {
+		err = os.MkdirAll(shared, 0o700)
+	}
+	if err != nil {
+		return "", fmt.Errorf("shared wasm cache: %w", err)
+	}
+	return shared, nil
+}
+
+// linkWasmCache points a new home's compiled-module cache at shared; a
+// home that already has a cache of its own keeps it.
+func linkWasmCache(homeDir, shared string) error {
 	link := filepath.Join(homeDir, home.WasmCacheDir)
 	if _, err := os.Lstat(link); err == nil {
 		return nil
-	}
-	shared, err := filepath.Abs(filepath.Join(dir, WasmCacheShared))
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(shared, 0o700); err != nil {
-		return fmt.Errorf("shared wasm cache: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
 		return fmt.Errorf("shared wasm cache: %w", err)
@@ -1017,10 +1030,10 @@ func plural(n int, one, many string) string {
 
 var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
 
-// Clean removes what test networks leave in dir (homes named
-// node-N, the swarm key, the binary copy, the shared wasm cache) and dir
-// itself once empty. It
-// touches nothing else: --dir may name a directory that holds more.
+// Clean removes what test networks leave in dir (homes named node-N, the
+// swarm key, the binary copy, the shared wasm cache) and dir itself once
+// empty. It touches nothing else: --dir may name a directory that holds
+// more.
 func Clean(dir string) (homes int, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -105,12 +105,15 @@ func TestHomesShareOneWasmCacheAndCleanRemovesIt(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(own, home.WasmCacheDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	shared, err := sharedWasmCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, h := range []string{a, b, a, own} { // a twice: the second is a no-op
-		if err := shareWasmCache(dir, h); err != nil {
-			t.Fatalf("shareWasmCache(%s): %v", h, err)
+		if err := linkWasmCache(h, shared); err != nil {
+			t.Fatalf("linkWasmCache(%s): %v", h, err)
 		}
 	}
-	shared := filepath.Join(dir, WasmCacheShared)
 	if err := os.WriteFile(filepath.Join(a, home.WasmCacheDir, "compiled"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
