@@ -29,7 +29,7 @@ import (
 type attacker struct {
 	host  *p2p.Host
 	key   crypto.PrivKey
-	topic *p2p.Topic
+	topic p2p.Topic
 	bids  atomic.Int64
 }
 

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-datastore/namespace"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +40,9 @@ var ErrNotFound = orchestrator.ErrNotFound
 
 // ErrStopping: the node is shutting down and takes no new work.
 var ErrStopping = errors.New("the node is stopping")
+
+// The protocol runs over the node's libp2p host.
+var _ orchestrator.Network = (*p2p.Host)(nil)
 
 // Node is one dms node.
 type Node struct {
@@ -315,21 +317,10 @@ func (n *Node) Peers() []PeerInfo {
 	for _, p := range n.orch.Topic().ListPeers() {
 		onTopic[p] = true
 	}
-	lh := n.host.Libp2p()
 	out := []PeerInfo{}
 	for _, p := range n.host.Peers() {
-		info := PeerInfo{ID: p, OnTopic: onTopic[p], Latency: seconds.Duration(lh.Peerstore().LatencyEWMA(p))}
-		conns := lh.Network().ConnsToPeer(p)
-		slices.SortFunc(conns, func(a, b network.Conn) int { return a.Stat().Opened.Compare(b.Stat().Opened) })
-		for i, c := range conns {
-			info.Addrs = append(info.Addrs, c.RemoteMultiaddr().String())
-			if i == 0 {
-				info.Direction = strings.ToLower(c.Stat().Direction.String())
-			}
-		}
-		slices.Sort(info.Addrs)
-		info.Addrs = slices.Compact(info.Addrs)
-		out = append(out, info)
+		addrs, dir, latency := n.host.ConnInfo(p)
+		out = append(out, PeerInfo{ID: p, Addrs: addrs, Direction: dir, OnTopic: onTopic[p], Latency: seconds.Duration(latency)})
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.ID.String(), b.ID.String()) })
 	return out

@@ -159,7 +159,7 @@ func (b *blobs) get(hash string, from peer.ID) ([]byte, bool) {
 }
 
 // handleFetch serves one fetch: the header, then the data in chunks.
-func (s *Service) handleFetch(_ context.Context, from peer.ID, st *p2p.FramedStream) {
+func (s *Service) handleFetch(_ context.Context, from peer.ID, st p2p.FramedStream) {
 	st.SetMaxFrameSize(MaxReplySize)
 	data, err := st.Recv()
 	if err != nil {

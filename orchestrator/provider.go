@@ -162,7 +162,7 @@ func (c ProviderConfig) Validate() error {
 
 // Provider answers bid requests with bids and runs the invocations it wins.
 type Provider struct {
-	host    *p2p.Host
+	host    Network
 	key     crypto.PrivKey
 	backend Backend
 	cfg     ProviderConfig
@@ -190,7 +190,7 @@ type Provider struct {
 
 // NewProvider registers the invoke and allocation handlers on host. Bid
 // requests are fed to it with HandleBidRequest.
-func NewProvider(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg ProviderConfig, log *slog.Logger) (*Provider, error) {
+func NewProvider(host Network, key crypto.PrivKey, backend Backend, cfg ProviderConfig, log *slog.Logger) (*Provider, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -520,7 +520,7 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 
 // handleAllocation serves one allocation stream: a watch that replays and
 // follows events with heartbeats, or a cancel.
-func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s *p2p.FramedStream) {
+func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s p2p.FramedStream) {
 	s.SetMaxFrameSize(MaxEventSize)
 	data, err := s.Recv()
 	if err != nil {

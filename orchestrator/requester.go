@@ -49,8 +49,13 @@ type RequesterConfig struct {
 	// SpreadFactor sets how many providers are asked to bid: about
 	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
 	SpreadFactor float64
-	// Widen: when fewer than WantBids bids have come this long after the
-	// request, it is sent once more, to four times as many providers.
+	// Widen paces asking again (see widening.go); 0 never asks again.
+	// When fewer than WantBids bids have come Widen after the request (or
+	// twice the usual wait for a first bid, if longer), it is sent again
+	// to as many providers. If no bid at all has come Widen later (or
+	// three times the usual wait, counted from the request), it is sent to
+	// four times as many; if still none has come Widen after that, to
+	// everyone.
 	Widen time.Duration
 	// Keepalive is how often the requester tells a provider, on the
 	// allocation stream, that it still follows the job.
@@ -110,9 +115,9 @@ type Submission struct {
 // Requester publishes bid requests, collects bids, invokes the best and
 // follows the allocation to its result.
 type Requester struct {
-	host  *p2p.Host
+	host  Network
 	key   crypto.PrivKey
-	topic *p2p.Topic
+	topic p2p.Topic
 	cfg   RequesterConfig
 	prefs func() Preferences
 	log   *slog.Logger
@@ -136,7 +141,6 @@ type Requester struct {
 	// pace keeps this node's bid requests within the rate validators allow
 	// a requester (nil: unpaced).
 	pace *rate.Limiter
-
 	// local, if set, hands a bid request to this node's own provider side
 	// and reports whether it took it (it is onboarded). It is used only
 	// when no peer shares the topic: a lone node runs its own jobs.
@@ -149,36 +153,37 @@ type Requester struct {
 // BidsReceived counts the bids that reached this requester, taken or not.
 func (r *Requester) BidsReceived() int64 { return r.bidsReceived.Load() }
 
-// estimateProviders is a lower bound of the mesh's size from what this
-// node sees: its connections and its DHT routing table. Erring low only
-// widens the spread, never starves the job.
-func (r *Requester) estimateProviders() int {
-	n := len(r.host.Peers())
-	if rt := r.host.DHT().RoutingTable(); rt != nil {
-		n = max(n, rt.Size())
-	}
-	// The peerstore knows every peer the DHT walks have met, which in a
-	// small mesh is nearly all of them. It may overcount peers that left;
-	// the widening below makes up for a spread that is too narrow.
-	return max(n, len(r.host.Libp2p().Peerstore().PeersWithAddrs())-1)
-}
-
 type openJob struct {
 	nonces map[string]bool // of every request sent for this attempt
 	bids   chan *SignedBid
 }
 
-// NewRequester registers the bid handler on host; topic is the joined
-// bid-request topic; prefs gives the node's current ranking.
-func NewRequester(host *p2p.Host, key crypto.PrivKey, topic *p2p.Topic, cfg RequesterConfig, prefs func() Preferences, log *slog.Logger) (*Requester, error) {
+// requesterDeps is what a requester shares with the rest of its Service.
+type requesterDeps struct {
+	topic p2p.Topic          // the joined bid-request topic
+	prefs func() Preferences // the node's current ranking
+	blobs *blobs             // the node's shared content
+	pace  *rate.Limiter      // nil: unpaced
+	local func(*BidRequest) bool
+}
+
+// newRequester registers the bid handler on host. Service is its only
+// caller: a requester shares its topic, blobs and pace with the node.
+func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps requesterDeps, log *slog.Logger) (*Requester, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	if cfg.Keepalive <= 0 || cfg.LostAfter <= 0 {
 		return nil, fmt.Errorf("requester config: keepalive %v and lost-after %v must be positive", cfg.Keepalive, cfg.LostAfter)
 	}
+	if host == nil || key == nil || deps.topic == nil || deps.prefs == nil || deps.blobs == nil {
+		return nil, errors.New("requester: network, key, topic, preferences and blobs are all required")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Requester{host: host, key: key, topic: topic, cfg: cfg, prefs: prefs, log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel}
+	r := &Requester{
+		host: host, key: key, topic: deps.topic, cfg: cfg, prefs: deps.prefs, blobs: deps.blobs, pace: deps.pace, local: deps.local,
+		log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel,
+	}
 	if err := host.HandleRequest(ProtocolBid, MaxBidSize+envelopeOverhead, r.handleBid); err != nil {
 		cancel()
 		return nil, err
@@ -321,7 +326,10 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
 		Nonce: randid.Hex(12), WantBids: want, SentAt: now, Attempt: attempt,
-		Spread: SpreadFor(want, r.estimateProviders(), r.cfg.SpreadFactor),
+		// Erring low on the network's size only widens the spread; a
+		// spread too narrow (peers that left still counted) is made up
+		// for by widening.
+		Spread: SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
@@ -346,10 +354,11 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	}
 	progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("spread %.3g", req.Spread)})
 
+	plan := newWidening(req.Spread, r.resendAfter(), r.widenAfter(), r.cfg.Widen)
+	asked := 1
 	var widen <-chan time.Time
-	spread, widened := req.Spread, 0
-	if r.cfg.Widen > 0 {
-		t := time.NewTimer(r.resendAfter())
+	if d := plan.first(); d > 0 {
+		t := time.NewTimer(d)
 		defer t.Stop()
 		widen = t.C
 	}
@@ -380,29 +389,13 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-widen:
 			widen = nil
-			// Too few bids by now (twice the usual wait for a first bid,
-			// resendAfter). The first time, the request is sent once more as
-			// it was: a peer that joined the mesh moments ago may have
-			// missed it. Only if no bid at all has come by three times the
-			// usual wait (widenAfter) is it sent four times as wide (too few near enough could take it, or the
-			// mesh looks larger than it is), and then to everyone. So bids
-			// that are merely late, as on a loaded machine, draw no storm
-			// of wider requests. Providers that already bid hold the job
-			// and do not bid twice.
-			if widened > 0 && len(bids) > 0 {
+			spread, again, after := plan.next(len(bids), asked)
+			if !again {
 				continue
 			}
+			asked++
 			wide := *req
 			wide.Spread, wide.Nonce, wide.SentAt = spread, randid.Hex(12), r.now()
-			switch {
-			case widened == 0:
-			case widened == 1:
-				wide.Spread = min(1, 4*spread)
-			default:
-				wide.Spread = 1
-			}
-			spread = wide.Spread
-			widened++
 			r.mu.Lock()
 			open.nonces[wide.Nonce] = true
 			r.mu.Unlock()
@@ -414,12 +407,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 				continue
 			}
 			progress(Progress{Kind: ProgressPublished, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids so far: asked again with spread %.3g", len(bids), wide.Spread)})
-			if spread < 1 || widened == 1 {
-				next := r.cfg.Widen
-				if widened == 1 {
-					next = max(r.widenAfter()-r.resendAfter(), r.cfg.Widen)
-				}
-				t := time.NewTimer(next)
+			if after > 0 {
+				t := time.NewTimer(after)
 				defer t.Stop()
 				widen = t.C
 			}

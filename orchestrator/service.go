@@ -54,10 +54,10 @@ func LocalConfig() Config {
 type Service struct {
 	*Requester
 	provider  *Provider
-	host      *p2p.Host
+	host      Network
 	key       crypto.PrivKey
 	blobs     *blobs
-	topic     *p2p.Topic
+	topic     p2p.Topic
 	validator *Validator
 	log       *slog.Logger
 	observe   func(*BidRequest, time.Time)
@@ -68,7 +68,7 @@ type Service struct {
 
 // NewService joins the topic and registers the protocol handlers on host.
 // When it fails nothing is left running.
-func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config) (_ *Service, err error) {
+func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (_ *Service, err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -111,15 +111,17 @@ func NewService(host *p2p.Host, key crypto.PrivKey, backend Backend, cfg Config)
 	if s.provider, err = NewProvider(host, key, backend, cfg.Provider, log); err != nil {
 		return nil, err
 	}
-	if s.Requester, err = NewRequester(host, key, s.topic, cfg.Requester, backend.Preferences, log); err != nil {
+	s.Requester, err = newRequester(host, key, cfg.Requester, requesterDeps{
+		topic: s.topic, prefs: backend.Preferences, blobs: s.blobs,
+		// The requester keeps to the rate every validator holds it to,
+		// waiting for its turn rather than having its own requests refused.
+		pace:  rate.NewLimiter(rate.Limit(cfg.Requests.Rate), cfg.Requests.Burst),
+		local: s.provider.HandleOwnRequest,
+	}, log)
+	if err != nil {
 		s.provider.Close()
 		return nil, err
 	}
-	s.Requester.blobs = s.blobs
-	// The requester keeps to the rate every validator holds it to, waiting
-	// for its turn rather than having its own requests refused.
-	s.Requester.pace = rate.NewLimiter(rate.Limit(cfg.Requests.Rate), cfg.Requests.Burst)
-	s.Requester.local = s.provider.HandleOwnRequest
 	if err := host.HandleStream(ProtocolFetch, s.handleFetch); err != nil {
 		s.provider.Close()
 		s.Requester.close()
@@ -183,7 +185,7 @@ func (s *Service) Probe(ctx context.Context, jobID string) error {
 func (s *Service) Standing(requester peer.ID) Standing { return s.provider.Standing(requester) }
 
 // Topic is the joined bid-request topic (for measurements).
-func (s *Service) Topic() *p2p.Topic { return s.topic }
+func (s *Service) Topic() p2p.Topic { return s.topic }
 
 // Close leaves the topic and waits for the read loop and pending bids. The
 // host's handlers stay registered; closing the host removes them.

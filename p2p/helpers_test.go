@@ -76,7 +76,7 @@ func acceptAll(_ context.Context, _ peer.ID, data []byte) (peer.ID, any, error) 
 }
 
 // receive waits for a message with data want on t, skipping others.
-func receive(ctx context.Context, tp *Topic, want string) (Message, error) {
+func receive(ctx context.Context, tp Topic, want string) (Message, error) {
 	for {
 		select {
 		case m, ok := <-tp.Messages():

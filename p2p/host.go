@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +61,7 @@ type Host struct {
 
 	mu     sync.Mutex
 	closed bool
-	topics map[*Topic]struct{}
+	topics map[*joinedTopic]struct{}
 	// The handlers, by protocol, for the node's requests and streams to
 	// itself (self.go): libp2p does not dial its own peer ID.
 	selfRequests map[protocol.ID]selfRequest
@@ -95,7 +97,7 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 		version: "/dms/" + cfg.Network + "/1",
 		ctx:     hctx,
 		cancel:  cancel,
-		topics:  make(map[*Topic]struct{}),
+		topics:  make(map[*joinedTopic]struct{}),
 
 		selfRequests: make(map[protocol.ID]selfRequest),
 		selfStreams:  make(map[protocol.ID]StreamHandler),
@@ -284,7 +286,7 @@ func (h *Host) Close() error {
 	h.closeOnce.Do(func() {
 		h.mu.Lock()
 		h.closed = true
-		topics := make([]*Topic, 0, len(h.topics))
+		topics := make([]*joinedTopic, 0, len(h.topics))
 		for t := range h.topics {
 			topics = append(topics, t)
 		}
@@ -349,14 +351,37 @@ func (h *Host) Bootstrap() []peer.AddrInfo { return append([]peer.AddrInfo(nil),
 // Network is the network ID.
 func (h *Host) Network() string { return h.cfg.Network }
 
-// Libp2p is the underlying libp2p host, an escape hatch.
-func (h *Host) Libp2p() host.Host { return h.host }
+// EstimatePeers is a lower bound of the network's size, this node not
+// counted, from what this node sees: its connections, its DHT routing
+// table and the peers its peerstore has addresses for. The peerstore knows
+// every peer the DHT walks have met, which in a small network is nearly
+// all of them; it may count peers that have left.
+func (h *Host) EstimatePeers() int {
+	n := len(h.host.Network().Peers())
+	if h.kad != nil {
+		if rt := h.kad.RoutingTable(); rt != nil {
+			n = max(n, rt.Size())
+		}
+	}
+	return max(n, len(h.host.Peerstore().PeersWithAddrs())-1)
+}
 
-// DHT is the Kademlia DHT.
-func (h *Host) DHT() *dht.IpfsDHT { return h.kad }
-
-// PubSub is the gossipsub router.
-func (h *Host) PubSub() *pubsub.PubSub { return h.ps }
+// ConnInfo describes our connections to p: the remote ends' addresses
+// (sorted, without duplicates), who dialled the oldest connection
+// ("inbound": p, "outbound": we, "unknown"; "" with no connection) and
+// libp2p's moving average of ping times (0 if none yet).
+func (h *Host) ConnInfo(p peer.ID) (addrs []string, direction string, latency time.Duration) {
+	conns := h.host.Network().ConnsToPeer(p)
+	slices.SortFunc(conns, func(a, b network.Conn) int { return a.Stat().Opened.Compare(b.Stat().Opened) })
+	for i, c := range conns {
+		addrs = append(addrs, c.RemoteMultiaddr().String())
+		if i == 0 {
+			direction = strings.ToLower(c.Stat().Direction.String())
+		}
+	}
+	slices.Sort(addrs)
+	return slices.Compact(addrs), direction, h.host.Peerstore().LatencyEWMA(p)
+}
 
 // Connect dials a peer, bounded by ctx and the dial timeout.
 func (h *Host) Connect(ctx context.Context, ai peer.AddrInfo) error {

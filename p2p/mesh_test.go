@@ -24,7 +24,7 @@ func TestMesh(t *testing.T) {
 	outsider := newTestHost(t, WithNetwork("other"), WithBootstrap(boot.AddrInfo()))
 	t.Logf("%d hosts started in %v", n+1, time.Since(start))
 
-	topics := make([]*Topic, n)
+	topics := make([]Topic, n)
 	for i, h := range hosts {
 		tp, err := h.JoinTopic("test/1", acceptAll)
 		if err != nil {
@@ -81,7 +81,7 @@ func TestMesh(t *testing.T) {
 		default:
 		}
 		for i, h := range hosts {
-			if h.DHT().RoutingTable().Find(outsider.ID()) != "" {
+			if h.kad.RoutingTable().Find(outsider.ID()) != "" {
 				t.Errorf("host %d has the outsider in its DHT routing table", i)
 			}
 			for _, p := range topics[i].ListPeers() {
@@ -90,7 +90,7 @@ func TestMesh(t *testing.T) {
 				}
 			}
 		}
-		if size := outsider.DHT().RoutingTable().Size(); size != 0 {
+		if size := outsider.kad.RoutingTable().Size(); size != 0 {
 			t.Errorf("outsider's routing table has %d peers", size)
 		}
 		// The network gate hangs up on it after identify (it redials its
@@ -122,7 +122,7 @@ func TestMesh(t *testing.T) {
 
 // expectDelivery waits until every topic but topics[from] has received want
 // from author.
-func expectDelivery(ctx context.Context, t *testing.T, topics []*Topic, from int, author peer.ID, want string) {
+func expectDelivery(ctx context.Context, t *testing.T, topics []Topic, from int, author peer.ID, want string) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(topics))

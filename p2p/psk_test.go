@@ -173,7 +173,7 @@ func TestQUIC(t *testing.T) {
 	if err := hosts[1].WaitForPeers(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	conns := hosts[0].Libp2p().Network().ConnsToPeer(hosts[1].ID())
+	conns := hosts[0].host.Network().ConnsToPeer(hosts[1].ID())
 	if len(conns) == 0 {
 		t.Fatal("no connection")
 	}

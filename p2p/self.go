@@ -73,7 +73,7 @@ func (h *Host) requestSelf(ctx context.Context, pid protocol.ID, req []byte, max
 
 // openSelf is OpenStream to our own peer ID: an in-memory pipe whose far
 // end is served by our own handler, in a goroutine Close waits for.
-func (h *Host) openSelf(pid protocol.ID) (*FramedStream, error) {
+func (h *Host) openSelf(pid protocol.ID) (FramedStream, error) {
 	h.mu.Lock()
 	handler, ok := h.selfStreams[pid]
 	h.mu.Unlock()

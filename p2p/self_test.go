@@ -44,7 +44,7 @@ func TestSelfRequestAndStream(t *testing.T) {
 		t.Fatalf("unserved protocol: %v, want ErrNoHandler", err)
 	}
 
-	if err := h.HandleStream("count/1", func(_ context.Context, _ peer.ID, s *FramedStream) {
+	if err := h.HandleStream("count/1", func(_ context.Context, _ peer.ID, s FramedStream) {
 		data, err := s.Recv()
 		if err != nil {
 			return

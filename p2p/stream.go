@@ -65,7 +65,7 @@ type RequestHandler func(ctx context.Context, from peer.ID, req []byte) ([]byte,
 
 // StreamHandler serves one long-lived stream; the stream is closed when it
 // returns. ctx ends when the host closes.
-type StreamHandler func(ctx context.Context, from peer.ID, s *FramedStream)
+type StreamHandler func(ctx context.Context, from peer.ID, s FramedStream)
 
 // ProtocolID is /dms/<network>/<name>, e.g. name "bid/1".
 func (h *Host) ProtocolID(name string) protocol.ID {
@@ -339,7 +339,7 @@ func (h *Host) HandleStream(name string, handler StreamHandler) error {
 }
 
 // serveStream runs a stream handler, turning a panic into a reset.
-func (h *Host) serveStream(pid protocol.ID, handler StreamHandler, fs *FramedStream) {
+func (h *Host) serveStream(pid protocol.ID, handler StreamHandler, fs *framedStream) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	defer cancel()
 	defer func() {
@@ -355,7 +355,7 @@ func (h *Host) serveStream(pid protocol.ID, handler StreamHandler, fs *FramedStr
 // OpenStream opens a long-lived framed stream to p on /dms/<network>/<name>.
 // ctx bounds only the opening (NewStream applies its own timeout when ctx
 // has no deadline); each Send and Recv has its own deadline.
-func (h *Host) OpenStream(ctx context.Context, p peer.ID, name string) (*FramedStream, error) {
+func (h *Host) OpenStream(ctx context.Context, p peer.ID, name string) (FramedStream, error) {
 	if err := validateProtocolName(name); err != nil {
 		return nil, err
 	}
@@ -382,7 +382,33 @@ func (h *Host) OpenStream(ctx context.Context, p peer.ID, name string) (*FramedS
 
 // FramedStream is a long-lived stream of frames, e.g. an allocation's
 // status stream. One Send and one Recv may run at the same time.
-type FramedStream struct {
+type FramedStream interface {
+	// Send writes one frame.
+	Send(data []byte) error
+	// Recv reads one frame; io.EOF (unwrapped) when the remote closed its
+	// side.
+	Recv() ([]byte, error)
+	// SetMaxFrameSize sets the largest frame Send and Recv accept.
+	SetMaxFrameSize(n int)
+	// SetTimeout sets the deadline of each later Send and Recv; 0 means
+	// none.
+	SetTimeout(d time.Duration)
+	// CloseWrite tells the remote we will send no more; it can still send.
+	CloseWrite() error
+	// Close closes both directions gracefully.
+	Close() error
+	// Reset aborts the stream in both directions; the remote sees an error.
+	Reset() error
+	// RemotePeer is the peer at the other end.
+	RemotePeer() peer.ID
+	// Protocol is the stream's protocol ID.
+	Protocol() protocol.ID
+}
+
+var _ FramedStream = (*framedStream)(nil)
+
+// framedStream is a FramedStream over a libp2p stream or an in-memory pipe.
+type framedStream struct {
 	s       rawStream
 	remote  peer.ID
 	proto   protocol.ID
@@ -406,26 +432,26 @@ type rawStream interface {
 
 var _ rawStream = network.Stream(nil)
 
-func (h *Host) newFramedStream(s network.Stream) *FramedStream {
+func (h *Host) newFramedStream(s network.Stream) *framedStream {
 	return h.wrapStream(s, s.Conn().RemotePeer(), s.Protocol())
 }
 
-func (h *Host) wrapStream(s rawStream, remote peer.ID, proto protocol.ID) *FramedStream {
-	fs := &FramedStream{s: s, remote: remote, proto: proto}
+func (h *Host) wrapStream(s rawStream, remote peer.ID, proto protocol.ID) *framedStream {
+	fs := &framedStream{s: s, remote: remote, proto: proto}
 	fs.maxSize.Store(DefaultMaxStreamFrame)
 	fs.timeout.Store(int64(h.cfg.StreamTimeout))
 	return fs
 }
 
 // SetMaxFrameSize sets the largest frame Send and Recv accept.
-func (f *FramedStream) SetMaxFrameSize(n int) { f.maxSize.Store(int64(max(n, 0))) }
+func (f *framedStream) SetMaxFrameSize(n int) { f.maxSize.Store(int64(max(n, 0))) }
 
 // SetTimeout sets the deadline of each later Send and Recv; 0 means none,
 // for a stream that may stay quiet for long (the peer going away still
 // ends it: the connection closes).
-func (f *FramedStream) SetTimeout(d time.Duration) { f.timeout.Store(int64(max(d, 0))) }
+func (f *framedStream) SetTimeout(d time.Duration) { f.timeout.Store(int64(max(d, 0))) }
 
-func (f *FramedStream) deadline() time.Time {
+func (f *framedStream) deadline() time.Time {
 	if d := time.Duration(f.timeout.Load()); d > 0 {
 		return time.Now().Add(d)
 	}
@@ -433,7 +459,7 @@ func (f *FramedStream) deadline() time.Time {
 }
 
 // Send writes one frame.
-func (f *FramedStream) Send(data []byte) error {
+func (f *framedStream) Send(data []byte) error {
 	f.sendMu.Lock()
 	defer f.sendMu.Unlock()
 	if err := f.s.SetWriteDeadline(f.deadline()); err != nil {
@@ -446,7 +472,7 @@ func (f *FramedStream) Send(data []byte) error {
 }
 
 // Recv reads one frame; io.EOF (unwrapped) when the remote closed its side.
-func (f *FramedStream) Recv() ([]byte, error) {
+func (f *framedStream) Recv() ([]byte, error) {
 	f.recvMu.Lock()
 	defer f.recvMu.Unlock()
 	if err := f.s.SetReadDeadline(f.deadline()); err != nil {
@@ -463,19 +489,19 @@ func (f *FramedStream) Recv() ([]byte, error) {
 }
 
 // CloseWrite tells the remote we will send no more; it can still send.
-func (f *FramedStream) CloseWrite() error { return f.s.CloseWrite() }
+func (f *framedStream) CloseWrite() error { return f.s.CloseWrite() }
 
 // Close closes both directions gracefully.
-func (f *FramedStream) Close() error { return f.s.Close() }
+func (f *framedStream) Close() error { return f.s.Close() }
 
 // Reset aborts the stream in both directions; the remote sees an error.
-func (f *FramedStream) Reset() error { return f.s.Reset() }
+func (f *framedStream) Reset() error { return f.s.Reset() }
 
 // RemotePeer is the peer at the other end.
-func (f *FramedStream) RemotePeer() peer.ID { return f.remote }
+func (f *framedStream) RemotePeer() peer.ID { return f.remote }
 
 // Protocol is the stream's protocol ID.
-func (f *FramedStream) Protocol() protocol.ID { return f.proto }
+func (f *framedStream) Protocol() protocol.ID { return f.proto }
 
 // smallFrame is the size below which a frame is reserved unconditionally:
 // bids, replies and control messages are tiny, and refusing them when the

@@ -157,7 +157,7 @@ func TestFramedStream(t *testing.T) {
 
 	// The server echoes frames back until the client closes its side, then
 	// sends "bye" and returns (which closes the stream).
-	err := server.HandleStream("status/1", func(ctx context.Context, from peer.ID, s *FramedStream) {
+	err := server.HandleStream("status/1", func(ctx context.Context, from peer.ID, s FramedStream) {
 		if from != client.ID() || s.RemotePeer() != client.ID() {
 			_ = s.Reset()
 			return

@@ -62,7 +62,28 @@ type Message struct {
 }
 
 // Topic is a joined gossip topic with one subscription.
-type Topic struct {
+type Topic interface {
+	// Name is the full topic name.
+	Name() string
+	// Publish sends data to the topic, waiting (bounded by ctx) until at
+	// least one peer has joined it.
+	Publish(ctx context.Context, data []byte) error
+	// Messages delivers messages from other nodes; it is closed when the
+	// topic is closed or the host shuts down.
+	Messages() <-chan Message
+	// ListPeers are the connected peers subscribed to this topic.
+	ListPeers() []peer.ID
+	// Dropped counts the messages dropped because their author had too
+	// many waiting for the reader.
+	Dropped() int64
+	// Close leaves the topic; it is idempotent.
+	Close() error
+}
+
+var _ Topic = (*joinedTopic)(nil)
+
+// joinedTopic is a Topic joined through gossipsub.
+type joinedTopic struct {
 	h     *Host
 	name  string // full name: dms/<network>/<name>
 	log   *slog.Logger
@@ -87,7 +108,7 @@ func (h *Host) TopicName(name string) string { return "dms/" + h.cfg.Network + "
 // JoinTopic joins and subscribes to dms/<network>/<name>. validate runs on
 // every message, ours included, before it is delivered or forwarded; an
 // error rejects it (see ErrIgnore).
-func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) {
+func (h *Host) JoinTopic(name string, validate Validator) (_ Topic, err error) {
 	if err := validateName("topic", name); err != nil {
 		return nil, err
 	}
@@ -95,7 +116,7 @@ func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) 
 		return nil, fmt.Errorf("join topic %q: a validator is required", name)
 	}
 	full := h.TopicName(name)
-	t := &Topic{
+	t := &joinedTopic{
 		h:     h,
 		name:  full,
 		log:   h.logger("p2p.pubsub").With("topic", full),
@@ -143,7 +164,7 @@ func (h *Host) JoinTopic(name string, validate Validator) (_ *Topic, err error) 
 }
 
 // validator adapts validate to gossipsub, turning a panic into a rejection.
-func (t *Topic) validator(validate Validator) pubsub.ValidatorEx {
+func (t *joinedTopic) validator(validate Validator) pubsub.ValidatorEx {
 	return func(ctx context.Context, via peer.ID, m *pubsub.Message) (res pubsub.ValidationResult) {
 		var author peer.ID
 		defer func() {
@@ -175,7 +196,7 @@ type validated struct {
 
 // readLoop drains the subscription into the fair queue, skipping our own
 // messages, so that gossipsub never finds the subscription full.
-func (t *Topic) readLoop(ctx context.Context) {
+func (t *joinedTopic) readLoop(ctx context.Context) {
 	defer t.wg.Done()
 	defer close(t.done)
 	defer t.queue.close()
@@ -203,7 +224,7 @@ func (t *Topic) readLoop(ctx context.Context) {
 // deliverLoop hands queued messages to Messages, one author at a time, and
 // closes the channel once the subscription has ended and the queue is
 // empty.
-func (t *Topic) deliverLoop(ctx context.Context) {
+func (t *joinedTopic) deliverLoop(ctx context.Context) {
 	defer t.wg.Done()
 	defer close(t.out)
 	for {
@@ -221,22 +242,22 @@ func (t *Topic) deliverLoop(ctx context.Context) {
 
 // Dropped counts the messages dropped because their author had too many
 // waiting for the reader.
-func (t *Topic) Dropped() int64 { return t.dropped.Load() }
+func (t *joinedTopic) Dropped() int64 { return t.dropped.Load() }
 
 // Name is the full topic name.
-func (t *Topic) Name() string { return t.name }
+func (t *joinedTopic) Name() string { return t.name }
 
 // Messages delivers messages from other nodes; it is closed when the topic
 // is closed or the host shuts down.
-func (t *Topic) Messages() <-chan Message { return t.out }
+func (t *joinedTopic) Messages() <-chan Message { return t.out }
 
 // ListPeers are the connected peers subscribed to this topic.
-func (t *Topic) ListPeers() []peer.ID { return t.topic.ListPeers() }
+func (t *joinedTopic) ListPeers() []peer.ID { return t.topic.ListPeers() }
 
 // Publish sends data to the topic. gossipsub's own Publish succeeds with no
 // peer to send to, so we first wait (bounded by ctx) until at least one
 // peer has joined the topic.
-func (t *Topic) Publish(ctx context.Context, data []byte) error {
+func (t *joinedTopic) Publish(ctx context.Context, data []byte) error {
 	if limit := t.h.cfg.MaxMessageSize - gossipOverhead - len(t.name); len(data) > limit {
 		return fmt.Errorf("publish on %s: %d bytes, limit %d: %w", t.name, len(data), limit, ErrMessageTooLarge)
 	}
@@ -254,7 +275,7 @@ func (t *Topic) Publish(ctx context.Context, data []byte) error {
 
 // waitForPeers polls the topic's peers; gossipsub has no event for "the
 // first peer joined" short of an event handler per caller.
-func (t *Topic) waitForPeers(ctx context.Context) error {
+func (t *joinedTopic) waitForPeers(ctx context.Context) error {
 	var tick *time.Ticker
 	for {
 		select {
@@ -281,7 +302,7 @@ func (t *Topic) waitForPeers(ctx context.Context) error {
 
 // Close cancels the subscription, leaves the topic and removes the
 // validator. It is idempotent.
-func (t *Topic) Close() error {
+func (t *joinedTopic) Close() error {
 	t.closeOnce.Do(func() {
 		t.cancel()
 		t.sub.Cancel()
