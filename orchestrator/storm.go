@@ -15,9 +15,10 @@ import (
 //
 //   - The requester names a Spread: the share of the key space that should
 //     bid, about SpreadFactor*WantBids/N. A provider whose distance to the
-//     job ID is beyond it stays silent. If that leaves no bid, the requester
-//     asks again with Spread 1 (everyone), so a sparse keyspace costs one
-//     short delay, never a failed job.
+//     job ID is beyond it stays silent. If too few bids come, the requester
+//     asks again at the same spread; if still no bid has come, at four
+//     times the spread, then at Spread 1 (everyone) (widening.go). So a
+//     sparse keyspace costs a few short delays, never a failed job.
 //   - Eligible providers wait a moment that grows with their distance and
 //     their load before bidding, so the nearest and least loaded answer
 //     first and the requester has WantBids before the rest speak.
