@@ -1,0 +1,41 @@
+package p2p
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dms-project/dms/internal/poll"
+)
+
+func TestConnInfoAndEstimatePeers(t *testing.T) {
+	hosts := newTestHosts(t, 2)
+	a, b := hosts[0], hosts[1]
+	if addrs, dir, _ := a.ConnInfo(b.ID()); len(addrs) != 0 || dir != "" {
+		t.Fatalf("before any connection: addrs %v, direction %q; want none", addrs, dir)
+	}
+	if n := a.EstimatePeers(); n != 0 {
+		t.Fatalf("a lone host estimates %d peers, want 0", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	addrs, dir, _ := a.ConnInfo(b.ID())
+	if dir != "outbound" || len(addrs) == 0 || !strings.Contains(addrs[0], "127.0.0.1") {
+		t.Fatalf("the dialler sees addrs %v, direction %q; want b's loopback address, outbound", addrs, dir)
+	}
+	// b sees the connection once a's dial has completed on its side too.
+	poll.Until(t, 20*time.Second, "b to see a's connection", func() bool {
+		_, dir, _ := b.ConnInfo(a.ID())
+		return dir != ""
+	})
+	if _, dir, _ := b.ConnInfo(a.ID()); dir != "inbound" {
+		t.Fatalf("the dialled host sees direction %q, want inbound", dir)
+	}
+	if n := a.EstimatePeers(); n < 1 {
+		t.Fatalf("a connected host estimates %d peers, want at least 1", n)
+	}
+}
