@@ -49,13 +49,13 @@ type RequesterConfig struct {
 	// SpreadFactor sets how many providers are asked to bid: about
 	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
 	SpreadFactor float64
-	// Widen paces asking again (see widening.go); 0 never asks again.
+	// Widen paces asking again for bids (widening.go); 0 never asks again.
 	// When fewer than WantBids bids have come Widen after the request (or
 	// twice the usual wait for a first bid, if longer), it is sent again
-	// to as many providers. If no bid at all has come Widen later (or
-	// three times the usual wait, counted from the request), it is sent to
-	// four times as many; if still none has come Widen after that, to
-	// everyone.
+	// at the same spread. If no bid at all has come Widen after that (or
+	// three times the usual wait after the request, if later), it is sent
+	// to four times as many providers; if still none has come Widen after
+	// that, to everyone.
 	Widen time.Duration
 	// Keepalive is how often the requester tells a provider, on the
 	// allocation stream, that it still follows the job.

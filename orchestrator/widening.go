@@ -10,12 +10,12 @@ import "time"
 //  1. after resend, if fewer bids than wanted are in, the request is sent
 //     again at spread s: a peer that joined the mesh moments ago may have
 //     missed it;
-//  2. after widen (counted from the first request), if no bid at all has
-//     come, it is sent to four times as many providers (spread 4s, at most
-//     everyone): too few near enough could take the job, or the mesh looks
-//     larger than it is;
-//  3. step later, if still no bid has come, it is sent to everyone
-//     (spread 1).
+//  2. widen after the first request, and at least step after step 1, if
+//     no bid at all has come, it is sent to four times as many providers
+//     (spread 4s, at most everyone): too few near enough could take the
+//     job, or the mesh looks larger than it is;
+//  3. step later, if still no bid has come and 4s did not already reach
+//     everyone, it is sent to everyone (spread 1).
 //
 // Once any bid has come, only step 1 happens: bids that are merely late,
 // as on a loaded machine, draw no storm of wider requests. Providers that
