@@ -28,8 +28,11 @@ type decisionInput struct {
 	Offer    Offer
 	// Load is how busy the provider is, 0 to 1: busier ones bid later.
 	Load float64
-	// CanRun is Backend.CanRun's answer.
-	CanRun error
+	// CanRun is Backend.CanRun's answer, when Checked. It may ask a
+	// container engine, so it is asked only when nothing cheaper declines
+	// (decision.CheckCanRun).
+	CanRun  error
+	Checked bool
 	// Waited: the bid's delay has passed and Offer was read again after
 	// it; decide once more, with no second delay.
 	Waited bool
@@ -43,6 +46,8 @@ type decision struct {
 	// Record: the decline is kept for Declined, for a user who wants to
 	// know why a provider that accepts such jobs did not take this one.
 	Record bool
+	// CheckCanRun: ask Backend.CanRun, and decide again with its answer.
+	CheckCanRun bool
 	// Delay is how long to wait before bidding; then decide again with
 	// the offer as it is then.
 	Delay time.Duration
@@ -65,6 +70,9 @@ func decide(req *BidRequest, in decisionInput) decision {
 	// placing the bid can tell.
 	if !req.Requirements.Fits(in.Offer.Available) && in.Standing != Known {
 		return decline("requirements %s do not fit available %s", req.Requirements, in.Offer.Available)
+	}
+	if !in.Checked {
+		return decision{CheckCanRun: true}
 	}
 	if in.CanRun != nil {
 		return decision{Decline: in.CanRun.Error(), Record: true}

@@ -35,7 +35,7 @@ func TestDecide(t *testing.T) {
 		return r
 	}
 	in := func(edit func(*decisionInput)) decisionInput {
-		i := decisionInput{Now: now, Standing: Newcomer, Offer: offer, Waited: true, Config: cfg}
+		i := decisionInput{Now: now, Standing: Newcomer, Offer: offer, Checked: true, Waited: true, Config: cfg}
 		if edit != nil {
 			edit(&i)
 		}
@@ -86,6 +86,16 @@ func TestDecide(t *testing.T) {
 		d = decide(req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Standing = Known }))
 		if d.Offered.CPU.MilliCores != 3000 {
 			t.Errorf("offered a known requester %d millicores, want the 3000 it asked", d.Offered.CPU.MilliCores)
+		}
+	})
+
+	t.Run("CanRun is asked last", func(t *testing.T) {
+		// Only once nothing cheaper declines: it may ask a container engine.
+		if d := decide(req(nil), in(func(i *decisionInput) { i.Checked = false })); !d.CheckCanRun || d.Decline != "" {
+			t.Errorf("unchecked: %+v, want CheckCanRun", d)
+		}
+		if d := decide(req(nil), in(func(i *decisionInput) { i.Checked, i.Standing = false, Lapsing })); d.CheckCanRun || d.Decline == "" {
+			t.Errorf("a lapsing requester, unchecked: %+v, want a decline without asking", d)
 		}
 	})
 

@@ -67,7 +67,7 @@ type ProviderConfig struct {
 	RequesterShare       float64
 	// NewcomerShare bounds what all the requesters that have not run a job
 	// here hold together (1: all of it). Their holds give way to known
-	// requesters anyway (see standing.go); a share below 1 also keeps that
+	// requesters anyway (see book.go); a share below 1 also keeps that
 	// part free for known requesters' largest jobs, at the cost of jobs
 	// from newcomers bigger than the share.
 	NewcomerShare float64
@@ -261,9 +261,13 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	in := decisionInput{
 		Now: p.now(), Distance: distance, Standing: p.book.standing(req.Requester, p.now()),
-		Offer: p.backend.Offer(), Load: p.backend.Load(), CanRun: p.backend.CanRun(p.ctx, req), Config: p.cfg,
+		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg,
 	}
 	d := decide(req, in)
+	if d.CheckCanRun {
+		in.CanRun, in.Checked = p.backend.CanRun(p.ctx, req), true
+		d = decide(req, in)
+	}
 	if d.Delay > 0 {
 		t := time.NewTimer(d.Delay)
 		select {
