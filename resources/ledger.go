@@ -80,7 +80,8 @@ type Snapshot struct {
 // holds and locks never exceeds the registered capability. One mutex owns all
 // of the state, and a change is written to the datastore (in one batch where
 // it touches several keys) before memory is changed, so memory never claims
-// what disk does not.
+// what disk does not. The ledger calls nothing outside itself under its lock,
+// so a holder may call it under its own (the provider's bid book does).
 type Ledger struct {
 	mu      sync.Mutex
 	ds      datastore.Batching
