@@ -14,10 +14,10 @@ import (
 	"github.com/dms-project/dms/resources"
 )
 
-// startAllocation turns the job's hold into a lock, written in one batch
+// startAllocation turns the job's hold (holdID) into a lock, written in one batch
 // with the allocation record, and starts the allocation: its files are
 // fetched and laid out first (staging), then it runs.
-func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
+func (n *Node) startAllocation(holdID string, inv *orchestrator.Invocation) (string, error) {
 	ex, err := n.executorFor(inv.Job.Executor)
 	if err != nil {
 		return "", err
@@ -31,7 +31,7 @@ func (n *Node) startAllocation(inv *orchestrator.Invocation) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := n.ledger.Promote(orchestrator.HoldID(inv.Bid.Requester, inv.Bid.JobID), id, meta); err != nil {
+	if err := n.ledger.Promote(holdID, id, meta); err != nil {
 		return "", fmt.Errorf("lock capability: %w", err)
 	}
 	n.mu.Lock()

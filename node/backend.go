@@ -10,7 +10,6 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/orchestrator"
-	"github.com/dms-project/dms/resources"
 )
 
 // backend is the node as the bidding protocol's provider side sees it. It
@@ -23,7 +22,7 @@ var _ orchestrator.Backend = backend{}
 func (b backend) Onboarded() bool                       { return b.n.Onboarded() }
 func (b backend) Preferences() orchestrator.Preferences { return b.n.Preferences() }
 
-func (b backend) Offer() (capability.Capability, capability.PriceInformation, float64) {
+func (b backend) Offer() orchestrator.Offer {
 	n := b.n
 	reg := n.ledger.Registered()
 	score := reg.CPU.Score
@@ -32,7 +31,7 @@ func (b backend) Offer() (capability.Capability, capability.PriceInformation, fl
 	}
 	avail := n.ledger.Available()
 	avail.CPU.Arch, avail.CPU.Model, avail.CPU.ClockMHz = n.machine.CPU.Arch, n.machine.CPU.Model, n.machine.CPU.ClockMHz
-	return avail, reg.Price, score
+	return orchestrator.Offer{Registered: reg, Available: avail, Price: reg.Price, Score: score}
 }
 
 // Load is the share of the offer that is held or locked, in its tightest
@@ -74,65 +73,21 @@ func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error
 	return nil
 }
 
-func (b backend) Hold(pb *orchestrator.PlacedBid, admit func(capability.Capability, []*orchestrator.PlacedBid) ([]*orchestrator.PlacedBid, error)) ([]*orchestrator.PlacedBid, error) {
+// Reserve holds a bid's requirements in the ledger; an offboarding node
+// takes no more.
+func (b backend) Reserve(holdID string, c capability.Capability, expires time.Time, displaceable []string) ([]string, error) {
 	if b.n.offboarding.Load() {
 		return nil, errors.New("the provider is offboarding")
 	}
-	id := orchestrator.HoldID(pb.Request.Requester, pb.Bid.JobID)
-	dropped, err := b.n.ledger.HoldIf(id, pb.Request.Requirements, pb.Bid.HoldExpires, pb, func(registered capability.Capability, holds []resources.Hold) ([]string, error) {
-		open := make([]*orchestrator.PlacedBid, 0, len(holds))
-		for _, h := range holds {
-			if other, ok := h.Attached.(*orchestrator.PlacedBid); ok {
-				open = append(open, other)
-			}
-		}
-		preemptible, err := admit(registered, open)
-		ids := make([]string, len(preemptible))
-		for i, o := range preemptible {
-			ids[i] = orchestrator.HoldID(o.Request.Requester, o.Bid.JobID)
-		}
-		return ids, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	displaced := make([]*orchestrator.PlacedBid, 0, len(dropped))
-	for _, h := range dropped {
-		if o, ok := h.Attached.(*orchestrator.PlacedBid); ok {
-			displaced = append(displaced, o)
-		}
-	}
-	return displaced, nil
+	return b.n.ledger.Reserve(holdID, c, expires, displaceable)
 }
 
-func (b backend) HasHold(requester peer.ID, jobID string) bool {
-	return b.n.ledger.HasHold(orchestrator.HoldID(requester, jobID))
-}
-
-func (b backend) ClaimHold(requester peer.ID, jobID string, check func(*orchestrator.PlacedBid) error) (*orchestrator.PlacedBid, error) {
-	got, err := b.n.ledger.ClaimHold(orchestrator.HoldID(requester, jobID), func(attached any) error {
-		pb, ok := attached.(*orchestrator.PlacedBid)
-		if !ok {
-			return fmt.Errorf("job %s: %w (held for something else)", jobID, orchestrator.ErrNoHold)
-		}
-		return check(pb)
-	})
-	if errors.Is(err, resources.ErrUnknownHold) {
-		return nil, fmt.Errorf("job %s: %w", jobID, orchestrator.ErrNoHold)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return got.(*orchestrator.PlacedBid), nil
-}
-
-func (b backend) ReleaseHold(requester peer.ID, jobID string) bool {
-	return b.n.ledger.ReleaseHold(orchestrator.HoldID(requester, jobID))
-}
+func (b backend) Release(holdID string) bool { return b.n.ledger.Release(holdID) }
+func (b backend) Pin(holdID string) error    { return b.n.ledger.Pin(holdID) }
 
 // Accept turns the job's hold into a lock and starts the allocation.
-func (b backend) Accept(inv *orchestrator.Invocation) (string, error) {
-	return b.n.startAllocation(inv)
+func (b backend) Accept(holdID string, inv *orchestrator.Invocation) (string, error) {
+	return b.n.startAllocation(holdID, inv)
 }
 
 // Watch lets only the allocation's requester follow it.

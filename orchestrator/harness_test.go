@@ -43,86 +43,53 @@ func newFakeBackend(cpu uint64) *fakeBackend {
 
 func (f *fakeBackend) Onboarded() bool          { f.mu.Lock(); defer f.mu.Unlock(); return f.onboarded }
 func (f *fakeBackend) Preferences() Preferences { return DefaultPreferences() }
-func (f *fakeBackend) Offer() (capability.Capability, capability.PriceInformation, float64) {
+func (f *fakeBackend) Offer() Offer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.avail, f.price, f.score
-}
-
-// fakeHold is a hold with the bid it was placed for, as the real ledger
-// keeps it.
-type fakeHold struct {
-	c       capability.Capability
-	bid     *PlacedBid
-	claimed bool
-}
-
-// Hold places no hold in the way of another: the fake never displaces.
-func (f *fakeBackend) Hold(b *PlacedBid, admit func(capability.Capability, []*PlacedBid) ([]*PlacedBid, error)) ([]*PlacedBid, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id := HoldID(b.Request.Requester, b.Bid.JobID)
-	if _, dup := f.holds[id]; dup {
-		return nil, errors.New("already held") // as the real ledger refuses a duplicate id
-	}
-	var open []*PlacedBid
-	for _, h := range f.holds {
-		open = append(open, h.bid)
-	}
 	registered := f.avail
 	for _, h := range f.holds {
 		registered, _ = registered.Add(h.c)
 	}
-	if _, err := admit(registered, open); err != nil {
-		return nil, err
+	return Offer{Registered: registered, Available: f.avail, Price: f.price, Score: f.score}
+}
+
+// fakeHold is a hold as the real ledger keeps it.
+type fakeHold struct {
+	c       capability.Capability
+	expires time.Time
+	pinned  bool
+}
+
+// Reserve places no hold in the way of another: the fake never displaces.
+func (f *fakeBackend) Reserve(id string, c capability.Capability, expires time.Time, _ []string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, dup := f.holds[id]; dup {
+		return nil, errors.New("already held") // as the real ledger refuses a duplicate id
 	}
-	left, err := f.avail.Subtract(b.Request.Requirements)
+	left, err := f.avail.Subtract(c)
 	if err != nil {
 		return nil, err
 	}
 	f.avail = left
-	f.holds[id] = &fakeHold{c: b.Request.Requirements, bid: b}
+	f.holds[id] = &fakeHold{c: c, expires: expires}
 	return nil, nil
 }
 
-func (f *fakeBackend) HasHold(requester peer.ID, job string) bool {
+func (f *fakeBackend) Pin(id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.holds[HoldID(requester, job)]
-	return ok
+	h, ok := f.holds[id]
+	if !ok || h.pinned || time.Now().After(h.expires) {
+		return errors.New("no such hold")
+	}
+	h.pinned = true
+	return nil
 }
 
-// placedBids are the open bids for a job, to any requester.
-func (f *fakeBackend) placedBids(job string) []*PlacedBid {
+func (f *fakeBackend) Release(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []*PlacedBid
-	for _, h := range f.holds {
-		if h.bid.Bid.JobID == job {
-			out = append(out, h.bid)
-		}
-	}
-	return out
-}
-
-func (f *fakeBackend) ClaimHold(requester peer.ID, job string, check func(*PlacedBid) error) (*PlacedBid, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	h, ok := f.holds[HoldID(requester, job)]
-	if !ok || h.claimed || time.Now().After(h.bid.Bid.HoldExpires) {
-		return nil, ErrNoHold
-	}
-	if err := check(h.bid); err != nil {
-		return nil, err
-	}
-	h.claimed = true
-	return h.bid, nil
-}
-
-func (f *fakeBackend) ReleaseHold(requester peer.ID, job string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	id := HoldID(requester, job)
 	h, ok := f.holds[id]
 	if ok {
 		f.avail, _ = f.avail.Add(h.c)
@@ -131,14 +98,14 @@ func (f *fakeBackend) ReleaseHold(requester peer.ID, job string) bool {
 	return ok
 }
 
-func (f *fakeBackend) Accept(inv *Invocation) (string, error) {
+func (f *fakeBackend) Accept(holdID string, inv *Invocation) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.refuse {
 		return "", errors.New("refusing on purpose")
 	}
 	id := "alloc-" + inv.Job.ID
-	delete(f.holds, HoldID(inv.Bid.Requester, inv.Job.ID)) // the hold becomes the allocation's lock
+	delete(f.holds, holdID) // the hold becomes the allocation's lock
 	f.accepted = append(f.accepted, inv.Job.ID)
 	ch := make(chan Event, 4)
 	ch <- Event{Kind: EventState, State: StateRunning, Time: time.Now()}

@@ -130,7 +130,7 @@ func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
 	var bid SignedBid
 	waitFor(t, "provider bid", func() bool {
 		// The envelope, as a thief that saw it on its way would have it.
-		b := nodes[2].backend.placedBids(sub.Job.ID)
+		b := nodes[2].svc.provider.book.open(sub.Job.ID)
 		if len(b) == 1 {
 			bid = *b[0].Bid
 		}
@@ -167,8 +167,7 @@ func TestBidWithBadSignatureIsRejected(t *testing.T) {
 func TestOfferTooSmallSendsNoBid(t *testing.T) {
 	b := newFakeBackend(100)
 	req := &BidRequest{Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}}}
-	avail, _, _ := b.Offer()
-	if req.Requirements.Fits(avail) {
+	if req.Requirements.Fits(b.Offer().Available) {
 		t.Fatal("setup: requirement should not fit")
 	}
 }

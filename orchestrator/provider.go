@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,70 +15,41 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/p2p"
 )
 
-// Backend is what the provider side needs from the node: its offer, its
-// ledger and its allocations. The node implements it.
+// Backend is what the provider side needs from the node: its offer, the
+// capacity that bids hold (Capacity) and its allocations. The node
+// implements it. The provider's book owns the bids; the backend knows holds
+// by id only.
 type Backend interface {
 	// Onboarded reports whether the node offers anything; when it does not,
 	// bid requests are ignored.
 	Onboarded() bool
 	Preferences() Preferences
-	// Offer is what the node could give a job right now: its available
-	// capability, its prices and its benchmark score.
-	Offer() (available capability.Capability, price capability.PriceInformation, score float64)
+	// Offer is what the node could give a job right now.
+	Offer() Offer
 	// CanRun says why the node cannot run what req asks for, beyond its
 	// capacity and preferences: a container image it does not have, an
 	// engine that does not answer. nil: it can.
 	CanRun(ctx context.Context, req *BidRequest) error
-	// Hold reserves the bid request's requirements for the requester's job
-	// (under HoldID) until the bid's HoldExpires, or fails if they do not
-	// fit or admit refuses. admit runs under the ledger's lock, with the
-	// registered capability and the bids of every other open hold, so that
-	// its count of what each requester holds cannot race with another
-	// hold. The bid rides on the hold: the ledger is the one place holds
-	// live, so a bid vanishes with its hold (expired, released, or dropped
-	// by a smaller offer).
-	// admit may also name open bids the new hold may displace, in the
-	// order to drop them: when the new one does not fit, the fewest of
-	// those (not yet claimed) that make room are dropped and returned.
-	Hold(b *PlacedBid, admit func(registered capability.Capability, open []*PlacedBid) (preemptible []*PlacedBid, err error)) (displaced []*PlacedBid, err error)
-	// HasHold reports whether a hold, and so a bid, stands for the
-	// requester's job.
-	HasHold(requester peer.ID, jobID string) bool
-	// ClaimHold hands the bid held for the requester's job to one caller,
-	// once: it fails wrapping ErrNoHold when there is none (never placed,
-	// expired, released, claimed already), and with check's error when
-	// check refuses it. A claimed hold is then accepted or released.
-	ClaimHold(requester peer.ID, jobID string, check func(*PlacedBid) error) (*PlacedBid, error)
-	// ReleaseHold gives a hold back; it reports whether there was one.
-	ReleaseHold(requester peer.ID, jobID string) bool
 	// Load is how busy the node is, 0 (idle) to 1 (all locked): less loaded
 	// providers bid sooner.
 	Load() float64
-	// Accept makes the job's hold a lock and starts the allocation. The
-	// invocation has been checked: the bid is ours, unexpired, and the
-	// invoker is the requester that received it. An allocation that nobody
-	// watches for AbandonGrace is stopped: its requester is gone.
-	Accept(inv *Invocation) (allocationID string, err error)
+	// Capacity holds the bids' requirements, by HoldID.
+	Capacity
+	// Accept makes the pinned hold holdID a lock and starts the
+	// allocation. The invocation has been checked: the bid is ours,
+	// unexpired, and the invoker is the requester that received it. An
+	// allocation that nobody watches for AbandonGrace is stopped: its
+	// requester is gone.
+	Accept(holdID string, inv *Invocation) (allocationID string, err error)
 	// Watch streams an allocation's events from the first; the channel is
 	// closed after the result. Only the allocation's requester may watch.
 	// The allocation counts as followed for as long as ctx lives.
 	Watch(ctx context.Context, allocationID string, requester peer.ID) (<-chan Event, error)
 	// Cancel stops an allocation on behalf of its requester.
 	Cancel(allocationID string, requester peer.ID) error
-}
-
-// PlacedBid is a bid this provider sent and the request it answers, kept on
-// the bid's hold until the hold is claimed, released or expires.
-type PlacedBid struct {
-	Bid     *SignedBid
-	Request *BidRequest
-	// Newcomer: the requester had run no job here when the bid was placed,
-	// so the hold counts against the newcomers' share.
-	Newcomer bool
 }
 
 // ProviderConfig tunes the provider side.
@@ -97,7 +67,7 @@ type ProviderConfig struct {
 	RequesterShare       float64
 	// NewcomerShare bounds what all the requesters that have not run a job
 	// here hold together (1: all of it). Their holds give way to known
-	// requesters anyway (see standing.go); a share below 1 also keeps that
+	// requesters anyway (see book.go); a share below 1 also keeps that
 	// part free for known requesters' largest jobs, at the cost of jobs
 	// from newcomers bigger than the share.
 	NewcomerShare float64
@@ -172,16 +142,7 @@ type Provider struct {
 	bidsSent     atomic.Int64
 	requestsSeen atomic.Int64
 
-	// The bids that may still be invoked live on their holds (Backend.Hold).
-	// placed is only history: every bid sent, invoked or not, for
-	// RegisteredBids, and why this node did not bid for a job it could have
-	// (declined); the oldest are forgotten past maxPlaced.
-	mu          sync.Mutex
-	placed      map[string][]Bid // by job ID: one per requester that asked
-	declined    map[string]string
-	placedOrder []string
-
-	book *book // requesters' standing
+	book *book // open bids, requesters' standing, history
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -197,8 +158,7 @@ func NewProvider(host Network, key crypto.PrivKey, backend Backend, cfg Provider
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
 		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
-		now: time.Now, placed: map[string][]Bid{}, declined: map[string]string{}, ctx: ctx, cancel: cancel,
-		book: newBook(cfg.LapseAllowance, cfg.StandingMemory),
+		now: time.Now, ctx: ctx, cancel: cancel, book: newBook(cfg, backend),
 	}
 	if err := cfg.Validate(); err != nil {
 		cancel()
@@ -228,11 +188,7 @@ func (p *Provider) RequestsSeen() int64 { return p.requestsSeen.Load() }
 func (p *Provider) BidsSent() int64 { return p.bidsSent.Load() }
 
 // RegisteredBids returns the bids this node placed for a job.
-func (p *Provider) RegisteredBids(jobID string) []Bid {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.placed[jobID])
-}
+func (p *Provider) RegisteredBids(jobID string) []Bid { return p.book.registeredBids(jobID) }
 
 // Standing says how this provider sees a requester now.
 func (p *Provider) Standing(requester peer.ID) Standing {
@@ -241,35 +197,7 @@ func (p *Provider) Standing(requester peer.ID) Standing {
 
 // Declined says why this node did not bid for a job it heard of and
 // could have taken by its preferences ("" when it bid or never heard).
-func (p *Provider) Declined(jobID string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.declined[jobID]
-}
-
-// decline remembers why a job was not bid for.
-func (p *Provider) decline(jobID, why string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, ok := p.declined[jobID]; !ok {
-		if _, placed := p.placed[jobID]; !placed {
-			p.placedOrder = append(p.placedOrder, jobID)
-		}
-	}
-	p.declined[jobID] = why
-	p.trimLocked()
-}
-
-func (p *Provider) trimLocked() {
-	for len(p.placedOrder) > maxPlaced {
-		delete(p.placed, p.placedOrder[0])
-		delete(p.declined, p.placedOrder[0])
-		p.placedOrder = p.placedOrder[1:]
-	}
-}
-
-// maxPlaced bounds the bid history kept for RegisteredBids.
-const maxPlaced = 1024
+func (p *Provider) Declined(jobID string) string { return p.book.declinedWhy(jobID) }
 
 // HandleBidRequest decides whether to bid on a validated request and, if so,
 // holds the capability and sends the bid. It returns at once; the bid goes
@@ -289,7 +217,7 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 			// A user who sent a container or native job wants to know why
 			// this provider did not take it; wasm jobs are the common case
 			// and a mesh's worth of "not allowed" would only be noise.
-			p.decline(req.JobID, why)
+			p.book.decline(req.JobID, why)
 		}
 		return
 	}
@@ -325,96 +253,58 @@ func (p *Provider) HandleOwnRequest(req *BidRequest) bool {
 	return true
 }
 
+// bid decides (decide) and then acts: waits the bid's delay, places the
+// bid in the book, which holds its capability, and sends it.
 func (p *Provider) bid(req *BidRequest, distance float64) error {
-	if p.backend.HasHold(req.Requester, req.JobID) {
-		// The requester asked again: wider, in the same attempt, and our
-		// first bid stands; or in a later attempt (its release of our
-		// earlier bid lost or late), and we bid anew.
-		_, err := p.backend.ClaimHold(req.Requester, req.JobID, func(pb *PlacedBid) error {
-			if pb.Request.Attempt >= req.Attempt {
-				return fmt.Errorf("already bid for job %s of %s", req.JobID, req.Requester)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		p.backend.ReleaseHold(req.Requester, req.JobID)
-		p.book.settle(req.Requester, req.JobID, false, p.now())
-	}
-	standing := p.book.standing(req.Requester, p.now())
-	if standing == Lapsing {
-		return fmt.Errorf("requester %s let more holds lapse than it invoked", req.Requester)
-	}
-	available, price, score := p.backend.Offer()
-	// A known requester may find room by displacing newcomers' holds
-	// (admission): only Hold can tell.
-	if !req.Requirements.Fits(available) && standing != Known {
-		return fmt.Errorf("requirements %s do not fit available %s", req.Requirements, available)
-	}
-	if err := p.backend.CanRun(p.ctx, req); err != nil {
-		p.decline(req.JobID, err.Error())
+	if err := p.book.supersede(req, p.now()); err != nil {
 		return err
 	}
-	if delay := BidDelay(distance, req.Spread, p.backend.Load(), p.cfg.MaxBidDelay); delay > 0 {
-		t := time.NewTimer(delay)
+	in := decisionInput{
+		Now: p.now(), Distance: distance, Standing: p.book.standing(req.Requester, p.now()),
+		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg,
+	}
+	d := decide(req, in)
+	if d.CheckCanRun {
+		in.CanRun, in.Checked = p.backend.CanRun(p.ctx, req), true
+		d = decide(req, in)
+	}
+	if d.Delay > 0 {
+		t := time.NewTimer(d.Delay)
 		select {
 		case <-t.C:
 		case <-p.ctx.Done():
 			t.Stop()
 			return p.ctx.Err()
 		}
-		available, price, score = p.backend.Offer() // Hold below re-checks the fit
+		in.Now, in.Offer, in.Waited = p.now(), p.backend.Offer(), true
+		d = decide(req, in)
 	}
-	quote := price.Quote(req.Requirements, req.Duration.Std())
-	if req.MaxPrice != nil && quote > *req.MaxPrice {
-		return fmt.Errorf("quote %v over max price %v", quote, *req.MaxPrice)
+	if d.Decline != "" {
+		if d.Record {
+			p.book.decline(req.JobID, d.Decline)
+		}
+		return errors.New(d.Decline)
 	}
-	// The hold lasts until bidding closes, by the request's deadline or
-	// our HoldWindow, whichever comes first, and a grace after that.
-	now := p.now()
-	expires := req.Deadline
-	if w := now.Add(p.cfg.HoldWindow); w.Before(expires) {
-		expires = w
-	}
-	expires = expires.Add(p.cfg.HoldGrace)
-	offered := available
-	if standing == Known {
-		// What displacing newcomers would free, at least what is asked.
-		offered.CPU.MilliCores = max(offered.CPU.MilliCores, req.Requirements.CPU.MilliCores)
-		offered.Memory = max(offered.Memory, req.Requirements.Memory)
-		offered.Disk = max(offered.Disk, req.Requirements.Disk)
-	}
-	offered.Price = price
-	offered.CPU.Score = score
 	b := &Bid{
 		JobID: req.JobID, Nonce: req.Nonce, Provider: p.host.ID(), Requester: req.Requester,
-		Price: quote, Currency: price.Currency, Offered: offered, Score: score, HoldExpires: expires,
+		Price: d.Quote, Currency: in.Offer.Price.Currency, Offered: d.Offered, Score: in.Offer.Score, HoldExpires: d.Expires,
 	}
-	// Gossip-borne fields such as listen addresses would bloat every bid.
-	b.Offered.Connectivity = capability.Connectivity{}
 	sb, err := SealBid(b, p.key)
 	if err != nil {
 		return err
 	}
-	newcomer := standing == Newcomer
-	displaced, err := p.backend.Hold(&PlacedBid{Bid: sb, Request: req, Newcomer: newcomer}, p.admission(req, newcomer))
+	displaced, err := p.book.place(&placedBid{Bid: sb, Request: req, Newcomer: in.Standing == Newcomer}, in.Offer.Registered, in.Now)
 	if err != nil {
-		return fmt.Errorf("hold: %w", err)
+		return err
 	}
-	for _, d := range displaced {
-		// Not the newcomer's doing: its bid is void, not lapsed.
-		p.book.settle(d.Request.Requester, d.Request.JobID, false, now)
-		p.log.Debug("newcomer's hold displaced by a known requester", "job", d.Request.JobID, "newcomer", d.Request.Requester, "by", req.Requester)
+	for _, o := range displaced {
+		p.log.Debug("newcomer's hold displaced by a known requester", "job", o.Request.JobID, "newcomer", o.Request.Requester, "by", req.Requester)
 	}
-	p.book.placed(req.Requester, req.JobID, expires, now)
-	p.remember(b)
-	ctx, cancel := context.WithDeadline(p.ctx, minTime(req.Deadline, expires))
+	ctx, cancel := context.WithDeadline(p.ctx, minTime(req.Deadline, d.Expires))
 	defer cancel()
 	p.bidsSent.Add(1)
 	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, sb.Envelope, MaxReplySize); err != nil {
-		p.backend.ReleaseHold(req.Requester, req.JobID)
-		p.book.settle(req.Requester, req.JobID, false, p.now())
+		p.book.release(req.Requester, req.JobID, p.now())
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
 	}
 	return nil
@@ -427,30 +317,6 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// remember keeps a sent bid for RegisteredBids.
-func (p *Provider) remember(b *Bid) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_, placed := p.placed[b.JobID]
-	_, declined := p.declined[b.JobID]
-	if !placed && !declined {
-		p.placedOrder = append(p.placedOrder, b.JobID)
-	}
-	delete(p.declined, b.JobID)
-	p.placed[b.JobID] = append(p.placed[b.JobID], *b)
-	p.trimLocked()
-}
-
-// fromRequester refuses a bid claimed by anyone but its requester.
-func fromRequester(from peer.ID) func(*PlacedBid) error {
-	return func(pb *PlacedBid) error {
-		if pb.Bid.Bid.Requester != from {
-			return fmt.Errorf("job %s was bid to %s, not to %s", pb.Bid.Bid.JobID, pb.Bid.Bid.Requester, from)
-		}
-		return nil
-	}
-}
-
 // handleInvoke accepts an invocation only from the requester that received
 // the bid, for an unexpired bid of this node.
 func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) ([]byte, error) {
@@ -459,14 +325,9 @@ func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) 
 		return nil, err
 	}
 	if msg.ReleaseJob != "" {
-		// Only the requester's own hold can be released: holds are keyed
-		// by requester and job.
-		_, err := p.backend.ClaimHold(from, msg.ReleaseJob, fromRequester(from))
-		if err == nil {
-			p.backend.ReleaseHold(from, msg.ReleaseJob)
-			p.book.settle(from, msg.ReleaseJob, false, p.now())
-		}
-		return Encode(&InvokeReply{Accepted: err == nil})
+		// Only the requester's own bid can be released: bids are keyed by
+		// requester and job.
+		return Encode(&InvokeReply{Accepted: p.book.withdraw(from, msg.ReleaseJob, p.now())})
 	}
 	reply := p.invoke(from, msg.Invocation)
 	return Encode(reply)
@@ -480,12 +341,9 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		return &InvokeReply{Reason: reason}
 	}
 	// Claimed once, so that a second invocation of the same bid is refused.
-	placed, err := p.backend.ClaimHold(from, bid.JobID, fromRequester(from))
-	if errors.Is(err, ErrNoHold) {
-		return refuse("no open bid of this node for job %s to %s (never placed, expired, already invoked, or bid to another requester)", bid.JobID, from)
-	}
+	placed, err := p.book.claim(from, bid.JobID, p.now())
 	if err != nil {
-		return refuse("%v", err)
+		return refuse("no open bid of this node for job %s to %s (never placed, expired, already invoked, or bid to another requester)", bid.JobID, from)
 	}
 	mine, req := placed.Bid, placed.Request
 	// From here the hold is claimed: every refusal frees it.
@@ -503,17 +361,15 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", bid.JobID, inv.Job.Inputs.Size, req.InputSize)
 	}
 	if why != "" {
-		p.backend.ReleaseHold(from, bid.JobID)
-		p.book.settle(from, bid.JobID, false, p.now())
+		p.book.release(from, bid.JobID, p.now())
 		return refuse("%s", why)
 	}
-	id, err := p.backend.Accept(inv)
+	id, err := p.backend.Accept(HoldID(from, bid.JobID), inv)
 	if err != nil {
-		p.backend.ReleaseHold(from, bid.JobID)
-		p.book.settle(from, bid.JobID, false, p.now())
+		p.book.release(from, bid.JobID, p.now())
 		return refuse("job %s: %v", bid.JobID, err)
 	}
-	p.book.settle(from, bid.JobID, true, p.now())
+	p.book.invoked(from, bid.JobID, p.now())
 	p.log.Info("invocation accepted", "job", bid.JobID, "allocation", id, "requester", from)
 	return &InvokeReply{Accepted: true, AllocationID: id}
 }

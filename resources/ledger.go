@@ -35,20 +35,16 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$`)
 
 // Hold is a short claim on capability, placed when a node bids, dropped when it
 // expires or is released, or promoted to a Lock when the bid wins. Holds live
-// in memory only: a bid does not outlive the process that made it.
-//
-// The ledger is the one place a hold lives: what it was placed for (a bid)
-// rides on it as Attached, so a hold and its bid expire and vanish together.
+// in memory only: a bid does not outlive the process that made it. What a
+// hold was placed for is its holder's business: the ledger knows only ids.
 type Hold struct {
 	ID         string                `json:"id"`
 	Capability capability.Capability `json:"capability"`
 	Since      time.Time             `json:"since"`
 	Expires    time.Time             `json:"expires"`
-	// Claimed is set once ClaimHold handed the hold to its invoker: it can
-	// then only be promoted or released, never claimed again.
-	Claimed bool `json:"claimed,omitempty"`
-	// Attached is the holder's, opaque to the ledger.
-	Attached any `json:"-"`
+	// Pinned is set by Pin once the hold is handed to its invoker: it is
+	// then never displaced, and only promoted or released.
+	Pinned bool `json:"claimed,omitempty"`
 }
 
 // Lock is a firm claim by an allocation. It is persisted in the same batch as
@@ -84,7 +80,8 @@ type Snapshot struct {
 // holds and locks never exceeds the registered capability. One mutex owns all
 // of the state, and a change is written to the datastore (in one batch where
 // it touches several keys) before memory is changed, so memory never claims
-// what disk does not.
+// what disk does not. The ledger calls nothing outside itself under its lock,
+// so a holder may call it under its own (the provider's bid book does).
 type Ledger struct {
 	mu      sync.Mutex
 	ds      datastore.Batching
@@ -204,30 +201,16 @@ func (l *Ledger) Registered() capability.Capability {
 	return cloneCap(l.registered)
 }
 
-// Hold places a short claim on c until expires. It is refused, wrapping
-// capability.ErrInsufficient and naming the dimension, when c does not fit in
-// what is available. GPU requirements are resolved to concrete GPUs, which
-// the stored hold names.
-func (l *Ledger) Hold(id string, c capability.Capability, expires time.Time) error {
-	return l.HoldWith(id, c, expires, nil)
-}
-
-// HoldWith is Hold with something of the holder's attached (a bid), which
-// ClaimHold hands back.
-func (l *Ledger) HoldWith(id string, c capability.Capability, expires time.Time, attached any) error {
-	_, err := l.HoldIf(id, c, expires, attached, nil)
-	return err
-}
-
-// HoldIf is HoldWith that first asks admit, under the ledger's lock, with
-// the registered capability and the unexpired holds: the holder's own
-// quotas (how much one requester may hold) are then checked against the
-// same state the hold is placed in, however many holds race. admit may
-// name holds that this one may displace, in the order to drop them: when
-// c does not fit, the fewest of those (unclaimed ones only) that make it
-// fit are dropped, and returned; when even all of them would not, nothing
-// changes.
-func (l *Ledger) HoldIf(id string, c capability.Capability, expires time.Time, attached any, admit func(registered capability.Capability, holds []Hold) (preemptible []string, err error)) ([]Hold, error) {
+// Reserve places a hold of id on c until expires. It is refused, wrapping
+// capability.ErrInsufficient and naming the dimension, when c does not fit
+// in what is available. GPU requirements are resolved to concrete GPUs,
+// which the stored hold names.
+//
+// displaceable names holds that this one may displace, in the order to drop
+// them (the holder's policy: the ledger has none). When c does not fit, the
+// fewest of those (unpinned ones only) that make it fit are dropped and
+// their ids returned; when even all of them would not, nothing changes.
+func (l *Ledger) Reserve(id string, c capability.Capability, expires time.Time, displaceable []string) (displaced []string, err error) {
 	if !idPattern.MatchString(id) {
 		return nil, fmt.Errorf("hold %q: %w: want 1-200 letters, digits, '.', '_', ':' or '-'", id, ErrInvalidID)
 	}
@@ -247,21 +230,14 @@ func (l *Ledger) HoldIf(id string, c capability.Capability, expires time.Time, a
 	if _, ok := l.holds[id]; ok {
 		return nil, fmt.Errorf("hold %s: %w", id, ErrDuplicateID)
 	}
-	var preemptible []string
-	if admit != nil {
-		var err error
-		if preemptible, err = admit(cloneCap(l.registered), l.sortedHolds()); err != nil {
-			return nil, fmt.Errorf("hold %s: %w", id, err)
-		}
-	}
 	resolved, err := resolve(c, l.availableLocked())
 	var dropped []Hold
-	for _, pid := range preemptible {
+	for _, pid := range displaceable {
 		if err == nil {
 			break
 		}
 		h, ok := l.holds[pid]
-		if !ok || h.Claimed || pid == id {
+		if !ok || h.Pinned {
 			continue
 		}
 		delete(l.holds, pid)
@@ -275,32 +251,27 @@ func (l *Ledger) HoldIf(id string, c capability.Capability, expires time.Time, a
 		return nil, fmt.Errorf("hold %s: %w", id, err)
 	}
 	for _, h := range dropped {
+		displaced = append(displaced, h.ID)
 		l.log.Debug("hold displaced", "hold", h.ID, "by", id)
 	}
-	l.holds[id] = Hold{ID: id, Capability: resolved, Since: now, Expires: expires, Attached: attached}
-	return dropped, nil
+	l.holds[id] = Hold{ID: id, Capability: resolved, Since: now, Expires: expires}
+	return displaced, nil
 }
 
-// ClaimHold hands an unexpired, unclaimed hold to one caller: check sees
-// what was attached and may refuse (a stranger invoking a bid); once it
-// passes, the hold is claimed, so a second claim fails with ErrUnknownHold
-// and only Promote or ReleaseHold remain.
-func (l *Ledger) ClaimHold(id string, check func(attached any) error) (any, error) {
+// Pin marks an unexpired, unpinned hold as handed to its invoker: it can
+// then not be pinned again (ErrUnknownHold), nor displaced, only promoted
+// or released.
+func (l *Ledger) Pin(id string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.expireLocked()
 	h, ok := l.holds[id]
-	if !ok || h.Claimed {
-		return nil, fmt.Errorf("claim hold %s: %w", id, ErrUnknownHold)
+	if !ok || h.Pinned {
+		return fmt.Errorf("pin hold %s: %w", id, ErrUnknownHold)
 	}
-	if check != nil {
-		if err := check(h.Attached); err != nil {
-			return nil, err
-		}
-	}
-	h.Claimed = true
+	h.Pinned = true
 	l.holds[id] = h
-	return h.Attached, nil
+	return nil
 }
 
 // HasHold reports whether an unexpired hold of that ID exists.
@@ -312,8 +283,8 @@ func (l *Ledger) HasHold(id string) bool {
 	return ok
 }
 
-// ReleaseHold drops a hold; it reports whether there was one.
-func (l *Ledger) ReleaseHold(id string) bool {
+// Release drops a hold; it reports whether there was one.
+func (l *Ledger) Release(id string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.expireLocked()

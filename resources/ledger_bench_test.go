@@ -11,7 +11,7 @@ import (
 	"github.com/dms-project/dms/capability"
 )
 
-// The ledger is on every bid's path (Hold), every win's (Promote) and every
+// The ledger is on every bid's path (Reserve), every win's (Promote) and every
 // allocation's end (Unlock). The map datastore isolates the ledger's own
 // cost from the disk's.
 func BenchmarkLedgerHoldPromoteUnlock(b *testing.B) {
@@ -27,7 +27,7 @@ func BenchmarkLedgerHoldPromoteUnlock(b *testing.B) {
 	b.ReportAllocs()
 	for i := range b.N {
 		id := fmt.Sprintf("job-%d", i)
-		if err := l.Hold(id, need, time.Now().Add(time.Minute)); err != nil {
+		if _, err := l.Reserve(id, need, time.Now().Add(time.Minute), nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := l.Promote(id, "alloc-"+id, meta); err != nil {
@@ -51,9 +51,9 @@ func BenchmarkLedgerHoldRelease(b *testing.B) {
 	b.ReportAllocs()
 	for i := range b.N {
 		id := fmt.Sprintf("job-%d", i)
-		if err := l.Hold(id, need, time.Now().Add(time.Minute)); err != nil {
+		if _, err := l.Reserve(id, need, time.Now().Add(time.Minute), nil); err != nil {
 			b.Fatal(err)
 		}
-		l.ReleaseHold(id)
+		l.Release(id)
 	}
 }

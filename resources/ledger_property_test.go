@@ -28,6 +28,7 @@ const (
 	opAdvance
 	opRegister
 	opCeiling
+	opPin
 	opCount
 )
 
@@ -90,7 +91,7 @@ func checkInvariant(s Snapshot) error {
 }
 
 // TestLedgerConcurrentInvariant drives one ledger from many goroutines at
-// once with random holds, promotes, releases, locks, unlocks, re-registrations,
+// once with random holds (some displacing others), pins, promotes, releases, locks, unlocks, re-registrations,
 // ceilings and clock jumps (expiring holds), while a checker takes snapshots.
 func TestLedgerConcurrentInvariant(t *testing.T) {
 	var succeeded, refused [opCount]atomic.Int64
@@ -151,9 +152,12 @@ func TestLedgerConcurrentInvariant(t *testing.T) {
 					var err error
 					switch op.kind {
 					case opHold:
-						err = l.Hold(fmt.Sprint(w, op.id), op.c, clk.Now().Add(op.ttl))
+						// It may displace a hold of its own or of the next worker.
+						_, err = l.Reserve(fmt.Sprint(w, op.id), op.c, clk.Now().Add(op.ttl), []string{fmt.Sprint((w+1)%workers, op.to), fmt.Sprint(w, op.to)})
+					case opPin:
+						err = l.Pin(fmt.Sprint(w, op.id))
 					case opRelease:
-						l.ReleaseHold(fmt.Sprint(w, op.id))
+						l.Release(fmt.Sprint(w, op.id))
 					case opPromote:
 						err = l.Promote(fmt.Sprint(w, op.id), op.to, []byte(op.to))
 					case opLock:
@@ -197,7 +201,7 @@ func TestLedgerConcurrentInvariant(t *testing.T) {
 			}
 		}
 		for _, h := range l.Holds() {
-			l.ReleaseHold(h.ID)
+			l.Release(h.ID)
 		}
 		l.ClearCeiling()
 		if s := l.Snapshot(); !s.Available.Equal(s.Registered) || !s.Held.IsZero() || !s.Locked.IsZero() {
@@ -221,7 +225,7 @@ func TestLedgerManyHoldsAtOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			err := l.Hold(fmt.Sprintf("bid-%d", i), capOf(100, 0, 0), time.Now().Add(time.Minute))
+			_, err := l.Reserve(fmt.Sprintf("bid-%d", i), capOf(100, 0, 0), time.Now().Add(time.Minute), nil)
 			switch {
 			case err == nil:
 				ok.Add(1)

@@ -57,7 +57,7 @@ func TestLedgerHoldPromoteUnlock(t *testing.T) {
 	if err := l.Register(capOf(4000, 8*gib, 100*gib)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("bid-1", capOf(2500, 2*gib, 10*gib), clk.Now().Add(time.Minute)); err != nil {
+	if _, err := l.Reserve("bid-1", capOf(2500, 2*gib, 10*gib), clk.Now().Add(time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := l.Available(); !got.Equal(capOf(1500, 6*gib, 90*gib)) {
@@ -94,13 +94,13 @@ func TestLedgerRefusesWhatDoesNotFit(t *testing.T) {
 	clk := newFakeClock()
 	l := newTestLedger(t, nil, WithClock(clk.Now))
 	exp := clk.Now().Add(time.Minute)
-	if err := l.Hold("h0", capOf(1, 0, 0), exp); !errors.Is(err, capability.ErrInsufficient) {
+	if _, err := l.Reserve("h0", capOf(1, 0, 0), exp, nil); !errors.Is(err, capability.ErrInsufficient) {
 		t.Fatalf("hold before registering: %v, want ErrInsufficient", err)
 	}
 	if err := l.Register(capOf(2000, 4*gib, 10*gib)); err != nil {
 		t.Fatal(err)
 	}
-	err := l.Hold("h1", capOf(2001, gib, gib), exp)
+	_, err := l.Reserve("h1", capOf(2001, gib, gib), exp, nil)
 	if !errors.Is(err, capability.ErrInsufficient) || !strings.Contains(err.Error(), "cpu") {
 		t.Fatalf("hold too much cpu: %v", err)
 	}
@@ -122,10 +122,10 @@ func TestLedgerHoldExpiry(t *testing.T) {
 	if err := l.Register(capOf(1000, gib, gib)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("h1", capOf(1000, gib, gib), clk.Now().Add(30*time.Second)); err != nil {
+	if _, err := l.Reserve("h1", capOf(1000, gib, gib), clk.Now().Add(30*time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("h2", capOf(1, 0, 0), clk.Now().Add(time.Minute)); !errors.Is(err, capability.ErrInsufficient) {
+	if _, err := l.Reserve("h2", capOf(1, 0, 0), clk.Now().Add(time.Minute), nil); !errors.Is(err, capability.ErrInsufficient) {
 		t.Fatalf("hold while all is held: %v", err)
 	}
 	clk.Advance(30 * time.Second) // expiry is exclusive: at Expires the hold is gone
@@ -135,17 +135,17 @@ func TestLedgerHoldExpiry(t *testing.T) {
 	if err := l.Promote("h1", "a1", nil); !errors.Is(err, ErrUnknownHold) {
 		t.Fatalf("promote of an expired hold: %v", err)
 	}
-	if err := l.Hold("h3", capOf(1, 0, 0), clk.Now()); !errors.Is(err, ErrBadExpiry) {
+	if _, err := l.Reserve("h3", capOf(1, 0, 0), clk.Now(), nil); !errors.Is(err, ErrBadExpiry) {
 		t.Fatalf("hold expiring now: %v", err)
 	}
-	if err := l.Hold("h4", capOf(1, 0, 0), clk.Now().Add(2*time.Hour)); !errors.Is(err, ErrBadExpiry) {
+	if _, err := l.Reserve("h4", capOf(1, 0, 0), clk.Now().Add(2*time.Hour), nil); !errors.Is(err, ErrBadExpiry) {
 		t.Fatalf("hold beyond max: %v", err)
 	}
-	if err := l.Hold("h5", capOf(1, 0, 0), clk.Now().Add(time.Second)); err != nil {
+	if _, err := l.Reserve("h5", capOf(1, 0, 0), clk.Now().Add(time.Second), nil); err != nil {
 		t.Fatal(err)
 	}
-	if !l.ReleaseHold("h5") || l.ReleaseHold("h5") {
-		t.Fatal("ReleaseHold should report true once, then false")
+	if !l.Release("h5") || l.Release("h5") {
+		t.Fatal("Release should report true once, then false")
 	}
 }
 
@@ -167,11 +167,11 @@ func TestLedgerRegisterBelowLocked(t *testing.T) {
 	}
 	// Shrinking to exactly what is locked plus an old hold drops the newer hold.
 	exp := clk.Now().Add(time.Minute)
-	if err := l.Hold("old", capOf(1000, 0, 0), exp); err != nil {
+	if _, err := l.Reserve("old", capOf(1000, 0, 0), exp, nil); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Second)
-	if err := l.Hold("new", capOf(1000, 0, 0), exp); err != nil {
+	if _, err := l.Reserve("new", capOf(1000, 0, 0), exp, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Register(capOf(3000, 4*gib, 4*gib)); err != nil {
@@ -192,13 +192,13 @@ func TestLedgerGPUs(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := clk.Now().Add(time.Minute)
-	if err := l.Hold("any", capOf(0, 0, 0, capability.GPU{Vendor: "nvidia"}), exp); err != nil {
+	if _, err := l.Reserve("any", capOf(0, 0, 0, capability.GPU{Vendor: "nvidia"}), exp, nil); err != nil {
 		t.Fatal(err)
 	}
 	if h := l.Holds(); len(h) != 1 || len(h[0].Capability.GPUs) != 1 || h[0].Capability.GPUs[0] != g0 {
 		t.Fatalf("hold should name the concrete gpu it took: %+v", h)
 	}
-	if err := l.Hold("want-0", capOf(0, 0, 0, capability.GPU{UUID: "GPU-0"}), exp); !errors.Is(err, capability.ErrInsufficient) || !strings.Contains(err.Error(), "gpu") {
+	if _, err := l.Reserve("want-0", capOf(0, 0, 0, capability.GPU{UUID: "GPU-0"}), exp, nil); !errors.Is(err, capability.ErrInsufficient) || !strings.Contains(err.Error(), "gpu") {
 		t.Fatalf("hold of a taken gpu: %v", err)
 	}
 	if err := l.Lock("big", capOf(0, 0, 0, capability.GPU{Memory: 40 * gib}), nil); err != nil {
@@ -226,7 +226,7 @@ func TestLedgerCeiling(t *testing.T) {
 	if got := l.Available(); !got.Equal(capOf(500, 7*gib, 4*gib)) {
 		t.Fatalf("available under ceiling = %v", got)
 	}
-	if err := l.Hold("h", capOf(600, 0, 0), clk.Now().Add(time.Minute)); !errors.Is(err, capability.ErrInsufficient) {
+	if _, err := l.Reserve("h", capOf(600, 0, 0), clk.Now().Add(time.Minute), nil); !errors.Is(err, capability.ErrInsufficient) {
 		t.Fatalf("hold over the ceiling: %v", err)
 	}
 	l.SetCeiling(capOf(500, 0, 0)) // below what is locked: nothing more, nothing evicted
@@ -252,7 +252,7 @@ func TestLedgerDeregister(t *testing.T) {
 	if err := l.Lock("a1", capOf(1000, gib, gib), []byte("m1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("h1", capOf(1000, gib, gib), clk.Now().Add(time.Minute)); err != nil {
+	if _, err := l.Reserve("h1", capOf(1000, gib, gib), clk.Now().Add(time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 	affected, err := l.Deregister(false)
@@ -285,17 +285,17 @@ func TestLedgerIDs(t *testing.T) {
 	}
 	exp := clk.Now().Add(time.Minute)
 	for _, bad := range []string{"", "a/b", "../x", " x", strings.Repeat("x", 201), "-x"} {
-		if err := l.Hold(bad, capOf(1, 0, 0), exp); !errors.Is(err, ErrInvalidID) {
+		if _, err := l.Reserve(bad, capOf(1, 0, 0), exp, nil); !errors.Is(err, ErrInvalidID) {
 			t.Errorf("Hold(%q): %v", bad, err)
 		}
 		if err := l.Lock(bad, capOf(1, 0, 0), nil); !errors.Is(err, ErrInvalidID) {
 			t.Errorf("Lock(%q): %v", bad, err)
 		}
 	}
-	if err := l.Hold("QmPeer:bid.1_x-y", capOf(1, 0, 0), exp); err != nil {
+	if _, err := l.Reserve("QmPeer:bid.1_x-y", capOf(1, 0, 0), exp, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("QmPeer:bid.1_x-y", capOf(1, 0, 0), exp); !errors.Is(err, ErrDuplicateID) {
+	if _, err := l.Reserve("QmPeer:bid.1_x-y", capOf(1, 0, 0), exp, nil); !errors.Is(err, ErrDuplicateID) {
 		t.Fatalf("duplicate hold: %v", err)
 	}
 	if err := l.Lock("a", capOf(1, 0, 0), nil); err != nil {
@@ -347,10 +347,10 @@ func TestLedgerBenchmarkAndPreferences(t *testing.T) {
 	}
 }
 
-// HoldIf: admit sees the holds under the lock and may refuse; holds it
-// names may be displaced, the fewest that make room, never a claimed one,
-// and nothing changes when even all of them would not.
-func TestLedgerHoldIfAdmitsAndDisplaces(t *testing.T) {
+// Reserve may displace the holds it is given, the fewest that make room,
+// in the order given, never a pinned one; nothing changes when even all of
+// them would not make room.
+func TestLedgerReserveDisplaces(t *testing.T) {
 	clk := newFakeClock()
 	l := newTestLedger(t, nil, WithClock(clk.Now))
 	if err := l.Register(capOf(1000, gib, gib)); err != nil {
@@ -358,41 +358,43 @@ func TestLedgerHoldIfAdmitsAndDisplaces(t *testing.T) {
 	}
 	exp := clk.Now().Add(time.Minute)
 	for _, id := range []string{"a", "b", "c"} {
-		if err := l.Hold(id, capOf(300, 0, 0), exp); err != nil {
+		if _, err := l.Reserve(id, capOf(300, 0, 0), exp, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.ClaimHold("c", nil); err != nil {
+	if err := l.Pin("c"); err != nil {
 		t.Fatal(err)
 	}
-	refuse := errors.New("over quota")
-	if _, err := l.HoldIf("d", capOf(1, 0, 0), exp, nil, func(_ capability.Capability, holds []Hold) ([]string, error) {
-		if len(holds) != 3 {
-			t.Errorf("admit saw %d holds, want 3", len(holds))
-		}
-		return nil, refuse
-	}); !errors.Is(err, refuse) {
-		t.Fatalf("refused by admit: %v", err)
+	if err := l.Pin("c"); !errors.Is(err, ErrUnknownHold) {
+		t.Fatalf("pinning a pinned hold again: %v, want ErrUnknownHold", err)
 	}
+	if err := l.Pin("nope"); !errors.Is(err, ErrUnknownHold) {
+		t.Fatalf("pinning no hold: %v, want ErrUnknownHold", err)
+	}
+	// A hold that fits displaces nothing, whatever it is given.
+	if dropped, err := l.Reserve("small", capOf(50, 0, 0), exp, []string{"a", "b"}); err != nil || len(dropped) != 0 {
+		t.Fatalf("a hold that fits displaced %v, %v", dropped, err)
+	}
+	l.Release("small")
 	// 100m free; 500m needs two of the three 300m holds gone, and c is
-	// claimed: b then a (the order given), and nothing more.
-	dropped, err := l.HoldIf("d", capOf(500, 0, 0), exp, nil, func(capability.Capability, []Hold) ([]string, error) {
-		return []string{"c", "b", "a"}, nil
-	})
-	if err != nil || len(dropped) != 2 || dropped[0].ID != "b" || dropped[1].ID != "a" {
-		t.Fatalf("displaced %+v, %v; want b then a", dropped, err)
+	// pinned: b then a (the order given), and nothing more.
+	dropped, err := l.Reserve("d", capOf(500, 0, 0), exp, []string{"c", "b", "a"})
+	if err != nil || len(dropped) != 2 || dropped[0] != "b" || dropped[1] != "a" {
+		t.Fatalf("displaced %v, %v; want b then a", dropped, err)
 	}
 	if l.HasHold("a") || l.HasHold("b") || !l.HasHold("c") || !l.HasHold("d") {
 		t.Fatal("holds after displacing: want c and d")
 	}
 	// 200m free, and displacing d would free only 700m of the 1000m asked.
-	if _, err := l.HoldIf("e", capOf(1000, 0, 0), exp, nil, func(capability.Capability, []Hold) ([]string, error) {
-		return []string{"d"}, nil
-	}); !errors.Is(err, capability.ErrInsufficient) {
+	if _, err := l.Reserve("e", capOf(1000, 0, 0), exp, []string{"d"}); !errors.Is(err, capability.ErrInsufficient) {
 		t.Fatalf("a hold that displacing cannot make room for: %v", err)
 	}
 	if !l.HasHold("d") {
 		t.Fatal("a failed displacement dropped a hold")
+	}
+	// A pinned hold is still promoted.
+	if err := l.Promote("c", "alloc-c", nil); err != nil {
+		t.Fatalf("promote a pinned hold: %v", err)
 	}
 	if s := l.Snapshot(); !mustSum(t, s.Held, s.Locked).Fits(s.Registered) {
 		t.Fatalf("held %s + locked %s exceed %s", s.Held, s.Locked, s.Registered)

@@ -40,13 +40,13 @@ func TestDatastoreRestart(t *testing.T) {
 	if err := l.Lock("a1", capOf(500, gib, gib), []byte("record-1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("h1", capOf(500, 0, 0), time.Now().Add(time.Minute)); err != nil {
+	if _, err := l.Reserve("h1", capOf(500, 0, 0), time.Now().Add(time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Promote("h1", "a2", []byte("record-2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Hold("h2", capOf(500, 0, 0), time.Now().Add(time.Minute)); err != nil {
+	if _, err := l.Reserve("h2", capOf(500, 0, 0), time.Now().Add(time.Minute), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Lock("a3", capOf(100, 0, 0), nil); err != nil {

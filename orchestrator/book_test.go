@@ -1,0 +1,318 @@
+package orchestrator
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/resources"
+)
+
+var _ Capacity = (*resources.Ledger)(nil)
+
+// testBook is a book over a real ledger of registered capability, both on
+// one hand-moved clock: no host, no sleeping.
+type testBook struct {
+	*book
+	t      *testing.T
+	ledger *resources.Ledger
+	reg    capability.Capability
+	now    time.Time
+	jobs   int
+}
+
+func newTestBook(t *testing.T, cfg ProviderConfig, reg capability.Capability) *testBook {
+	t.Helper()
+	tb := &testBook{t: t, reg: reg, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	l, err := resources.NewLedger(dssync.MutexWrap(datastore.NewMapDatastore()), resources.WithClock(func() time.Time { return tb.now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	tb.ledger, tb.book = l, newBook(cfg, l)
+	return tb
+}
+
+func cpuCap(m uint64) capability.Capability {
+	return capability.Capability{CPU: capability.CPU{MilliCores: m}}
+}
+
+// bid is a bid for a new job of r, open for ttl.
+func (tb *testBook) bid(r peer.ID, cpu uint64, newcomer bool, ttl time.Duration) *placedBid {
+	tb.jobs++
+	req := &BidRequest{JobID: fmt.Sprintf("job-%05d", tb.jobs), Requester: r, Requirements: cpuCap(cpu)}
+	return &placedBid{Bid: &SignedBid{Bid: Bid{JobID: req.JobID, Requester: r, HoldExpires: tb.now.Add(ttl)}}, Request: req, Newcomer: newcomer}
+}
+
+func (tb *testBook) place(r peer.ID, cpu uint64, newcomer bool) (*placedBid, []*placedBid, error) {
+	pb := tb.bid(r, cpu, newcomer, time.Minute)
+	displaced, err := tb.book.place(pb, tb.reg, tb.now)
+	return pb, displaced, err
+}
+
+func (tb *testBook) mustPlace(r peer.ID, cpu uint64, newcomer bool) *placedBid {
+	tb.t.Helper()
+	pb, _, err := tb.place(r, cpu, newcomer)
+	if err != nil {
+		tb.t.Fatal(err)
+	}
+	return pb
+}
+
+// invoke claims a bid and promotes its hold, as an accepted invocation does.
+func (tb *testBook) invoke(pb *placedBid) {
+	tb.t.Helper()
+	r, job := pb.Request.Requester, pb.Request.JobID
+	if _, err := tb.claim(r, job, tb.now); err != nil {
+		tb.t.Fatal(err)
+	}
+	if err := tb.ledger.Promote(HoldID(r, job), "alloc-"+job, nil); err != nil {
+		tb.t.Fatal(err)
+	}
+	tb.invoked(r, job, tb.now)
+	if err := tb.ledger.Unlock("alloc-" + job); err != nil {
+		tb.t.Fatal(err)
+	}
+}
+
+func TestBookStandingFromInvocationsAndLapses(t *testing.T) {
+	tb := newTestBook(t, DefaultProviderConfig(), cpuCap(10000))
+	_, p := testPeer(t)
+	if s := tb.standing(p, tb.now); s != Newcomer {
+		t.Fatalf("unknown requester: %s, want newcomer", s)
+	}
+	tb.invoke(tb.mustPlace(p, 100, true))
+	if s := tb.standing(p, tb.now); s != Known {
+		t.Fatalf("after an invocation: %s, want known", s)
+	}
+	// Released bids cost nothing; lapsed ones do, past the allowance.
+	released := tb.mustPlace(p, 100, false)
+	if !tb.withdraw(p, released.Request.JobID, tb.now) || tb.ledger.HasHold(HoldID(p, released.Request.JobID)) {
+		t.Fatal("a withdrawn bid kept its hold")
+	}
+	for range 3 {
+		tb.mustPlace(p, 100, false)
+	}
+	if s := tb.standing(p, tb.now); s != Known {
+		t.Fatalf("with bids still open: %s, want known", s)
+	}
+	tb.now = tb.now.Add(2 * time.Minute)
+	if s := tb.standing(p, tb.now); s != Lapsing {
+		t.Fatalf("three lapses against one invocation, allowance 1: %s, want lapsing", s)
+	}
+	if n := len(tb.ledger.Holds()); n != 0 {
+		t.Fatalf("%d holds left after every bid expired", n)
+	}
+	if s := tb.standing(p, tb.now.Add(2*time.Hour)); s != Newcomer {
+		t.Fatalf("after the standing memory: %s, want newcomer (forgotten)", s)
+	}
+}
+
+// The book bounds each requester's bids and, when asked, newcomers'
+// together, from its own bids.
+func TestBookQuotas(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	cfg.NewcomerShare = 0.5
+	_, known := testPeer(t)
+	_, stranger := testPeer(t)
+	_, other := testPeer(t)
+	reg := capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB}
+
+	tb := newTestBook(t, cfg, reg)
+	// One bid of any size, then within the requester's share.
+	whole := tb.mustPlace(known, 1000, false)
+	tb.release(known, whole.Request.JobID, tb.now)
+	tb.mustPlace(known, 400, false)
+	if _, _, err := tb.place(known, 200, false); err == nil || !strings.Contains(err.Error(), "50%") {
+		t.Fatalf("a second bid past the requester's share: %v", err)
+	}
+
+	tb = newTestBook(t, cfg, reg)
+	for range 4 {
+		tb.mustPlace(known, 10, false)
+	}
+	if _, _, err := tb.place(known, 10, false); err == nil || !strings.Contains(err.Error(), "at most 4") {
+		t.Fatalf("a fifth bid: %v", err)
+	}
+
+	// Newcomers together within their share.
+	tb = newTestBook(t, cfg, reg)
+	tb.mustPlace(other, 400, true)
+	if _, _, err := tb.place(stranger, 200, true); err == nil || !strings.Contains(err.Error(), "new to this provider") {
+		t.Fatalf("newcomers past their share: %v", err)
+	}
+	if _, _, err := tb.place(stranger, 100, true); err != nil {
+		t.Fatalf("a newcomer within the share: %v", err)
+	}
+	if n := len(tb.ledger.Holds()); n != 2 {
+		t.Fatalf("%d holds after a refused bid, want 2", n)
+	}
+}
+
+// A known requester displaces newcomers' bids, newest first, the fewest
+// that make room, never a claimed one; a newcomer displaces nobody; a
+// displaced bid is void, not lapsed.
+func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	cfg.LapseAllowance = 0 // a single lapse would show
+	_, known := testPeer(t)
+	_, stranger := testPeer(t)
+	_, other := testPeer(t)
+	_, claimer := testPeer(t)
+	_, knownToo := testPeer(t)
+	tb := newTestBook(t, cfg, cpuCap(1000))
+	tb.invoke(tb.mustPlace(known, 10, true))
+
+	claimed := tb.mustPlace(claimer, 200, true)
+	if _, err := tb.claim(claimer, claimed.Request.JobID, tb.now); err != nil {
+		t.Fatal(err)
+	}
+	older := tb.mustPlace(other, 300, true)
+	tb.mustPlace(knownToo, 100, false)
+	newer := tb.mustPlace(stranger, 100, true)
+	// 300m free. A newcomer that does not fit displaces nobody.
+	if _, displaced, err := tb.place(stranger, 350, true); !errors.Is(err, capability.ErrInsufficient) || len(displaced) != 0 {
+		t.Fatalf("a newcomer that does not fit: displaced %d, %v", len(displaced), err)
+	}
+	// 700m for a known requester: the newer newcomer (100m) is not enough,
+	// the older (300m) too makes room; the claimed one stays.
+	_, displaced, err := tb.place(known, 700, false)
+	if err != nil || len(displaced) != 2 || displaced[0] != newer || displaced[1] != older {
+		t.Fatalf("displaced %v, %v; want the newer newcomer, then the older", displaced, err)
+	}
+	for _, pb := range displaced {
+		if tb.ledger.HasHold(HoldID(pb.Request.Requester, pb.Request.JobID)) || len(tb.open(pb.Request.JobID)) != 0 {
+			t.Fatalf("displaced bid for %s still open", pb.Request.JobID)
+		}
+		if _, err := tb.claim(pb.Request.Requester, pb.Request.JobID, tb.now); !errors.Is(err, ErrNoHold) {
+			t.Fatalf("claim of a displaced bid: %v, want ErrNoHold", err)
+		}
+	}
+	if !tb.ledger.HasHold(HoldID(claimer, claimed.Request.JobID)) {
+		t.Fatal("a claimed bid's hold was displaced")
+	}
+	// Nothing more to displace: a known requester is refused too.
+	if _, _, err := tb.place(knownToo, 300, false); !errors.Is(err, capability.ErrInsufficient) {
+		t.Fatalf("no room left: %v", err)
+	}
+	tb.now = tb.now.Add(2 * time.Minute)
+	for _, p := range []peer.ID{stranger, other} {
+		if s := tb.standing(p, tb.now); s != Newcomer {
+			t.Fatalf("a displaced newcomer is %s, want newcomer (its bid void, not lapsed)", s)
+		}
+	}
+}
+
+// A re-send of the same attempt gets no second bid; a later attempt voids
+// the earlier bid and frees its hold; a claimed bid is never superseded.
+func TestBookSupersede(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	cfg.LapseAllowance = 0
+	tb := newTestBook(t, cfg, cpuCap(1000))
+	_, p := testPeer(t)
+	first := tb.mustPlace(p, 600, true)
+	again := *first.Request
+	if err := tb.supersede(&again, tb.now); err == nil {
+		t.Fatal("the same attempt again was not refused")
+	}
+	again.Attempt++
+	if err := tb.supersede(&again, tb.now); err != nil {
+		t.Fatalf("a later attempt: %v", err)
+	}
+	if tb.ledger.HasHold(HoldID(p, first.Request.JobID)) {
+		t.Fatal("the earlier attempt's hold was kept")
+	}
+	second := &placedBid{Bid: &SignedBid{Bid: Bid{JobID: again.JobID, Requester: p, HoldExpires: tb.now.Add(time.Minute)}}, Request: &again, Newcomer: true}
+	if _, err := tb.book.place(second, tb.reg, tb.now); err != nil {
+		t.Fatalf("the later attempt's bid: %v", err)
+	}
+	if _, err := tb.claim(p, again.JobID, tb.now); err != nil {
+		t.Fatal(err)
+	}
+	later := again
+	later.Attempt++
+	if err := tb.supersede(&later, tb.now); err == nil {
+		t.Fatal("a claimed bid was superseded")
+	}
+	tb.invoked(p, again.JobID, tb.now)
+	if s := tb.standing(p, tb.now.Add(2*time.Minute)); s != Known {
+		t.Fatalf("after a superseded and an invoked bid: %s, want known (no lapse)", s)
+	}
+	if got := tb.registeredBids(again.JobID); len(got) != 2 {
+		t.Fatalf("%d bids in the history, want both attempts'", len(got))
+	}
+}
+
+// A bid is claimed once, by its requester, while it stands; the requester
+// can withdraw only an unclaimed one.
+func TestBookClaim(t *testing.T) {
+	tb := newTestBook(t, DefaultProviderConfig(), cpuCap(1000))
+	_, p := testPeer(t)
+	_, thief := testPeer(t)
+	pb := tb.mustPlace(p, 100, true)
+	job := pb.Request.JobID
+	if _, err := tb.claim(thief, job, tb.now); !errors.Is(err, ErrNoHold) {
+		t.Fatalf("a claim by another peer: %v, want ErrNoHold", err)
+	}
+	if got, err := tb.claim(p, job, tb.now); err != nil || got != pb {
+		t.Fatalf("claim: %v, %v", got, err)
+	}
+	if _, err := tb.claim(p, job, tb.now); !errors.Is(err, ErrNoHold) {
+		t.Fatalf("a second claim: %v, want ErrNoHold", err)
+	}
+	if tb.withdraw(p, job, tb.now) {
+		t.Fatal("a claimed bid was withdrawn")
+	}
+	tb.release(p, job, tb.now)
+	if tb.ledger.HasHold(HoldID(p, job)) || len(tb.open(job)) != 0 {
+		t.Fatal("a released bid kept its hold")
+	}
+	// Expired, or its hold gone from the ledger: nothing to claim.
+	expired := tb.mustPlace(p, 100, true)
+	lost := tb.mustPlace(p, 100, true)
+	tb.ledger.Release(HoldID(p, lost.Request.JobID))
+	if _, err := tb.claim(p, lost.Request.JobID, tb.now); !errors.Is(err, ErrNoHold) {
+		t.Fatalf("claim of a bid whose hold the ledger dropped: %v, want ErrNoHold", err)
+	}
+	tb.now = tb.now.Add(time.Minute)
+	if _, err := tb.claim(p, expired.Request.JobID, tb.now); !errors.Is(err, ErrNoHold) {
+		t.Fatalf("claim of an expired bid: %v, want ErrNoHold", err)
+	}
+}
+
+// The history keeps the last maxPlaced jobs, bid for or declined; a bid
+// clears an earlier decline.
+func TestBookHistory(t *testing.T) {
+	tb := newTestBook(t, DefaultProviderConfig(), cpuCap(1000))
+	_, p := testPeer(t)
+	tb.decline("job-declined", "no such image")
+	if got := tb.declinedWhy("job-declined"); got != "no such image" {
+		t.Fatalf("declined %q", got)
+	}
+	pb := tb.bid(p, 1, true, time.Minute)
+	pb.Request.JobID, pb.Bid.Bid.JobID = "job-declined", "job-declined"
+	if _, err := tb.book.place(pb, tb.reg, tb.now); err != nil {
+		t.Fatal(err)
+	}
+	if got := tb.declinedWhy("job-declined"); got != "" || len(tb.registeredBids("job-declined")) != 1 {
+		t.Fatalf("after a bid: declined %q, %d bids", got, len(tb.registeredBids("job-declined")))
+	}
+	for i := range maxPlaced {
+		tb.decline(fmt.Sprintf("job-%d", i), "why")
+	}
+	if len(tb.registeredBids("job-declined")) != 0 || tb.declinedWhy("job-0") != "why" {
+		t.Fatal("the oldest job was not the one forgotten")
+	}
+	if len(tb.order) != maxPlaced || len(tb.declined) != maxPlaced {
+		t.Fatalf("history of %d jobs (%d declined), want %d", len(tb.order), len(tb.declined), maxPlaced)
+	}
+}
