@@ -114,18 +114,21 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	} else if n.machine, err = resources.Measure(ctx, cfg.Home); err != nil {
 		return nil, fmt.Errorf("measure machine: %w", err)
 	}
-	if n.onboard, err = onboarding.New(n.ledger, cfg.Home, measureOpt, onboarding.WithReserve(cfg.Reserve),
+	if n.docker = cfg.Docker; n.docker == nil {
+		if n.docker, err = executor.NewDocker(executor.WithLogger(log.With("subsystem", "docker"))); err != nil {
+			return nil, err
+		}
+	}
+	if n.onboard, err = onboarding.New(n.ledger, cfg.Home, measureOpt, onboarding.WithReserve(cfg.Reserve), onboarding.WithDocker(n.docker),
 		onboarding.WithDefaultPrice(cfg.DefaultPrice), onboarding.WithLogger(log.With("subsystem", "onboarding"))); err != nil {
 		return nil, err
 	}
 	if err := n.recoverLocks(); err != nil {
 		return nil, err
 	}
-	prefs := orchestrator.DefaultPreferences()
-	if b := n.ledger.Preferences(); len(b) > 0 {
-		if err := json.Unmarshal(b, &prefs); err != nil {
-			return nil, fmt.Errorf("stored preferences: %w", err)
-		}
+	prefs, err := onboarding.StoredPreferences(n.ledger)
+	if err != nil {
+		return nil, err
 	}
 	n.prefs.Store(&prefs)
 	if n.jobs, err = newJobs(ctx, cfg.Datastore, n.log); err != nil {
@@ -145,11 +148,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
-	}
-	if n.docker = cfg.Docker; n.docker == nil {
-		if n.docker, err = executor.NewDocker(executor.WithLogger(log.With("subsystem", "docker"))); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.MonitorInterval > 0 {
 		if err := n.startMonitor(); err != nil {
