@@ -333,24 +333,6 @@ func (n *Node) Peers() []PeerInfo {
 	return out
 }
 
-// TopicPeers is how many peers share the bid-request topic with the node:
-// those hear its jobs, and it theirs.
-func (n *Node) TopicPeers() int { return len(n.orch.Topic().ListPeers()) }
-
-// Topic is the name of the bid-request topic.
-func (n *Node) Topic() string { return n.orch.Topic().Name() }
-
-// Stats are the bidding protocol's counters on this node.
-func (n *Node) Stats() orchestrator.Stats { return n.orch.Stats() }
-
-// Probe publishes a bid request that no provider takes, under jobID (""
-// picks one): every node that hears it counts it in Stats().RequestsSeen.
-// Test networks use it to see that gossip reaches every node; the bench, to
-// time it.
-func (n *Node) Probe(ctx context.Context, jobID string) error {
-	return n.orch.Probe(ctx, jobID)
-}
-
 // Status summarises the node for `dms status`.
 type Status struct {
 	ID          peer.ID               `json:"peer_id"`
@@ -375,10 +357,10 @@ type Status struct {
 // Status returns the node's current summary.
 func (n *Node) Status() Status {
 	s := Status{
-		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
+		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.topicPeers(),
 		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: seconds.Duration(time.Since(n.started)),
 		Bootstrap:    len(n.host.Bootstrap()),
-		RequestsSeen: n.Stats().RequestsSeen,
+		RequestsSeen: n.orch.Stats().RequestsSeen,
 	}
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())
