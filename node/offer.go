@@ -18,7 +18,9 @@ import (
 // into the current offer, checked against the machine less the owner's
 // reserve, and recorded. The first time (req.Benchmark), a benchmark runs
 // first; progress follows it. An offer below what running allocations have
-// locked is refused with onboarding.ErrBelowLocked.
+// locked is refused with onboarding.ErrBelowLocked. The preferences req
+// sets (executors, the longest job) are recorded with the offer and take
+// effect at once.
 func (n *Node) Onboard(ctx context.Context, req onboarding.Request, progress func(resources.Progress)) (onboarding.Result, error) {
 	n.offerMu.Lock()
 	defer n.offerMu.Unlock()
