@@ -2,16 +2,11 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 
-	"github.com/dms-project/dms/executor"
 	"github.com/dms-project/dms/home"
-	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/onboarding"
-	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -92,42 +87,15 @@ func (o *Offline) Use(ctx context.Context, reserve *resources.Reserve, f func(*o
 	return f(ob, l)
 }
 
-// Onboard records an offer on the home.
+// Onboard records an offer, and the preferences it sets, on the home.
 func (o *Offline) Onboard(ctx context.Context, req OnboardRequest, progress func(resources.Progress)) (resp OnboardResponse, err error) {
 	resp.Home = o.Home.Dir
-	err = o.Use(ctx, req.Reserve, func(ob *onboarding.Onboarder, l *resources.Ledger) error {
+	err = o.Use(ctx, req.Reserve, func(ob *onboarding.Onboarder, _ *resources.Ledger) error {
 		req.Reserve = nil // applied by Use
-		prefs := storedPreferences(l)
-		if req.Executors != nil || req.MaxJobDuration != nil {
-			d, err := executor.NewDocker()
-			if err != nil {
-				return err
-			}
-			defer d.Close(ctx)
-			if prefs, err = node.WithPreferences(ctx, prefs, req, d); err != nil {
-				return fmt.Errorf("onboard: %w", err)
-			}
-		}
-		if resp, err = ob.Apply(ctx, req, progress); err != nil || (req.Executors == nil && req.MaxJobDuration == nil) {
-			return err
-		}
-		b, err := json.Marshal(prefs)
-		if err != nil {
-			return err
-		}
-		resp.Executors, resp.MaxJobDuration = prefs.Executors(), prefs.MaxJobDuration()
-		return l.SetPreferences(b)
+		resp, err = ob.Apply(ctx, req, progress)
+		return err
 	})
 	return resp, err
-}
-
-// storedPreferences are the node's preferences as its ledger keeps them.
-func storedPreferences(l *resources.Ledger) orchestrator.Preferences {
-	p := orchestrator.DefaultPreferences()
-	if b := l.Preferences(); len(b) > 0 {
-		_ = json.Unmarshal(b, &p) // a running node refuses a bad one at start
-	}
-	return p
 }
 
 // Offboard withdraws the home's offer. Forced, it removes the locks a
@@ -154,8 +122,11 @@ func (o *Offline) Capability(ctx context.Context, req CapabilityRequest) (resp C
 			return err
 		}
 		l.SetCeiling(ceiling)
-		resp, err = ob.Accounts(ctx, usage)
-		resp.Executors = storedPreferences(l).Executors()
+		if resp, err = ob.Accounts(ctx, usage); err != nil {
+			return err
+		}
+		prefs, err := onboarding.StoredPreferences(l)
+		resp.Executors = prefs.Executors()
 		return err
 	})
 	return resp, err

@@ -66,7 +66,7 @@ func (s *Server) routes() {
 		return r, nil
 	})
 	get(s, PathPeers, func(*http.Request) (PeersResponse, error) {
-		return PeersResponse{Topic: n.Topic(), Peers: n.Peers()}, nil
+		return PeersResponse{Topic: n.Diagnostics().Topic(), Peers: n.Peers()}, nil
 	})
 	get(s, PathStatus, func(*http.Request) (StatusResponse, error) {
 		return StatusResponse{Status: n.Status(), Home: s.home, PID: os.Getpid()}, nil
@@ -122,7 +122,7 @@ func (s *Server) routes() {
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return ProbeResponse{JobID: id}, n.Probe(ctx, id)
+		return ProbeResponse{JobID: id}, n.Diagnostics().Probe(ctx, id)
 	})
 	get(s, PathAllocations, func(*http.Request) (AllocationsResponse, error) {
 		return AllocationsResponse{Allocations: n.Allocations()}, nil

@@ -309,7 +309,7 @@ func publishProbe(ctx context.Context, ln *testnet.Local, obs *observer, from *n
 	id := orchestrator.NewJobID()
 	obs.track(id)
 	sent := time.Now()
-	if err := from.Probe(ctx, id); err != nil {
+	if err := from.Diagnostics().Probe(ctx, id); err != nil {
 		return 0, 0, fmt.Errorf("floor: publish: %w", err)
 	}
 	deadline := time.Now().Add(wait)
@@ -352,7 +352,7 @@ func measureFloor(ctx context.Context, ln *testnet.Local, obs *observer, samples
 func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) error {
 	var bidsRecv0, bidsSent0 int64
 	for _, n := range ln.Nodes {
-		st := n.Stats()
+		st := n.Diagnostics().Stats()
 		bidsRecv0 += st.BidsReceived
 		bidsSent0 += st.BidsSent
 	}
@@ -427,7 +427,7 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 	rep.JobsPerSecond = float64(completed) / wall.Seconds()
 	var bidsRecv, bidsSent int64
 	for _, n := range ln.Nodes {
-		st := n.Stats()
+		st := n.Diagnostics().Stats()
 		bidsRecv += st.BidsReceived
 		bidsSent += st.BidsSent
 	}
@@ -461,7 +461,7 @@ func measureJoin(ctx context.Context, ln *testnet.Local, obs *observer, log *slo
 			case <-stop:
 				return
 			case <-t.C:
-				_ = ln.Nodes[0].Probe(ctx, "")
+				_ = ln.Nodes[0].Diagnostics().Probe(ctx, "")
 			}
 		}
 	}()

@@ -291,7 +291,7 @@ func ParseNetwork(name string) error {
 
 // ParseListen checks one listen address.
 func ParseListen(addr string) error {
-	if err := p2p.WithListenAddrStrings(addr)(new(p2p.Config)); err != nil {
+	if _, err := p2p.ParseListenAddrs(addr); err != nil {
 		return fmt.Errorf("listen %q: want a multiaddr such as /ip4/0.0.0.0/tcp/4001 or /ip4/0.0.0.0/udp/4001/quic-v1", clipText(addr))
 	}
 	return nil

@@ -142,15 +142,6 @@ func (n *Node) Allocation(id string) (AllocationInfo, bool) {
 	return a.Info(), true
 }
 
-// AllocationStatus returns an allocation's state.
-func (n *Node) AllocationStatus(id string) (orchestrator.State, error) {
-	a, err := n.allocation(id)
-	if err != nil {
-		return "", err
-	}
-	return a.Info().State, nil
-}
-
 // Allocations lists the allocations this node runs or ran, oldest first.
 func (n *Node) Allocations() []AllocationInfo {
 	n.mu.Lock()

@@ -28,8 +28,8 @@ func TestLoneOnboardedNodeRunsItsOwnJob(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	n := ln.Nodes[0]
-	if n.TopicPeers() != 0 {
-		t.Fatalf("%d topic peers, want a lone node", n.TopicPeers())
+	if n.Diagnostics().TopicPeers() != 0 {
+		t.Fatalf("%d topic peers, want a lone node", n.Diagnostics().TopicPeers())
 	}
 	rec, err := n.SubmitJob(ctx, helloJob("alone"), nil)
 	if err != nil {

@@ -60,7 +60,7 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 		counter("bids_received_total", "Bids that reached this node as a requester, taken or not.", func() float64 { return float64(n.orch.Stats().BidsReceived) }),
 		counter("bid_requests_seen_total", "Bid requests this node heard as a provider.", func() float64 { return float64(n.orch.Stats().RequestsSeen) }),
 		gauge("peers", "Peers this node holds a connection to.", func() float64 { return float64(len(n.host.Peers())) }),
-		gauge("topic_peers", "Peers sharing the bid-request topic with this node.", func() float64 { return float64(n.TopicPeers()) }),
+		gauge("topic_peers", "Peers sharing the bid-request topic with this node.", func() float64 { return float64(n.topicPeers()) }),
 		gauge("onboarded", "1 when this node offers capacity to the mesh.", func() float64 {
 			if n.Onboarded() {
 				return 1

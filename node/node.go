@@ -116,18 +116,21 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	} else if n.machine, err = resources.Measure(ctx, cfg.Home); err != nil {
 		return nil, fmt.Errorf("measure machine: %w", err)
 	}
-	if n.onboard, err = onboarding.New(n.ledger, cfg.Home, measureOpt, onboarding.WithReserve(cfg.Reserve),
+	if n.docker = cfg.Docker; n.docker == nil {
+		if n.docker, err = executor.NewDocker(executor.WithLogger(log.With("subsystem", "docker"))); err != nil {
+			return nil, err
+		}
+	}
+	if n.onboard, err = onboarding.New(n.ledger, cfg.Home, measureOpt, onboarding.WithReserve(cfg.Reserve), onboarding.WithDocker(n.docker),
 		onboarding.WithDefaultPrice(cfg.DefaultPrice), onboarding.WithLogger(log.With("subsystem", "onboarding"))); err != nil {
 		return nil, err
 	}
 	if err := n.recoverLocks(); err != nil {
 		return nil, err
 	}
-	prefs := orchestrator.DefaultPreferences()
-	if b := n.ledger.Preferences(); len(b) > 0 {
-		if err := json.Unmarshal(b, &prefs); err != nil {
-			return nil, fmt.Errorf("stored preferences: %w", err)
-		}
+	prefs, err := onboarding.StoredPreferences(n.ledger)
+	if err != nil {
+		return nil, err
 	}
 	n.prefs.Store(&prefs)
 	if n.jobs, err = newJobs(ctx, cfg.Datastore, n.log); err != nil {
@@ -147,11 +150,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
-	}
-	if n.docker = cfg.Docker; n.docker == nil {
-		if n.docker, err = executor.NewDocker(executor.WithLogger(log.With("subsystem", "docker"))); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.MonitorInterval > 0 {
 		if err := n.startMonitor(); err != nil {
@@ -326,24 +324,6 @@ func (n *Node) Peers() []PeerInfo {
 	return out
 }
 
-// TopicPeers is how many peers share the bid-request topic with the node:
-// those hear its jobs, and it theirs.
-func (n *Node) TopicPeers() int { return len(n.orch.Topic().ListPeers()) }
-
-// Topic is the name of the bid-request topic.
-func (n *Node) Topic() string { return n.orch.Topic().Name() }
-
-// Stats are the bidding protocol's counters on this node.
-func (n *Node) Stats() orchestrator.Stats { return n.orch.Stats() }
-
-// Probe publishes a bid request that no provider takes, under jobID (""
-// picks one): every node that hears it counts it in Stats().RequestsSeen.
-// Test networks use it to see that gossip reaches every node; the bench, to
-// time it.
-func (n *Node) Probe(ctx context.Context, jobID string) error {
-	return n.orch.Probe(ctx, jobID)
-}
-
 // Status summarises the node for `dms status`.
 type Status struct {
 	ID          peer.ID               `json:"peer_id"`
@@ -368,10 +348,10 @@ type Status struct {
 // Status returns the node's current summary.
 func (n *Node) Status() Status {
 	s := Status{
-		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.TopicPeers(),
+		ID: n.ID(), Network: n.host.Network(), Peers: len(n.host.Peers()), TopicPeers: n.topicPeers(),
 		Onboarded: n.Onboarded(), Registered: n.ledger.Registered(), Available: n.ledger.Available(), Uptime: seconds.Duration(time.Since(n.started)),
 		Bootstrap:    len(n.host.Bootstrap()),
-		RequestsSeen: n.Stats().RequestsSeen,
+		RequestsSeen: n.orch.Stats().RequestsSeen,
 	}
 	for _, a := range n.host.Addrs() {
 		s.Addrs = append(s.Addrs, a.String())

@@ -2,14 +2,10 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/dms-project/dms/capability"
-	"github.com/dms-project/dms/executor"
-	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
@@ -22,69 +18,23 @@ import (
 // into the current offer, checked against the machine less the owner's
 // reserve, and recorded. The first time (req.Benchmark), a benchmark runs
 // first; progress follows it. An offer below what running allocations have
-// locked is refused with onboarding.ErrBelowLocked.
+// locked is refused with onboarding.ErrBelowLocked. The preferences req
+// sets (executors, the longest job) are recorded with the offer and take
+// effect at once.
 func (n *Node) Onboard(ctx context.Context, req onboarding.Request, progress func(resources.Progress)) (onboarding.Result, error) {
 	n.offerMu.Lock()
 	defer n.offerMu.Unlock()
-	prefs, err := WithPreferences(ctx, n.Preferences(), req, n.docker)
-	if err != nil {
-		return onboarding.Result{Home: n.cfg.Home}, fmt.Errorf("onboard: %w", err)
-	}
 	res, err := n.onboard.Apply(ctx, req, progress)
 	if err != nil || (req.Executors == nil && req.MaxJobDuration == nil) {
 		return res, err
 	}
-	res.Executors, res.MaxJobDuration = prefs.Executors(), prefs.MaxJobDuration()
-	return res, n.SetPreferences(prefs)
-}
-
-// MaxJobDurationLimit is the most a provider may set as its longest job.
-const MaxJobDurationLimit = 365 * 24 * time.Hour
-
-// WithPreferences returns prefs with the preferences an onboarding request
-// sets (executors, the longest job), checked.
-func WithPreferences(ctx context.Context, prefs orchestrator.Preferences, req onboarding.Request, d *executor.Docker) (orchestrator.Preferences, error) {
-	if req.Executors != nil {
-		var err error
-		if prefs, err = WithExecutors(ctx, prefs, *req.Executors, d); err != nil {
-			return prefs, err
-		}
+	// Apply stored the preferences; bidding follows them from now on.
+	prefs, err := onboarding.StoredPreferences(n.ledger)
+	if err != nil {
+		return res, err
 	}
-	if v := req.MaxJobDuration; v != nil {
-		if *v < time.Second || *v > MaxJobDurationLimit {
-			return prefs, &onboarding.OfferError{Field: "max-job-duration", Value: v.String(), Reason: "want 1s to 8760h (a year)"}
-		}
-		prefs.MaxDuration = seconds.Duration(*v)
-	}
-	return prefs, nil
-}
-
-// WithExecutors returns prefs allowing exactly the executor kinds listed,
-// after checking that each can run here: docker needs an engine that
-// answers (through d).
-func WithExecutors(ctx context.Context, prefs orchestrator.Preferences, kinds []string, d *executor.Docker) (orchestrator.Preferences, error) {
-	if len(kinds) == 0 {
-		return prefs, &onboarding.OfferError{Field: "executors", Value: `""`, Reason: "name at least one of wasm, docker, native"}
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range kinds {
-		switch k {
-		case orchestrator.ExecutorWasm, orchestrator.ExecutorNative:
-		case orchestrator.ExecutorDocker:
-			if _, err := d.Engine(ctx); err != nil {
-				return prefs, &onboarding.OfferError{Field: "executors", Value: k, Reason: "no Docker engine answers here: " + err.Error()}
-			}
-		default:
-			return prefs, &onboarding.OfferError{Field: "executors", Value: strconv.Quote(k), Reason: "want wasm, docker or native"}
-		}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	prefs.AllowedExecutors = out
-	return prefs, prefs.Validate()
+	n.prefs.Store(&prefs)
+	return res, nil
 }
 
 // Offboard withdraws the offer; the node stops bidding. While allocations
@@ -191,22 +141,6 @@ func (n *Node) HeldCapabilities() []resources.Hold { return n.ledger.Holds() }
 
 // Preferences returns the node's preferences.
 func (n *Node) Preferences() orchestrator.Preferences { return *n.prefs.Load() }
-
-// SetPreferences validates, persists and applies preferences.
-func (n *Node) SetPreferences(p orchestrator.Preferences) error {
-	if err := p.Validate(); err != nil {
-		return fmt.Errorf("preferences: %w", err)
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	if err := n.ledger.SetPreferences(b); err != nil {
-		return err
-	}
-	n.prefs.Store(&p)
-	return nil
-}
 
 // DeclinedBid says why this node, as a provider, did not bid for a job it
 // heard of ("" when it bid, or never heard of it).

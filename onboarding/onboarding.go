@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -89,6 +90,7 @@ type Onboarder struct {
 	measure func(context.Context) (resources.Machine, error)
 	reserve resources.Reserve
 	price   capability.PriceInformation
+	docker  *executor.Docker
 	log     *slog.Logger
 }
 
@@ -96,6 +98,7 @@ type config struct {
 	measure func(context.Context) (resources.Machine, error)
 	reserve resources.Reserve
 	price   capability.PriceInformation
+	docker  *executor.Docker
 	log     *slog.Logger
 }
 
@@ -149,6 +152,16 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithDocker checks that the docker executor can run through d when a
+// request allows it; without it, a client is made for that one check. The
+// Onboarder does not close d.
+func WithDocker(d *executor.Docker) Option {
+	return func(c *config) error {
+		c.docker = d
+		return nil
+	}
+}
+
 // New returns an Onboarder recording into ledger. Unless WithMachine is
 // given, the machine is measured on every call, with the disk measured on the
 // filesystem that holds home; the benchmark writes there too.
@@ -166,7 +179,7 @@ func New(ledger *resources.Ledger, home string, opts ...Option) (*Onboarder, err
 	if ledger == nil {
 		return nil, errors.New("onboarding: nil ledger")
 	}
-	return &Onboarder{ledger: ledger, home: home, measure: cfg.measure, reserve: cfg.reserve, price: cfg.price, log: cfg.log}, nil
+	return &Onboarder{ledger: ledger, home: home, measure: cfg.measure, reserve: cfg.reserve, price: cfg.price, docker: cfg.docker, log: cfg.log}, nil
 }
 
 // IsOnboarded reports whether the node offers anything. A provider ignores

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/internal/seconds"
+	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -44,9 +45,8 @@ type Request struct {
 	Price   *capability.PriceInformation `json:"price,omitempty"`
 	Reserve *resources.Reserve           `json:"reserve,omitempty"` // nil: the configured reserve
 	// Executors, if set, are the kinds of job the provider runs: wasm,
-	// docker, native. They are the node's preferences, which the caller
-	// (the node, or the command line on a stopped home) records; Apply
-	// leaves them alone.
+	// docker, native: the node's preferences, which Apply records in the
+	// ledger beside the offer.
 	Executors *[]string `json:"executors,omitempty"`
 	// MaxJobDuration, if set, is the longest job the provider bids for
 	// (a preference, recorded like Executors; unset, 24h).
@@ -107,12 +107,21 @@ func (o *Onboarder) WithReserveOverride(r *resources.Reserve) (*Onboarder, error
 
 // Apply merges req into the current offer, runs the first benchmark if
 // asked and none is stored, validates the offer against the machine and
-// records it. progress, if not nil, follows the benchmark.
+// records it; progress, if not nil, follows the benchmark. The preferences
+// req sets (executors, the longest job) are merged into the stored ones and
+// checked before anything else, and stored only once the offer is
+// recorded, so a refused request changes neither.
 func (o *Onboarder) Apply(ctx context.Context, req Request, progress func(resources.Progress)) (Result, error) {
 	res := Result{Home: o.home}
 	o, err := o.WithReserveOverride(req.Reserve)
 	if err != nil {
 		return res, fmt.Errorf("onboard: %w", err)
+	}
+	var prefs orchestrator.Preferences
+	if wantsPreferences(req) {
+		if prefs, err = o.preferencesFor(ctx, req); err != nil {
+			return res, fmt.Errorf("onboard: %w", err)
+		}
 	}
 	offer, err := o.merge(req)
 	if err != nil {
@@ -125,8 +134,11 @@ func (o *Onboarder) Apply(ctx context.Context, req Request, progress func(resour
 		}
 		res.Benchmark = &b
 	}
-	res.Record, err = o.Onboard(ctx, offer)
-	return res, err
+	if res.Record, err = o.Onboard(ctx, offer); err != nil || !wantsPreferences(req) {
+		return res, err
+	}
+	res.Executors, res.MaxJobDuration = prefs.Executors(), prefs.MaxJobDuration()
+	return res, o.storePreferences(prefs)
 }
 
 // merge fills what req leaves out from the current offer.

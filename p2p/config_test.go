@@ -64,27 +64,51 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
+	// An option fails only on what does not parse.
 	for name, opt := range map[string]Option{
-		"network":    WithNetwork("Bad Name"),
-		"psk":        WithPSK([]byte("short")),
-		"conn":       WithConnLimits(0, 1),
-		"resources":  WithResourceLimits(1, 1),
-		"msg size":   WithMaxMessageSize(1 << 30),
-		"timeout":    WithStreamTimeout(-1),
-		"dial":       WithDialTimeout(0),
-		"interval":   WithDiscoveryInterval(0),
-		"listen":     WithListenAddrStrings("not an address"),
-		"bootstrap":  WithBootstrapAddrs("/ip4/127.0.0.1/tcp/4001"),
-		"privkey":    WithPrivKey(nil),
-		"logger":     WithLogger(nil),
-		"dht mode":   WithDHTMode(DHTMode(9)),
-		"no listens": WithListenAddrs(),
+		"listen":       WithListenAddrStrings("not an address"),
+		"bootstrap":    WithBootstrapAddrs("/ip4/127.0.0.1/tcp/4001"),
+		"reachability": WithReachability("sometimes"),
 	} {
 		c := LocalConfig()
 		if err := opt(&c); err == nil {
 			t.Errorf("%s: option accepted a bad value", name)
 		}
 	}
+	// What parses but is out of range is Validate's, which New runs once
+	// after the last option, naming the setting.
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		opt  Option
+		want string
+	}{
+		"network":  {WithNetwork("Bad Name"), "network ID"},
+		"psk":      {WithPSK([]byte("short")), "swarm key"},
+		"interval": {WithDiscoveryInterval(0), "discovery interval"},
+		"dht mode": {WithDHTMode(DHTMode(9)), "dht mode"},
+		"privkey":  {WithPrivKey(nil), "private key"},
+		"listen":   {WithListenAddrStrings(), "no listen address"},
+	} {
+		opts := []Option{WithConfig(LocalConfig()), WithPrivKey(key), c.opt}
+		if _, err := New(context.Background(), opts...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: New = %v, want an error naming %q", name, err, c.want)
+		}
+	}
+	// The same option twice is the same as once: a caller builds the list
+	// it wants rather than undoing an option.
+	c := LocalConfig()
+	for range 2 {
+		if err := WithListenAddrStrings("/ip4/127.0.0.1/tcp/1")(&c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.ListenAddrs) != 1 {
+		t.Fatalf("listen twice: %v", c.ListenAddrs)
+	}
+
 	// New reports a bad option without starting anything.
 	if _, err := New(context.Background(), WithNetwork("")); err == nil {
 		t.Fatal("New accepted an empty network ID")

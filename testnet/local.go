@@ -255,7 +255,7 @@ func (ln *Local) WaitForMesh(ctx context.Context, k int) error {
 	for {
 		short := 0
 		for _, n := range ln.Nodes {
-			if n.TopicPeers() < k {
+			if n.Diagnostics().TopicPeers() < k {
 				short++
 			}
 		}
@@ -266,7 +266,7 @@ func (ln *Local) WaitForMesh(ctx context.Context, k int) error {
 		case <-ctx.Done():
 			var counts []string
 			for i, n := range ln.Nodes {
-				if t := n.TopicPeers(); t < k {
+				if t := n.Diagnostics().TopicPeers(); t < k {
 					counts = append(counts, fmt.Sprintf("node %d: %d topic peers, %d connections", i, t, len(n.Peers())))
 				}
 			}
@@ -290,16 +290,16 @@ func (ln *Local) WarmUp(ctx context.Context) error {
 	for {
 		seen := make([]int64, len(ln.Nodes))
 		for i, n := range ln.Nodes {
-			seen[i] = n.Stats().RequestsSeen
+			seen[i] = n.Diagnostics().Stats().RequestsSeen
 		}
-		if err := ln.Nodes[0].Probe(ctx, ""); err != nil {
+		if err := ln.Nodes[0].Diagnostics().Probe(ctx, ""); err != nil {
 			return fmt.Errorf("local network: warm-up: %w", err)
 		}
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			missing := 0
 			for i, n := range ln.Nodes[1:] {
-				if n.Stats().RequestsSeen == seen[i+1] {
+				if n.Diagnostics().Stats().RequestsSeen == seen[i+1] {
 					missing++
 				}
 			}

@@ -5,17 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/bench"
-	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/testnet"
 )
 
@@ -69,21 +65,9 @@ func (e *env) benchCommand() *cli.Command {
 				return err
 			}
 			if metricsLn != nil {
-				var mesh atomic.Pointer[http.Handler]
-				cfg.OnNetwork = func(nodes []*node.Node) {
-					h := promhttp.HandlerFor(bench.MeshGatherer(nodes), promhttp.HandlerOpts{})
-					mesh.Store(&h)
-				}
-				srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					h := mesh.Load()
-					if r.URL.Path != "/metrics" || h == nil {
-						http.Error(w, "the bench's network is starting; its metrics are on /metrics once it is up", http.StatusServiceUnavailable)
-						return
-					}
-					(*h).ServeHTTP(w, r)
-				})}
-				go func() { _ = srv.Serve(metricsLn) }()
-				defer srv.Close()
+				ms := bench.ServeMetrics(metricsLn)
+				defer ms.Close()
+				cfg.OnNetwork = ms.OnNetwork
 				fmt.Fprintf(e.stderr, "bench: metrics on http://%s/metrics\n", metricsLn.Addr())
 			}
 			rep, err := bench.Run(c.Context, cfg)

@@ -69,11 +69,14 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	listenSet := c.IsSet("listen") || !slices.Equal(settings.Listen, home.DefaultSettings().Listen)
+	// With --local and no listen address named anywhere, the preset's
+	// 127.0.0.1 on a free port, rather than the default settings'
+	// 0.0.0.0:4001, which a second node would find taken.
+	presetListen := c.Bool("local") && !c.IsSet("listen") && slices.Equal(settings.Listen, home.DefaultSettings().Listen)
 	if err := applyRunFlags(c, &settings); err != nil {
 		return err
 	}
-	p2pOpts, err := runP2POptions(c, settings)
+	p2pOpts, err := runP2POptions(c, settings, presetListen)
 	if err != nil {
 		return err
 	}
@@ -111,18 +114,10 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	var cfg node.Config
 	if c.Bool("local") {
 		cfg = node.LocalConfig(h.Dir)
-		if !listenSet {
-			// The preset's 127.0.0.1 on a free port, rather than the
-			// default settings' 0.0.0.0:4001, which a second node would
-			// find taken.
-			p2pOpts = slices.DeleteFunc(p2pOpts, func(o namedOption) bool { return o.name == "listen" })
-		}
 	} else {
 		cfg = node.DefaultConfig(h.Dir)
 	}
-	for _, o := range p2pOpts {
-		cfg.P2P = append(cfg.P2P, o.opt)
-	}
+	cfg.P2P = append(cfg.P2P, p2pOpts...)
 	cfg.Datastore, cfg.Key, cfg.Reserve, cfg.DefaultPrice, cfg.Logger = store, key, settings.Reserve, settings.Price, e.log
 	if settings.AbandonGrace > 0 {
 		cfg.Orchestrator.Provider.AbandonGrace = settings.AbandonGrace
@@ -319,37 +314,33 @@ func applyRunFlags(c *cli.Context, s *home.Settings) error {
 	return nil
 }
 
-// namedOption is a p2p option with the setting it comes from.
-type namedOption struct {
-	name string
-	opt  p2p.Option
-}
-
-// runP2POptions turns the settings and --dht-mode into p2p options.
-func runP2POptions(c *cli.Context, s home.Settings) ([]namedOption, error) {
-	opts := []namedOption{
-		{"listen", p2p.WithListenAddrStrings(s.Listen...)},
-		{"network", p2p.WithNetwork(s.Network)},
+// runP2POptions turns the settings and the p2p flags into p2p options,
+// applied after the preset's; presetListen leaves the preset's listen
+// addresses in place.
+func runP2POptions(c *cli.Context, s home.Settings, presetListen bool) ([]p2p.Option, error) {
+	opts := []p2p.Option{p2p.WithNetwork(s.Network)}
+	if !presetListen {
+		opts = append(opts, p2p.WithListenAddrStrings(s.Listen...))
 	}
 	if len(s.Bootstrap) > 0 {
-		opts = append(opts, namedOption{"bootstrap", p2p.WithBootstrapAddrs(s.Bootstrap...)})
+		opts = append(opts, p2p.WithBootstrapAddrs(s.Bootstrap...))
 	}
 	if s.SwarmKey != "" {
 		psk, err := p2p.LoadSwarmKey(s.SwarmKey)
 		if err != nil {
 			return nil, fmt.Errorf("swarm_key (config file or %s): %w", home.EnvVar("swarm_key"), err)
 		}
-		opts = append(opts, namedOption{"swarm-key", p2p.WithPSK(psk)})
+		opts = append(opts, p2p.WithPSK(psk))
 	}
 	if c.Bool("relay-service") {
-		opts = append(opts, namedOption{"relay-service", p2p.WithRelayService(true)})
+		opts = append(opts, p2p.WithRelayService(true))
 	}
 	if c.IsSet("reachability") {
 		v := c.String("reachability")
 		if _, err := p2p.ParseReachability(v); err != nil {
 			return nil, badValue("reachability", v, err)
 		}
-		opts = append(opts, namedOption{"reachability", p2p.WithReachability(v)})
+		opts = append(opts, p2p.WithReachability(v))
 	}
 	if c.IsSet("dht-mode") {
 		v := c.String("dht-mode")
@@ -357,7 +348,7 @@ func runP2POptions(c *cli.Context, s home.Settings) ([]namedOption, error) {
 		if err != nil {
 			return nil, badValue("dht-mode", v, err)
 		}
-		opts = append(opts, namedOption{"dht-mode", p2p.WithDHTMode(m)})
+		opts = append(opts, p2p.WithDHTMode(m))
 	}
 	return opts, nil
 }
