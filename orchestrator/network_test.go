@@ -30,7 +30,7 @@ type recordingBackend struct {
 	modules     [][]byte // fetched
 }
 
-func (r *recordingBackend) Accept(inv *Invocation) (string, error) {
+func (r *recordingBackend) Accept(holdID string, inv *Invocation) (string, error) {
 	if b := inv.Job.ModuleBlob; b != nil {
 		m, err := r.svc.Fetch(context.Background(), inv.Bid.Requester, *b, MaxModuleSize)
 		if err != nil {
@@ -40,7 +40,7 @@ func (r *recordingBackend) Accept(inv *Invocation) (string, error) {
 		r.modules = append(r.modules, m)
 		r.mu.Unlock()
 	}
-	id, err := r.fakeBackend.Accept(inv)
+	id, err := r.fakeBackend.Accept(holdID, inv)
 	if err == nil {
 		r.mu.Lock()
 		r.invocations = append(r.invocations, inv)
