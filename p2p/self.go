@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -100,3 +101,22 @@ type pipeStream struct{ net.Conn }
 
 func (p pipeStream) CloseWrite() error { return p.Conn.Close() }
 func (p pipeStream) Reset() error      { return p.Conn.Close() }
+
+// A net.Pipe refuses a deadline once either end is closed, so a Recv that
+// starts after the far end finished would fail with io.ErrClosedPipe rather
+// than read io.EOF as a libp2p stream does; the read or write itself still
+// reports a closed end correctly.
+func (p pipeStream) SetReadDeadline(t time.Time) error {
+	return ignoreClosedPipe(p.Conn.SetReadDeadline(t))
+}
+
+func (p pipeStream) SetWriteDeadline(t time.Time) error {
+	return ignoreClosedPipe(p.Conn.SetWriteDeadline(t))
+}
+
+func ignoreClosedPipe(err error) error {
+	if errors.Is(err, io.ErrClosedPipe) {
+		return nil
+	}
+	return err
+}
