@@ -1,5 +1,7 @@
 package testnet
 
+// Which dms binary the node processes of a test network run.
+
 import (
 	"errors"
 	"fmt"

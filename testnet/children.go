@@ -1,5 +1,8 @@
 package testnet
 
+// The node processes of a process test network: starting one, waiting for
+// it to answer, stopping them, and the end of a log to show when one fails.
+
 import (
 	"bytes"
 	"context"
@@ -14,7 +17,7 @@ import (
 	"github.com/dms-project/dms/api"
 )
 
-// stopNodes sends SIGTERM to each live node's process group, waits up to
+// Stop sends SIGTERM to each live node's process group, waits up to
 // grace for them to end, then SIGKILLs what is left and waits a little
 // more. It returns an error naming any that survive.
 func Stop(nodes []Process, grace time.Duration) error {
@@ -56,7 +59,7 @@ func Stop(nodes []Process, grace time.Duration) error {
 	return fmt.Errorf("still running after SIGKILL: %s", strings.Join(names, ", "))
 }
 
-// child is a node that testnetUp started, while it runs.
+// child is a node process that Up or Add started, while they wait for it.
 type child struct {
 	node   Process
 	cmd    *exec.Cmd
@@ -84,7 +87,7 @@ func startNodeProcess(bin string, args []string, n Process, dir string) (*child,
 	p := &child{node: n, cmd: cmd, exited: make(chan struct{})}
 	p.node.PID = cmd.Process.Pid
 	// Reap it if it dies while we wait for it, or it would linger as a
-	// zombie; once testnetUp returns, the process outlives us.
+	// zombie; once Up or Add returns, the process outlives us.
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)
@@ -92,8 +95,8 @@ func startNodeProcess(bin string, args []string, n Process, dir string) (*child,
 	return p, nil
 }
 
-// testnetEnv drops the DMS_* variables that would pull a node off the test
-// network; the flags testnetUp passes override the rest of the settings.
+// childEnv drops the DMS_* variables that would pull a node off the test
+// network; the flags Up passes override the rest of the settings.
 func childEnv(env []string) []string {
 	drop := []string{"DMS_HOME", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_TESTNET_DIR"}
 	env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool {

@@ -1,5 +1,7 @@
 package testnet
 
+// What `dms testnet down --clean` removes.
+
 import (
 	"errors"
 	"io/fs"

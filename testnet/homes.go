@@ -1,5 +1,8 @@
 package testnet
 
+// The homes of a process test network, node-0 … node-(N-1) in its
+// directory, and the compiled-module cache they share.
+
 import (
 	"context"
 	"fmt"
@@ -78,8 +81,6 @@ func prepareHomesFrom(ctx context.Context, dir string, opts Options, first int) 
 			}
 			continue
 		}
-		// One datastore open: store the shared benchmark, then the offer,
-		// which carries its score.
 		// The shared benchmark first, then the offer, which carries its
 		// score (and the executors, which Onboard records).
 		err = off.Use(ctx, nil, func(_ *onboarding.Onboarder, l *resources.Ledger) error { return l.SetBenchmark(bench) })

@@ -1,5 +1,8 @@
 package testnet
 
+// The readiness check that both test networks, in-process and processes,
+// pass before they are handed to a caller.
+
 import (
 	"context"
 	"fmt"
@@ -9,106 +12,116 @@ import (
 	"github.com/dms-project/dms/api"
 )
 
-// pollEvery is how often readiness and peers are polled while waiting.
+// pollEvery is how often the process network's readiness and peers are
+// polled while waiting: each poll is a control call to every node.
 const pollEvery = 100 * time.Millisecond
 
-// waitForMesh waits until the network delivers: every node has topic
-// peers (a few in a small network, one in a large one, as StartLocal
-// waits), then a probe published by node-0 reaches every node (each counts
-// it in its status's requests_seen). A real mesh is not a full graph, so
-// this, not every node seeing every other, is what "up" means. On timeout
-// it names the nodes that fall short.
-func waitForMesh(ctx context.Context, rec *Record, procs []*child) error {
-	clients := newClients(rec.Nodes)
-	defer clients.close()
-	k := min(len(rec.Nodes)-1, 3)
-	if len(rec.Nodes) > 20 {
-		k = 1
-	}
-	exited := func() error {
-		for _, p := range procs {
-			select {
-			case <-p.exited:
-				return p.exitError()
-			default:
-			}
-		}
-		return nil
-	}
-	t := time.NewTicker(pollEvery)
+// probeRound is how long a probe has to reach every node before the next
+// one goes out.
+const probeRound = 3 * time.Second
+
+// meshStatus is what the readiness check learns of one node in one poll.
+type meshStatus struct {
+	topicPeers   int   // peers on the bid-request topic
+	peers        int   // connected peers, for the error that names a node short of topic peers
+	requestsSeen int64 // bid requests heard, probes included
+	err          error // the node did not answer
+}
+
+// meshNodes is a test network as its readiness check sees it: the
+// in-process network (localMesh) and the process one (processMesh) both
+// stand behind it, so that both mean the same by "up".
+type meshNodes interface {
+	// names are the nodes, as errors call them.
+	names() []string
+	// statuses polls every node; statuses(ctx)[i] is node i's.
+	statuses(ctx context.Context) []meshStatus
+	// probe publishes a probe (a bid request that no provider takes) from
+	// node 0.
+	probe(ctx context.Context) error
+	// exited is an error naming a node that ended while we waited; nil
+	// while all run.
+	exited() error
+}
+
+// waitForMesh waits until the network delivers: every node has
+// wantTopicPeers topic peers, then a probe published by node 0 reaches
+// every node (each counts it in its requests seen). A real mesh is not a
+// full graph, so this, not every node seeing every other, is what "up"
+// means: peers on the topic are not yet a delivered message, as gossipsub
+// grafts its meshes on heartbeats. It polls every `every` until ctx ends,
+// and then names the nodes that fall short.
+//
+// It asks for a probe rather than only counting topic peers because that is
+// what holds on a loaded machine: a node counts as reached once it heard
+// any probe since the first went out, so a slow delivery is not mistaken
+// for a missing one, and a probe per round covers a first one that went
+// out before the meshes formed.
+func waitForMesh(ctx context.Context, m meshNodes, every time.Duration) error {
+	names := m.names()
+	k := wantTopicPeers(len(names))
+	t := time.NewTicker(every)
 	defer t.Stop()
 	var short []string
 	for {
-		statuses := clients.statuses(ctx)
 		short = short[:0]
-		for i, st := range statuses {
+		for i, st := range m.statuses(ctx) {
 			switch {
 			case st.err != nil:
-				short = append(short, fmt.Sprintf("%s: %v", rec.Nodes[i].Name, st.err))
-			case st.TopicPeers < k:
-				short = append(short, fmt.Sprintf("%s has %d topic peers (%d connections), wants %d", rec.Nodes[i].Name, st.TopicPeers, st.Peers, k))
+				short = append(short, fmt.Sprintf("%s: %v", names[i], st.err))
+			case st.topicPeers < k:
+				short = append(short, fmt.Sprintf("%s has %d topic peers (%d connections), wants %d", names[i], st.topicPeers, st.peers, k))
 			}
 		}
 		if len(short) == 0 {
 			break
 		}
-		if err := exited(); err != nil {
+		if err := m.exited(); err != nil {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the nodes to find topic peers: %w: %s; see the node.log in each home", context.Cause(ctx), summarise(short))
+			return fmt.Errorf("waiting for the nodes to find topic peers: %w: %s", context.Cause(ctx), summarise(short))
 		case <-t.C:
 		}
 	}
-	if len(rec.Nodes) < 2 {
+	if len(names) < 2 {
 		return nil
 	}
-	// A probe per round: gossipsub grafts its meshes on heartbeats, so a
-	// first one may miss a node that a later one reaches. A node that has
-	// heard any probe since the first one went out has been reached: on a
-	// machine this loaded (hundreds of nodes on a few cores) one probe may
-	// take longer than a round to reach them all.
-	base := clients.statuses(ctx)
-	heard := make([]bool, len(rec.Nodes))
+	base := m.statuses(ctx)
+	heard := make([]bool, len(names))
 	heard[0] = true
 	for {
-		cl, err := clients.get(ctx, 0)
-		if err == nil {
-			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err = cl.Probe(callCtx, api.ProbeRequest{})
-			cancel()
+		if err := m.probe(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("probe from %s: %w", names[0], err)
 		}
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("probe from %s: %w", rec.Nodes[0].Name, err)
-		}
-		round := time.Now().Add(3 * time.Second)
+		round := time.Now().Add(probeRound)
 		for {
-			for i, st := range clients.statuses(ctx) {
+			for i, st := range m.statuses(ctx) {
 				switch {
 				case heard[i] || st.err != nil:
 				case base[i].err != nil:
 					base[i] = st // a first answer is its baseline
-				case st.RequestsSeen > base[i].RequestsSeen:
+				case st.requestsSeen > base[i].requestsSeen:
 					heard[i] = true
 				}
 			}
 			short = short[:0]
 			for i, h := range heard {
 				if !h {
-					short = append(short, rec.Nodes[i].Name)
+					short = append(short, names[i])
 				}
 			}
 			if len(short) == 0 {
 				return nil
 			}
-			if err := exited(); err != nil {
+			if err := m.exited(); err != nil {
 				return err
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("waiting for a probe from %s to reach every node: %w: %d of %d have not heard one (%s); see the node.log in each home",
-					rec.Nodes[0].Name, context.Cause(ctx), len(short), len(rec.Nodes)-1, summarise(short))
+				return fmt.Errorf("waiting for a probe from %s to reach every node: %w: %d of %d have not heard one (%s)",
+					names[0], context.Cause(ctx), len(short), len(names)-1, summarise(short))
 			case <-t.C:
 			}
 			if time.Now().After(round) {
@@ -124,4 +137,64 @@ func summarise(items []string) string {
 		return strings.Join(items[:8], "; ") + fmt.Sprintf("; and %d more", len(items)-8)
 	}
 	return strings.Join(items, "; ")
+}
+
+// processMesh is a process network (Up, Add) as its readiness check sees
+// it: the nodes answer over their control sockets.
+type processMesh struct {
+	nodes   []Process
+	clients *clients
+	procs   []*child // the nodes this call started, whose exit it watches
+}
+
+var _ meshNodes = (*processMesh)(nil)
+
+// waitForProcesses is waitForMesh over the nodes of rec, procs among them
+// being those just started.
+func waitForProcesses(ctx context.Context, rec *Record, procs []*child) error {
+	m := &processMesh{nodes: rec.Nodes, clients: newClients(rec.Nodes), procs: procs}
+	defer m.clients.close()
+	if err := waitForMesh(ctx, m, pollEvery); err != nil {
+		return fmt.Errorf("%w; see the node.log in each home", err)
+	}
+	return nil
+}
+
+func (m *processMesh) names() []string {
+	out := make([]string, len(m.nodes))
+	for i, n := range m.nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
+func (m *processMesh) statuses(ctx context.Context) []meshStatus {
+	sts := m.clients.statuses(ctx)
+	out := make([]meshStatus, len(sts))
+	for i, st := range sts {
+		out[i] = meshStatus{topicPeers: st.TopicPeers, peers: st.Peers, requestsSeen: st.RequestsSeen, err: st.err}
+	}
+	return out
+}
+
+func (m *processMesh) probe(ctx context.Context) error {
+	cl, err := m.clients.get(ctx, 0)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = cl.Probe(ctx, api.ProbeRequest{})
+	return err
+}
+
+func (m *processMesh) exited() error {
+	for _, p := range m.procs {
+		select {
+		case <-p.exited:
+			return p.exitError()
+		default:
+		}
+	}
+	return nil
 }

@@ -1,9 +1,6 @@
 package testnet
 
 import (
-	"context"
-	"errors"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,45 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/internal/poll"
 )
-
-// serve starts a one-node network of its own and serves its control API
-// on a fresh home, as dms run would.
-func serve(t *testing.T) Process {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ln, err := StartLocal(ctx, LocalConfig{Nodes: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	dir := t.TempDir()
-	srv := api.NewServer(ln.Nodes[0], dir, slog.New(slog.DiscardHandler))
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close(context.Background()) })
-	return Process{Home: dir, PeerID: ln.Nodes[0].ID().String()}
-}
-
-// TestWaitForMeshNamesWhoIsMissing: when the nodes of a test network do
-// not meet, the error names those that fall short.
-func TestWaitForMeshNamesWhoIsMissing(t *testing.T) {
-	// Two networks: they never meet.
-	a, b := serve(t), serve(t)
-	a.Name, b.Name = "node-0", "node-1"
-	rec := &Record{Nodes: []Process{a, b}}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), 300*time.Millisecond, errors.New("--timeout 300ms passed"))
-	defer cancel()
-	err := waitForMesh(ctx, rec, nil)
-	if err == nil || !strings.Contains(err.Error(), "--timeout 300ms passed: node-0 has 0 topic peers (0 connections), wants 1; node-1 has 0 topic peers (0 connections), wants 1") {
-		t.Fatalf("waitForMesh: %v", err)
-	}
-}
 
 func TestProcessHelpers(t *testing.T) {
 	for exe, want := range map[string]bool{

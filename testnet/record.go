@@ -60,9 +60,10 @@ type Process struct {
 	Container string `json:"container,omitempty"`
 }
 
+// RecordPath is the record of the test network in dir.
 func RecordPath(dir string) string { return filepath.Join(dir, RecordFile) }
 
-// readTestnet reads DIR's record; ErrNotUp when there is none.
+// Read reads DIR's record; ErrNotUp when there is none.
 func Read(dir string) (*Record, error) {
 	b, err := os.ReadFile(RecordPath(dir))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -100,7 +101,7 @@ func (r *Record) write() error {
 	return nil
 }
 
-// live returns the nodes whose process still runs.
+// Live returns the nodes whose process still runs.
 func (r *Record) Live() []Process {
 	var out []Process
 	for _, n := range r.Nodes {

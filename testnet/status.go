@@ -1,5 +1,8 @@
 package testnet
 
+// Asking the node processes of a test network how they are, over their
+// control sockets: `dms testnet status` and the readiness check.
+
 import (
 	"context"
 	"sync"
@@ -88,7 +91,7 @@ type NodeStatus struct {
 	Error      string `json:"error,omitempty"` // why the peers are unknown
 }
 
-// testnetStatus asks each live node of rec for its peers, in parallel.
+// Status asks each live node of rec for its peers, in parallel.
 func Status(ctx context.Context, rec *Record) []NodeStatus {
 	out := make([]NodeStatus, len(rec.Nodes))
 	var wg sync.WaitGroup

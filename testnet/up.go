@@ -46,9 +46,12 @@ type Options struct {
 	AbandonGrace time.Duration
 }
 
-// testnetUp starts a test network in opts.Dir and returns its record once
-// every node is connected to every other and sees it on the bid-request
-// topic. On failure (or ctx ending) it stops what it started.
+// Up starts a test network in opts.Dir and returns its record once the
+// network delivers (waitForMesh): every node has peers on the bid-request
+// topic and has heard a probe from node-0. The nodes are not connected to
+// every other: each bootstraps from up to three earlier ones
+// (bootstrap.go) and finds more through the DHT. On failure (or ctx
+// ending) it stops what it started.
 func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -145,10 +148,8 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	// --timeout bounds the nodes' start and meeting, not the preparation.
 	ctx, cancel := context.WithTimeoutCause(ctx, opts.Timeout, fmt.Errorf("--timeout %v passed", opts.Timeout))
 	defer cancel()
-	// Nodes start in waves, each node bootstrapping from up to three nodes
-	// of earlier waves (bootstrapAddrs), so that no node has to accept the
-	// whole network: above its connection limits it would turn the late
-	// ones away. A wave is as large as what is up already, up to waveSize.
+	// Nodes start in waves, each bootstrapping from nodes of earlier waves
+	// (bootstrap.go); a wave's nodes start together, then are waited for.
 	progress(opts.Progress, "Starting %s (network %s)", rec.Nodes[0].Name, rec.Network)
 	for first := 0; first < len(rec.Nodes); {
 		last := min(len(rec.Nodes), nextWave(first))
@@ -182,7 +183,7 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 		return nil, err
 	}
 	progress(opts.Progress, "Waiting for every node to have topic peers and to hear a probe from %s", rec.Nodes[0].Name)
-	if err := waitForMesh(ctx, rec, started); err != nil {
+	if err := waitForProcesses(ctx, rec, started); err != nil {
 		return nil, err
 	}
 	rec.UpPID = 0
@@ -192,9 +193,9 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 // Add starts one more node in the test network that is up in opts.Dir
 // (opts.Nodes is ignored): a new home node-N, onboarded with opts.Offer,
 // its config recording the network, swarm key and node-0 as bootstrap peer,
-// and a dms run --local process. It returns the updated record once every
-// node sees every other, the new one included; on failure the new node is
-// stopped and left out of the record.
+// and a dms run --local process. It returns the updated record once the
+// grown network delivers as Up's does (waitForMesh), the new node included;
+// on failure the new node is stopped and left out of the record.
 func Add(ctx context.Context, opts Options) (_ *Record, err error) {
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -250,7 +251,7 @@ func Add(ctx context.Context, opts Options) (_ *Record, err error) {
 	grown := *rec
 	grown.Nodes = append(append([]Process(nil), rec.Nodes...), p.node)
 	progress(opts.Progress, "Waiting for every node to see %s", n.Name)
-	if err := waitForMesh(ctx, &grown, []*child{p}); err != nil {
+	if err := waitForProcesses(ctx, &grown, []*child{p}); err != nil {
 		return nil, err
 	}
 	return &grown, grown.write()
