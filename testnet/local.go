@@ -153,7 +153,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (_ *Local, err error) {
 		}
 		first = last
 	}
-	if err := waitForMesh(ctx, localMesh{ln}, localPoll); err != nil {
+	if err := waitForMesh(ctx, localMesh{ln}, localPoll, localProbeRound); err != nil {
 		return nil, fmt.Errorf("local network: %w", err)
 	}
 	return ln, nil
@@ -223,6 +223,12 @@ func MeasureOnce(ctx context.Context) (resources.Machine, error) {
 // localPoll is how often an in-process network's readiness is polled:
 // a poll reads counters, no call crosses a process.
 const localPoll = 20 * time.Millisecond
+
+// localProbeRound is how long a probe has to reach an in-process network
+// before the next one goes out. A probe sent before gossipsub grafted its
+// meshes may miss a node for good; a later one then reaches it, and a
+// round this short keeps the wait for it short.
+const localProbeRound = time.Second
 
 // localMesh is an in-process network as its readiness check sees it.
 type localMesh struct{ ln *Local }

@@ -16,8 +16,9 @@ import (
 // polled while waiting: each poll is a control call to every node.
 const pollEvery = 100 * time.Millisecond
 
-// probeRound is how long a probe has to reach every node before the next
-// one goes out.
+// probeRound is how long a probe from a process network's node-0 has to
+// reach every node before the next one goes out: it goes out through a
+// control call, and hundreds of nodes may share a few cores.
 const probeRound = 3 * time.Second
 
 // meshStatus is what the readiness check learns of one node in one poll.
@@ -49,15 +50,15 @@ type meshNodes interface {
 // every node (each counts it in its requests seen). A real mesh is not a
 // full graph, so this, not every node seeing every other, is what "up"
 // means: peers on the topic are not yet a delivered message, as gossipsub
-// grafts its meshes on heartbeats. It polls every `every` until ctx ends,
-// and then names the nodes that fall short.
+// grafts its meshes on heartbeats. It polls every `every`, sends a probe
+// every round, until ctx ends, and then names the nodes that fall short.
 //
 // It asks for a probe rather than only counting topic peers because that is
 // what holds on a loaded machine: a node counts as reached once it heard
 // any probe since the first went out, so a slow delivery is not mistaken
 // for a missing one, and a probe per round covers a first one that went
 // out before the meshes formed.
-func waitForMesh(ctx context.Context, m meshNodes, every time.Duration) error {
+func waitForMesh(ctx context.Context, m meshNodes, every, round time.Duration) error {
 	names := m.names()
 	k := wantTopicPeers(len(names))
 	t := time.NewTicker(every)
@@ -95,7 +96,7 @@ func waitForMesh(ctx context.Context, m meshNodes, every time.Duration) error {
 		if err := m.probe(ctx); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("probe from %s: %w", names[0], err)
 		}
-		round := time.Now().Add(probeRound)
+		next := time.Now().Add(round)
 		for {
 			for i, st := range m.statuses(ctx) {
 				switch {
@@ -124,7 +125,7 @@ func waitForMesh(ctx context.Context, m meshNodes, every time.Duration) error {
 					names[0], context.Cause(ctx), len(short), len(names)-1, summarise(short))
 			case <-t.C:
 			}
-			if time.Now().After(round) {
+			if time.Now().After(next) {
 				break
 			}
 		}
@@ -154,7 +155,7 @@ var _ meshNodes = (*processMesh)(nil)
 func waitForProcesses(ctx context.Context, rec *Record, procs []*child) error {
 	m := &processMesh{nodes: rec.Nodes, clients: newClients(rec.Nodes), procs: procs}
 	defer m.clients.close()
-	if err := waitForMesh(ctx, m, pollEvery); err != nil {
+	if err := waitForMesh(ctx, m, pollEvery, probeRound); err != nil {
 		return fmt.Errorf("%w; see the node.log in each home", err)
 	}
 	return nil

@@ -21,10 +21,12 @@ type fakeMesh struct {
 	topicAt []int
 	heardAt []int
 	downAt  []int // node i does not answer polls before this one
-	polls   int
-	probes  int
-	probeAt int // the poll the first probe went out after
-	exit    error
+	// fromProbe: node i misses the probes before this one (1 is the first)
+	fromProbe []int
+	polls     int
+	probes    int
+	probeAt   int // the poll the first probe went out after
+	exit      error
 }
 
 func (f *fakeMesh) names() []string {
@@ -53,6 +55,9 @@ func (f *fakeMesh) statuses(context.Context) []meshStatus {
 		if f.probes > 0 && f.heardAt[i] >= 0 && f.polls >= f.probeAt+f.heardAt[i] {
 			out[i].requestsSeen++
 		}
+		if f.fromProbe != nil && f.fromProbe[i] > 0 && f.probes >= f.fromProbe[i] {
+			out[i].requestsSeen++
+		}
 	}
 	return out
 }
@@ -73,7 +78,7 @@ func TestWaitForMeshWaitsForTopicPeersThenAProbe(t *testing.T) {
 	f := &fakeMesh{topicAt: []int{1, 3, 5, 2}, heardAt: []int{0, 1, 4, 2}, downAt: []int{0, 0, 0, 3}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := waitForMesh(ctx, f, time.Millisecond); err != nil {
+	if err := waitForMesh(ctx, f, time.Millisecond, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if f.probes == 0 || f.probeAt < 5 || f.polls < f.probeAt+4 {
@@ -81,29 +86,43 @@ func TestWaitForMeshWaitsForTopicPeersThenAProbe(t *testing.T) {
 	}
 }
 
+// TestWaitForMeshProbesAgain: a node that a first probe missed (sent before
+// the meshes formed) is reached by one of a later round.
+func TestWaitForMeshProbesAgain(t *testing.T) {
+	f := &fakeMesh{topicAt: []int{1, 1, 1}, heardAt: []int{0, 1, -1}, fromProbe: []int{0, 0, 3}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := waitForMesh(ctx, f, time.Millisecond, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if f.probes < 3 {
+		t.Fatalf("returned after %d probes; n2 hears only the third", f.probes)
+	}
+}
+
 func TestWaitForMeshNamesWhoFallsShort(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(errors.New("--timeout 1s passed"))
 	f := &fakeMesh{topicAt: []int{1, 1 << 30, 1}, heardAt: []int{0, 0, 0}}
-	err := waitForMesh(ctx, f, time.Millisecond)
+	err := waitForMesh(ctx, f, time.Millisecond, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "--timeout 1s passed: n1 has 0 topic peers (5 connections), wants 2") {
 		t.Fatalf("a node without topic peers: %v", err)
 	}
 	f = &fakeMesh{topicAt: []int{1, 1, 1}, heardAt: []int{0, 1, -1}}
-	err = waitForMesh(ctx, f, time.Millisecond)
+	err = waitForMesh(ctx, f, time.Millisecond, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "waiting for a probe from n0 to reach every node: --timeout 1s passed: 1 of 2 have not heard one (n2)") {
 		t.Fatalf("a node that hears no probe: %v", err)
 	}
 	exit := errors.New("n1 exited (exit status 1)")
 	f = &fakeMesh{topicAt: []int{1, 1 << 30, 1}, heardAt: []int{0, 0, 0}, exit: exit}
-	if err := waitForMesh(context.Background(), f, time.Millisecond); !errors.Is(err, exit) {
+	if err := waitForMesh(context.Background(), f, time.Millisecond, time.Minute); !errors.Is(err, exit) {
 		t.Fatalf("a node that exited: %v", err)
 	}
 }
 
 func TestWaitForMeshOfOneNodeSendsNoProbe(t *testing.T) {
 	f := &fakeMesh{topicAt: []int{1 << 30}, heardAt: []int{-1}}
-	if err := waitForMesh(context.Background(), f, time.Millisecond); err != nil || f.probes != 0 {
+	if err := waitForMesh(context.Background(), f, time.Millisecond, time.Minute); err != nil || f.probes != 0 {
 		t.Fatalf("one node: %v after %d probes; it wants no topic peers and hears nobody", err, f.probes)
 	}
 }
