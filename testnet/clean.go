@@ -15,8 +15,8 @@ import (
 var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
 
 // Clean removes what test networks leave in dir (homes named node-N, the
-// swarm key, the binary copy, the shared wasm cache) and dir itself once
-// empty. It touches nothing else: --dir may name a directory that holds
+// swarm key, the binary copy, the shared wasm cache, the build context of
+// a container network's image) and dir itself once empty. It touches nothing else: --dir may name a directory that holds
 // more.
 func Clean(dir string) (homes int, err error) {
 	entries, err := os.ReadDir(dir)
@@ -46,12 +46,27 @@ func Clean(dir string) (homes int, err error) {
 				return homes, err
 			}
 		case ent.Name() == "bin" && ent.IsDir():
-			if err := os.Remove(filepath.Join(p, "dms")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := removeFiles(p, "dms"); err != nil {
 				return homes, err
 			}
-			_ = os.Remove(p) // only if empty
+		case ent.Name() == imageDir && ent.IsDir():
+			if err := removeFiles(p, "Dockerfile", "dms"); err != nil {
+				return homes, err
+			}
 		}
 	}
 	_ = os.Remove(dir) // only if empty
 	return homes, nil
+}
+
+// removeFiles removes the named files of dir, then dir if that left it
+// empty.
+func removeFiles(dir string, names ...string) error {
+	for _, name := range names {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	_ = os.Remove(dir) // only if empty
+	return nil
 }

@@ -3,13 +3,11 @@ package testnet
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/internal/poll"
 )
 
@@ -57,37 +55,5 @@ func TestProcessHelpers(t *testing.T) {
 	}
 	if m, err := MemoryOf(os.Getpid()); err != nil || m.RSS < 1<<20 || m.Anon == 0 || m.PSS == 0 || m.Anon > m.RSS {
 		t.Fatalf("memory of this process: %+v, %v", m, err)
-	}
-}
-
-func TestHomesShareOneWasmCacheAndCleanRemovesIt(t *testing.T) {
-	dir := t.TempDir()
-	a, b, own := filepath.Join(dir, "node-0"), filepath.Join(dir, "node-1"), filepath.Join(dir, "node-2")
-	if err := os.MkdirAll(filepath.Join(own, home.WasmCacheDir), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	shared, err := sharedWasmCache(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{a, b, a, own} { // a twice: the second is a no-op
-		if err := linkWasmCache(h, shared); err != nil {
-			t.Fatalf("linkWasmCache(%s): %v", h, err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(a, home.WasmCacheDir, "compiled"), []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(b, home.WasmCacheDir, "compiled")); err != nil {
-		t.Fatalf("node-1 does not see what node-0 compiled: %v", err)
-	}
-	if fi, err := os.Lstat(filepath.Join(own, home.WasmCacheDir)); err != nil || !fi.IsDir() {
-		t.Fatalf("a home's own cache was replaced: %v %v", fi, err)
-	}
-	if _, err := Clean(dir); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(shared); !os.IsNotExist(err) {
-		t.Fatalf("%s after Clean: %v", shared, err)
 	}
 }
