@@ -61,7 +61,7 @@ func newContainers(ctx context.Context, rec *Record) (*containers, error) {
 	}
 	c := &containers{rec: rec, network: "dms-" + rec.Network}
 	var err error
-	if c.image, err = buildImage(ctx, rec.Binary, filepath.Join(rec.Dir, "image")); err != nil {
+	if c.image, err = buildImage(ctx, rec.Binary, filepath.Join(rec.Dir, imageDir)); err != nil {
 		return nil, err
 	}
 	if out, err := docker(ctx, "network", "create", "--internal", "--driver", "bridge", c.network); err != nil {
@@ -85,6 +85,10 @@ func checkStatic(bin string) error {
 	}
 	return nil
 }
+
+// imageDir is where, in the test network's directory, the node image is
+// built from.
+const imageDir = "image"
 
 // buildImage builds dms-testnet:<hash of the binary> from the binary,
 // unless it exists already.

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -118,10 +117,10 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (_ *Local, err error) {
 		requester[i] = true
 	}
 	ln.Nodes = make([]*node.Node, cfg.Nodes)
-	start := func(i, started int) error {
+	start := func(i int) error {
 		var boot []peer.AddrInfo
-		if i > 0 {
-			boot = ln.bootstrapFor(i, started)
+		for _, j := range bootstrapPeers(i) {
+			boot = append(boot, ln.Nodes[j].AddrInfo())
 		}
 		n, err := ln.StartNode(ctx, cfg.Logger, boot, func(c *node.Config) {
 			if cfg.Configure != nil {
@@ -139,20 +138,14 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (_ *Local, err error) {
 		}
 		return nil
 	}
-	// Nodes start in waves of up to eight; each node bootstraps from three
-	// nodes of earlier waves, spread so that no node has to accept the
-	// whole network (its resource manager would turn the late ones away,
-	// leaving them knowing nobody).
+	// Nodes start in waves, each bootstrapping from nodes of earlier waves
+	// (bootstrap.go), as in a process network; a wave's nodes start at once.
 	for first := 0; first < cfg.Nodes; {
-		last := min(cfg.Nodes, first+max(1, min(first, 8)))
+		last := min(cfg.Nodes, nextWave(first))
 		var wg sync.WaitGroup
 		errs := make([]error, last-first)
 		for i := first; i < last; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i-first] = start(i, first)
-			}()
+			wg.Go(func() { errs[i-first] = start(i) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
@@ -160,18 +153,10 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (_ *Local, err error) {
 		}
 		first = last
 	}
-	// Small networks wait for a few topic peers each, so that a job
-	// submitted at once is heard widely; large ones for one each (more can
-	// take minutes on a small machine while the DHT walks finish): every
-	// node is then reachable, which the bench's first probe confirms.
-	k := min(cfg.Nodes-1, 3)
-	if cfg.Nodes > 20 {
-		k = 1
+	if err := waitForMesh(ctx, localMesh{ln}, localPoll, localProbeRound); err != nil {
+		return nil, fmt.Errorf("local network: %w", err)
 	}
-	if err := ln.WaitForMesh(ctx, k); err != nil {
-		return nil, err
-	}
-	return ln, ln.WarmUp(ctx)
+	return ln, nil
 }
 
 // StartNode starts one more node of the network (not onboarded) that
@@ -235,85 +220,44 @@ func MeasureOnce(ctx context.Context) (resources.Machine, error) {
 	return measured, measureErr
 }
 
-// bootstrapFor picks up to three of the first started nodes (all up) for
-// node i, the same for every run of the same size.
-func (ln *Local) bootstrapFor(i, started int) []peer.AddrInfo {
-	var out []peer.AddrInfo
-	seen := map[int]bool{}
-	for _, j := range []int{(i * 31) % started, (i*17 + 5) % started, (i*7 + 3) % started} {
-		if !seen[j] {
-			seen[j] = true
-			out = append(out, ln.Nodes[j].AddrInfo())
+// localPoll is how often an in-process network's readiness is polled:
+// a poll reads counters, no call crosses a process.
+const localPoll = 20 * time.Millisecond
+
+// localProbeRound is how long a probe has to reach an in-process network
+// before the next one goes out. A probe sent before gossipsub grafted its
+// meshes may miss a node for good; a later one then reaches it, and a
+// round this short keeps the wait for it short.
+const localProbeRound = time.Second
+
+// localMesh is an in-process network as its readiness check sees it.
+type localMesh struct{ ln *Local }
+
+var _ meshNodes = localMesh{}
+
+func (m localMesh) names() []string {
+	out := make([]string, len(m.ln.Nodes))
+	for i := range out {
+		out[i] = fmt.Sprintf("node %d", i)
+	}
+	return out
+}
+
+func (m localMesh) statuses(context.Context) []meshStatus {
+	k := wantTopicPeers(len(m.ln.Nodes))
+	out := make([]meshStatus, len(m.ln.Nodes))
+	for i, n := range m.ln.Nodes {
+		out[i] = meshStatus{topicPeers: n.Diagnostics().TopicPeers(), requestsSeen: n.Diagnostics().Stats().RequestsSeen}
+		if out[i].topicPeers < k {
+			out[i].peers = len(n.Peers()) // only for the error, which names a node short of topic peers
 		}
 	}
 	return out
 }
 
-// WaitForMesh waits until every node has at least k peers on the
-// bid-request topic, polling until ctx ends.
-func (ln *Local) WaitForMesh(ctx context.Context, k int) error {
-	for {
-		short := 0
-		for _, n := range ln.Nodes {
-			if n.Diagnostics().TopicPeers() < k {
-				short++
-			}
-		}
-		if short == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			var counts []string
-			for i, n := range ln.Nodes {
-				if t := n.Diagnostics().TopicPeers(); t < k {
-					counts = append(counts, fmt.Sprintf("node %d: %d topic peers, %d connections", i, t, len(n.Peers())))
-				}
-			}
-			if len(counts) > 5 {
-				counts = append(counts[:5], "...")
-			}
-			return fmt.Errorf("local network: %d of %d nodes have fewer than %d topic peers (%s): %w", short, len(ln.Nodes), k, strings.Join(counts, "; "), ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
+func (m localMesh) probe(ctx context.Context) error { return m.ln.Nodes[0].Diagnostics().Probe(ctx, "") }
 
-// WarmUp publishes probes (bid requests nobody can take) from node 0 until
-// one reaches every other node. Peers that see each other on the topic can
-// still miss a message sent before gossipsub's first heartbeat grafts its
-// meshes; a network handed to a caller has delivered one for real.
-func (ln *Local) WarmUp(ctx context.Context) error {
-	if len(ln.Nodes) < 2 {
-		return nil
-	}
-	for {
-		seen := make([]int64, len(ln.Nodes))
-		for i, n := range ln.Nodes {
-			seen[i] = n.Diagnostics().Stats().RequestsSeen
-		}
-		if err := ln.Nodes[0].Diagnostics().Probe(ctx, ""); err != nil {
-			return fmt.Errorf("local network: warm-up: %w", err)
-		}
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			missing := 0
-			for i, n := range ln.Nodes[1:] {
-				if n.Diagnostics().Stats().RequestsSeen == seen[i+1] {
-					missing++
-				}
-			}
-			if missing == 0 {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("local network: warm-up: %d of %d nodes have not heard a probe: %w", missing, len(ln.Nodes)-1, ctx.Err())
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}
-}
+func (localMesh) exited() error { return nil } // a node in this process does not exit on its own
 
 // Close stops every node and removes their homes.
 func (ln *Local) Close() error {
