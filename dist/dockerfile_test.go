@@ -28,8 +28,8 @@ func TestDockerfile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped under -short: builds a container image")
 	}
-	// The builder compiles the node and every module from an empty cache: 2
-	// minutes on a quiet 2-core machine, over 10 beside other builds, more
+	// The builder compiles the node and every module from an empty cache
+	// (13 minutes on the project's 2-core machine beside other builds): more
 	// than the suite can spend on every run. Asked for, it runs.
 	if os.Getenv("DMS_TEST_DOCKERFILE") == "" {
 		t.Skip("set DMS_TEST_DOCKERFILE=1 to build the container image from the Dockerfile (minutes: a cold build of the node)")
