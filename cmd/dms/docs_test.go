@@ -71,3 +71,56 @@ func stripCode(s string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// docTest is a test or fuzz target that a page names as evidence.
+var docTest = regexp.MustCompile("`((?:Test|Fuzz)[A-Z][A-Za-z0-9_]*)`")
+
+// Every test that docs/*.md names as evidence exists, so a renamed or
+// removed test cannot leave the threat model pointing at nothing.
+func TestDocTestsExist(t *testing.T) {
+	root := filepath.Join("..", "..")
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string][]string{}
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range docTest.FindAllStringSubmatch(string(b), -1) {
+			named[m[1]] = append(named[m[1]], filepath.Base(page))
+		}
+	}
+	if len(named) == 0 {
+		t.Fatal("docs/*.md name no tests: want security.md's evidence")
+	}
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "vendor" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for name := range named {
+			if strings.Contains(string(b), "func "+name+"(") {
+				delete(named, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, pages := range named {
+		t.Errorf("%s names %s, which no _test.go file defines: rename it there or remove it", strings.Join(pages, ", "), name)
+	}
+}
