@@ -37,15 +37,15 @@ func TestCLIConventions(t *testing.T) {
 	walk([]string{"job"}, []string{"submit", "list", "status", "logs", "cancel", "bids"})
 	walk([]string{"testnet"}, []string{"up", "add", "status", "down"})
 
-	// Every dms run flag the README names is in its help.
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	// Every dms run flag the operator's guide names is in its help.
+	readme, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	help := dms(t, "run", "--help").stdout
 	for _, f := range []string{"--metrics", "--metrics-allow-remote", "--dashboard", "--relay-service", "--reachability", "--bootstrap", "--swarm-key", "--network", "--local", "--dht-mode"} {
 		if !strings.Contains(string(readme), f) || !strings.Contains(help, f) {
-			t.Errorf("flag %s: in README %v, in dms run --help %v", f, strings.Contains(string(readme), f), strings.Contains(help, f))
+			t.Errorf("flag %s: in docs/operations.md %v, in dms run --help %v", f, strings.Contains(string(readme), f), strings.Contains(help, f))
 		}
 	}
 }
