@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dms-project/dms/internal/poll"
 )
 
 func TestNativeEcho(t *testing.T) {
@@ -71,13 +74,7 @@ func alive(pid int) bool {
 // eventuallyDead waits for the kernel to finish off pid.
 func eventuallyDead(t *testing.T, pid int) {
 	t.Helper()
-	for range 200 {
-		if !alive(pid) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("process %d still alive", pid)
+	poll.Until(t, time.Minute, fmt.Sprintf("process %d to die", pid), func() bool { return !alive(pid) })
 }
 
 func childPID(t *testing.T, out []byte) int {
