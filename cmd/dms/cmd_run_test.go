@@ -109,6 +109,7 @@ func jsonOut[T any](t *testing.T, r result) T {
 // TestRunInProcess drives a node started by `dms run` with the commands
 // that talk to it, and checks that it stops cleanly.
 func TestRunInProcess(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	network := "test-" + randid.Hex(3)
 	n := startNode(t, h, "--network", network, "--dht-mode", "server")
@@ -193,6 +194,7 @@ func TestRunInProcess(t *testing.T) {
 }
 
 func TestRunUsageErrors(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	key := filepath.Join(t.TempDir(), "bad.key")
 	if err := os.WriteFile(key, []byte("not a key"), 0o600); err != nil {
@@ -224,6 +226,7 @@ func TestRunUsageErrors(t *testing.T) {
 // to drop the job's lock while the job ran on, so that onboarding again
 // showed its capacity as free. Now the provider stops the job first.
 func TestForcedOffboardStopsRunningAllocations(t *testing.T) {
+	t.Parallel()
 	provider, requester := newHome(t), filepath.Join(t.TempDir(), "requester")
 	dms(t, "--home", requester, "init").want(t, 0)
 	network := "offboard-" + randid.Hex(3)

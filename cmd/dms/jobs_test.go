@@ -19,6 +19,7 @@ import (
 )
 
 func TestDemoRunsTheSampleJob(t *testing.T) {
+	t.Parallel()
 	r := dms(t, "demo")
 	r.want(t, 0, "Hello from dms, world!", "Winner: node", "Bids (* won):", "submit -> done")
 	if strings.Contains(r.stdout, "Winner: node 1 ") {
@@ -64,6 +65,7 @@ func waitJob(t *testing.T, home, id string) node.JobRecord {
 // TestJobCommands drives every job command against one in-process network
 // (node 1 submits, the others provide), each node served on its own home.
 func TestJobCommands(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{Nodes: 4, Requesters: []int{1}})

@@ -171,6 +171,7 @@ func peerIDOf(t *testing.T, dir string) peer.ID {
 // reach each other through the relay unless hole punching turns the
 // relayed connection into a direct one; the test logs which it was.
 func TestJobAcrossTwoNATs(t *testing.T) {
+	t.Parallel()
 	lab, pub := newNATLab(t)
 	provNS, reqNS := lab.addNAT(pub, 1), lab.addNAT(pub, 2)
 	bin := buildDMS(t)

@@ -17,6 +17,7 @@ import (
 // test network, and the homes remember their network, so that after
 // testnet down a plain dms run on two of them meets again.
 func TestTestnetAddAndRejoin(t *testing.T) {
+	t.Parallel()
 	bin := buildDMS(t)
 	dir := filepath.Join(t.TempDir(), "tn")
 	t.Cleanup(func() { dmsExec(t, bin, "testnet", "down", "--dir", dir) })

@@ -24,21 +24,6 @@ import (
 	"github.com/dms-project/dms/testnet"
 )
 
-// buildDMS builds the dms binary into a temporary directory.
-func buildDMS(t *testing.T) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the binary with")
-	}
-	bin := filepath.Join(t.TempDir(), "dms")
-	out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // dmsExec runs the binary as a user would and returns what it printed.
 func dmsExec(t *testing.T, bin string, args ...string) result {
 	t.Helper()
@@ -123,11 +108,9 @@ func peersOfHome(dir string) []node.PeerInfo {
 // TestTestnetEndToEnd builds the binary and drives a test network of
 // separate processes with it, as a user would.
 func TestTestnetEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("end-to-end: builds the dms binary and starts 6 node processes; skipped under -short")
-	}
-	for _, k := range []string{"DMS_HOME", "DMS_LOG_LEVEL", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_TESTNET_DIR", "DMS_RESERVE", "DMS_PRICE"} {
-		t.Setenv(k, "")
 	}
 	bin := buildDMS(t)
 	dir := filepath.Join(t.TempDir(), "tn")
