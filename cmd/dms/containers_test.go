@@ -41,7 +41,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	bin := buildDMS(t)
 	dir := filepath.Join(t.TempDir(), "tc")
 	t.Cleanup(func() { dmsExec(t, bin, "testnet", "down", "--dir", dir) })
-	dmsExec(t, bin, "testnet", "up", "--nodes", "3", "--containers", "--abandon-grace", "3s", "--dir", dir, "--timeout", "90s").want(t, 0, "is up: 3 nodes")
+	dmsExec(t, bin, "testnet", "up", "--nodes", "3", "--containers", "--abandon-grace", "3s", "--dir", dir, "--timeout", "5m").want(t, 0, "is up: 3 nodes")
 	rec, err := testnet.Read(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	}
 	defer requester.Close()
 	var job node.JobRecord
-	poll.Until(t, 60*time.Second, "the job to run", func() bool {
+	poll.Until(t, 3*time.Minute, "the job to run", func() bool {
 		job, _ = requester.Job(ctx, jobID)
 		return job.State == node.JobRunning
 	})
@@ -84,7 +84,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 		t.Fatalf("the job runs on %s, no node of the network", first)
 	}
 	dmsExec(t, bin, "testnet", "fault", "--dir", dir, "--node", cut.Name, "--partition").want(t, 0, "partition=true")
-	poll.Until(t, 120*time.Second, "the job to complete elsewhere", func() bool {
+	poll.Until(t, 3*time.Minute, "the job to complete elsewhere", func() bool {
 		job, _ = requester.Job(ctx, jobID)
 		return job.Final()
 	})
@@ -98,7 +98,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	}
 	defer provider.Close()
 	var alloc node.AllocationInfo
-	poll.Until(t, 60*time.Second, "the cut-off provider to stop its copy", func() bool {
+	poll.Until(t, 3*time.Minute, "the cut-off provider to stop its copy", func() bool {
 		r, err := provider.Allocations(ctx)
 		if err != nil || len(r.Allocations) == 0 {
 			return false

@@ -199,7 +199,7 @@ func TestJobAcrossTwoNATs(t *testing.T) {
 		}
 		return st.TopicPeers
 	}
-	poll.Until(t, 60*time.Second, "provider and requester on the topic through the relay", func() bool {
+	poll.Until(t, 3*time.Minute, "provider and requester on the topic through the relay", func() bool {
 		return topicPeers(prov) > 0 && topicPeers(req) > 0
 	})
 
@@ -212,7 +212,7 @@ func TestJobAcrossTwoNATs(t *testing.T) {
 	var last result
 	// Each side needs its relay reservation before the other can reach
 	// it; until then bids or invocations fail and the job is tried again.
-	poll.Until(t, 90*time.Second, "a job from the requester to complete on the provider", func() bool {
+	poll.Until(t, 3*time.Minute, "a job from the requester to complete on the provider", func() bool {
 		last = dmsExec(t, bin, "--home", req, "job", "submit", "--cpu", "0.1", "--memory", "16MiB", "--duration", "30s", "--wasm", wasm, "--json")
 		rec = node.JobRecord{}
 		return json.Unmarshal([]byte(last.stdout), &rec) == nil && rec.State == node.JobCompleted

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,16 @@ func TestMain(m *testing.M) {
 	// in parallel. Each parse gets its own copy instead; help looks the same.
 	cli.HelpFlag = parseCopy{cli.HelpFlag.(*cli.BoolFlag)}
 	cli.VersionFlag = parseCopy{cli.VersionFlag.(*cli.BoolFlag)}
+	// The tests here mostly wait: on node processes, containers, bidding
+	// windows. More of them at once than the machine has cores (the
+	// default) costs little CPU and saves minutes; -test.parallel, when
+	// given, wins.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(4, runtime.GOMAXPROCS(0))))
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

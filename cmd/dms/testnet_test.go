@@ -117,7 +117,7 @@ func TestTestnetEndToEnd(t *testing.T) {
 	t.Cleanup(func() { dmsExec(t, bin, "testnet", "down", "--dir", dir) }) // if the test fails half-way
 
 	start := time.Now()
-	dmsExec(t, bin, "testnet", "up", "--nodes", "4", "--dir", dir, "--timeout", "40s").want(t, 0, "is up: 4 nodes", "dms --home "+filepath.Join(dir, "node-3")+" peers")
+	dmsExec(t, bin, "testnet", "up", "--nodes", "4", "--dir", dir, "--timeout", "3m").want(t, 0, "is up: 4 nodes", "dms --home "+filepath.Join(dir, "node-3")+" peers")
 	t.Logf("testnet up --nodes 4: %v", time.Since(start).Round(time.Millisecond))
 	rec, err := testnet.Read(dir)
 	if err != nil {
@@ -181,10 +181,10 @@ func TestTestnetEndToEnd(t *testing.T) {
 	}
 	stopJoiner := startRun(t, bin, joiner, "--network", rec.Network, "--swarm-key", rec.SwarmKey, "--bootstrap", rec.Nodes[0].Addrs[0])
 	stopOutsider := startRun(t, bin, outsider, "--network", rec.Network, "--swarm-key", otherKey, "--bootstrap", rec.Nodes[0].Addrs[0])
-	poll.Until(t, 30*time.Second, "the joining node to see the whole network", func() bool {
+	poll.Until(t, 2*time.Minute, "the joining node to see the whole network", func() bool {
 		return len(peersOfHome(joiner)) >= 4 // >= 2 is what joining takes; discovery finds them all
 	})
-	poll.Until(t, 10*time.Second, "the outsider to answer on its control socket", func() bool {
+	poll.Until(t, 2*time.Minute, "the outsider to answer on its control socket", func() bool {
 		_, err := api.Dial(context.Background(), outsider)
 		return err == nil
 	})
