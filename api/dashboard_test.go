@@ -90,6 +90,7 @@ func containsAll(s string, subs []string) bool {
 // and loads it in headless Chromium: the rendered page names the job,
 // "completed" and the job's output, and a screenshot of it is a real page.
 func TestDashboardInChromium(t *testing.T) {
+	t.Parallel()
 	bin := chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -117,6 +117,10 @@ func tinyJob() orchestrator.Submission {
 // held, while an honest requester that has run jobs before keeps
 // submitting. Its jobs all complete: newcomers together hold at most their
 // share of each offer, and the flood is cut down at the validator.
+//
+// Not parallel: fifty hosts in one process load the machine, and the
+// tests beside it would then measure the load, not the protocol (tests
+// that are not parallel run before the parallel ones).
 func TestExhaustionLeavesRoomForKnownRequesters(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -266,6 +270,7 @@ func mustAdd(t *testing.T, a, b capability.Capability) capability.Capability {
 // real requester still gets its: holds and bids are keyed by requester and
 // job, not by job alone.
 func TestAJobIDClaimedFirstByAnotherPeer(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
@@ -307,6 +312,7 @@ func TestAJobIDClaimedFirstByAnotherPeer(t *testing.T) {
 // stops it after its grace period and releases the lock, rather than
 // running it to its timeout for nobody.
 func TestAllocationOfAGoneRequesterIsStopped(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, nil)
 	p, _ := startLong(t, nodes)
 	provider := byID(nodes, p)
