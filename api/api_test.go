@@ -38,6 +38,7 @@ func serve(t *testing.T, n *node.Node) (*api.Server, *api.Client) {
 // reply that came with them; closing the server ends a call under way,
 // saying why, and leaves no socket behind.
 func TestAPIOverARunningNode(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{Nodes: 2, Requesters: []int{1},

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image/png"
 	"io"
 	"log/slog"
@@ -33,30 +34,65 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// headless runs chromium on url with args and returns its stdout. The
+// chromiumDeadline bounds everything the test asks of chromium: starting a
+// browser on a machine that other jobs keep busy takes tens of seconds.
+const chromiumDeadline = 5 * time.Minute
+
+// headless runs chromium on url with args and returns its stdout, or an
+// error (with chromium's stderr) when it failed or ran past ctx. The
 // virtual time budget lets the page's script fetch and render before the
-// DOM is dumped or the screenshot taken.
-func headless(t *testing.T, bin, url string, args ...string) string {
+// DOM is dumped or the screenshot taken; virtual time stands still while a
+// fetch is in flight, so a slow machine only makes it take longer.
+func headless(ctx context.Context, t *testing.T, bin, url string, args ...string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
 		"--user-data-dir=" + t.TempDir(), "--virtual-time-budget=5000", "--window-size=1280,1400"}
 	cmd := exec.CommandContext(ctx, bin, append(append(base, args...), url)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %v: %v\n%s", args, err, errb.String())
+		return "", fmt.Errorf("chromium %v: %w\n%s", args, err, errb.String())
 	}
-	return out.String()
+	return out.String(), nil
+}
+
+// renderedDOM loads url until the rendered page holds every one of want
+// (the page's script fills it in after its first fetches), and returns it.
+func renderedDOM(t *testing.T, bin, url string, want ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), chromiumDeadline)
+	defer cancel()
+	var dom string
+	var err error
+	for ctx.Err() == nil {
+		dom, err = headless(ctx, t, bin, url, "--dump-dom")
+		if err != nil && ctx.Err() == nil {
+			t.Fatal(err) // chromium failed, not slow
+		}
+		if err == nil && containsAll(dom, want) {
+			return dom
+		}
+	}
+	t.Fatalf("after %v: still waiting for the rendered page to show %q (last: %v):\n%s", chromiumDeadline, want, err, dom)
+	return ""
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestDashboardInChromium runs a job on a lone node, serves its dashboard,
 // and loads it in headless Chromium: the rendered page names the job,
 // "completed" and the job's output, and a screenshot of it is a real page.
 func TestDashboardInChromium(t *testing.T) {
+	t.Parallel()
 	bin := chromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{Nodes: 1,
 		Offer: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB}})
@@ -90,18 +126,17 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("POST: %v %v, want 405", resp.Status, err)
 	}
 
-	dom := headless(t, bin, url, "--dump-dom")
-	for _, want := range []string{rec.ID, ">completed<", "tiny job ok", n.ID().String()} {
-		if !strings.Contains(dom, want) {
-			t.Errorf("rendered page lacks %q:\n%s", want, dom)
-		}
-	}
+	renderedDOM(t, bin, url, rec.ID, ">completed<", "tiny job ok", n.ID().String())
 
 	shot := filepath.Join(os.Getenv("DMS_SCREENSHOT_DIR"), "dashboard.png")
 	if os.Getenv("DMS_SCREENSHOT_DIR") == "" {
 		shot = filepath.Join(t.TempDir(), "dashboard.png")
 	}
-	headless(t, bin, url, "--screenshot="+shot, "--hide-scrollbars")
+	shotCtx, cancelShot := context.WithTimeout(context.Background(), chromiumDeadline)
+	defer cancelShot()
+	if _, err := headless(shotCtx, t, bin, url, "--screenshot="+shot, "--hide-scrollbars"); err != nil {
+		t.Fatal(err)
+	}
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatal(err)

@@ -91,15 +91,26 @@ func NewDocker(opts ...Option) (*Docker, error) {
 // Kind implements Executor.
 func (d *Docker) Kind() Kind { return KindDocker }
 
+// dockerCommandTimeout bounds one docker command that is not a job. A
+// loaded machine (or engine) answers `docker version` in seconds, not
+// milliseconds: too short a bound reads a busy engine as none.
+const dockerCommandTimeout = 2 * time.Minute
+
 // docker runs one docker command and returns its stdout, or an error that
-// carries what it said on stderr.
+// carries what it said on stderr. When the caller's context ended first,
+// the error wraps the context's error, so that callers tell a cancelled
+// probe from an engine that does not answer.
 func (d *Docker) docker(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, dockerCommandTimeout)
 	defer cancel()
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, d.bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
+		if perr := parent.Err(); perr != nil {
+			return out.String(), fmt.Errorf("docker %s: %w", args[0], perr)
+		}
 		msg := strings.TrimSpace(errb.String())
 		if msg == "" {
 			msg = err.Error()
@@ -127,6 +138,11 @@ func (d *Docker) Engine(ctx context.Context) (DockerInfo, error) {
 	d.mu.Unlock()
 	var info DockerInfo
 	v, err := d.docker(ctx, "version", "--format", "{{.Server.Version}}")
+	if err != nil && ctx.Err() != nil {
+		// The caller gave up: that says nothing of the engine, and is not
+		// remembered.
+		return info, err
+	}
 	if err != nil {
 		err = fmt.Errorf("%w: %v", ErrNoEngine, err)
 	} else {
@@ -155,6 +171,10 @@ func (d *Docker) HasImage(ctx context.Context, ref string) error {
 		if _, ierr := d.docker(ctx, "image", "inspect", "--format", "{{.Id}}", ref); ierr != nil {
 			err = fmt.Errorf("%w: %s is not on this provider (docker load or docker build it there)", ErrNoImage, ref)
 		}
+	}
+	if ctx.Err() != nil {
+		// A lookup the caller gave up on is not remembered (see Engine).
+		return fmt.Errorf("look up image %s: %w", ref, ctx.Err())
 	}
 	d.mu.Lock()
 	d.images[ref] = imageCheck{err: err, at: time.Now()}
@@ -203,12 +223,24 @@ func (d *Docker) Run(ctx context.Context, spec Spec, out Output) (Result, error)
 	if err := checkKind(&spec, KindDocker); err != nil {
 		return res, fmt.Errorf("run docker job: %w", err)
 	}
+	// A job cancelled before it started is cancelled, whatever the engine
+	// would have said (its checks are not made, or their answer is moot).
+	cancelled := func() (Result, error) {
+		res.Reason = "cancelled"
+		return res, fmt.Errorf("run docker job: %w: %w", ErrCancelled, context.Cause(ctx))
+	}
+	if ctx.Err() != nil {
+		return cancelled()
+	}
 	if len(spec.GPUs) > 0 {
 		if info, err := d.Engine(ctx); err == nil && !info.GPU {
 			return res, fmt.Errorf("run docker job: %w: the engine has no NVIDIA runtime to give the container GPUs", ErrNotAllowed)
 		}
 	}
 	if err := d.HasImage(ctx, spec.Image); err != nil {
+		if ctx.Err() != nil {
+			return cancelled()
+		}
 		return res, fmt.Errorf("run docker job: %w", err)
 	}
 	if err := d.enter(); err != nil {

@@ -6,12 +6,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dms-project/dms/internal/poll"
 )
 
 func TestNativeEcho(t *testing.T) {
@@ -70,13 +74,7 @@ func alive(pid int) bool {
 // eventuallyDead waits for the kernel to finish off pid.
 func eventuallyDead(t *testing.T, pid int) {
 	t.Helper()
-	for range 200 {
-		if !alive(pid) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("process %d still alive", pid)
+	poll.Until(t, time.Minute, fmt.Sprintf("process %d to die", pid), func() bool { return !alive(pid) })
 }
 
 func childPID(t *testing.T, out []byte) int {
@@ -99,11 +97,37 @@ func TestNativeTimeoutKillsProcessGroup(t *testing.T) {
 	eventuallyDead(t, childPID(t, res.Stdout))
 }
 
+// started is an Output that says when the job first wrote to stdout: the
+// job runs from then on.
+type started struct {
+	once sync.Once
+	c    chan struct{}
+}
+
+func newStarted() *started { return &started{c: make(chan struct{})} }
+
+func (s *started) Stdout([]byte) { s.once.Do(func() { close(s.c) }) }
+func (s *started) Stderr([]byte) {}
+
+// wait waits for the job to have started, or a minute.
+func (s *started) wait() bool {
+	select {
+	case <-s.c:
+		return true
+	case <-time.After(time.Minute):
+		return false
+	}
+}
+
+// longJob prints a line, then runs for 30 s unless stopped.
+func longJob() Spec { return nativeSpec("sh", "-c", "echo started; exec sleep 30") }
+
 func TestNativeCancel(t *testing.T) {
 	n := newNative(t, true)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	res, err := n.Run(ctx, nativeSpec("sleep", "30"), nil)
+	out := newStarted()
+	go func() { out.wait(); cancel() }() // a job that never starts fails below
+	res, err := n.Run(ctx, longJob(), out)
 	if !errors.Is(err, ErrCancelled) || res.Reason != "cancelled" {
 		t.Fatalf("err %v reason %q, want ErrCancelled", err, res.Reason)
 	}
@@ -139,11 +163,14 @@ func TestNativeCloseStopsRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
+	out := newStarted()
 	go func() {
-		_, err := n.Run(context.Background(), nativeSpec("sleep", "30"), nil)
+		_, err := n.Run(context.Background(), longJob(), out)
 		done <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	if !out.wait() {
+		t.Fatal("after 1m: still waiting for the job to print that it started")
+	}
 	if err := n.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -568,9 +568,7 @@ func TestWasmCloseStopsRuns(t *testing.T) {
 		_, err := w.Run(context.Background(), rawSpec(loopModule), nil)
 		done <- err
 	}()
-	for w.Stats().Runs == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	poll.Until(t, time.Minute, "the run to start", func() bool { return w.Stats().Runs > 0 })
 	if err := w.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 // nobody to carry the request, so the node bids for it itself, and the
 // invocation and the allocation stream go to its own peer ID.
 func TestLoneOnboardedNodeRunsItsOwnJob(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
@@ -46,6 +47,7 @@ func TestLoneOnboardedNodeRunsItsOwnJob(t *testing.T) {
 // A lone node that offers nothing cannot run a job: the error says it is
 // alone and how to join a network.
 func TestLoneRequesterSaysHowToJoin(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{Nodes: 1, Requesters: []int{0}, Wasm: sharedWasm,

@@ -75,6 +75,7 @@ func checkOutputs(t *testing.T, rec node.JobRecord, want map[string]string) {
 // A wasm job reads its inputs read-only at their guest paths and writes
 // /outputs; the requester fetches the outputs and keeps them, hashed.
 func TestWasmJobReadsInputsAndWritesOutputs(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, nil)
 	in := inputs(t, map[string]string{"inputs/a.txt": "alpha\n", "inputs/sub/b.txt": "beta\n"})
 	rec, err := nodes[1].SubmitJob(context.Background(), filesJob(orchestrator.ExecutorWasm, in), nil)
@@ -98,6 +99,7 @@ func TestWasmJobReadsInputsAndWritesOutputs(t *testing.T) {
 // A job that leaves more than the provider's limit in /outputs fails,
 // naming the limit.
 func TestOutputsOverTheLimitFailTheJob(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, func(i int, c *node.Config) { c.MaxOutputBytes = 1024 })
 	in := inputs(t, map[string]string{"inputs/big.txt": strings.Repeat("x", 4096)})
 	rec, _ := nodes[1].SubmitJob(context.Background(), filesJob(orchestrator.ExecutorWasm, in), nil)
@@ -120,6 +122,7 @@ func bigModule(size int) []byte {
 
 // A module far over one message travels over the fetch protocol and runs.
 func TestFifteenMiBModuleRuns(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, nil)
 	sub := filesJob(orchestrator.ExecutorWasm, nil)
 	sub.Job.Module = bigModule(15 << 20)
@@ -135,6 +138,7 @@ func TestFifteenMiBModuleRuns(t *testing.T) {
 // A container job runs only on a provider that opted in and has the image;
 // the others say why they did not bid.
 func TestDockerJobOnAProviderThatHasTheImage(t *testing.T) {
+	t.Parallel()
 	ref := examples.NeedFilesImage(t)
 	nodes := newNetwork(t, 3, 1000, nil)
 	ctx := context.Background()
@@ -174,6 +178,7 @@ func TestDockerJobOnAProviderThatHasTheImage(t *testing.T) {
 // A host command (native executor) runs only where the provider opted in;
 // it finds its inputs under $DMS_INPUTS and writes $DMS_OUTPUTS.
 func TestNativeJobFindsItsFilesThroughTheEnvironment(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		t.Skip("skipping: no /bin/sh")
 	}

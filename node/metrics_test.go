@@ -51,6 +51,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[s
 // allocation's run time; capacity gauges read the ledger; with a registry
 // of its own a node also reports libp2p's and gossipsub's metrics.
 func TestMetricsFollowAJob(t *testing.T) {
+	t.Parallel()
 	reg := node.NewRegistry()
 	nodes := newNetwork(t, 3, 1000, func(i int, c *node.Config) {
 		if i == 1 {

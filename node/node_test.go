@@ -74,6 +74,7 @@ func byID(nodes []*node.Node, p orchestrator.Progress) *node.Node {
 }
 
 func TestWasmJobRunsOnAnotherNodeAndOutputComesBack(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 4, 1000, nil)
 	var accepted orchestrator.Progress
 	rec, err := nodes[1].SubmitJob(context.Background(), helloJob("mesh"), func(p orchestrator.Progress) {
@@ -113,6 +114,7 @@ func TestWasmJobRunsOnAnotherNodeAndOutputComesBack(t *testing.T) {
 }
 
 func TestJobThatFitsNowhereFailsWithReason(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, func(i int, c *node.Config) {
 		if i == 1 {
 			c.Orchestrator.Requester.BiddingWindow = 300 * time.Millisecond
@@ -127,6 +129,7 @@ func TestJobThatFitsNowhereFailsWithReason(t *testing.T) {
 }
 
 func TestWasmLimitsAreEnforcedAndReported(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, nil)
 	mem := helloJob("-n", "600000000") // a 600 MB sieve in a 64 MiB box
 	mem.Job.Requirements.Memory = 64 * capability.MiB
@@ -150,6 +153,7 @@ func TestWasmLimitsAreEnforcedAndReported(t *testing.T) {
 }
 
 func TestConcurrentJobsNeverOvercommit(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 4, 1000, nil) // three providers of one core each
 	stop := make(chan struct{})
 	var violations []string
@@ -211,6 +215,7 @@ func TestConcurrentJobsNeverOvercommit(t *testing.T) {
 }
 
 func TestLocksLeftByACrashAreReleasedOnRestart(t *testing.T) {
+	t.Parallel()
 	key, _, _ := crypto.GenerateEd25519Key(nil)
 	store := node.MemoryDatastore()
 	ledger, err := resources.NewLedger(store)
@@ -280,6 +285,7 @@ func startLong(t *testing.T, nodes []*node.Node) (orchestrator.Progress, chan no
 }
 
 func TestCancelReachesAllocation(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, nil)
 	p, done := startLong(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -304,6 +310,7 @@ func TestCancelReachesAllocation(t *testing.T) {
 // allocations that went on running, so a new offer showed their capacity
 // as free. Now it stops them first, and only then releases their locks.
 func TestForcedOffboardStopsAllocationsBeforeReleasingTheirLocks(t *testing.T) {
+	t.Parallel()
 	nodes := newNetwork(t, 3, 1000, nil)
 	p, done := startLong(t, nodes)
 	provider := byID(nodes, p)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestSupervisorRestartsUpToLimit(t *testing.T) {
+	t.Parallel()
 	s := Supervisor{Strategy: SupervisorStrategy{MaxRestarts: 2, Window: time.Minute}}
 	calls, told := 0, 0
 	_, err, stats := s.Run(context.Background(), func(context.Context) (executor.Result, error) {
@@ -26,6 +27,7 @@ func TestSupervisorRestartsUpToLimit(t *testing.T) {
 }
 
 func TestSupervisorSucceedsAfterRestart(t *testing.T) {
+	t.Parallel()
 	s := Supervisor{Strategy: DefaultSupervisorStrategy()}
 	s.Strategy.Backoff = 0
 	calls := 0
@@ -42,6 +44,7 @@ func TestSupervisorSucceedsAfterRestart(t *testing.T) {
 }
 
 func TestSupervisorDoesNotRestartFinalErrors(t *testing.T) {
+	t.Parallel()
 	for _, final := range []error{executor.ErrTimeout, executor.ErrMemoryLimit, executor.ErrCancelled, executor.ErrInvalidModule} {
 		s := Supervisor{Strategy: DefaultSupervisorStrategy()}
 		calls := 0

@@ -14,6 +14,7 @@ import (
 )
 
 func TestJobRunsOnAnotherNode(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 4, func(i int) *fakeBackend {
 		b := newFakeBackend(2000)
 		b.onboarded = i != 1 // the requester offers nothing
@@ -48,6 +49,7 @@ func TestJobRunsOnAnotherNode(t *testing.T) {
 }
 
 func TestJobThatFitsNowhereFailsClearly(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 3, func(int) *fakeBackend { return newFakeBackend(1000) })
 	nodes[0].svc.cfg.BiddingWindow = 300 * time.Millisecond
 	sub := wasmJob()
@@ -62,6 +64,7 @@ func TestJobThatFitsNowhereFailsClearly(t *testing.T) {
 // has no room left in the window) must not fail the job; bidding runs to
 // its end on what the first request brings.
 func TestResendThatCannotGoOutEndsInNoBidsNotAPublishError(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 3, func(int) *fakeBackend { return newFakeBackend(1000) })
 	r := nodes[0].svc.Requester
 	r.cfg.BiddingWindow, r.cfg.Widen = 400*time.Millisecond, 50*time.Millisecond
@@ -75,6 +78,7 @@ func TestResendThatCannotGoOutEndsInNoBidsNotAPublishError(t *testing.T) {
 }
 
 func TestRefusingWinnerIsReplacedByNextBid(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 3, func(i int) *fakeBackend {
 		b := newFakeBackend(2000)
 		switch i {
@@ -115,6 +119,7 @@ func TestRefusingWinnerIsReplacedByNextBid(t *testing.T) {
 }
 
 func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 3, func(i int) *fakeBackend {
 		b := newFakeBackend(2000)
 		b.onboarded = i == 2
@@ -152,6 +157,7 @@ func TestInvocationFromOtherPeerIsRefused(t *testing.T) {
 }
 
 func TestBidWithBadSignatureIsRejected(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 2, func(int) *fakeBackend { return newFakeBackend(1000) })
 	b := &Bid{JobID: NewJobID(), Nonce: "abcdefgh12", Provider: nodes[1].host.ID(), Requester: nodes[0].host.ID(), HoldExpires: time.Now().Add(time.Minute)}
 	sb, err := SealBid(b, nodes[0].key) // sealed with the wrong key
@@ -165,6 +171,7 @@ func TestBidWithBadSignatureIsRejected(t *testing.T) {
 }
 
 func TestOfferTooSmallSendsNoBid(t *testing.T) {
+	t.Parallel()
 	b := newFakeBackend(100)
 	req := &BidRequest{Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 500}}}
 	if req.Requirements.Fits(b.Offer().Available) {
@@ -175,6 +182,7 @@ func TestOfferTooSmallSendsNoBid(t *testing.T) {
 // Content shared with one peer reaches that peer whole, in chunks, and
 // nobody else.
 func TestFetchSharesWithOnePeerOnly(t *testing.T) {
+	t.Parallel()
 	nodes := newMesh(t, 3, func(int) *fakeBackend { return newFakeBackend(1000) })
 	a, b, c := nodes[0].svc, nodes[1], nodes[2]
 	data := make([]byte, 3*fetchChunk+17) // several chunks and a short one

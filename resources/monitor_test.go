@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,22 +100,38 @@ func TestMonitorFeedsLedger(t *testing.T) {
 	}
 }
 
+// blockingSampler answers the first sample (Start's) at once and holds every
+// later one until its context ends, as a slow sampler would while Close runs.
+type blockingSampler struct {
+	calls    atomic.Int64
+	inFlight chan struct{} // closed when a held sample has begun
+	once     sync.Once
+}
+
+func (b *blockingSampler) Sample(ctx context.Context) (Usage, error) {
+	if b.calls.Add(1) == 1 {
+		return Usage{}, nil
+	}
+	b.once.Do(func() { close(b.inFlight) })
+	<-ctx.Done()
+	return Usage{}, nil // as a sampler that finished just then: a sample follows
+}
+
+// TestMonitorCloseWaits: Close returns only once the goroutine has ended,
+// so that a sample in flight when Close is called has been delivered
+// before Close returns and none comes after.
 func TestMonitorCloseWaits(t *testing.T) {
-	fs := &fakeSampler{queue: []Usage{{}}}
+	bs := &blockingSampler{inFlight: make(chan struct{})}
 	var mu sync.Mutex
-	closed := false
-	got := make(chan struct{}, 1000)
-	m, err := NewMonitor(capOf(1000, gib, gib), capOf(0, 0, 0), fs, WithInterval(time.Millisecond),
+	closed, samples := false, 0
+	m, err := NewMonitor(capOf(1000, gib, gib), capOf(0, 0, 0), bs, WithInterval(time.Millisecond),
 		WithOnSample(func(Sample) {
 			mu.Lock()
 			defer mu.Unlock()
 			if closed {
 				t.Error("sample after Close returned")
 			}
-			select {
-			case got <- struct{}{}:
-			default:
-			}
+			samples++
 		}))
 	if err != nil {
 		t.Fatal(err)
@@ -122,15 +139,27 @@ func TestMonitorCloseWaits(t *testing.T) {
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for range 3 { // the first sample, then two from the goroutine
-		<-got
+	select {
+	case <-bs.inFlight:
+	case <-time.After(time.Minute):
+		t.Fatal("after 1m: still waiting for the goroutine to take a sample")
 	}
+	// The held sample ends when Close cancels it; Close must wait for it,
+	// and for the goroutine, before returning.
 	m.Close()
 	mu.Lock()
 	closed = true
+	// The goroutine may take one more (ended) sample on its way out, but
+	// the one in flight is delivered before Close returns.
+	if samples < 2 {
+		t.Errorf("Close returned after %d samples: the one in flight was not delivered", samples)
+	}
 	mu.Unlock()
-	time.Sleep(10 * time.Millisecond) // room for a straggler to show itself
-	m.Close()                         // idempotent
+	calls := bs.calls.Load()
+	m.Close() // idempotent
+	if n := bs.calls.Load(); n != calls {
+		t.Errorf("the sampler was called %d times after Close returned", n-calls)
+	}
 }
 
 func TestMonitorErrors(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestLocalNetworkRunsAJobFromANonBootstrapNode(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ln, err := StartLocal(ctx, LocalConfig{Nodes: 5, Requesters: []int{1}})

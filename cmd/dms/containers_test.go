@@ -23,6 +23,7 @@ import (
 // completes on another provider; the cut-off provider, no longer hearing
 // its requester follow the job, stops its copy and frees its lock.
 func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("containers: builds the dms binary and an image, starts 3 containers; skipped under -short")
 	}
@@ -37,13 +38,10 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("skipping the container partition test: entering a container's network namespace needs root")
 	}
-	for _, k := range []string{"DMS_HOME", "DMS_LOG_LEVEL", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_TESTNET_DIR", "DMS_RESERVE", "DMS_PRICE"} {
-		t.Setenv(k, "")
-	}
-	bin := buildStaticDMS(t)
+	bin := buildDMS(t)
 	dir := filepath.Join(t.TempDir(), "tc")
 	t.Cleanup(func() { dmsExec(t, bin, "testnet", "down", "--dir", dir) })
-	dmsExec(t, bin, "testnet", "up", "--nodes", "3", "--containers", "--abandon-grace", "3s", "--dir", dir, "--timeout", "90s").want(t, 0, "is up: 3 nodes")
+	dmsExec(t, bin, "testnet", "up", "--nodes", "3", "--containers", "--abandon-grace", "3s", "--dir", dir, "--timeout", "5m").want(t, 0, "is up: 3 nodes")
 	rec, err := testnet.Read(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +69,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	}
 	defer requester.Close()
 	var job node.JobRecord
-	poll.Until(t, 60*time.Second, "the job to run", func() bool {
+	poll.Until(t, 3*time.Minute, "the job to run", func() bool {
 		job, _ = requester.Job(ctx, jobID)
 		return job.State == node.JobRunning
 	})
@@ -86,7 +84,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 		t.Fatalf("the job runs on %s, no node of the network", first)
 	}
 	dmsExec(t, bin, "testnet", "fault", "--dir", dir, "--node", cut.Name, "--partition").want(t, 0, "partition=true")
-	poll.Until(t, 120*time.Second, "the job to complete elsewhere", func() bool {
+	poll.Until(t, 3*time.Minute, "the job to complete elsewhere", func() bool {
 		job, _ = requester.Job(ctx, jobID)
 		return job.Final()
 	})
@@ -100,7 +98,7 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	}
 	defer provider.Close()
 	var alloc node.AllocationInfo
-	poll.Until(t, 60*time.Second, "the cut-off provider to stop its copy", func() bool {
+	poll.Until(t, 3*time.Minute, "the cut-off provider to stop its copy", func() bool {
 		r, err := provider.Allocations(ctx)
 		if err != nil || len(r.Allocations) == 0 {
 			return false
@@ -120,20 +118,4 @@ func TestContainerPartitionedProviderStopsItsCopy(t *testing.T) {
 	}
 	t.Logf("job %s: cut off %s; completed on %s; %s stopped its copy: %s", jobID, cut.Name, job.Provider, cut.Name, alloc.Result.Reason)
 	dmsExec(t, bin, "testnet", "fault", "--dir", dir, "--node", cut.Name, "--heal").want(t, 0, "healed")
-}
-
-// buildStaticDMS builds the binary as a FROM scratch image needs it.
-func buildStaticDMS(t *testing.T) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command to build the binary with")
-	}
-	bin := filepath.Join(t.TempDir(), "dms")
-	cmd := exec.Command(gobin, "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }

@@ -10,6 +10,7 @@ import (
 // The command line's conventions: --version, help commands, completion
 // scripts, a usage line of its own on every command.
 func TestCLIConventions(t *testing.T) {
+	t.Parallel()
 	dms(t, "--version").want(t, 0, "dms version")
 	dms(t, "help").want(t, 0, "COMMANDS:", "completion", "dashboard")
 	dms(t, "job", "help").want(t, 0, "submit", "logs")
@@ -52,6 +53,7 @@ func TestCLIConventions(t *testing.T) {
 
 // --metrics refuses an address other hosts can reach unless told.
 func TestRunRefusesRemoteMetrics(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	dms(t, "--home", h, "run", "--local", "--metrics", "0.0.0.0:9464").want(t, 2, "not a loopback address", "--metrics-allow-remote")
 	dms(t, "--home", h, "run", "--local", "--metrics", "nonsense").want(t, 2, "want HOST:PORT")

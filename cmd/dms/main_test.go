@@ -40,14 +40,10 @@ func (r result) want(t *testing.T, code int, says ...string) {
 	}
 }
 
-// newHome makes an initialised home, with no DMS_* variables leaking in
-// from the environment the tests run in.
+// newHome makes an initialised home (TestMain keeps DMS_* variables of
+// the environment the tests run in out).
 func newHome(t *testing.T) string {
 	t.Helper()
-	for _, k := range []string{"DMS_HOME", "DMS_LOG_LEVEL", "DMS_PRICE", "DMS_RESERVE", "DMS_NETWORK", "DMS_LISTEN", "DMS_BOOTSTRAP", "DMS_SWARM_KEY", "DMS_REMOTE", "DMS_TOKEN_FILE", "DMS_LOG_FORMAT"} {
-		t.Setenv(k, "") // restored after the test...
-		os.Unsetenv(k)  // ...and unset during it
-	}
 	h := filepath.Join(t.TempDir(), "home")
 	dms(t, "--home", h, "init").want(t, 0, "Initialised dms home", "identity.key")
 	return h
@@ -65,6 +61,7 @@ func capabilityJSON(t *testing.T, home string) api.CapabilityResponse {
 }
 
 func TestInitTwice(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	r := dms(t, "--home", h, "init")
 	r.want(t, 0, "already a dms home; nothing changed")
@@ -86,6 +83,7 @@ func TestInitTwice(t *testing.T) {
 }
 
 func TestOnboardCapabilityRestart(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	dms(t, "--home", h, "onboard", "--cpu", "1", "--memory", "1GiB", "--disk", "1GiB", "--skip-benchmark", "--price", "cpu=0.02,currency=USD").
 		want(t, 0, "Onboarded: offering cpu=1 memory=1GiB disk=1GiB", "cpu=0.02")
@@ -129,6 +127,7 @@ func TestOnboardCapabilityRestart(t *testing.T) {
 }
 
 func TestOnboardUsageErrors(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	for _, c := range []struct {
 		args []string
@@ -159,6 +158,7 @@ func TestOnboardUsageErrors(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	missing := filepath.Join(t.TempDir(), "nohome")
 	for _, c := range []struct {
@@ -202,6 +202,7 @@ func lock(t *testing.T, dir, id string) {
 }
 
 func TestOffboard(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	dms(t, "--home", h, "offboard").want(t, 0, "Not onboarded; nothing to do.")
 	dms(t, "--home", h, "onboard", "--cpu", "1", "--memory", "1GiB", "--disk", "1GiB", "--skip-benchmark").want(t, 0)
@@ -222,6 +223,7 @@ func TestOffboard(t *testing.T) {
 }
 
 func TestHomeInUse(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	hm, err := home.Open(h)
 	if err != nil {
@@ -236,6 +238,7 @@ func TestHomeInUse(t *testing.T) {
 }
 
 func TestBenchmarkAndScore(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	dms(t, "--home", h, "benchmark", "--duration", "200ms").want(t, 0, "[1/4] cpu, one core", "[4/4] disk write + fsync", "score", "Not onboarded yet")
 	first := capabilityJSON(t, h).Benchmark
@@ -292,6 +295,7 @@ func TestSettingsPrecedence(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
+	t.Parallel()
 	newHome(t)
 	dms(t, "--help").want(t, 0, "init", "onboard", "offboard", "capability", "benchmark", "version", "--home", "--log-level", "Exit status")
 	dms(t).want(t, 0, "USAGE")

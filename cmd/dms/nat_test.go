@@ -171,6 +171,7 @@ func peerIDOf(t *testing.T, dir string) peer.ID {
 // reach each other through the relay unless hole punching turns the
 // relayed connection into a direct one; the test logs which it was.
 func TestJobAcrossTwoNATs(t *testing.T) {
+	t.Parallel()
 	lab, pub := newNATLab(t)
 	provNS, reqNS := lab.addNAT(pub, 1), lab.addNAT(pub, 2)
 	bin := buildDMS(t)
@@ -198,7 +199,7 @@ func TestJobAcrossTwoNATs(t *testing.T) {
 		}
 		return st.TopicPeers
 	}
-	poll.Until(t, 60*time.Second, "provider and requester on the topic through the relay", func() bool {
+	poll.Until(t, 3*time.Minute, "provider and requester on the topic through the relay", func() bool {
 		return topicPeers(prov) > 0 && topicPeers(req) > 0
 	})
 
@@ -211,7 +212,7 @@ func TestJobAcrossTwoNATs(t *testing.T) {
 	var last result
 	// Each side needs its relay reservation before the other can reach
 	// it; until then bids or invocations fail and the job is tried again.
-	poll.Until(t, 90*time.Second, "a job from the requester to complete on the provider", func() bool {
+	poll.Until(t, 3*time.Minute, "a job from the requester to complete on the provider", func() bool {
 		last = dmsExec(t, bin, "--home", req, "job", "submit", "--cpu", "0.1", "--memory", "16MiB", "--duration", "30s", "--wasm", wasm, "--json")
 		rec = node.JobRecord{}
 		return json.Unmarshal([]byte(last.stdout), &rec) == nil && rec.State == node.JobCompleted

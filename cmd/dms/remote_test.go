@@ -14,6 +14,7 @@ import (
 // node), without it or with a token file others can read they are refused,
 // and the node refuses a token file others can read.
 func TestRemoteControl(t *testing.T) {
+	t.Parallel()
 	h := newHome(t)
 	loose := filepath.Join(t.TempDir(), "loose.token")
 	if err := os.WriteFile(loose, []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {

@@ -17,11 +17,12 @@ import (
 // test network, and the homes remember their network, so that after
 // testnet down a plain dms run on two of them meets again.
 func TestTestnetAddAndRejoin(t *testing.T) {
+	t.Parallel()
 	bin := buildDMS(t)
 	dir := filepath.Join(t.TempDir(), "tn")
 	t.Cleanup(func() { dmsExec(t, bin, "testnet", "down", "--dir", dir) })
-	dmsExec(t, bin, "testnet", "up", "--nodes", "2", "--dir", dir, "--timeout", "40s").want(t, 0, "is up: 2 nodes")
-	dmsExec(t, bin, "testnet", "add", "--dir", dir, "--timeout", "40s").want(t, 0, "node-2 joined test network", "3 nodes now")
+	dmsExec(t, bin, "testnet", "up", "--nodes", "2", "--dir", dir, "--timeout", "3m").want(t, 0, "is up: 2 nodes")
+	dmsExec(t, bin, "testnet", "add", "--dir", dir, "--timeout", "3m").want(t, 0, "node-2 joined test network", "3 nodes now")
 	rec, err := testnet.Read(dir)
 	if err != nil || len(rec.Nodes) != 3 {
 		t.Fatalf("record after add: %+v, %v", rec, err)
@@ -47,7 +48,7 @@ func TestTestnetAddAndRejoin(t *testing.T) {
 		timer.Stop()
 	})
 	startRun(t, bin, filepath.Join(dir, "node-1"))
-	poll.Until(t, 30*time.Second, "node-1 to rejoin node-0 from its config alone", func() bool {
+	poll.Until(t, 2*time.Minute, "node-1 to rejoin node-0 from its config alone", func() bool {
 		for _, p := range peersOfHome(filepath.Join(dir, "node-1")) {
 			if p.ID.String() == rec.Nodes[0].PeerID && p.OnTopic {
 				return true
