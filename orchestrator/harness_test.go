@@ -179,7 +179,47 @@ func newMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*testNode
 			return len(nd.svc.Topic().ListPeers()) >= min(n-1, 2)
 		})
 	}
+	waitForDelivery(t, nodes)
 	return nodes
+}
+
+// waitForDelivery publishes probes from node 0 until one has reached every
+// other node: peers that see each other on the topic can still miss a
+// message sent before gossipsub's heartbeats have formed its mesh, and a
+// test that counts bids must not race that.
+func waitForDelivery(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	if len(nodes) < 2 {
+		return
+	}
+	seen := func(i int) int64 { return nodes[i].svc.Stats().RequestsSeen }
+	before := make([]int64, len(nodes))
+	for i := range nodes {
+		before[i] = seen(i)
+	}
+	probes := 0
+	var next time.Time
+	poll.Until(t, time.Minute, "a probe from node 0 to reach every node", func() bool {
+		all := true
+		for i := 1; i < len(nodes); i++ {
+			all = all && seen(i) > before[i]
+		}
+		if all {
+			return true
+		}
+		// One probe a second: a slow delivery is waited for, a lost one
+		// is made up by the next.
+		if now := time.Now(); now.After(next) {
+			next = now.Add(time.Second)
+			probes++
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := nodes[0].svc.Probe(ctx, ""); err != nil {
+				t.Logf("probe %d: %v", probes, err)
+			}
+		}
+		return false
+	})
 }
 
 func wasmJob(args ...string) Submission {

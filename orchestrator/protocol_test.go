@@ -90,7 +90,9 @@ func TestRefusingWinnerIsReplacedByNextBid(t *testing.T) {
 		}
 		return b
 	})
-	nodes[0].svc.cfg.Grace = time.Second // wait for both bids
+	// Bidding closes when both bids are in, however slow the machine.
+	nodes[0].svc.cfg.BiddingWindow = MaxBiddingWindow
+	nodes[0].svc.cfg.Grace = nodes[0].svc.cfg.BiddingWindow
 	nodes[0].svc.cfg.WantBids = 2
 	var refused, accepted int
 	res, err := nodes[0].svc.Submit(context.Background(), wasmJob("x"), func(p Progress) {
