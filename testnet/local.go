@@ -255,7 +255,9 @@ func (m localMesh) statuses(context.Context) []meshStatus {
 	return out
 }
 
-func (m localMesh) probe(ctx context.Context) error { return m.ln.Nodes[0].Diagnostics().Probe(ctx, "") }
+func (m localMesh) probe(ctx context.Context) error {
+	return m.ln.Nodes[0].Diagnostics().Probe(ctx, "")
+}
 
 func (localMesh) exited() error { return nil } // a node in this process does not exit on its own
 
