@@ -76,6 +76,25 @@ func DefaultRequesterConfig() RequesterConfig {
 	}
 }
 
+// Validate checks the requester's settings. A bidding window longer than
+// every validator accepts would have each request dropped as malformed.
+func (c RequesterConfig) Validate() error {
+	var errs []error
+	if c.BiddingWindow <= 0 || c.BiddingWindow > MaxBiddingWindow {
+		errs = append(errs, fmt.Errorf("bidding window %v: want more than 0, at most %v", c.BiddingWindow, MaxBiddingWindow))
+	}
+	if c.Keepalive <= 0 || c.LostAfter <= 0 {
+		errs = append(errs, fmt.Errorf("keepalive %v and lost-after %v: must be positive", c.Keepalive, c.LostAfter))
+	}
+	if c.Grace < 0 || c.Widen < 0 || c.InvokeTimeout <= 0 || c.ChaseAbandoned < 0 {
+		errs = append(errs, fmt.Errorf("grace %v, widen %v and chase %v must not be negative, invoke timeout %v must be positive", c.Grace, c.Widen, c.ChaseAbandoned, c.InvokeTimeout))
+	}
+	if c.Retries < 0 || c.WantBids < 0 || c.SpreadFactor < 0 {
+		errs = append(errs, fmt.Errorf("retries %d, want bids %d and spread factor %v must not be negative", c.Retries, c.WantBids, c.SpreadFactor))
+	}
+	return errors.Join(errs...)
+}
+
 // Progress reports one step of a submission as it happens.
 type Progress struct {
 	Kind    ProgressKind `json:"kind"`
@@ -173,8 +192,8 @@ func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps re
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.Keepalive <= 0 || cfg.LostAfter <= 0 {
-		return nil, fmt.Errorf("requester config: keepalive %v and lost-after %v must be positive", cfg.Keepalive, cfg.LostAfter)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("requester config: %w", err)
 	}
 	if host == nil || key == nil || deps.topic == nil || deps.prefs == nil || deps.blobs == nil {
 		return nil, errors.New("requester: network, key, topic, preferences and blobs are all required")
