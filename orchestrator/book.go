@@ -163,8 +163,7 @@ func (b *book) supersede(req *BidRequest, now time.Time) error {
 	if pb.claimed || pb.Request.Attempt >= req.Attempt {
 		return fmt.Errorf("already bid for job %s of %s", req.JobID, req.Requester)
 	}
-	b.dropLocked(id, true)
-	b.settleLocked(req.Requester, req.JobID, false, now)
+	b.voidLocked(req.Requester, req.JobID, now)
 	return nil
 }
 
@@ -213,10 +212,8 @@ func (b *book) place(pb *placedBid, registered capability.Capability, now time.T
 func (b *book) claim(requester peer.ID, jobID string, now time.Time) (*placedBid, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.expireLocked(now)
-	id := HoldID(requester, jobID)
-	pb := b.bids[id]
-	if pb == nil || pb.claimed {
+	id, pb := b.unclaimedLocked(requester, jobID, now)
+	if pb == nil {
 		return nil, fmt.Errorf("job %s of %s: %w", jobID, requester, ErrNoHold)
 	}
 	if err := b.capacity.Pin(id); err != nil {
@@ -234,14 +231,10 @@ func (b *book) claim(requester peer.ID, jobID string, now time.Time) (*placedBid
 func (b *book) withdraw(requester peer.ID, jobID string, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.expireLocked(now)
-	id := HoldID(requester, jobID)
-	pb := b.bids[id]
-	if pb == nil || pb.claimed {
+	if _, pb := b.unclaimedLocked(requester, jobID, now); pb == nil {
 		return false
 	}
-	b.dropLocked(id, true)
-	b.settleLocked(requester, jobID, false, now)
+	b.voidLocked(requester, jobID, now)
 	return true
 }
 
@@ -250,6 +243,24 @@ func (b *book) withdraw(requester peer.ID, jobID string, now time.Time) bool {
 func (b *book) release(requester peer.ID, jobID string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.voidLocked(requester, jobID, now)
+}
+
+// unclaimedLocked is the requester's open bid for the job that no
+// invocation has claimed, and its hold's id; nil when there is none.
+func (b *book) unclaimedLocked(requester peer.ID, jobID string, now time.Time) (string, *placedBid) {
+	b.expireLocked(now)
+	id := HoldID(requester, jobID)
+	if pb := b.bids[id]; pb != nil && !pb.claimed {
+		return id, pb
+	}
+	return id, nil
+}
+
+// voidLocked forgets the requester's bid for the job and gives its hold
+// back, settled as not invoked and not lapsed: the bid ended by no fault of
+// the requester's, or by its own release.
+func (b *book) voidLocked(requester peer.ID, jobID string, now time.Time) {
 	b.dropLocked(HoldID(requester, jobID), true)
 	b.settleLocked(requester, jobID, false, now)
 }
