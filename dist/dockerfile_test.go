@@ -100,10 +100,11 @@ func docker(ctx context.Context, t *testing.T, args ...string) string {
 // the compiler are static, and CGO_ENABLED=0 needs no C toolchain.
 func importGo(ctx context.Context, t *testing.T, tag string) {
 	t.Helper()
-	goroot := runtime.GOROOT()
-	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
-		goroot = strings.TrimSpace(string(out))
+	gr, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
 	}
+	goroot := strings.TrimSpace(string(gr))
 	cmd := exec.CommandContext(ctx, "docker", "import",
 		"--change", "ENV PATH=/usr/local/go/bin:/usr/bin:/bin",
 		"--change", "ENV HOME=/root",

@@ -66,7 +66,6 @@ type allocation struct {
 	dropped  int
 	changed  chan struct{} // closed and replaced on every new event
 	done     chan struct{}
-	cancel   context.CancelFunc
 	inbox    chan Message
 	spec     orchestrator.JobSpec
 	finished bool

@@ -415,15 +415,3 @@ func (h *Host) isBootstrap(p peer.ID) bool {
 func (h *Host) connected(p peer.ID) bool {
 	return h.host.Network().Connectedness(p) == network.Connected
 }
-
-// sleepCtx waits d or until ctx is done; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

@@ -282,16 +282,6 @@ func jobOutcome(rec node.JobRecord, callErr error) error {
 	return fmt.Errorf("job %s ended %s", id, rec.State)
 }
 
-// printOutput writes a job's stdout to stdout and its stderr to stderr.
-func (e *env) printOutput(r *orchestrator.Result) {
-	if r == nil {
-		return
-	}
-	_, _ = e.stdout.Write(r.Stdout)
-	_, _ = e.stderr.Write(r.Stderr)
-	e.printTruncation(r)
-}
-
 // printTruncation says where a stream was cut, at the limit it was held to.
 func (e *env) printTruncation(r *orchestrator.Result) {
 	if r == nil {
