@@ -287,7 +287,7 @@ func TestAJobIDClaimedFirstByAnotherPeer(t *testing.T) {
 	// Asked again until both providers hold for it: a request sent before
 	// gossip has grafted its mesh may miss one (they do not bid twice).
 	last := time.Time{}
-	poll.Until(t, 30*time.Second, "the squatter to get its bids", func() bool {
+	poll.Until(t, 2*time.Minute, "the squatter to get its bids", func() bool {
 		if time.Since(last) > time.Second {
 			last = time.Now()
 			if err := a.ask(ctx, 500, sub.Job.ID); err != nil {
