@@ -60,7 +60,9 @@ func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error
 	case orchestrator.ExecutorDocker:
 		info, err := b.n.docker.Engine(ctx)
 		if err != nil {
-			return err
+			d := orchestrator.Declined(orchestrator.ReasonCannotRun, "has no container engine answering")
+			d.Err = err
+			return d
 		}
 		if len(req.Requirements.GPUs) > 0 && !info.GPU {
 			return orchestrator.Declined(orchestrator.ReasonGPU, "has no NVIDIA runtime to give a container GPUs")

@@ -95,13 +95,15 @@ func Declined(code, format string, args ...any) *DeclineError {
 	return &DeclineError{Code: code, Text: fmt.Sprintf(format, args...)}
 }
 
-// reasonOf is the code and text of err for a decline.
+// reasonOf is the code and text of err for a decline. An error without a
+// code may name this machine's paths or sockets: the requester gets only
+// that the provider cannot run the job.
 func reasonOf(err error) (code, text string) {
 	var d *DeclineError
 	if errors.As(err, &d) {
 		return d.Code, d.Text
 	}
-	return ReasonCannotRun, err.Error()
+	return ReasonCannotRun, "cannot run it there"
 }
 
 // Decline is what a provider sends a requester instead of a bid. The

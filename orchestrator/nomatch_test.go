@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/internal/seconds"
 )
 
 func TestSummarizeCountsEachProviderOnceMostCommonFirst(t *testing.T) {
@@ -280,5 +281,45 @@ func TestDeclinesOnlyFromProvidersTheRequestReached(t *testing.T) {
 	data, _ := Encode(&Decline{JobID: req2.JobID, Nonce: req2.Nonce, Code: ReasonTooSmall, Text: "offers at most 1 core"})
 	if _, err := requester.handleDecline(context.Background(), provider.host.ID(), data); err == nil {
 		t.Fatal("a decline for a job with no open bidding was taken")
+	}
+}
+
+// Every decline decide gives carries a code and a short text for the
+// requester; a backend's refusal keeps its code, and one without a code
+// tells the requester nothing of the machine.
+func TestDeclinesCarryACode(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cpu := func(m uint64) capability.Capability {
+		return capability.Capability{CPU: capability.CPU{MilliCores: m}, Memory: capability.GiB}
+	}
+	offer := Offer{Registered: cpu(4000), Available: cpu(2000), Price: capability.PriceInformation{Currency: "DMS", PerCoreHour: 2}}
+	maxPrice := 0.5
+	for _, tc := range []struct {
+		name        string
+		need        uint64
+		max         *float64
+		edit        func(*decisionInput)
+		code, short string
+	}{
+		{"larger than the offer", 8000, nil, nil, ReasonTooSmall, "offers at most 4 cores"},
+		{"larger than what is free", 3000, nil, nil, ReasonBusy, "has 2 cores free now"},
+		{"over the max price", 1000, &maxPrice, nil, ReasonPrice, "asks 2, over the max price 0.5"},
+		{"a lapsing requester", 1000, nil, func(i *decisionInput) { i.Standing = Lapsing }, ReasonLapsing, "refuses this requester: it let holds lapse there"},
+		{"an image the node lacks", 1000, nil, func(i *decisionInput) {
+			i.CanRun = &DeclineError{Code: ReasonNoImage, Text: "lacks image pyjob:1", Err: errors.New("image not present: pyjob:1")}
+		}, ReasonNoImage, "lacks image pyjob:1"},
+		{"a refusal with no code", 1000, nil, func(i *decisionInput) { i.CanRun = errors.New("dial unix /var/run/docker.sock: permission denied") }, ReasonCannotRun, "cannot run it there"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &BidRequest{JobID: "job-1", Requirements: cpu(tc.need), MaxPrice: tc.max, Duration: seconds.Duration(time.Hour), Deadline: now.Add(time.Minute), Spread: 1}
+			in := decisionInput{Now: now, Standing: Newcomer, Offer: offer, Checked: true, Waited: true, Config: DefaultProviderConfig()}
+			if tc.edit != nil {
+				tc.edit(&in)
+			}
+			d := decide(req, in)
+			if d.Decline == "" || d.Code != tc.code || d.Short != tc.short {
+				t.Fatalf("decision %+v: want a decline %s %q", d, tc.code, tc.short)
+			}
+		})
 	}
 }
