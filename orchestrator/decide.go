@@ -37,6 +37,9 @@ type decisionInput struct {
 	// it; decide once more, with no second delay.
 	Waited bool
 	Config ProviderConfig
+	// Labels are the provider's (its preferences'), for the request's
+	// constraints.
+	Labels Labels
 }
 
 // decision is a bid, or a reason not to bid.
@@ -62,6 +65,11 @@ type decision struct {
 func decide(req *BidRequest, in decisionInput) decision {
 	decline := func(format string, args ...any) decision {
 		return decision{Decline: fmt.Sprintf(format, args...)}
+	}
+	// A constraint not met is the one thing no wait or change of load
+	// mends, and the user who set it wants to know: it is recorded.
+	if why := Unmet(req.Constraints, in.Labels); why != "" {
+		return decision{Decline: why, Record: true}
 	}
 	if in.Standing == Lapsing {
 		return decline("requester %s let more holds lapse than it invoked", req.Requester)

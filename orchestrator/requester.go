@@ -291,7 +291,7 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 	if err != nil {
 		return nil, err
 	}
-	rankSigned(req, bids, r.prefs().Comparator())
+	rankSigned(req, bids, preferring(job.Prefer, r.prefs().Comparator()))
 	winner, allocID, err := r.invoke(ctx, st, bids, attempt, progress)
 	if err != nil {
 		return nil, err
@@ -348,7 +348,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		// Erring low on the network's size only widens the spread; a
 		// spread too narrow (peers that left still counted) is made up
 		// for by widening.
-		Spread: SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Spread:      SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Constraints: job.Constraints,
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
@@ -518,6 +519,9 @@ func acceptable(req *BidRequest, b *Bid, now time.Time) string {
 		return "hold already expired"
 	case !req.Requirements.Fits(b.Offered):
 		return "offer does not cover the requirements"
+	case Unmet(req.Constraints, b.Labels) != "":
+		// A provider too old to know constraints bids regardless.
+		return Unmet(req.Constraints, b.Labels)
 	}
 	return ""
 }
