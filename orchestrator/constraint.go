@@ -247,6 +247,19 @@ func Satisfied(cs []Constraint, labels Labels) int {
 	return n
 }
 
+// describeConstraints is ", constraints a, b" for a message about a job
+// that names some, "" otherwise.
+func describeConstraints(cs []Constraint) string {
+	if len(cs) == 0 {
+		return ""
+	}
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.String()
+	}
+	return ", constraints " + strings.Join(parts, ", ")
+}
+
 // checkConstraints bounds a job's hard or soft constraints as a whole;
 // each was checked as it was decoded or parsed.
 func checkConstraints(what string, cs []Constraint) error {

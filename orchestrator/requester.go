@@ -444,8 +444,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	}
 	progress(Progress{Kind: ProgressClosed, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d acceptable bids", len(bids))})
 	if len(bids) == 0 {
-		return nil, nil, fmt.Errorf("%w: no provider among %d connected peers bid for %s (executor %s, %s) within %v; %d bids were unacceptable",
-			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow, rejected)
+		return nil, nil, fmt.Errorf("%w: no provider among %d connected peers bid for %s (executor %s, %s%s) within %v; %d bids were unacceptable",
+			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, describeConstraints(job.Constraints), r.cfg.BiddingWindow, rejected)
 	}
 	return bids, req, nil
 }
