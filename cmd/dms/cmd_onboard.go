@@ -9,7 +9,6 @@ import (
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/internal/seconds"
-	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
 )
 
@@ -62,9 +61,13 @@ func (e *env) onboardCommand() *cli.Command {
 				return printJSON(e.stdout, resp)
 			}
 			r := resp.Record
-			if r.Previous != nil {
+			switch {
+			case r.Previous != nil && r.Previous.Equal(r.Registered) && r.Previous.Price == r.Registered.Price:
+				// Only preferences (labels, executors) changed.
+				fmt.Fprintf(e.stdout, "Offer unchanged: %s\n", describeOffer(r.Registered))
+			case r.Previous != nil:
 				fmt.Fprintf(e.stdout, "Offer changed from %s\n                to %s\n", r.Previous, describeOffer(r.Registered))
-			} else {
+			default:
 				fmt.Fprintf(e.stdout, "Onboarded: offering %s\n", describeOffer(r.Registered))
 			}
 			m := r.Limits.Machine
@@ -179,35 +182,4 @@ func describeOffer(c capability.Capability) string {
 		return s + " (free)"
 	}
 	return s + " at " + c.Price.String() + " per hour"
-}
-
-// parseLabels reads --label flags: KEY=VALUE each, or "none" alone for no
-// labels at all.
-func parseLabels(vals []string) (orchestrator.Labels, error) {
-	labels := orchestrator.Labels{}
-	if len(vals) == 1 && strings.EqualFold(strings.TrimSpace(vals[0]), "none") {
-		return labels, nil
-	}
-	for _, v := range vals {
-		k, val, err := orchestrator.ParseLabel(strings.TrimSpace(v))
-		if err != nil {
-			return nil, badValue("label", v, err)
-		}
-		if old, dup := labels[k]; dup {
-			return nil, badValue("label", v, fmt.Errorf("%s is given twice (%s=%s before): a key takes one value", k, k, old))
-		}
-		labels[k] = val
-	}
-	if len(labels) > orchestrator.MaxLabels {
-		return nil, usagef("invalid value for --label: %d labels, at most %d", len(labels), orchestrator.MaxLabels)
-	}
-	return labels, nil
-}
-
-// describeLabels lists labels, or says there are none.
-func describeLabels(l orchestrator.Labels) string {
-	if len(l) == 0 {
-		return "none"
-	}
-	return l.String()
 }

@@ -39,7 +39,7 @@ func TestOnboardLabels(t *testing.T) {
 	if l := capabilityJSON(t, h).Labels; l.String() != "region=eu-west,tier=gold" {
 		t.Fatalf("refused labels changed them to %v", l)
 	}
-	onboard("--label", "zone=b").want(t, 0, "labels:    zone=b")
+	onboard("--label", "zone=b").want(t, 0, "Offer unchanged: cpu=0.5", "labels:    zone=b")
 	onboard("--label", "none").want(t, 0, "labels:    none")
 	if l := capabilityJSON(t, h).Labels; len(l) != 0 {
 		t.Fatalf("labels after --label none: %v", l)
