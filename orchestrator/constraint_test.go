@@ -214,3 +214,49 @@ func TestPreferencesRankBids(t *testing.T) {
 		t.Errorf("ranked %v, want %s", got, want)
 	}
 }
+
+// The largest labels and constraints allowed still fit the messages that
+// carry them, so a valid job is never refused for its size.
+func TestPlacementFitsTheMessageLimits(t *testing.T) {
+	k, id := testPeer(t)
+	labels := Labels{}
+	for i := range MaxLabels {
+		key := fmt.Sprintf("k%02d", i) + strings.Repeat("x", MaxLabelKey-3)
+		labels[key] = strings.Repeat("v", MaxLabelValue)
+	}
+	b := &Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now(), Labels: labels}
+	sb, err := SealBid(b, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBid(sb.Envelope); err != nil {
+		t.Fatalf("a bid with %d labels of the longest: %v", MaxLabels, err)
+	}
+	t.Logf("a bid with the most labels: %d bytes sealed, limit %d", len(sb.Envelope), MaxBidSize+envelopeOverhead)
+
+	req := validRequest(id, time.Now())
+	values := strings.Split(manyValues(MaxConstraintValues), ",")
+	for i := range values {
+		values[i] += strings.Repeat("v", MaxLabelValue-len(values[i]))
+	}
+	n := 0
+	for i := 0; i < MaxConstraints; i++ {
+		c := Constraint{Key: fmt.Sprintf("k%02d", i) + strings.Repeat("x", MaxLabelKey-3), Op: OpNotIn, Values: values}
+		if n+len(c.String()) > MaxConstraintsText {
+			c.Values = c.Values[:1]
+		}
+		if n+len(c.String()) > MaxConstraintsText {
+			break
+		}
+		n += len(c.String())
+		req.Constraints = append(req.Constraints, c)
+	}
+	sealed, err := SealBidRequest(req, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBidRequest(sealed); err != nil {
+		t.Fatalf("a request with %d characters of constraints: %v", n, err)
+	}
+	t.Logf("a request with %d characters of constraints: %d bytes sealed, limit %d", n, len(sealed), MaxBidRequestSize+envelopeOverhead)
+}
