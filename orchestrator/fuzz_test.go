@@ -50,6 +50,8 @@ func FuzzDecodeBid(f *testing.F) {
 	good, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()})
 	f.Add(good)
 	f.Add([]byte(`{"job_id":"abcdefgh","price":-1}`))
+	labelled, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now(), Labels: Labels{"region": "eu-west", "tier": "gold"}})
+	f.Add(labelled)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if b, err := DecodeBid(data); err == nil && b.check() != nil {
 			t.Fatalf("accepted an invalid bid: %q", data)
