@@ -75,6 +75,10 @@ type JobRecord struct {
 	// Outputs are the files the job left in /outputs, as fetched from its
 	// provider and kept under the node's outputs directory.
 	Outputs *JobOutputs `json:"outputs,omitempty"`
+	// Constraints and Prefer are the job's placement (dms job submit
+	// --constraint, --prefer).
+	Constraints []orchestrator.Constraint `json:"constraints,omitempty"`
+	Prefer      []orchestrator.Constraint `json:"prefer,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.

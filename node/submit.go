@@ -26,6 +26,7 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 	rec := &JobRecord{
 		ID: sub.Job.ID, Submitted: time.Now(), State: JobBidding, Requirements: sub.Job.Requirements,
 		Executor: sub.Job.Executor, Image: sub.Job.Image, Duration: sub.Job.Duration, Args: sub.Job.Args,
+		Constraints: sub.Job.Constraints, Prefer: sub.Job.Prefer,
 	}
 	if len(sub.Inputs) > 0 {
 		files, err := archive.List(sub.Inputs)

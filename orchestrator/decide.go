@@ -37,6 +37,9 @@ type decisionInput struct {
 	// it; decide once more, with no second delay.
 	Waited bool
 	Config ProviderConfig
+	// Labels are the provider's (its preferences'), for the request's
+	// constraints.
+	Labels Labels
 }
 
 // decision is a bid, or a reason not to bid.
@@ -66,6 +69,11 @@ type decision struct {
 func decide(req *BidRequest, in decisionInput) decision {
 	decline := func(code, short, format string, args ...any) decision {
 		return decision{Decline: fmt.Sprintf(format, args...), Code: code, Short: short}
+	}
+	// A constraint not met is the one thing no wait or change of load
+	// mends, and the user who set it wants to know: it is recorded.
+	if why := Unmet(req.Constraints, in.Labels); why != "" {
+		return decision{Decline: why, Code: ReasonConstraint, Short: unmetShort(req.Constraints, in.Labels), Record: true}
 	}
 	if in.Standing == Lapsing {
 		return decline(ReasonLapsing, "refuses this requester: it let holds lapse there", "requester %s let more holds lapse than it invoked", req.Requester)

@@ -31,6 +31,7 @@ type fakeBackend struct {
 	allocs    map[string]chan Event
 	price     capability.PriceInformation
 	score     float64
+	labels    Labels // set before the service starts
 }
 
 func newFakeBackend(cpu uint64) *fakeBackend {
@@ -41,8 +42,12 @@ func newFakeBackend(cpu uint64) *fakeBackend {
 	}
 }
 
-func (f *fakeBackend) Onboarded() bool          { f.mu.Lock(); defer f.mu.Unlock(); return f.onboarded }
-func (f *fakeBackend) Preferences() Preferences { return DefaultPreferences() }
+func (f *fakeBackend) Onboarded() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.onboarded }
+func (f *fakeBackend) Preferences() Preferences {
+	p := DefaultPreferences()
+	p.Labels = f.labels
+	return p
+}
 func (f *fakeBackend) Offer() Offer {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -29,6 +29,9 @@ type Preferences struct {
 	// Ranking orders bids at the requester: criteria among "price",
 	// "score" and "headroom", most important first.
 	Ranking []string `json:"ranking,omitempty"`
+	// Labels describe this provider to requesters (region=eu-west): jobs
+	// place themselves by them (constraint.go). Bids carry them.
+	Labels Labels `json:"labels,omitempty"`
 }
 
 // DefaultPreferences bids on wasm jobs from anyone and ranks bids by price,
@@ -49,6 +52,9 @@ func (p Preferences) Validate() error {
 	}
 	if p.MaxDuration < 0 {
 		return fmt.Errorf("max duration %v: must not be negative", p.MaxDuration)
+	}
+	if err := p.Labels.Validate(); err != nil {
+		return fmt.Errorf("labels: %w", err)
 	}
 	for _, r := range p.Ranking {
 		switch r {

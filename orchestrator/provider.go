@@ -267,7 +267,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	in := decisionInput{
 		Now: p.now(), Distance: distance, Standing: p.book.standing(req.Requester, p.now()),
-		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg,
+		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg, Labels: p.backend.Preferences().Labels,
 	}
 	d := decide(req, in)
 	if d.CheckCanRun {
@@ -295,6 +295,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	b := &Bid{
 		JobID: req.JobID, Nonce: req.Nonce, Provider: p.host.ID(), Requester: req.Requester,
 		Price: d.Quote, Currency: in.Offer.Price.Currency, Offered: d.Offered, Score: in.Offer.Score, HoldExpires: d.Expires,
+		Labels: in.Labels,
 	}
 	sb, err := SealBid(b, p.key)
 	if err != nil {

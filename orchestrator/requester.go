@@ -331,7 +331,7 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 	if err != nil {
 		return nil, err
 	}
-	rankSigned(req, bids, r.prefs().Comparator())
+	rankSigned(req, bids, preferring(job.Prefer, r.prefs().Comparator()))
 	winner, allocID, err := r.invoke(ctx, st, bids, attempt, progress)
 	if err != nil {
 		return nil, err
@@ -388,7 +388,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		// Erring low on the network's size only widens the spread; a
 		// spread too narrow (peers that left still counted) is made up
 		// for by widening.
-		Spread: SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Spread:      SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Constraints: job.Constraints,
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
@@ -514,7 +515,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		r.mu.Unlock()
 		return nil, nil, &NoMatchError{
 			NoMatch: summarize(answers, len(r.host.Peers())),
-			Detail:  fmt.Sprintf("no provider bid for %s (executor %s, %s) within %v", job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow),
+			Detail:  fmt.Sprintf("no provider bid for %s (executor %s, %s%s) within %v", job.Requirements, job.Executor, job.Duration, describeConstraints(job.Constraints), r.cfg.BiddingWindow),
 		}
 	}
 	return bids, req, nil
@@ -596,6 +597,9 @@ func judge(req *BidRequest, b *Bid, now time.Time) (code, why string) {
 		return ReasonExpired, "bid with a hold that had expired"
 	case !req.Requirements.Fits(b.Offered):
 		return ReasonTooSmall, "bid an offer that does not cover the requirements"
+	case Unmet(req.Constraints, b.Labels) != "":
+		// A provider too old to know constraints bids regardless.
+		return ReasonConstraint, "bid though " + Unmet(req.Constraints, b.Labels)
 	}
 	return "", ""
 }

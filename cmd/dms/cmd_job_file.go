@@ -31,6 +31,8 @@ import (
 //	args: [-tick, "3"]
 //	env: {GREETING: hi}
 //	output_dir: out
+//	constraints: [region=eu-west, "gpu exists"]
+//	prefer: tier=gold
 //
 // Relative paths in a file are relative to the file's directory.
 type jobFlags struct {
@@ -50,6 +52,11 @@ type jobFlags struct {
 	Inputs     []string          `yaml:"inputs"`
 	OutputDir  string            `yaml:"output_dir"`
 	Stdin      string            `yaml:"stdin"`
+	// Placement: hard constraints on the providers' labels and soft ones
+	// that rank bids; a single string or a list each.
+	Constraint  stringList `yaml:"constraint"`
+	Constraints stringList `yaml:"constraints"`
+	Prefer      stringList `yaml:"prefer"`
 
 	// from names where each value came from, for messages: "--memory" or
 	// "memory in job.yaml".
@@ -68,7 +75,7 @@ func readJobFile(p string) (jobFlags, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return jobFlags{}, usagef("job file %s: %v (keys: wasm, image, entrypoint, command, cpu, memory, disk, duration, gpu, gpu_model, max_price, env, args, inputs, output_dir, stdin)", p, err)
+		return jobFlags{}, usagef("job file %s: %v (keys: wasm, image, entrypoint, command, cpu, memory, disk, duration, gpu, gpu_model, max_price, env, args, inputs, output_dir, stdin, constraint or constraints, prefer)", p, err)
 	}
 	base := filepath.Dir(p)
 	rel := func(s string) string {
@@ -91,6 +98,8 @@ func readJobFile(p string) (jobFlags, error) {
 		f.from[k] = strings.ReplaceAll(k, "-", "_") + " in " + name
 	}
 	f.from["input"] = "inputs in " + name
+	f.from["constraint"], f.from["prefer"] = "constraints in "+name, "prefer in "+name
+	f.Constraints, f.Constraint = append(f.Constraint, f.Constraints...), nil
 	return f, nil
 }
 
@@ -128,6 +137,12 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	if c.Args().Present() {
 		f.Args = c.Args().Slice()
+	}
+	if cs := c.Generic("constraint").(*envList); len(cs.vals) > 0 {
+		f.Constraints, f.from["constraint"] = cs.vals, "--constraint"
+	}
+	if ps := c.Generic("prefer").(*envList); len(ps.vals) > 0 {
+		f.Prefer, f.from["prefer"] = ps.vals, "--prefer"
 	}
 }
 
@@ -249,6 +264,12 @@ func (f *jobFlags) request() (api.SubmitJobRequest, error) {
 			return req, err
 		}
 	}
+	if job.Constraints, err = f.constraints("constraint", f.Constraints); err != nil {
+		return req, err
+	}
+	if job.Prefer, err = f.constraints("prefer", f.Prefer); err != nil {
+		return req, err
+	}
 	if req.Inputs, err = f.packInputs(); err != nil {
 		return req, err
 	}
@@ -265,6 +286,43 @@ func (f *jobFlags) positive(name, v string, parse func(string) (uint64, error)) 
 		return 0, f.bad(name, v, errors.New("want more than zero"))
 	}
 	return n, nil
+}
+
+// constraints parses --constraint or --prefer values.
+func (f *jobFlags) constraints(name string, vals []string) ([]orchestrator.Constraint, error) {
+	if len(vals) > orchestrator.MaxConstraints {
+		return nil, usagef("%s: %d constraints, a job takes at most %d", f.where(name), len(vals), orchestrator.MaxConstraints)
+	}
+	var out []orchestrator.Constraint
+	n := 0
+	for _, v := range vals {
+		c, err := orchestrator.ParseConstraint(v)
+		if err != nil {
+			return nil, f.bad(name, v, err)
+		}
+		out = append(out, c)
+		n += len(c.String())
+	}
+	if n > orchestrator.MaxConstraintsText {
+		return nil, usagef("%s: constraints of %d characters, at most %d in all", f.where(name), n, orchestrator.MaxConstraintsText)
+	}
+	return out, nil
+}
+
+// stringList is a job file's value that may be one string or a list.
+type stringList []string
+
+func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = []string{n.Value}
+		return nil
+	}
+	var vs []string
+	if err := n.Decode(&vs); err != nil {
+		return err
+	}
+	*l = vs
+	return nil
 }
 
 // packInputs packs the --input files into one archive, each at its guest

@@ -32,6 +32,9 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 		kind += " " + rec.Image
 	}
 	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration.Std()), kind)
+	if p := describePlacement(rec.Constraints, rec.Prefer); p != "" {
+		fmt.Fprintf(w, "placement:  %s\n", p)
+	}
 	if len(rec.Inputs) > 0 {
 		fmt.Fprintf(w, "inputs:     %d %s, %s\n", len(rec.Inputs), plural(len(rec.Inputs), "file", "files"), capability.FormatBytes(uint64(totalSize(rec.Inputs))))
 	}

@@ -35,7 +35,8 @@ func (e *env) jobSubmitCommand() *cli.Command {
 		Usage: "run a job on the mesh: a WebAssembly module, a container image or a host command",
 		UsageText: "dms job submit (--wasm FILE | --image IMAGE [--entrypoint PROGRAM] | --command PROGRAM | -f JOB.yaml)\n" +
 			"   --cpu CORES --memory SIZE --duration D [--disk SIZE] [--gpu N [--gpu-model MODEL]] [--max-price P]\n" +
-			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--json | --detach] [--] [ARGS...]",
+			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--json | --detach]\n" +
+			"   [--constraint C]... [--prefer C]... [--] [ARGS...]",
 		Description: "Sends the job's needs to the mesh, takes the best bid (by the node's ranking: price,\n" +
 			"then benchmark score, then headroom) and runs the job there. A job is one of: a WebAssembly\n" +
 			"(WASI) module (--wasm), a container image the provider has (--image; providers opt in with\n" +
@@ -48,6 +49,9 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			"to DIR at once, dms job get later. Progress goes to stderr as it happens, the job's stdout\n" +
 			"to stdout and its stderr to stderr as it runs. ARGS after the flags go to the job (write --\n" +
 			"first when one starts with a dash).\n\n" +
+			"--constraint limits the job to providers whose labels (dms onboard --label) meet it; a\n" +
+			"provider that does not declines, saying which constraint it misses (dms job bids on it).\n" +
+			"--prefer ranks the bids of providers that meet more preferences first.\n\n" +
 			"Exit status: the job's own exit code when it ran and exited non-zero (as docker run does),\n" +
 			"0 when it exited 0, 1 when dms failed (no provider, the job was stopped or cancelled), 2 for\n" +
 			"a wrong command line, 130 on Ctrl-C, which cancels the job; --detach leaves it running and\n" +
@@ -71,6 +75,9 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.StringFlag{Name: "stdin", Usage: "a file to give the job as its standard input, at most 1MiB (- reads dms's own stdin)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress or output"},
 			&cli.BoolFlag{Name: "detach", Usage: "print the job's ID once it is submitted and return; follow it with dms job status or dms job logs -f"},
+			// Placement.
+			&cli.GenericFlag{Name: "constraint", Usage: "run only on a provider whose labels meet `C`: KEY=VALUE, KEY!=VALUE, 'KEY in (A,B)', 'KEY notin (A,B)', 'KEY exists' (or KEY), '!KEY' (repeat for more; all must hold)", Value: &envList{}},
+			&cli.GenericFlag{Name: "prefer", Usage: "rank first the bids of providers whose labels meet `C` (same forms as --constraint; repeat for more: more met ranks higher, before price)", Value: &envList{}},
 		},
 		Before: e.argsBefore(0, -1, "the job's arguments"),
 		Action: e.jobSubmit,
