@@ -32,6 +32,10 @@ const (
 	JobCompleted JobState = "completed"
 	JobFailed    JobState = "failed"
 	JobCancelled JobState = "cancelled"
+	// JobQueued: no provider took the job yet (or an earlier job of this
+	// node waits for the same capacity); it asks again until its queue
+	// timeout.
+	JobQueued JobState = "queued"
 )
 
 // Final reports whether a job in state s has ended.
@@ -73,6 +77,11 @@ type JobRecord struct {
 	// Outputs are the files the job left in /outputs, as fetched from its
 	// provider and kept under the node's outputs directory.
 	Outputs *JobOutputs `json:"outputs,omitempty"`
+	// QueuedSince is when the job last started waiting for a provider,
+	// and QueueReason why (the last no-bid error); kept once it runs, to
+	// say how long it waited.
+	QueuedSince time.Time `json:"queued_since,omitzero"`
+	QueueReason string    `json:"queue_reason,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.
@@ -170,6 +179,11 @@ func (j *jobs) update(p orchestrator.Progress) {
 		}
 	case orchestrator.ProgressAccepted:
 		rec.State, rec.Provider, rec.AllocationID = JobRunning, p.Provider, p.AllocationID
+	case orchestrator.ProgressQueued:
+		if rec.State != JobQueued {
+			rec.QueuedSince = p.Time
+		}
+		rec.State, rec.QueueReason = JobQueued, p.Message
 	case orchestrator.ProgressRetry:
 		rec.State, rec.Bids = JobBidding, nil
 		if l := j.live[p.JobID]; l != nil {
