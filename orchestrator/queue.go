@@ -139,13 +139,15 @@ func (l *line) leave(id string) {
 	}
 }
 
-// setWhy records why a job waits, for those behind it to say.
+// setWhy records why a job waits for capacity (it found none), for those
+// behind it to say.
 func (l *line) setWhy(id, why string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if j, ok := l.waiting[id]; ok {
+	if j, ok := l.waiting[id]; ok && j.Why != why {
 		j.Why = why
 		l.waiting[id] = j
+		l.changedLocked()
 	}
 }
 

@@ -333,7 +333,7 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 			if !r.now().Before(w.deadline) {
 				return nil, fmt.Errorf("job %s: %w", job.ID, queuedFor(sub.QueueTimeout, err))
 			}
-			w.queued(err.Error())
+			w.queued(err.Error(), true)
 			if err := w.sleep(ctx, backoff(noBidRounds, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), true); err != nil {
 				return nil, fmt.Errorf("job %s: %w", job.ID, err)
 			}
@@ -417,9 +417,10 @@ func (w *waiting) report(p Progress) {
 	w.progress(p)
 }
 
-// queued reports that the job waits, and why, when that is news.
-func (w *waiting) queued(why string) {
-	if w.inLine {
+// queued reports that the job waits, and why, when that is news. noBids
+// is the reason it found no provider, which the jobs behind it repeat.
+func (w *waiting) queued(why string, noBids bool) {
+	if w.inLine && noBids {
 		w.r.queue.setWhy(w.job, why)
 	}
 	if why == w.why {
@@ -448,7 +449,10 @@ func (w *waiting) placed() {
 }
 
 // turn waits until no earlier job of this requester that competes for the
-// same capacity is waiting for it, or the queue timeout passes.
+// same capacity is waiting for it, or the queue timeout passes. Behind a
+// job that is only bidding the wait is short (its bidding window at most)
+// and not reported; behind one that found no provider the job is queued
+// too, for the same reason.
 func (w *waiting) turn(ctx context.Context) error {
 	if !w.inLine {
 		return nil
@@ -466,7 +470,9 @@ func (w *waiting) turn(ctx context.Context) error {
 		if left <= 0 {
 			return fmt.Errorf("%w: %s", ErrNoBids, queuedFor(w.timeout, errors.New(why)))
 		}
-		w.queued(why)
+		if ahead.Why != "" {
+			w.queued(why, false)
+		}
 		t := time.NewTimer(left)
 		select {
 		case <-changed:
