@@ -328,7 +328,7 @@ func TestEightJobsOnFourSlotsAllCompleteInSubmissionOrder(t *testing.T) {
 		t.Errorf("the first queued job says %q, want why (no acceptable bids)", head.Message)
 	}
 	behind := rec.of(ids[5], ProgressQueued)[0]
-	if !strings.Contains(behind.Message, "waiting behind job "+ids[4]) {
+	if !strings.Contains(behind.Message, "waiting behind job "+ids[4][:12]) {
 		t.Errorf("the second queued job says %q, want that it waits behind %s", behind.Message, ids[4])
 	}
 	provider.smu.Lock()
@@ -406,7 +406,7 @@ func TestJobBehindAQueuedJobFailsAtItsQueueTimeoutNamingIt(t *testing.T) {
 	next.Job.Requirements.CPU.MilliCores = 64000
 	next.QueueTimeout = time.Second
 	_, err := svc.Submit(context.Background(), next, nil)
-	if !errors.Is(err, ErrNoBids) || !strings.Contains(err.Error(), "waiting behind job "+head.Job.ID) || !strings.Contains(err.Error(), "cpu=32") {
+	if !errors.Is(err, ErrNoBids) || !strings.Contains(err.Error(), "waiting behind job "+head.Job.ID[:12]) || !strings.Contains(err.Error(), "cpu=32") {
 		t.Fatalf("err = %v, want ErrNoBids naming the job it waited behind and that job's reason", err)
 	}
 	cancel()

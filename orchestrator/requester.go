@@ -326,6 +326,9 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 		case err == nil && failed(res) && failRetries < sub.RetryOnFailure:
 			failRetries++
 			w.retry(attempt+1, fmt.Sprintf("the job failed (%s); running it again, %d of %d", describeFailure(res), failRetries, sub.RetryOnFailure))
+			if err := w.sleep(ctx, backoff(failRetries-1, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
 			continue
 		case err == nil:
 			return res, nil
@@ -462,7 +465,8 @@ func (w *waiting) turn(ctx context.Context) error {
 		if !blocked {
 			return nil
 		}
-		why := fmt.Sprintf("waiting behind job %s, submitted earlier and needing no more than this one", ahead.ID)
+		// The job ID as dms job list shows it: this requester's own job.
+		why := fmt.Sprintf("waiting behind job %.12s, submitted earlier and needing no more than this one", ahead.ID)
 		if ahead.Why != "" {
 			why += ": " + ahead.Why
 		}
