@@ -401,7 +401,7 @@ type waiting struct {
 	job      string
 	progress func(Progress)
 	timeout  time.Duration
-	deadline time.Time
+	deadline time.Time // of the current wait: from the submission, or the last retry
 	place    lineJob
 	inLine   bool   // in the line (a job with no queue timeout never is)
 	why      string // the reason last reported as ProgressQueued; "" when not queued
@@ -434,9 +434,11 @@ func (w *waiting) queued(why string, noBids bool) {
 }
 
 // retry reports that the job is submitted again and puts it back in line,
-// in its old place.
+// in its old place. Its queue timeout starts again: a job that ran for an
+// hour before its provider was lost may still wait for another.
 func (w *waiting) retry(attempt int, why string) {
 	w.why = ""
+	w.deadline = w.r.now().Add(w.timeout)
 	if w.inLine {
 		w.r.queue.rejoin(w.place)
 	}
