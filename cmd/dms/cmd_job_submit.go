@@ -75,7 +75,7 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.GenericFlag{Name: "input", Usage: "a file or directory to give the job, LOCAL or LOCAL:GUEST (repeat for more; at most 64MiB in all)", Value: &envList{}},
 			&cli.StringFlag{Name: "output-dir", Usage: "write the files the job leaves in /outputs to `DIR` when it ends"},
 			&cli.StringFlag{Name: "stdin", Usage: "a file to give the job as its standard input, at most 1MiB (- reads dms's own stdin)"},
-			&cli.StringFlag{Name: "queue-timeout", Usage: "how long the job waits for a provider when none can take it, asking again every few seconds, e.g. 30m; 0 fails at once " +
+			&cli.StringFlag{Name: "queue-timeout", Usage: "wait up to `D` for a provider when none can take the job, asking again every few seconds, e.g. 30m; 0 fails at once " +
 				"(default 10m: long enough to outlast the jobs that fill a busy network, short enough that a job nobody can run does not hang for long)"},
 			&cli.IntFlag{Name: "retry-on-failure", Usage: "run the job again up to `N` times when it ran and failed (exited non-zero); a provider lost or refusing is retried elsewhere regardless (default 0)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress or output"},
