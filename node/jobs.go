@@ -180,10 +180,13 @@ func (j *jobs) update(p orchestrator.Progress) {
 	case orchestrator.ProgressAccepted:
 		rec.State, rec.Provider, rec.AllocationID = JobRunning, p.Provider, p.AllocationID
 	case orchestrator.ProgressQueued:
-		if rec.State != JobQueued {
-			rec.QueuedSince = p.Time
+		if rec.State == JobQueued {
+			// A new reason while it waits: a long wait must not fill the
+			// steps kept, so the record keeps the latest.
+			rec.QueueReason = p.Message
+			return
 		}
-		rec.State, rec.QueueReason = JobQueued, p.Message
+		rec.State, rec.QueuedSince, rec.QueueReason = JobQueued, p.Time, p.Message
 	case orchestrator.ProgressRetry:
 		rec.State, rec.Bids = JobBidding, nil
 		if l := j.live[p.JobID]; l != nil {
