@@ -32,6 +32,10 @@ const (
 	JobCompleted JobState = "completed"
 	JobFailed    JobState = "failed"
 	JobCancelled JobState = "cancelled"
+	// JobQueued: no provider took the job yet (or an earlier job of this
+	// node waits for the same capacity); it asks again until its queue
+	// timeout.
+	JobQueued JobState = "queued"
 )
 
 // Final reports whether a job in state s has ended.
@@ -79,6 +83,11 @@ type JobRecord struct {
 	// --constraint, --prefer).
 	Constraints []orchestrator.Constraint `json:"constraints,omitempty"`
 	Prefer      []orchestrator.Constraint `json:"prefer,omitempty"`
+	// QueuedSince is when the job last started waiting for a provider,
+	// and QueueReason why (the last no-bid error); kept once it runs, to
+	// say how long it waited.
+	QueuedSince time.Time `json:"queued_since,omitzero"`
+	QueueReason string    `json:"queue_reason,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.
@@ -176,6 +185,14 @@ func (j *jobs) update(p orchestrator.Progress) {
 		}
 	case orchestrator.ProgressAccepted:
 		rec.State, rec.Provider, rec.AllocationID = JobRunning, p.Provider, p.AllocationID
+	case orchestrator.ProgressQueued:
+		if rec.State == JobQueued {
+			// A new reason while it waits: a long wait must not fill the
+			// steps kept, so the record keeps the latest.
+			rec.QueueReason = p.Message
+			return
+		}
+		rec.State, rec.QueuedSince, rec.QueueReason = JobQueued, p.Time, p.Message
 	case orchestrator.ProgressRetry:
 		rec.State, rec.Bids = JobBidding, nil
 		if l := j.live[p.JobID]; l != nil {

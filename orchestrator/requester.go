@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,8 +45,15 @@ type RequesterConfig struct {
 	// is gone (providers send heartbeats every ProviderConfig.Heartbeat).
 	LostAfter time.Duration
 	// Retries is how many times a job is submitted again after its provider
-	// refused every bid or was lost.
+	// refused every bid or was lost; the providers that refused or lost it
+	// are not invoked in the attempt that follows.
 	Retries int
+	// QueueBackoff is how long a queued job first waits before asking
+	// again for bids; the wait doubles up to QueueBackoffMax. A retry after
+	// a lost provider waits the same way. Small, so that capacity that
+	// frees up is taken within seconds, not at the end of a long step.
+	QueueBackoff    time.Duration
+	QueueBackoffMax time.Duration
 	// SpreadFactor sets how many providers are asked to bid: about
 	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
 	SpreadFactor float64
@@ -73,6 +81,7 @@ func DefaultRequesterConfig() RequesterConfig {
 		InvokeTimeout: 30 * time.Second, LostAfter: 5 * time.Second, Retries: 2,
 		SpreadFactor: 2, Widen: 250 * time.Millisecond,
 		Keepalive: time.Second, ChaseAbandoned: 10 * time.Minute,
+		QueueBackoff: 250 * time.Millisecond, QueueBackoffMax: 2 * time.Second,
 	}
 }
 
@@ -88,6 +97,9 @@ func (c RequesterConfig) Validate() error {
 	}
 	if c.Grace < 0 || c.Widen < 0 || c.InvokeTimeout <= 0 || c.ChaseAbandoned < 0 {
 		errs = append(errs, fmt.Errorf("grace %v, widen %v and chase %v must not be negative, invoke timeout %v must be positive", c.Grace, c.Widen, c.ChaseAbandoned, c.InvokeTimeout))
+	}
+	if c.QueueBackoff < 0 || c.QueueBackoffMax < c.QueueBackoff {
+		errs = append(errs, fmt.Errorf("queue backoff %v to %v: want 0 or more, the most no less than the first", c.QueueBackoff, c.QueueBackoffMax))
 	}
 	if c.Retries < 0 || c.WantBids < 0 || c.SpreadFactor < 0 {
 		errs = append(errs, fmt.Errorf("retries %d, want bids %d and spread factor %v must not be negative", c.Retries, c.WantBids, c.SpreadFactor))
@@ -121,6 +133,10 @@ const (
 	ProgressAccepted  ProgressKind = "accepted"
 	ProgressEvent     ProgressKind = "event"
 	ProgressRetry     ProgressKind = "retry"
+	// ProgressQueued: the job waits for a provider (no acceptable bid) or
+	// for an earlier job of this requester; Message says why. It is sent
+	// when the job starts waiting and when the reason changes.
+	ProgressQueued ProgressKind = "queued"
 )
 
 // Submission is a job to submit: the spec, what the requester pays, and
@@ -129,6 +145,13 @@ type Submission struct {
 	Job      JobSpec
 	MaxPrice *float64
 	Inputs   []byte
+	// QueueTimeout is how long the job waits for a provider when none
+	// bids, asking again with backoff; 0 fails at once (ErrNoBids).
+	QueueTimeout time.Duration
+	// RetryOnFailure is how many times a job that ran and failed (exited
+	// non-zero, or failed on its provider) is run again; 0: never, the
+	// failure is the job's.
+	RetryOnFailure int
 }
 
 // Requester publishes bid requests, collects bids, invokes the best and
@@ -164,6 +187,11 @@ type Requester struct {
 	// and reports whether it took it (it is onboarded). It is used only
 	// when no peer shares the topic: a lone node runs its own jobs.
 	local func(*BidRequest) bool
+
+	// queue orders this requester's jobs that wait for capacity.
+	queue *line
+	// rnd jitters the backoff; uniform in [0, 1).
+	rnd func() float64
 
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
@@ -204,6 +232,7 @@ func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps re
 	r := &Requester{
 		host: host, key: key, topic: deps.topic, cfg: cfg, prefs: deps.prefs, blobs: deps.blobs, pace: deps.pace, local: deps.local,
 		log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel,
+		queue: newLine(), rnd: rand.Float64,
 	}
 	if err := host.HandleRequest(ProtocolBid, MaxBidSize+envelopeOverhead, r.handleBid); err != nil {
 		cancel()
@@ -292,6 +321,13 @@ func (r *Requester) handleDecline(_ context.Context, from peer.ID, data []byte) 
 
 // Submit runs a job on the mesh and returns its result. progress, if not
 // nil, sees every step as it happens and must not block.
+//
+// A job that finds no provider waits for one, up to sub.QueueTimeout,
+// asking again with backoff; while it waits, this requester's later jobs
+// that would compete with it for the same capacity wait behind it. A
+// provider that refused the job or was lost is left out of the next
+// attempt, which comes after a backoff, up to Retries times; a job that
+// ran and failed is run again only sub.RetryOnFailure times.
 func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Progress)) (*Result, error) {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -303,40 +339,251 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	if err := job.check(); err != nil {
 		return nil, err
 	}
+	if err := sub.Validate(); err != nil {
+		return nil, err
+	}
 	if len(sub.Inputs) > MaxInputSize {
 		return nil, invalid("inputs of %d bytes: at most %d", len(sub.Inputs), MaxInputSize)
 	}
 	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration.Std() + 10*time.Minute}
 	defer st.unshare()
-	var lastErr error
-	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
-		if attempt > 0 {
-			progress(Progress{Kind: ProgressRetry, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: lastErr.Error()})
-		}
-		res, err := r.attempt(ctx, st, sub.MaxPrice, attempt, progress)
-		if err == nil {
-			return res, nil
-		}
-		lastErr = err
-		if !errors.Is(err, ErrAllRefused) && !errors.Is(err, ErrProviderLost) {
-			break
-		}
+	w := &waiting{r: r, job: job.ID, progress: progress, timeout: sub.QueueTimeout, deadline: r.now().Add(sub.QueueTimeout)}
+	// A job that does not wait for a provider does not wait in line.
+	if sub.QueueTimeout > 0 {
+		w.place = r.queue.join(job)
+		w.inLine = true
 	}
-	return nil, fmt.Errorf("job %s: %w", job.ID, lastErr)
+	defer r.queue.leave(job.ID)
+	var avoid map[peer.ID]bool
+	lostRetries, failRetries, noBidRounds := 0, 0, 0
+	for attempt := 0; ; attempt++ {
+		if err := w.turn(ctx); err != nil {
+			return nil, fmt.Errorf("job %s: %w", job.ID, err)
+		}
+		res, err := r.attempt(ctx, st, sub.MaxPrice, min(attempt, maxAttempt), avoid, w)
+		avoid = nil
+		switch {
+		case err == nil && failed(res) && failRetries < sub.RetryOnFailure:
+			failRetries++
+			w.retry(attempt+1, fmt.Sprintf("the job failed (%s); running it again, %d of %d", describeFailure(res), failRetries, sub.RetryOnFailure))
+			if err := w.sleep(ctx, backoff(failRetries-1, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
+			continue
+		case err == nil:
+			return res, nil
+		case errors.Is(err, ErrNoBids) && sub.QueueTimeout > 0 && ctx.Err() == nil:
+			if !r.now().Before(w.deadline) {
+				return nil, fmt.Errorf("job %s: %w", job.ID, queuedFor(sub.QueueTimeout, err))
+			}
+			w.queued(err.Error(), true)
+			if err := w.sleep(ctx, backoff(noBidRounds, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), true); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
+			noBidRounds++
+			continue
+		case (errors.Is(err, ErrAllRefused) || errors.Is(err, ErrProviderLost)) && lostRetries < r.cfg.Retries && ctx.Err() == nil:
+			avoid = blamed(err)
+			w.retry(attempt+1, err.Error())
+			if err := w.sleep(ctx, backoff(lostRetries, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
+			lostRetries++
+			continue
+		}
+		return nil, fmt.Errorf("job %s: %w", job.ID, err)
+	}
 }
 
-func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, progress func(Progress)) (*Result, error) {
+// failed reports whether a job that ran failed by its own doing: it exited
+// non-zero or failed on its provider. A cancelled job did not fail.
+func failed(res *Result) bool {
+	return res != nil && (res.State == StateFailed || (res.State == StateCompleted && res.ExitCode != 0))
+}
+
+func describeFailure(res *Result) string {
+	if res.State == StateCompleted {
+		return fmt.Sprintf("exit code %d", res.ExitCode)
+	}
+	if res.Reason != "" {
+		return res.Reason
+	}
+	return string(res.State)
+}
+
+// attemptError is an attempt's failure with the providers to blame for it:
+// those that refused the invocation or were lost while running it.
+type attemptError struct {
+	err     error
+	culprit []peer.ID
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// blamed returns the providers an attempt's error blames.
+func blamed(err error) map[peer.ID]bool {
+	var ae *attemptError
+	if !errors.As(err, &ae) || len(ae.culprit) == 0 {
+		return nil
+	}
+	out := map[peer.ID]bool{}
+	for _, p := range ae.culprit {
+		out[p] = true
+	}
+	return out
+}
+
+// waiting is one submission's place in the requester's queue and what it
+// has told its watcher about waiting.
+type waiting struct {
+	r        *Requester
+	job      string
+	progress func(Progress)
+	timeout  time.Duration
+	deadline time.Time // of the current wait: from the submission, or the last retry
+	place    lineJob
+	inLine   bool   // in the line (a job with no queue timeout never is)
+	why      string // the reason last reported as ProgressQueued; "" when not queued
+}
+
+// report forwards an attempt's step. While the job is queued the rounds of
+// asking again are not reported one by one: the job stays queued, with its
+// reason, until one brings a bid.
+func (w *waiting) report(p Progress) {
+	if w.why != "" && (p.Kind == ProgressPublished || p.Kind == ProgressClosed) {
+		return
+	}
+	if p.Kind == ProgressBid || p.Kind == ProgressAccepted {
+		w.why = ""
+	}
+	w.progress(p)
+}
+
+// queued reports that the job waits, and why, when that is news. noBids
+// is the reason it found no provider, which the jobs behind it repeat.
+func (w *waiting) queued(why string, noBids bool) {
+	if w.inLine && noBids {
+		w.r.queue.setWhy(w.job, why)
+	}
+	if why == w.why {
+		return
+	}
+	w.why = why
+	w.progress(Progress{Kind: ProgressQueued, JobID: w.job, Time: w.r.now(), Message: why})
+}
+
+// retry reports that the job is submitted again and puts it back in line,
+// in its old place. Its queue timeout starts again: a job that ran for an
+// hour before its provider was lost may still wait for another.
+func (w *waiting) retry(attempt int, why string) {
+	w.why = ""
+	w.deadline = w.r.now().Add(w.timeout)
+	if w.inLine {
+		w.r.queue.rejoin(w.place)
+	}
+	w.progress(Progress{Kind: ProgressRetry, JobID: w.job, Attempt: attempt, Time: w.r.now(), Message: why})
+}
+
+// placed takes the job out of the line: bidding brought it bids, so the
+// jobs behind it may bid.
+func (w *waiting) placed() {
+	if w.inLine {
+		w.r.queue.leave(w.job)
+	}
+}
+
+// turn waits until no earlier job of this requester that competes for the
+// same capacity is waiting for it, or the queue timeout passes. Behind a
+// job that is only bidding the wait is short (its bidding window at most)
+// and not reported; behind one that found no provider the job is queued
+// too, for the same reason.
+func (w *waiting) turn(ctx context.Context) error {
+	if !w.inLine {
+		return nil
+	}
+	for {
+		ahead, blocked, changed := w.r.queue.blocker(w.place)
+		if !blocked {
+			return nil
+		}
+		// The job ID as dms job list shows it: this requester's own job.
+		why := fmt.Sprintf("waiting behind job %.12s, submitted earlier and needing no more than this one", ahead.ID)
+		if ahead.Why != "" {
+			why += ": " + ahead.Why
+		}
+		left := w.deadline.Sub(w.r.now())
+		if left <= 0 {
+			return fmt.Errorf("%w: %s", ErrNoBids, queuedFor(w.timeout, errors.New(why)))
+		}
+		if ahead.Why != "" {
+			w.queued(why, false)
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// sleep waits d, or until the queue timeout if that comes first (and
+// bounded says it does), or ctx ends. Bounded, one more round of asking
+// follows at the queue timeout.
+func (w *waiting) sleep(ctx context.Context, d time.Duration, bounded bool) error {
+	if left := w.deadline.Sub(w.r.now()); bounded && left < d {
+		d = max(left, 0)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, avoid map[peer.ID]bool, w *waiting) (*Result, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, progress)
+	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, w.report)
 	if err != nil {
 		return nil, err
 	}
+	if len(avoid) > 0 {
+		var kept, dropped []*SignedBid
+		for _, b := range bids {
+			if avoid[b.Bid.Provider] {
+				dropped = append(dropped, b)
+			} else {
+				kept = append(kept, b)
+			}
+		}
+		r.release(dropped)
+		if len(kept) == 0 {
+			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which refused or lost this job in the attempt before", ErrNoBids, len(dropped))
+		}
+		bids = kept
+	}
+	w.placed()
 	rankSigned(req, bids, preferring(job.Prefer, r.prefs().Comparator()))
-	winner, allocID, err := r.invoke(ctx, st, bids, attempt, progress)
+	winner, allocID, err := r.invoke(ctx, st, bids, attempt, w.report)
 	if err != nil {
-		return nil, err
+		var culprits []peer.ID
+		for _, b := range bids {
+			culprits = append(culprits, b.Bid.Provider)
+		}
+		return nil, &attemptError{err: err, culprit: culprits}
 	}
-	return r.follow(ctx, job.ID, winner, allocID, attempt, progress)
+	res, err := r.follow(ctx, job.ID, winner, allocID, attempt, w.report)
+	if err != nil && errors.Is(err, ErrProviderLost) {
+		return nil, &attemptError{err: err, culprit: []peer.ID{winner}}
+	}
+	return res, err
 }
 
 // staged is a job as each winner gets it: a module over MaxInlineModule and

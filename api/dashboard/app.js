@@ -17,6 +17,8 @@ function cores(c) { return ((c && c.cpu && c.cpu.millicores) || 0) / 1000; }
 // Output is a JSON string, or {"base64": ...} when it is not text.
 function text(o) { if (!o) return ""; if (typeof o === "string") return o; try { return new TextDecoder().decode(Uint8Array.from(atob(o.base64 || ""), c => c.charCodeAt(0))); } catch (e) { return ""; } }
 function state(s) { return el("span", s, s); }
+// A queued job says since when and why it waits, as dms job status does.
+function queued(j) { return j.state === "queued" ? "queued since " + new Date(j.queued_since).toLocaleTimeString() + ": " + (j.queue_reason || "") : ""; }
 
 async function refresh() {
   try {
@@ -30,7 +32,7 @@ async function refresh() {
     fill("capacity", ["registered", "held", "locked", "available"].filter(k => acc[k]).map(k => row([k, cores(acc[k]), bytes(acc[k].memory), bytes(acc[k].disk), (acc[k].gpus || []).length])), "no offer");
     fill("peers", (peers.peers || []).map(p => row([el("code", p.peer_id), p.direction, p.on_topic ? "yes" : "no", (p.addrs || []).join(" ")])), "no peers");
     const js = (jobs.jobs || []).slice().reverse();
-    fill("jobs", js.map(j => { const r = row([el("code", j.id), state(j.state), new Date(j.submitted).toLocaleTimeString(), short(j.provider), j.result ? j.result.exit_code : ""], "job" + (j.id === selected ? " selected" : "")); r.onclick = () => { selected = j.id; refresh(); }; return r; }), "no jobs yet");
+    fill("jobs", js.map(j => { const st = state(j.state); st.title = queued(j); const r = row([el("code", j.id), st, new Date(j.submitted).toLocaleTimeString(), short(j.provider), j.result ? j.result.exit_code : ""], "job" + (j.id === selected ? " selected" : "")); r.onclick = () => { selected = j.id; refresh(); }; return r; }), "no jobs yet");
     if (!selected && js.length) selected = js[0].id;
     if (selected) await showJob(selected);
     fill("allocs", (allocs.allocations || []).map(a => row([el("code", a.id), short(a.job_id), state(a.state), short(a.requester), a.capability ? "cpu " + cores(a.capability) + ", memory " + bytes(a.capability.memory) : ""])), "no allocations");
@@ -45,6 +47,7 @@ async function showJob(id) {
   const box = document.getElementById("job"); box.replaceChildren();
   box.append(el("h3", "Job " + j.id), state(j.state));
   if (j.error) box.append(el("p", j.error, "failed"));
+  if (queued(j)) box.append(el("p", queued(j), "queued"));
   const ol = el("ol");
   for (const p of j.progress || []) ol.append(el("li", new Date(p.time).toLocaleTimeString() + "  " + p.kind + (p.message ? ": " + p.message : "") + (p.event && p.event.state ? ": " + p.event.state : "")));
   box.append(el("h4", "Steps"), ol);

@@ -33,6 +33,8 @@ import (
 //	output_dir: out
 //	constraints: [region=eu-west, "gpu exists"]
 //	prefer: tier=gold
+//	queue_timeout: 30m
+//	retry_on_failure: 2
 //
 // Relative paths in a file are relative to the file's directory.
 type jobFlags struct {
@@ -57,6 +59,9 @@ type jobFlags struct {
 	Constraint  stringList `yaml:"constraint"`
 	Constraints stringList `yaml:"constraints"`
 	Prefer      stringList `yaml:"prefer"`
+	// QueueTimeout is a duration ("10m", "0"); RetryOnFailure a count.
+	QueueTimeout   string `yaml:"queue_timeout"`
+	RetryOnFailure int    `yaml:"retry_on_failure"`
 
 	// from names where each value came from, for messages: "--memory" or
 	// "memory in job.yaml".
@@ -75,7 +80,7 @@ func readJobFile(p string) (jobFlags, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return jobFlags{}, usagef("job file %s: %v (keys: wasm, image, entrypoint, command, cpu, memory, disk, duration, gpu, gpu_model, max_price, env, args, inputs, output_dir, stdin, constraint or constraints, prefer)", p, err)
+		return jobFlags{}, usagef("job file %s: %v (keys: wasm, image, entrypoint, command, cpu, memory, disk, duration, gpu, gpu_model, max_price, env, args, inputs, output_dir, stdin, constraint or constraints, prefer, queue_timeout, retry_on_failure)", p, err)
 	}
 	base := filepath.Dir(p)
 	rel := func(s string) string {
@@ -94,7 +99,7 @@ func readJobFile(p string) (jobFlags, error) {
 	}
 	f.from = map[string]string{}
 	name := filepath.Base(p)
-	for _, k := range []string{"wasm", "image", "entrypoint", "command", "cpu", "memory", "disk", "duration", "gpu", "gpu-model", "max-price", "env", "input", "output-dir", "stdin"} {
+	for _, k := range []string{"wasm", "image", "entrypoint", "command", "cpu", "memory", "disk", "duration", "gpu", "gpu-model", "max-price", "env", "input", "output-dir", "stdin", "queue-timeout", "retry-on-failure"} {
 		f.from[k] = strings.ReplaceAll(k, "-", "_") + " in " + name
 	}
 	f.from["input"] = "inputs in " + name
@@ -110,7 +115,7 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	str := map[string]*string{"wasm": &f.Wasm, "image": &f.Image, "entrypoint": &f.Entrypoint, "command": &f.Command,
 		"cpu": &f.CPU, "memory": &f.Memory, "disk": &f.Disk, "duration": &f.Duration, "gpu-model": &f.GPUModel,
-		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin}
+		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin, "queue-timeout": &f.QueueTimeout}
 	for name, dst := range str {
 		if c.IsSet(name) {
 			*dst, f.from[name] = c.String(name), "--"+name
@@ -118,6 +123,9 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	if c.IsSet("gpu") {
 		f.GPU, f.from["gpu"] = c.Int("gpu"), "--gpu"
+	}
+	if c.IsSet("retry-on-failure") {
+		f.RetryOnFailure, f.from["retry-on-failure"] = c.Int("retry-on-failure"), "--retry-on-failure"
 	}
 	if env := c.Generic("env").(*envList); len(env.vals) > 0 {
 		if f.Env == nil {
@@ -273,8 +281,34 @@ func (f *jobFlags) request() (api.SubmitJobRequest, error) {
 	if req.Inputs, err = f.packInputs(); err != nil {
 		return req, err
 	}
+	if err := f.queueing(&req); err != nil {
+		return req, err
+	}
 	req.Job = job
 	return req, nil
+}
+
+// queueing reads how long the job waits for a provider and how often it
+// is run again after failing.
+func (f *jobFlags) queueing(req *api.SubmitJobRequest) error {
+	req.QueueTimeout = seconds.Duration(orchestrator.DefaultQueueTimeout)
+	if v := strings.TrimSpace(f.QueueTimeout); v == "0" {
+		req.QueueTimeout = 0
+	} else if v != "" {
+		d, err := capability.ParseDuration(v)
+		if err != nil {
+			return f.bad("queue-timeout", f.QueueTimeout, err)
+		}
+		if d > orchestrator.MaxQueueTimeout {
+			return f.bad("queue-timeout", f.QueueTimeout, fmt.Errorf("want at most %s (0: do not wait)", capability.FormatDuration(orchestrator.MaxQueueTimeout)))
+		}
+		req.QueueTimeout = seconds.Duration(d)
+	}
+	if f.RetryOnFailure < 0 || f.RetryOnFailure > orchestrator.MaxRetryOnFailure {
+		return f.bad("retry-on-failure", strconv.Itoa(f.RetryOnFailure), fmt.Errorf("want 0 to %d", orchestrator.MaxRetryOnFailure))
+	}
+	req.RetryOnFailure = f.RetryOnFailure
+	return nil
 }
 
 func (f *jobFlags) positive(name, v string, parse func(string) (uint64, error)) (uint64, error) {

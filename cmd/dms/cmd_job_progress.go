@@ -71,6 +71,8 @@ func (pp *progressPrinter) print(p orchestrator.Progress) {
 		text += " allocation " + p.AllocationID
 	case orchestrator.ProgressRetry:
 		text = "submitting again: " + p.Message
+	case orchestrator.ProgressQueued:
+		text = "queued, asking again until the queue timeout: " + p.Message
 	case orchestrator.ProgressEvent:
 		ev := p.Event
 		if ev == nil || ev.Kind != orchestrator.EventState || ev.State != orchestrator.StateRunning {

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -23,6 +25,10 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "job:        %s\n", rec.ID)
 	fmt.Fprintf(w, "state:      %s\n", rec.State)
+	if rec.State == node.JobQueued {
+		fmt.Fprintf(w, "queued:     since %s (%s), waiting for a provider\n", rec.QueuedSince.Local().Format("15:04:05"), formatElapsed(time.Since(rec.QueuedSince)))
+		fmt.Fprintf(w, "why:        %s\n", strings.TrimPrefix(rec.QueueReason, "job "+rec.ID+": "))
+	}
 	fmt.Fprintf(w, "submitted:  %s\n", rec.Submitted.Local().Format("2006-01-02 15:04:05"))
 	if !rec.Ended.IsZero() {
 		fmt.Fprintf(w, "ended:      %s (%s after submitting)\n", rec.Ended.Local().Format("2006-01-02 15:04:05"), formatElapsed(rec.Ended.Sub(rec.Submitted)))

@@ -35,8 +35,8 @@ func (e *env) jobSubmitCommand() *cli.Command {
 		Usage: "run a job on the mesh: a WebAssembly module, a container image or a host command",
 		UsageText: "dms job submit (--wasm FILE | --image IMAGE [--entrypoint PROGRAM] | --command PROGRAM | -f JOB.yaml)\n" +
 			"   --cpu CORES --memory SIZE --duration D [--disk SIZE] [--gpu N [--gpu-model MODEL]] [--max-price P]\n" +
-			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--json | --detach]\n" +
-			"   [--constraint C]... [--prefer C]... [--] [ARGS...]",
+			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--queue-timeout D] [--retry-on-failure N]\n" +
+			"   [--constraint C]... [--prefer C]... [--json | --detach] [--] [ARGS...]",
 		Description: "Sends the job's needs to the mesh, takes the best bid (by the node's ranking: price,\n" +
 			"then benchmark score, then headroom) and runs the job there. A job is one of: a WebAssembly\n" +
 			"(WASI) module (--wasm), a container image the provider has (--image; providers opt in with\n" +
@@ -52,6 +52,11 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			"--constraint limits the job to providers whose labels (dms onboard --label) meet it; a\n" +
 			"provider that does not declines, saying which constraint it misses (dms job bids on it).\n" +
 			"--prefer ranks the bids of providers that meet more preferences first.\n\n" +
+			"When no provider can take the job (all busy, or none fits), it is queued: it waits, asking\n" +
+			"again every few seconds, up to --queue-timeout, and dms job status says since when and why.\n" +
+			"This node's jobs that compete for the same capacity start in the order they were submitted.\n" +
+			"A provider that refuses the job or is lost while running it is replaced by another; a job\n" +
+			"that ran and exited non-zero has failed and is run again only with --retry-on-failure.\n\n" +
 			"Exit status: the job's own exit code when it ran and exited non-zero (as docker run does),\n" +
 			"0 when it exited 0, 1 when dms failed (no provider, the job was stopped or cancelled), 2 for\n" +
 			"a wrong command line, 130 on Ctrl-C, which cancels the job; --detach leaves it running and\n" +
@@ -73,6 +78,9 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.GenericFlag{Name: "input", Usage: "a file or directory to give the job, LOCAL or LOCAL:GUEST (repeat for more; at most 64MiB in all)", Value: &envList{}},
 			&cli.StringFlag{Name: "output-dir", Usage: "write the files the job leaves in /outputs to `DIR` when it ends"},
 			&cli.StringFlag{Name: "stdin", Usage: "a file to give the job as its standard input, at most 1MiB (- reads dms's own stdin)"},
+			&cli.StringFlag{Name: "queue-timeout", Usage: "wait up to `D` for a provider when none can take the job, asking again every few seconds, e.g. 30m; 0 fails at once " +
+				"(default 10m: long enough to outlast the jobs that fill a busy network, short enough that a job nobody can run does not hang for long)"},
+			&cli.IntFlag{Name: "retry-on-failure", Usage: "run the job again up to `N` times when it ran and failed (exited non-zero); a provider lost or refusing is retried elsewhere regardless (default 0)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress or output"},
 			&cli.BoolFlag{Name: "detach", Usage: "print the job's ID once it is submitted and return; follow it with dms job status or dms job logs -f"},
 			// Placement.
