@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/doctor"
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/internal/procmem"
 	"github.com/dms-project/dms/node"
@@ -95,8 +96,13 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		defer remoteLn.Close()
 	}
 
-	// The datastore first: it is the home's lock, so a second node on the
-	// same home stops here, before touching the socket of the first.
+	// The home's checks first (dms doctor's): a second node on the same
+	// home stops here, before touching the socket of the first, and a
+	// home a node cannot run on well is refused with what to do.
+	started := time.Now()
+	if err := e.checkHome(c, h); err != nil {
+		return err
+	}
 	store, err := h.OpenDatastore()
 	if err != nil {
 		return err
@@ -106,6 +112,12 @@ func (e *env) runNode(c *cli.Context) (err error) {
 			e.log.Info("node stopped")
 		}
 	}()
+	// The PID file tells dms doctor, and the next dms run, who held the
+	// home if this process dies without stopping; a clean stop removes it.
+	if err := h.WritePID(started); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, h.RemovePID()) }()
 	key, err := h.Identity()
 	if err != nil {
 		return err
@@ -207,6 +219,30 @@ func (e *env) runNode(c *cli.Context) (err error) {
 
 	<-c.Context.Done()
 	e.log.Info("stopping the node")
+	return nil
+}
+
+// checkHome runs dms doctor's checks before the node starts, repairing
+// what a dead node left, and refuses a home with a problem. What it
+// repaired, and what is worth knowing, goes to stderr.
+func (e *env) checkHome(c *cli.Context, h home.Home) error {
+	rep := doctor.Run(c.Context, h, doctor.Options{Mode: doctor.Start, Built: buildTime()})
+	if rep.InUse != nil {
+		return rep.InUse
+	}
+	var news []doctor.Finding
+	for _, f := range rep.Findings {
+		if f.Status == doctor.Repaired || f.Status == doctor.Warning {
+			news = append(news, f)
+		}
+	}
+	if len(news) > 0 {
+		fmt.Fprintf(e.stderr, "Checked the home %s:\n", h.Dir)
+		printFindings(e.stderr, news, true)
+	}
+	if err := rep.Err(); err != nil {
+		return fmt.Errorf("%w\n(dms doctor lists every check; --fix repairs what it can)", err)
+	}
 	return nil
 }
 
