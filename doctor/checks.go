@@ -86,9 +86,9 @@ func NodeLock(h home.Home, remove bool) Finding {
 			who += fmt.Sprintf(" (started %s)", p.Started.Local().Format("2006-01-02 15:04:05"))
 		}
 		if processAlive(p.PID) {
-			who += ", a pid another program has now,"
+			who += ", a pid another program has now"
 		} else {
-			who += ", which is not running,"
+			who += ", which is not running"
 		}
 	case !errors.Is(perr, fs.ErrNotExist):
 		left = append(left, home.PIDFile+" (unreadable: "+perr.Error()+")")
@@ -143,9 +143,9 @@ func Ledger(store ds.Batching) (*resources.Ledger, Finding) {
 }
 
 func describe(c capability.Capability) string {
-	s := fmt.Sprintf("%s cores, %s memory, %s disk", capability.FormatCPU(c.CPU.MilliCores), capability.FormatBytes(c.Memory), capability.FormatBytes(c.Disk))
+	s := fmt.Sprintf("cpu=%s memory=%s disk=%s", capability.FormatCPU(c.CPU.MilliCores), capability.FormatBytes(c.Memory), capability.FormatBytes(c.Disk))
 	if len(c.GPUs) > 0 {
-		s += fmt.Sprintf(", %d GPUs", len(c.GPUs))
+		s += fmt.Sprintf(" gpus=%d", len(c.GPUs))
 	}
 	return s
 }
@@ -167,7 +167,7 @@ func Allocations(led *resources.Ledger, starting bool) Finding {
 		var info struct {
 			JobID string `json:"job_id"`
 		}
-		desc := shortID(lk.ID)
+		desc := lk.ID
 		if json.Unmarshal(lk.Meta, &info) == nil && info.JobID != "" {
 			desc += " (job " + shortID(info.JobID) + ")"
 		}
