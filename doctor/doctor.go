@@ -129,25 +129,34 @@ type Options struct {
 	// Engine asks the container engine whether it answers; nil: the
 	// docker command line is asked.
 	Engine func(context.Context) error
+	// Store is the home's datastore, when the caller has opened it (dms
+	// run, which keeps it): the checks read it, and leave it open. Nil:
+	// Run opens it, and closes it again.
+	Store ds.Batching
 }
 
 // Run runs every check on the home in dir, in order, and repairs as
-// opts.Mode allows. It opens the datastore and closes it again; when a
-// node holds it, Report.InUse says who, and the datastore's contents are
-// not checked (the running node owns them).
+// opts.Mode allows. Unless given opts.Store, it opens the datastore and
+// closes it again; when a node holds it, Report.InUse says who, and the
+// datastore's contents are not checked (the running node owns them).
 func Run(ctx context.Context, h home.Home, opts Options) Report {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
 	r := Report{Home: h.Dir}
 	r.Findings = append(r.Findings, Permissions(h, opts.Mode == Fix)...)
-	store, f, inUse := Datastore(h)
-	r.InUse = inUse
+	store := opts.Store
+	f := Finding{Check: "datastore", Status: OK, Detail: h.DataPath() + " opens"}
 	if store == nil {
-		r.Findings = append(r.Findings, f)
-		return r
+		var inUse *resources.HomeInUseError
+		store, f, inUse = Datastore(h)
+		r.InUse = inUse
+		if store == nil {
+			r.Findings = append(r.Findings, f)
+			return r
+		}
+		defer store.Close()
 	}
-	defer store.Close()
 	// The lock is ours now: whatever names another holder is stale.
 	r.Findings = append(r.Findings, NodeLock(h, opts.Mode != Look), f)
 	led, f := Ledger(store)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
@@ -18,6 +19,7 @@ import (
 	"github.com/dms-project/dms/internal/procmem"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/resources"
 )
 
 // startupTrimAfter is when a node's start-up (DHT walks, mesh grafting) is
@@ -96,15 +98,20 @@ func (e *env) runNode(c *cli.Context) (err error) {
 		defer remoteLn.Close()
 	}
 
-	// The home's checks first (dms doctor's): a second node on the same
-	// home stops here, before touching the socket of the first, and a
-	// home a node cannot run on well is refused with what to do.
+	// The datastore first: it is the home's lock, so a second node on the
+	// same home stops here, before touching the socket of the first. Then
+	// the home's checks (dms doctor's), on the datastore the node keeps:
+	// a home a node cannot run on well is refused with what to do.
 	started := time.Now()
-	if err := e.checkHome(c, h); err != nil {
+	store, err := h.OpenDatastore()
+	if errors.Is(err, resources.ErrHomeInUse) {
 		return err
 	}
-	store, err := h.OpenDatastore()
 	if err != nil {
+		// The checks say why, and what to do.
+		if cerr := e.checkHome(c, h, nil); cerr != nil {
+			return cerr
+		}
 		return err
 	}
 	defer func() {
@@ -112,6 +119,9 @@ func (e *env) runNode(c *cli.Context) (err error) {
 			e.log.Info("node stopped")
 		}
 	}()
+	if err := e.checkHome(c, h, store); err != nil {
+		return err
+	}
 	// The PID file tells dms doctor, and the next dms run, who held the
 	// home if this process dies without stopping; a clean stop removes it.
 	if err := h.WritePID(started); err != nil {
@@ -225,8 +235,8 @@ func (e *env) runNode(c *cli.Context) (err error) {
 // checkHome runs dms doctor's checks before the node starts, repairing
 // what a dead node left, and refuses a home with a problem. What it
 // repaired, and what is worth knowing, goes to stderr.
-func (e *env) checkHome(c *cli.Context, h home.Home) error {
-	rep := doctor.Run(c.Context, h, doctor.Options{Mode: doctor.Start, Built: buildTime()})
+func (e *env) checkHome(c *cli.Context, h home.Home, store ds.Batching) error {
+	rep := doctor.Run(c.Context, h, doctor.Options{Mode: doctor.Start, Built: buildTime(), Store: store})
 	if rep.InUse != nil {
 		return rep.InUse
 	}
