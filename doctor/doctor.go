@@ -19,6 +19,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 
+	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/resources"
 )
@@ -153,6 +154,9 @@ func Run(ctx context.Context, h home.Home, opts Options) Report {
 		r.InUse = inUse
 		if store == nil {
 			r.Findings = append(r.Findings, f)
+			if inUse != nil {
+				r.Findings = append(r.Findings, Answers(ctx, h, inUse.PID))
+			}
 			return r
 		}
 		defer store.Close()
@@ -173,6 +177,32 @@ func Run(ctx context.Context, h home.Home, opts Options) Report {
 	}
 	r.Findings = append(r.Findings, Clock(opts.Now, opts.Built, Newest(led, jobs)))
 	return r
+}
+
+// answerTimeout bounds how long a running node may take to answer; a
+// loaded machine takes seconds.
+const answerTimeout = 30 * time.Second
+
+// Answers checks that the node running on the home (pid, 0 when unknown)
+// answers on its control socket, as every other command needs it to.
+func Answers(ctx context.Context, h home.Home, pid int) Finding {
+	const name = "socket"
+	ctx, cancel := context.WithTimeout(ctx, answerTimeout)
+	defer cancel()
+	cl, err := api.Dial(ctx, h.Dir)
+	if err == nil {
+		_, err = cl.Status(ctx)
+		cl.Close()
+	}
+	if err != nil {
+		who, fix := "the node running on the home", "stop it (SIGTERM, then SIGKILL if it does not stop) and start it again with dms run"
+		if pid > 0 {
+			who = fmt.Sprintf("the node running on the home (pid %d)", pid)
+			fix = fmt.Sprintf("stop it (kill %d; kill -9 %d if it does not stop) and start it again with dms run", pid, pid)
+		}
+		return Finding{Check: name, Status: Problem, Detail: fmt.Sprintf("%s does not answer on %s: %v", who, h.SocketPath(), err), Fix: fix}
+	}
+	return Finding{Check: name, Status: OK, Detail: "the running node answers on " + h.SocketPath()}
 }
 
 // Datastore opens the home's datastore. It returns nil and the finding

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -143,9 +144,28 @@ func TestDatastoreThatDoesNotOpen(t *testing.T) {
 	if s, f, inUse := Datastore(h); s != nil || inUse == nil || f.Status != OK {
 		t.Fatalf("datastore held: %v %+v %v", s, f, inUse)
 	}
-	if rep := Run(context.Background(), h, Options{}); rep.InUse == nil || rep.Err() != nil {
+	// A node that holds the home but does not answer is a problem (hung);
+	// one that answers is not.
+	rep := Run(context.Background(), h, Options{})
+	if rep.InUse == nil || len(rep.Findings) != 3 {
 		t.Fatalf("a home a node runs on: %+v", rep)
 	}
+	want(t, rep.Findings[2], Problem, "does not answer", "kill ")
+	ln, err := net.Listen("unix", h.SocketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"peers": 0}`))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	rep = Run(context.Background(), h, Options{})
+	if rep.InUse == nil || rep.Err() != nil {
+		t.Fatalf("a home a node runs on and answers: %v", rep.Err())
+	}
+	want(t, rep.Findings[2], OK, "answers")
 	store.Close()
 
 	breakDatastore(t, h)
@@ -154,8 +174,8 @@ func TestDatastoreThatDoesNotOpen(t *testing.T) {
 		t.Fatal("a broken datastore opened")
 	}
 	want(t, f, Problem, "does not open", "mv ", ".broken", "backup")
-	rep := Run(context.Background(), h, Options{Mode: Start})
-	err := rep.Err()
+	rep = Run(context.Background(), h, Options{Mode: Start})
+	err = rep.Err()
 	if !errors.Is(err, ErrUnsound) || !strings.Contains(err.Error(), "datastore") || !strings.Contains(err.Error(), "to do:") {
 		t.Fatalf("Err: %v", err)
 	}

@@ -17,7 +17,8 @@ func (e *env) doctorCommand() *cli.Command {
 		Name:      "doctor",
 		Usage:     "check that the home is sound: the checks dms run makes before it starts, as a list",
 		UsageText: "dms doctor [--fix] [--json]",
-		Description: "Checks the home (--home): who holds it and what a node that died left behind, the\n" +
+		Description: "Checks the home (--home): who holds it (a node running on it must answer on its\n" +
+			"control socket; the rest is then that node's to check) and what a node that died left, the\n" +
 			"permissions of the home, its datastore, config and identity key, that the datastore opens,\n" +
 			"that the offer's locks fit the offer, allocations recorded as running with no process left,\n" +
 			"completed jobs whose outputs are gone, that the container engine answers when containers\n" +
