@@ -207,7 +207,6 @@ func FuzzParseSettings(f *testing.F) {
 }
 
 func TestPIDFile(t *testing.T) {
-	t.Parallel()
 	h := Home{Dir: t.TempDir()}
 	if _, err := h.ReadPID(); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("no PID file: %v", err)
