@@ -53,7 +53,7 @@ func (e *env) doctorCommand() *cli.Command {
 				printFindings(e.stdout, rep.Findings, false)
 			}
 			if n := len(rep.Problems()); n > 0 {
-				return &exitError{code: 1, msg: fmt.Sprintf("%d %s: dms run refuses to start until %s dealt with", n, plural(n, "problem", "problems"), plural(n, "it is", "they are"))}
+				return &exitError{code: 1, msg: fmt.Sprintf("%d %s to deal with (see \"to do\"); dms run does not start on a home with one", n, plural(n, "problem", "problems"))}
 			}
 			return nil
 		},

@@ -87,7 +87,7 @@ func TestDoctorOnBrokenHomes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		dms(t, "--home", h, "doctor").want(t, 1, "problem   datastore:", "does not open", "to do: restore", ".broken", "1 problem: dms run refuses to start")
+		dms(t, "--home", h, "doctor").want(t, 1, "problem   datastore:", "does not open", "to do: restore", ".broken", "1 problem to deal with", "dms run does not start on a home with one")
 		dms(t, "--home", h, "run", "--local", "--dashboard", "off").want(t, 1, "home is not sound", "datastore:", "does not open", "to do:", "dms doctor lists every check")
 	})
 	t.Run("key", func(t *testing.T) {
