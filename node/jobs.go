@@ -117,7 +117,11 @@ type jobs struct {
 	live map[string]*liveLog
 }
 
-var jobsPrefix = ds.NewKey("/jobs")
+// JobsPrefix is where the job book is kept in the datastore (dms doctor
+// reads it in a home no node runs on).
+const JobsPrefix = "/jobs"
+
+var jobsPrefix = ds.NewKey(JobsPrefix)
 
 func newJobs(ctx context.Context, store ds.Datastore, log *slog.Logger) (*jobs, error) {
 	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}, ended: map[string]chan struct{}{}, live: map[string]*liveLog{}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
@@ -41,8 +42,9 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			"then benchmark score, then headroom) and runs the job there. A job is one of: a WebAssembly\n" +
 			"(WASI) module (--wasm), a container image the provider has (--image; providers opt in with\n" +
 			"dms onboard --executors wasm,docker), or a command on the provider's host (--command; only\n" +
-			"providers that opted into native jobs take it). -f reads the same fields from a YAML file;\n" +
-			"flags given as well win.\n\n" +
+			"providers that opted into native jobs take it). -f reads the same fields from a YAML file\n" +
+			"whose keys are the flags' names (_ may stand for -):\n" + wrapWords(jobFileKeyList()+".", 90) + "\n" +
+			"env is a map or a list of K=V, inputs and args are lists; flags given as well win.\n\n" +
 			"--input copies a file or directory into the job, read-only, at GUEST (default\n" +
 			"/inputs/<its name>; a host command finds it under $DMS_INPUTS). What the job writes to\n" +
 			"/outputs ($DMS_OUTPUTS for a host command) comes back to this node; --output-dir writes it\n" +
@@ -69,7 +71,7 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.StringFlag{Name: "image", Usage: "a container `IMAGE` to run; the provider must have it (docker load or docker build there)"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "the `PROGRAM` to run in the image instead of its entrypoint"},
 			&cli.StringFlag{Name: "command", Usage: "a `PROGRAM` to run on the provider's host (native executor), with ARGS"},
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the job from a YAML `FILE` with the flags' names as keys (args, env, inputs as lists)"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the job from a YAML `FILE` whose keys are the flags' names (listed above)"},
 			&cli.StringFlag{Name: "disk", Usage: "disk the job needs, e.g. 1GiB (default: none)"},
 			&cli.IntFlag{Name: "gpu", Usage: "how many GPUs the job needs (container jobs only)"},
 			&cli.StringFlag{Name: "gpu-model", Usage: "the GPU model the job needs, as nvidia-smi names it or a word of it, e.g. H100"},
@@ -115,7 +117,39 @@ func (e *env) submitRequest(c *cli.Context) (api.SubmitJobRequest, string, error
 	if req.Detach && f.OutputDir != "" {
 		return req, "", usagef("--output-dir and --detach do not go together: fetch a detached job's outputs with dms job get ID --dir DIR")
 	}
+	if f.OutputDir != "" {
+		if err := checkOutputDir(f.OutputDir); err != nil {
+			return req, "", f.bad("output-dir", f.OutputDir, err)
+		}
+	}
 	return req, f.OutputDir, nil
+}
+
+// checkOutputDir refuses, before the job runs, a directory the outputs
+// could not be written to: the files are written next to nothing, so that
+// what is there after is the job's alone.
+func checkOutputDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // created when the outputs come
+	case err != nil:
+		return openError(err)
+	case !st.IsDir():
+		return errors.New("is a file; want a new or empty directory")
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return openError(err)
+	}
+	if len(ents) > 0 {
+		holds := ents[0].Name()
+		if len(ents) > 1 {
+			holds += fmt.Sprintf(" and %d more", len(ents)-1)
+		}
+		return fmt.Errorf("is not empty (it holds %s); want a new or empty directory (for a job that already ran, dms job get ID --dir NEW writes its files again)", holds)
+	}
+	return nil
 }
 
 // readLimited reads a file named by a flag, at most limit bytes; "-" is
@@ -205,7 +239,7 @@ func (e *env) jobSubmit(c *cli.Context) error {
 				return err
 			}
 			fmt.Fprintln(e.stdout, rec.ID)
-			fmt.Fprintf(e.stderr, "Job submitted; follow it with: dms job logs -f %s\n", shortJobID(rec.ID))
+			fmt.Fprintf(e.stderr, "Job submitted; follow it with: %s job logs -f %s\n", e.dmsCommand(c), shortJobID(rec.ID))
 			return nil
 		case asJSON:
 			if perr := printJSON(e.stdout, rec); perr != nil {
@@ -218,11 +252,23 @@ func (e *env) jobSubmit(c *cli.Context) error {
 		}
 		if outputDir != "" && rec.Outputs != nil {
 			if gerr := e.getOutputs(c, cl, rec, outputDir, asJSON); gerr != nil {
-				return gerr
+				return fmt.Errorf("%w; the files are kept on this node: %s job get %s --dir NEW writes them to a new directory", gerr, e.dmsCommand(c), shortJobID(rec.ID))
 			}
 		}
 		return jobOutcome(rec, err)
 	})
+}
+
+// dmsCommand is "dms" with the global flags the user gave that say which
+// node to talk to, for the commands messages suggest.
+func (e *env) dmsCommand(c *cli.Context) string {
+	cmd := "dms"
+	for _, name := range []string{"home", "remote", "token-file"} {
+		if v, ok := global(c, name); ok {
+			cmd += " --" + name + " " + home.ShellQuote(v)
+		}
+	}
+	return cmd
 }
 
 // liveOutput prints a job's output as its chunks arrive. Each chunk says

@@ -10,13 +10,16 @@ import (
 	"slices"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/doctor"
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/internal/procmem"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/resources"
 )
 
 // startupTrimAfter is when a node's start-up (DHT walks, mesh grafting) is
@@ -96,9 +99,19 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	}
 
 	// The datastore first: it is the home's lock, so a second node on the
-	// same home stops here, before touching the socket of the first.
+	// same home stops here, before touching the socket of the first. Then
+	// the home's checks (dms doctor's), on the datastore the node keeps:
+	// a home a node cannot run on well is refused with what to do.
+	started := time.Now()
 	store, err := h.OpenDatastore()
+	if errors.Is(err, resources.ErrHomeInUse) {
+		return err
+	}
 	if err != nil {
+		// The checks say why, and what to do.
+		if cerr := e.checkHome(c, h, nil); cerr != nil {
+			return cerr
+		}
 		return err
 	}
 	defer func() {
@@ -106,6 +119,15 @@ func (e *env) runNode(c *cli.Context) (err error) {
 			e.log.Info("node stopped")
 		}
 	}()
+	if err := e.checkHome(c, h, store); err != nil {
+		return err
+	}
+	// The PID file tells dms doctor, and the next dms run, who held the
+	// home if this process dies without stopping; a clean stop removes it.
+	if err := h.WritePID(started); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, h.RemovePID()) }()
 	key, err := h.Identity()
 	if err != nil {
 		return err
@@ -207,6 +229,30 @@ func (e *env) runNode(c *cli.Context) (err error) {
 
 	<-c.Context.Done()
 	e.log.Info("stopping the node")
+	return nil
+}
+
+// checkHome runs dms doctor's checks before the node starts, repairing
+// what a dead node left, and refuses a home with a problem. What it
+// repaired, and what is worth knowing, goes to stderr.
+func (e *env) checkHome(c *cli.Context, h home.Home, store ds.Batching) error {
+	rep := doctor.Run(c.Context, h, doctor.Options{Mode: doctor.Start, Built: buildTime(), Store: store})
+	if rep.InUse != nil {
+		return rep.InUse
+	}
+	var news []doctor.Finding
+	for _, f := range rep.Findings {
+		if f.Status == doctor.Repaired || f.Status == doctor.Warning {
+			news = append(news, f)
+		}
+	}
+	if len(news) > 0 {
+		fmt.Fprintf(e.stderr, "Checked the home %s:\n", h.Dir)
+		printFindings(e.stderr, news, true)
+	}
+	if err := rep.Err(); err != nil {
+		return fmt.Errorf("%w\n(dms doctor lists every check; --fix repairs what it can)", err)
+	}
 	return nil
 }
 

@@ -57,7 +57,7 @@ func TestJobPlacementFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "job.yaml")
-	spec := "wasm: job.wasm\ncpu: 0.5\nmemory: 64MiB\nduration: 1m\nconstraint: region=eu-west\nconstraints: [\"tier in (gold, silver)\", \"!gpu\"]\nprefer: tier=gold\n"
+	spec := "wasm: job.wasm\ncpu: 0.5\nmemory: 64MiB\nduration: 1m\nconstraints: [region=eu-west, \"tier in (gold, silver)\", \"!gpu\"]\nprefer: tier=gold\n"
 	if err := os.WriteFile(file, []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
 	}
