@@ -99,10 +99,14 @@ func (n *Node) resumeJob(rec JobRecord) {
 		n.log.Info("following a job again after a restart", "job", rec.ID, "provider", rec.Provider, "allocation", rec.AllocationID)
 		n.jobs.resumed(ctx, rec.ID, fmt.Sprintf("this node started again: following allocation %s again", rec.AllocationID), cancel)
 		res, err = n.orch.Reattach(ctx, rec.ID, rec.Provider, rec.AllocationID, lastAttempt(rec), reattachWithin, progress)
-		if errors.Is(err, orchestrator.ErrProviderLost) && kept && ctx.Err() == nil {
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, orchestrator.ErrProviderLost) && kept:
 			// Lost as it would have been while we followed it: elsewhere.
 			n.jobs.update(orchestrator.Progress{Kind: orchestrator.ProgressRetry, JobID: rec.ID, Attempt: lastAttempt(rec) + 1, Time: time.Now(), Message: err.Error()})
 			res, err = again()
+		default:
+			err = fmt.Errorf("following the job again after this node restarted: %w", err)
 		}
 	case resumeSubmit:
 		n.log.Info("submitting a job again after a restart", "job", rec.ID, "was", rec.State)
