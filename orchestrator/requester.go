@@ -606,6 +606,9 @@ func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, 
 // to within; only then is it given up on (ErrProviderLost) and chased. An
 // answer that the allocation is unknown or not ours ends it at once.
 func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, within time.Duration, progress func(Progress)) (*Result, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
 	deadline := r.now().Add(within)
 	wait := r.cfg.Keepalive
 	for {
