@@ -143,7 +143,7 @@ func (n *Node) concludeJob(ctx context.Context, id string, res *orchestrator.Res
 		outs = n.fetchOutputs(ctx, id, res.Outputs)
 	}
 	if n.ctx.Err() != nil && (err != nil || (outs != nil && outs.Error != "")) {
-		rec := n.jobs.interrupt(context.Background(), id, "this node stopped: the job is followed again when it starts")
+		rec := n.jobs.interrupt(context.Background(), id, "this node stopped: the job is taken up again when it starts")
 		if rec == nil {
 			return JobRecord{}, fmt.Errorf("job %s vanished from the job book", id)
 		}
