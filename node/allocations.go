@@ -132,16 +132,21 @@ func (n *Node) retire(id string) {
 }
 
 // toForget is how many of the oldest ended allocations (ended, oldest
-// first) to forget: those beyond keep in number, but never one that ended
+// first) to forget: those beyond keep in number, but not one that ended
 // less than keepFor before now, whose requester may yet come for its
-// result.
+// result, unless they are more than keptAtMost times keep (requesters
+// that run many short jobs must not make a provider hold every output).
 func toForget(ended []time.Time, keep int, keepFor time.Duration, now time.Time) int {
 	n := 0
-	for len(ended)-n > keep && now.Sub(ended[n]) >= keepFor {
+	for len(ended)-n > keep && (now.Sub(ended[n]) >= keepFor || len(ended)-n > keptAtMost*keep) {
 		n++
 	}
 	return n
 }
+
+// keptAtMost bounds, as a multiple of KeepFinished, the ended allocations
+// kept for requesters that may come back for them.
+const keptAtMost = 4
 
 func (n *Node) allocation(id string) (*allocation, error) {
 	n.mu.Lock()

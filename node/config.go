@@ -69,9 +69,9 @@ type Config struct {
 	Supervisor SupervisorStrategy
 	// KeepFinished is how many ended allocations stay listed.
 	KeepFinished int
-	// KeepResults is how long, at least, a provider keeps an ended
-	// allocation's result and outputs for its requester, whatever
-	// KeepFinished says: a requester that was away (restarted, cut off)
+	// KeepResults is how long a provider keeps an ended allocation's
+	// result and outputs for its requester, beyond KeepFinished (up to four
+	// times as many): a requester that was away (restarted, cut off)
 	// collects them when it is back. 0 is DefaultKeepResults.
 	KeepResults time.Duration
 	// Metrics, if set, is the registry the node reports its metrics to,

@@ -77,6 +77,7 @@ func TestToForget(t *testing.T) {
 		{"over the count, but recent: kept for its requester", []time.Time{ago(time.Hour), ago(5 * time.Minute), ago(time.Minute)}, 1, 1},
 		{"all recent", []time.Time{ago(3 * time.Minute), ago(2 * time.Minute), ago(time.Minute)}, 1, 0},
 		{"exactly the keeping time: forgotten", []time.Time{ago(10 * time.Minute), ago(time.Minute)}, 1, 1},
+		{"recent, but over four times the count", []time.Time{ago(6 * time.Minute), ago(5 * time.Minute), ago(4 * time.Minute), ago(3 * time.Minute), ago(2 * time.Minute), ago(time.Minute)}, 1, 2},
 	} {
 		if got := toForget(c.ended, c.keep, 10*time.Minute, now); got != c.want {
 			t.Errorf("%s: forget %d, want %d", c.name, got, c.want)
