@@ -73,6 +73,8 @@ type JobRecord struct {
 	Progress     []orchestrator.Progress `json:"progress,omitempty"`
 	Result       *orchestrator.Result    `json:"result,omitempty"`
 	Error        string                  `json:"error,omitempty"`
+	// NoMatch says why no provider bid, when that is how the job failed.
+	NoMatch *orchestrator.NoMatch `json:"no_match,omitempty"`
 	// Image is a docker job's container image.
 	Image string `json:"image,omitempty"`
 	// Inputs are the files the job was given, at their paths in the job.
@@ -315,7 +317,7 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 	case err != nil && (errors.Is(err, context.Canceled)):
 		rec.State, rec.Error = JobCancelled, "cancelled by the requester"
 	case err != nil:
-		rec.State, rec.Error = JobFailed, err.Error()
+		rec.State, rec.Error, rec.NoMatch = JobFailed, err.Error(), orchestrator.NoMatchOf(err)
 	case res.State == orchestrator.StateCompleted:
 		rec.State = JobCompleted
 	case res.State == orchestrator.StateCancelled:

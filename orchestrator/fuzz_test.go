@@ -133,3 +133,18 @@ func FuzzDecodeFetch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeDecline: what a requester receives on the decline protocol.
+func FuzzDecodeDecline(f *testing.F) {
+	good, _ := Encode(&Decline{JobID: NewJobID(), Nonce: "abcdefgh", Code: ReasonNoImage, Text: "lacks image pyjob:1"})
+	newer := append(good[:len(good)-1:len(good)-1], []byte(`,"detail":{"free":0}}`)...)
+	for _, s := range [][]byte{good, newer, []byte(`{"job_id":"abcdefgh","nonce":"abcdefgh","code":"BUSY"}`), []byte("{}"), nil} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := DecodeDecline(data)
+		if err == nil && (len(data) > MaxDeclineSize || d.check() != nil || len(d.Text) > maxDeclineText) {
+			t.Fatalf("accepted an invalid decline: %q", data)
+		}
+	})
+}

@@ -178,8 +178,10 @@ type Requester struct {
 func (r *Requester) BidsReceived() int64 { return r.bidsReceived.Load() }
 
 type openJob struct {
-	nonces map[string]bool // of every request sent for this attempt
+	nonces map[string]float64 // of every request sent for this attempt, to its spread
 	bids   chan *SignedBid
+	// answers are the declines heard (handleDecline), at most maxAnswers.
+	answers []answer
 }
 
 // requesterDeps is what a requester shares with the rest of its Service.
@@ -212,6 +214,10 @@ func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps re
 		cancel()
 		return nil, err
 	}
+	if err := host.HandleRequest(ProtocolDecline, MaxDeclineSize, r.handleDecline); err != nil {
+		cancel()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -240,10 +246,16 @@ func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]b
 		return nil, invalid("bid is for requester %s, not this node", b.Requester)
 	}
 	r.bidsReceived.Add(1)
+	// The bid is handed over under the lock that collect closes bidding
+	// with: a bid this handler says it took is one collect sees. Taken
+	// after collect stopped reading, it would be answered "{}" and never
+	// used, and the provider would hold for it until its hold lapsed.
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	job, ok := r.open[b.JobID]
-	ok = ok && job.nonces[b.Nonce]
-	r.mu.Unlock()
+	if ok {
+		_, ok = job.nonces[b.Nonce]
+	}
 	if !ok {
 		return nil, fmt.Errorf("bidding for job %s is closed", b.JobID)
 	}
@@ -251,6 +263,34 @@ func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]b
 	case job.bids <- sb:
 	default:
 		return nil, fmt.Errorf("job %s has enough bids", b.JobID)
+	}
+	return []byte("{}"), nil
+}
+
+// handleDecline takes a provider's reason for not bidding, for a request
+// of a job whose bidding is open, from a provider the request was meant
+// for. Declines beyond maxAnswers are dropped: they only make the counts
+// of a summary.
+func (r *Requester) handleDecline(_ context.Context, from peer.ID, data []byte) ([]byte, error) {
+	d, err := DecodeDecline(data)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	job, ok := r.open[d.JobID]
+	if !ok {
+		return nil, fmt.Errorf("bidding for job %s is closed", d.JobID)
+	}
+	spread, ok := job.nonces[d.Nonce]
+	if !ok {
+		return nil, fmt.Errorf("no request of job %s with that nonce", d.JobID)
+	}
+	if from != r.host.ID() && !Eligible(Distance(from, d.JobID), spread) {
+		return nil, fmt.Errorf("job %s: request did not ask this provider", d.JobID)
+	}
+	if len(job.answers) < maxAnswers && !slices.ContainsFunc(job.answers, func(a answer) bool { return a.Provider == from }) {
+		job.answers = append(job.answers, answer{Provider: from, Code: d.Code, Text: d.Text})
 	}
 	return []byte("{}"), nil
 }
@@ -358,15 +398,20 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
 	}
-	open := &openJob{nonces: map[string]bool{req.Nonce: true}, bids: make(chan *SignedBid, 4*want+16)}
+	open := &openJob{nonces: map[string]float64{req.Nonce: req.Spread}, bids: make(chan *SignedBid, 4*want+16)}
 	r.mu.Lock()
 	r.open[job.ID] = open
 	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.open, job.ID)
-		r.mu.Unlock()
-	}()
+	closed := false
+	closeBidding := func() {
+		if !closed {
+			closed = true
+			r.mu.Lock()
+			delete(r.open, job.ID)
+			r.mu.Unlock()
+		}
+	}
+	defer closeBidding()
 
 	window, cancel := context.WithDeadline(ctx, req.Deadline)
 	defer cancel()
@@ -387,29 +432,39 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		widen = t.C
 	}
 	var bids []*SignedBid
+	var unacceptable []answer
 	var grace <-chan time.Time
-	rejected := 0
+	var graceTimer *time.Timer
+	defer func() {
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
+	}()
+	take := func(b *SignedBid) {
+		if slices.ContainsFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider }) {
+			return // one bid per provider: the first stands
+		}
+		if len(bids) == 0 && len(unacceptable) == 0 {
+			r.observeFirstBid(r.now().Sub(now))
+		}
+		if code, why := judge(req, &b.Bid, r.now()); why != "" {
+			if len(unacceptable) < maxAnswers {
+				unacceptable = append(unacceptable, answer{Provider: b.Bid.Provider, Code: code, Text: why})
+			}
+			r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)
+			return
+		}
+		bids = append(bids, b)
+		progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: &b.Bid})
+		if graceTimer == nil {
+			graceTimer = time.NewTimer(r.cfg.Grace)
+			grace = graceTimer.C
+		}
+	}
 	for len(bids) < want {
 		select {
 		case b := <-open.bids:
-			if slices.ContainsFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider }) {
-				continue // one bid per provider: the first stands
-			}
-			if len(bids) == 0 && rejected == 0 {
-				r.observeFirstBid(r.now().Sub(now))
-			}
-			if why := acceptable(req, &b.Bid, r.now()); why != "" {
-				rejected++
-				r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)
-				continue
-			}
-			bids = append(bids, b)
-			progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: &b.Bid})
-			if grace == nil {
-				t := time.NewTimer(r.cfg.Grace)
-				defer t.Stop()
-				grace = t.C
-			}
+			take(b)
 			continue
 		case <-widen:
 			widen = nil
@@ -421,7 +476,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			wide := *req
 			wide.Spread, wide.Nonce, wide.SentAt = spread, randid.Hex(12), r.now()
 			r.mu.Lock()
-			open.nonces[wide.Nonce] = true
+			open.nonces[wide.Nonce] = wide.Spread
 			r.mu.Unlock()
 			// The first request is out, so a re-send that cannot go (the
 			// window closing while it waits its turn, on a machine this
@@ -439,17 +494,33 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-grace:
 		case <-window.Done():
-			if ctx.Err() != nil {
-				r.release(bids)
-				return nil, nil, ctx.Err()
-			}
 		}
 		break
 	}
+	// Close bidding, then take what handleBid accepted before it closed:
+	// those providers were told their bid was taken.
+	closeBidding()
+	for late := true; late; {
+		select {
+		case b := <-open.bids:
+			take(b)
+		default:
+			late = false
+		}
+	}
+	if ctx.Err() != nil {
+		r.release(bids)
+		return nil, nil, ctx.Err()
+	}
 	progress(Progress{Kind: ProgressClosed, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d acceptable bids", len(bids))})
 	if len(bids) == 0 {
-		return nil, nil, fmt.Errorf("%w: no provider among %d connected peers bid for %s (executor %s, %s) within %v; %d bids were unacceptable",
-			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow, rejected)
+		r.mu.Lock()
+		answers := append(slices.Clip(open.answers), unacceptable...)
+		r.mu.Unlock()
+		return nil, nil, &NoMatchError{
+			NoMatch: summarize(answers, len(r.host.Peers())),
+			Detail:  fmt.Sprintf("no provider bid for %s (executor %s, %s) within %v", job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow),
+		}
 	}
 	return bids, req, nil
 }
@@ -516,15 +587,22 @@ func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
 
 // acceptable says why a bid cannot be taken, or "" if it can.
 func acceptable(req *BidRequest, b *Bid, now time.Time) string {
+	_, why := judge(req, b, now)
+	return why
+}
+
+// judge is acceptable with a reason code (decline.go) for the summary of
+// a round with no acceptable bid; its text reads after a provider count.
+func judge(req *BidRequest, b *Bid, now time.Time) (code, why string) {
 	switch {
 	case req.MaxPrice != nil && b.Price > *req.MaxPrice:
-		return fmt.Sprintf("price %v over the maximum %v", b.Price, *req.MaxPrice)
+		return ReasonPrice, fmt.Sprintf("bid %v, over the max price %v", b.Price, *req.MaxPrice)
 	case !now.Before(b.HoldExpires):
-		return "hold already expired"
+		return ReasonExpired, "bid with a hold that had expired"
 	case !req.Requirements.Fits(b.Offered):
-		return "offer does not cover the requirements"
+		return ReasonTooSmall, "bid an offer that does not cover the requirements"
 	}
-	return ""
+	return "", ""
 }
 
 // invoke tries the bids best first until one provider accepts, then
