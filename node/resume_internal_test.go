@@ -111,7 +111,7 @@ func TestReplayedStepsAreRecordedOnce(t *testing.T) {
 	}
 	step := func(seq int, kind orchestrator.EventKind) orchestrator.Progress {
 		return orchestrator.Progress{Kind: orchestrator.ProgressEvent, JobID: "job-replayed", AllocationID: "alloc-1",
-			Event: &orchestrator.Event{Seq: seq, Kind: kind, State: orchestrator.StateRunning}}
+			Event: &orchestrator.Event{Seq: seq, AllocationID: "alloc-1", Kind: kind, State: orchestrator.StateRunning, Data: []byte("out")}}
 	}
 	j.update(orchestrator.Progress{Kind: orchestrator.ProgressAccepted, JobID: "job-replayed", Provider: testPeer(t), AllocationID: "alloc-1"})
 	for range 2 { // followed, then followed again from the first event
@@ -119,6 +119,12 @@ func TestReplayedStepsAreRecordedOnce(t *testing.T) {
 		j.update(step(1, orchestrator.EventStdout))
 	}
 	j.update(step(2, orchestrator.EventState))
+	j.mu.Lock()
+	live := len(j.live["job-replayed"].events)
+	j.mu.Unlock()
+	if live != 1 {
+		t.Fatalf("the live log holds %d output events, want the one, once", live)
+	}
 	rec, _ := j.get("job-replayed")
 	var states []int
 	for _, p := range rec.Progress {
