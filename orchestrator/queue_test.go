@@ -188,12 +188,15 @@ func (s *slotBackend) end(id string) {
 	s.fakeBackend.mu.Lock()
 	s.avail, _ = s.avail.Add(c)
 	s.fakeBackend.mu.Unlock()
+	var ended []Event // what a later watch replays
 	if !s.lose {
-		ch <- Event{Kind: EventResult, Result: &Result{State: StateCompleted, ExitCode: s.exit}, Time: time.Now()}
+		ev := Event{Kind: EventResult, Result: &Result{State: StateCompleted, ExitCode: s.exit}, Time: time.Now()}
+		ch <- ev
+		ended = append(ended, ev)
 	}
 	s.smu.Lock()
 	s.fakeBackend.mu.Lock()
-	s.allocs[id] = ch
+	s.allocs[id] = ended
 	s.fakeBackend.mu.Unlock()
 	s.smu.Unlock()
 	close(ch)
@@ -237,7 +240,7 @@ func slotMesh(t *testing.T, providers ...*slotBackend) *Service {
 	t.Cleanup(fn.Close)
 	cfg := LocalConfig()
 	var requester *Service
-	backends := []Backend{&fakeBackend{holds: map[string]*fakeHold{}, allocs: map[string]chan Event{}}}
+	backends := []Backend{&fakeBackend{holds: map[string]*fakeHold{}, allocs: map[string][]Event{}}}
 	for _, p := range providers {
 		backends = append(backends, p)
 	}

@@ -152,6 +152,11 @@ type Submission struct {
 	// non-zero, or failed on its provider) is run again; 0: never, the
 	// failure is the job's.
 	RetryOnFailure int
+	// FirstAttempt numbers the first attempt (0 for a new job). A job
+	// submitted again after its requester restarted counts on from its
+	// last attempt, so that providers still holding for an earlier one
+	// void that hold and bid afresh rather than answer "already bid".
+	FirstAttempt int
 }
 
 // Requester publishes bid requests, collects bids, invokes the best and
@@ -356,7 +361,7 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	defer r.queue.leave(job.ID)
 	var avoid map[peer.ID]bool
 	lostRetries, failRetries, noBidRounds := 0, 0, 0
-	for attempt := 0; ; attempt++ {
+	for attempt := sub.FirstAttempt; ; attempt++ {
 		if err := w.turn(ctx); err != nil {
 			return nil, fmt.Errorf("job %s: %w", job.ID, err)
 		}
@@ -912,8 +917,53 @@ func (r *Requester) release(bids []*SignedBid) {
 }
 
 // follow watches the allocation until its result. Silence longer than
-// LostAfter, or the stream ending without a result, is ErrProviderLost.
+// LostAfter, or the stream ending without a result, is ErrProviderLost,
+// and the provider is chased to stop its copy: we move on.
 func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
+	res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
+	if errors.Is(err, ErrProviderLost) && ctx.Err() == nil {
+		// We move on; the provider, if it comes back, must too.
+		r.chase(provider, allocID)
+	}
+	return res, err
+}
+
+// Reattach follows again an allocation this node invoked before it
+// restarted, from its first event (the provider replays them), until its
+// result. The provider may not be reachable at once (the mesh is still
+// forming) or may have gone quiet: it is asked again, with backoff, for up
+// to within; only then is it given up on (ErrProviderLost) and chased. An
+// answer that the allocation is unknown or not ours ends it at once.
+func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, within time.Duration, progress func(Progress)) (*Result, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	deadline := r.now().Add(within)
+	wait := r.cfg.Keepalive
+	for {
+		res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
+		if err == nil || !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
+			return res, err
+		}
+		if !r.now().Add(wait).Before(deadline) {
+			r.chase(provider, allocID)
+			return nil, fmt.Errorf("%w (following it again for %v after this node restarted)", err, within)
+		}
+		r.log.Debug("allocation not reached again yet", "job", jobID, "provider", provider, "allocation", allocID, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// watch is one allocation stream: it replays the allocation's events from
+// the first and follows them to the result.
+func (r *Requester) watch(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
 	s, err := r.host.OpenStream(ctx, provider, ProtocolAllocation)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open allocation stream to %s: %v", ErrProviderLost, provider, err)
@@ -972,8 +1022,6 @@ func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			// We move on; the provider, if it comes back, must too.
-			r.chase(provider, allocID)
 			return nil, fmt.Errorf("%w: %s stopped answering on allocation %s: %v", ErrProviderLost, provider, allocID, err)
 		}
 		ev, err := DecodeEvent(data)

@@ -53,11 +53,7 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	}
 	fmt.Fprintf(w, "bids:       %d (dms job bids %s)\n", len(rec.Bids), shortJobID(rec.ID))
 	if r := rec.Result; r != nil {
-		exit := fmt.Sprintf("exit code %d, ", r.ExitCode)
-		if r.State == orchestrator.StateCancelled {
-			exit = "" // stopped from outside: the code says nothing of the job
-		}
-		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exit, formatElapsed(r.Duration.Std()), r.Restarts, plural(r.Restarts, "restart", "restarts"))
+		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exitText(r), formatElapsed(r.Duration.Std()), r.Restarts, plural(r.Restarts, "restart", "restarts"))
 		if r.Reason != "" && r.Reason != string(r.State) {
 			fmt.Fprintf(w, "reason:     %s\n", r.Reason)
 		}

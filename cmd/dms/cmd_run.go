@@ -18,6 +18,7 @@ import (
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/internal/procmem"
 	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/resources"
 )
@@ -50,7 +51,7 @@ func (e *env) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "network", Usage: "the network to join, 1 to 32 characters of a-z 0-9 - _ . (default: the config's network, else dms)"},
 			&cli.StringFlag{Name: "swarm-key", Usage: "the pre-shared key `FILE` of a private network; only nodes with the same key connect, over TCP only (default: the config's swarm_key)"},
 			&cli.StringFlag{Name: "dht-mode", Usage: "whether this node answers DHT queries: auto, server or client (default: auto, server with --local)"},
-			&cli.StringFlag{Name: "abandon-grace", Usage: "how long an allocation run for a requester that stopped following it goes on before it is stopped, 1s to 24h (default: the config's abandon_grace, else 15s, 3s with --local)"},
+			&cli.StringFlag{Name: "abandon-grace", Usage: "how long an allocation run for a requester that stopped following it goes on before it is stopped, 1s to 24h (default: the config's abandon_grace, else 15s)"},
 			&cli.BoolFlag{Name: "local", Usage: "run as a node of a test network on this machine: loopback addresses, DHT server, short timeouts, no machine monitor"},
 			&cli.DurationFlag{Name: "monitor-interval", Usage: "how often the machine's own use is sampled to shrink what is offered when the owner needs it; 0 turns the monitor off, as on a machine that only runs dms (default 5s, off with --local)"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9464 (default: off; a loopback address unless --metrics-allow-remote)"},
@@ -136,6 +137,10 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	var cfg node.Config
 	if c.Bool("local") {
 		cfg = node.LocalConfig(h.Dir)
+		// The in-process preset's 3 s is shorter than stopping and starting
+		// a dms run process: a test network's requester that restarts must
+		// find its running jobs still running.
+		cfg.Orchestrator.Provider.AbandonGrace = orchestrator.DefaultAbandonGrace
 	} else {
 		cfg = node.DefaultConfig(h.Dir)
 	}
