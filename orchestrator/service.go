@@ -160,11 +160,14 @@ type Stats struct {
 	RequestsSeen int64 `json:"requests_seen"` // bid requests heard as a provider
 	BidsSent     int64 `json:"bids_sent"`     // as a provider
 	BidsReceived int64 `json:"bids_received"` // as a requester, taken or not
+	// SignaturesVerified counts the bid requests whose signature the
+	// topic validator checked.
+	SignaturesVerified int64 `json:"signatures_verified"`
 }
 
 // Stats returns the protocol's counters.
 func (s *Service) Stats() Stats {
-	return Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived()}
+	return Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived(), SignaturesVerified: s.validator.Verified()}
 }
 
 // Probe publishes a bid request that no provider takes (see NewProbe),

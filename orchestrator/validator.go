@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -68,6 +69,8 @@ type Validator struct {
 	order   *list.List           // of keys, oldest first
 	expiry  map[string]*list.Element
 	buckets map[peer.ID]*bucket
+
+	verified atomic.Int64 // signatures checked
 }
 
 // bucket is a token bucket: tokens at last, refilled at the rate.
@@ -89,6 +92,7 @@ func NewValidator(now func() time.Time, limits RequestLimits) *Validator {
 // over its requester's rate comes back with the error wrapping
 // ErrRateLimited, so the caller can tell who to blame.
 func (v *Validator) Validate(via peer.ID, data []byte) (*BidRequest, error) {
+	v.verified.Add(1)
 	req, err := OpenBidRequest(data)
 	if err != nil {
 		return nil, err
@@ -177,3 +181,6 @@ func (v *Validator) prune(now time.Time) {
 		e = next
 	}
 }
+
+// Verified counts the signatures this validator checked.
+func (v *Validator) Verified() int64 { return v.verified.Load() }

@@ -1,0 +1,139 @@
+package node_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/testnet"
+)
+
+// TestARelayThatFloodsIsCutOffBeforeVerifying: one identity signs bid
+// requests and another peer publishes them as fast as it can, while an
+// honest requester submits 20 jobs in a row. The requests ask for more
+// than any offer, so they cost the victims only the work of looking at
+// them: what this test shows is that the validator drops the flood before
+// verifying it (the requester's and the forwarder's rates are checked
+// first), so every honest job completes and no node verifies more of the
+// signer's requests than its rate allows.
+//
+// Not parallel: the flood takes what CPU the machine has, and tests beside
+// it would measure that rather than the protocol.
+func TestARelayThatFloodsIsCutOffBeforeVerifying(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
+		Nodes: 4, Requesters: []int{1}, Wasm: sharedWasm,
+		Configure: func(i int, c *node.Config) {
+			if i == 1 {
+				// Bidding closes 25 ms after the first acceptable bid; the
+				// long window only matters on a machine too busy to bid
+				// within the usual 2 s.
+				c.Orchestrator.Requester.BiddingWindow = 10 * time.Second
+			}
+		},
+		Offer: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: 2 * capability.GiB, Disk: capability.GiB},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	honest := ln.Nodes[1]
+	limits := orchestrator.DefaultRequestLimits()
+
+	// The publisher is connected to every node, so each hears the whole
+	// flood from it first hand.
+	var all []peer.AddrInfo
+	for _, n := range ln.Nodes {
+		all = append(all, n.AddrInfo())
+	}
+	publisher := newAttacker(t, ln, true, all...)
+	signer := newAttacker(t, ln, false, ln.Nodes[0].AddrInfo())
+
+	verified := func() []int64 {
+		v := make([]int64, len(ln.Nodes))
+		for i, n := range ln.Nodes {
+			v[i] = n.Diagnostics().Stats().SignaturesVerified
+		}
+		return v
+	}
+	before := verified()
+	cpuBefore := processCPU(t)
+	start := time.Now()
+
+	attack, stop := context.WithCancel(ctx)
+	defer stop()
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for attack.Err() == nil {
+				// More than any offer: nobody bids, nobody holds.
+				if publisher.askFor(attack, signer, 1<<40, "") == nil {
+					sent.Add(1)
+				}
+			}
+		})
+	}
+
+	const jobs = 20
+	completed := 0
+	var latencies []time.Duration
+	for i := range jobs {
+		jctx, jcancel := context.WithTimeout(ctx, 2*time.Minute)
+		t0 := time.Now()
+		rec, err := honest.SubmitJob(jctx, helloJob("relay"), nil)
+		jcancel()
+		latencies = append(latencies, time.Since(t0).Round(time.Millisecond))
+		if err == nil && rec.State == node.JobCompleted {
+			completed++
+		} else {
+			t.Logf("honest job %d: %s %v", i, rec.State, err)
+		}
+	}
+	stop()
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := processCPU(t) - cpuBefore
+	after := verified()
+
+	t.Logf("honest jobs completed: %d of %d; latencies %v", completed, jobs, latencies)
+	t.Logf("the publisher sent %d requests in %v (%.0f a second); the process used %.2f cores meanwhile (attacker and victims together)",
+		sent.Load(), elapsed.Round(time.Millisecond), float64(sent.Load())/elapsed.Seconds(), cpu.Seconds()/elapsed.Seconds())
+	// What a node may verify of the signer's requests: its burst and its
+	// rate over the attack, beside the honest requests (a few per job) and
+	// some slack for requests in flight when the clock was read.
+	allowed := int64(limits.Burst) + int64(limits.Rate*elapsed.Seconds()) + 4*jobs + 100
+	for i := range ln.Nodes {
+		t.Logf("node %d verified %d signatures during the attack (its limits allow %d)", i, after[i]-before[i], allowed)
+	}
+	if sent.Load() <= 2*allowed {
+		t.Fatalf("the publisher sent only %d requests, not far over the %d a node may verify: the attack shows nothing", sent.Load(), allowed)
+	}
+	if completed != jobs {
+		t.Errorf("the honest requester completed %d of %d jobs under the flood", completed, jobs)
+	}
+	for i := range ln.Nodes {
+		if d := after[i] - before[i]; d > allowed {
+			t.Errorf("node %d verified %d signatures during the attack, more than the %d its limits allow: the flood was verified before it was dropped", i, d, allowed)
+		}
+	}
+}
+
+// processCPU is the user and system time this process has used.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
