@@ -132,6 +132,11 @@ func TestARelayThatFloodsIsCutOffBeforeVerifying(t *testing.T) {
 			t.Errorf("node %d verified %d signatures during the attack, more than the %d its limits allow: the flood was verified before it was dropped", i, d, allowed)
 		}
 	}
+	for i, n := range ln.Nodes {
+		if got := metricValue(t, n.Metrics(), "dms_bid_requests_dropped_total", map[string]string{"reason": "requester_rate"}); got < 1 {
+			t.Errorf("node %d counts %v requests dropped for their requester's rate", i, got)
+		}
+	}
 	// The publisher sent its peers far more of one requester's requests
 	// than an honest relay forwards: each blamed it. No node blamed
 	// another: they forwarded only what they accepted.

@@ -95,8 +95,9 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 			// delivered a rejected message, and an honest relay may have
 			// counted the requester's messages in another order and
 			// rightly accepted it. The peer that sent it loses gossip
-			// score when it is to blame (ErrFlooding): over the rate of
-			// any honest peer, or the requester itself over its own.
+			// score when it is to blame (ErrFlooding): it relays one
+			// requester far over that requester's rate, or it is the
+			// requester itself over its own.
 			if errors.Is(err, ErrFlooding) {
 				host.Penalize(via)
 			}
