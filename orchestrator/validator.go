@@ -42,8 +42,9 @@ const ClockSkew = 5 * time.Second
 // oldest are forgotten, which is safe because their requests have expired.
 const replayWindow = 1 << 16
 
-// maxBuckets bounds the requesters whose rate is tracked; idle ones (full
-// buckets) are forgotten first.
+// maxBuckets bounds the requesters (and the peers, and the pairs of peer
+// and requester) whose rate is tracked; idle ones (full buckets) are
+// forgotten first.
 const maxBuckets = 1 << 14
 
 // RequestLimits bound the bid requests a node looks at: per requester,
@@ -234,8 +235,8 @@ type dropError struct {
 func (e *dropError) Error() string { return e.err.Error() }
 func (e *dropError) Unwrap() error { return e.err }
 
-// ReasonOf is the reason a Validate error counts under.
-func ReasonOf(err error) (DropReason, bool) {
+// reasonOf is the reason a Validate error counts under.
+func reasonOf(err error) (DropReason, bool) {
 	var d *dropError
 	if errors.As(err, &d) {
 		return d.reason, true
@@ -381,7 +382,8 @@ func (b *bucket) refill(now time.Time, l limit) {
 }
 
 // forgetIdle drops the buckets that have refilled: forgetting them changes
-// nothing. If none has, half are dropped, which only favours requesters.
+// nothing. If none has, half are dropped, which only favours those
+// limited (a flood so wide is bounded by the peers' buckets).
 func (bs *buckets) forgetIdle(now time.Time) {
 	for p, b := range bs.by {
 		if b.refill(now, bs.limit); b.tokens >= bs.limit.burst {
@@ -457,7 +459,7 @@ func (d *dropLog) due(r DropReason) (int64, bool) {
 // note counts a request dropped from via with err (from Validate), and
 // logs it if due.
 func (d *dropLog) note(via peer.ID, err error) {
-	r, ok := ReasonOf(err)
+	r, ok := reasonOf(err)
 	if !ok {
 		r = DropInvalid
 	}

@@ -26,10 +26,11 @@ func sealN(t testing.TB, k crypto.PrivKey, id peer.ID, now time.Time, n int) [][
 	return msgs
 }
 
-// reasonOf fails the test unless err is a drop for want.
+// wantDrop fails the test unless err is a drop for want, blaming the
+// sender or not.
 func wantDrop(t *testing.T, what string, err error, want DropReason, blamed bool) {
 	t.Helper()
-	if r, ok := ReasonOf(err); !ok || r != want {
+	if r, ok := reasonOf(err); !ok || r != want {
 		t.Fatalf("%s: err = %v, want a drop for %s", what, err, want)
 	}
 	if want == DropPeerRate || want == DropRelayRate || want == DropRequesterRate {
