@@ -235,8 +235,8 @@ type dropError struct {
 func (e *dropError) Error() string { return e.err.Error() }
 func (e *dropError) Unwrap() error { return e.err }
 
-// reasonOf is the reason a Validate error counts under.
-func reasonOf(err error) (DropReason, bool) {
+// dropReasonOf is the reason a Validate error counts under.
+func dropReasonOf(err error) (DropReason, bool) {
 	var d *dropError
 	if errors.As(err, &d) {
 		return d.reason, true
@@ -459,7 +459,7 @@ func (d *dropLog) due(r DropReason) (int64, bool) {
 // note counts a request dropped from via with err (from Validate), and
 // logs it if due.
 func (d *dropLog) note(via peer.ID, err error) {
-	r, ok := reasonOf(err)
+	r, ok := dropReasonOf(err)
 	if !ok {
 		r = DropInvalid
 	}

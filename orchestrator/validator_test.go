@@ -30,7 +30,7 @@ func sealN(t testing.TB, k crypto.PrivKey, id peer.ID, now time.Time, n int) [][
 // sender or not.
 func wantDrop(t *testing.T, what string, err error, want DropReason, blamed bool) {
 	t.Helper()
-	if r, ok := reasonOf(err); !ok || r != want {
+	if r, ok := dropReasonOf(err); !ok || r != want {
 		t.Fatalf("%s: err = %v, want a drop for %s", what, err, want)
 	}
 	if want == DropPeerRate || want == DropRelayRate || want == DropRequesterRate {
