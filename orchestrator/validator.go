@@ -49,14 +49,14 @@ const maxBuckets = 1 << 14
 
 // RequestLimits bound the bid requests a node looks at: per requester,
 // Burst at once, then Rate per second; per peer that sends them to us
-// (whoever signed them), PeerBurst at once, then PeerRate per second.
+// (whoever signed them), peerFactor times as many.
 // An honest requester publishes one or two per job (a second when bids
 // are short), a few more on retries.
 //
 // gossipsub sends a message to a peer at most once, and an honest peer
 // forwards only what it validated (each requester within its own Rate), so
 // what one honest peer sends us is at most the whole mesh's bid requests:
-// the sum of its requesters' rates. PeerRate defaults to ten requesters
+// the sum of its requesters' rates. The peer's limit is ten requesters
 // publishing flat out at once, which a mesh whose requesters publish one
 // or two requests a job does not reach; it bounds the signatures one peer
 // can make us verify to about 1,000 a second (some 60 ms of a core), the
@@ -73,14 +73,10 @@ const maxBuckets = 1 << 14
 type RequestLimits struct {
 	Rate  float64 `json:"rate"`
 	Burst int     `json:"burst"`
-	// PeerRate and PeerBurst bound what one peer may send us; 0 takes
-	// peerFactor times Rate and Burst.
-	PeerRate  float64 `json:"peer_rate,omitempty"`
-	PeerBurst int     `json:"peer_burst,omitempty"`
 }
 
 // peerFactor is how many requesters publishing at their full rate one
-// peer may forward to us by default.
+// peer may forward to us.
 const peerFactor = 10
 
 // relayFactor is the slack, in bursts, between what an honest relay sends
@@ -92,38 +88,24 @@ const relayFactor = 4
 // DefaultRequestLimits suit a busy honest requester (a batch of jobs
 // submitted at once, a hundred a second after that) and bound a flood to
 // what a hold quota makes harmless.
-func DefaultRequestLimits() RequestLimits {
-	return RequestLimits{Rate: 100, Burst: 200, PeerRate: peerFactor * 100, PeerBurst: peerFactor * 200}
-}
+func DefaultRequestLimits() RequestLimits { return RequestLimits{Rate: 100, Burst: 200} }
 
 // Validate checks the limits.
 func (l RequestLimits) Validate() error {
 	if !(l.Rate > 0) || l.Burst < 1 {
 		return fmt.Errorf("request limits rate=%v burst=%d: want a rate above 0 and a burst of at least 1", l.Rate, l.Burst)
 	}
-	if l.PeerRate < 0 || l.PeerBurst < 0 {
-		return fmt.Errorf("request limits peer_rate=%v peer_burst=%d: want 0 (the default) or more", l.PeerRate, l.PeerBurst)
-	}
 	return nil
 }
 
-// requester and peer are the token-bucket limits of each side.
-func (l RequestLimits) requester() limit { return limit{rate: l.Rate, burst: float64(l.Burst)} }
-
-// relay bounds what one peer sends of one requester's requests.
-func (l RequestLimits) relay() limit {
-	return limit{rate: l.Rate, burst: relayFactor * float64(l.Burst)}
+// perPeer bounds what one peer sends us, whoever signed it.
+func (l RequestLimits) perPeer() RequestLimits {
+	return RequestLimits{Rate: peerFactor * l.Rate, Burst: peerFactor * l.Burst}
 }
 
-func (l RequestLimits) peer() limit {
-	p := limit{rate: l.PeerRate, burst: float64(l.PeerBurst)}
-	if p.rate == 0 {
-		p.rate = peerFactor * l.Rate
-	}
-	if p.burst == 0 {
-		p.burst = peerFactor * float64(l.Burst)
-	}
-	return p
+// perRelay bounds what one peer sends us of one requester's requests.
+func (l RequestLimits) perRelay() RequestLimits {
+	return RequestLimits{Rate: l.Rate, Burst: relayFactor * l.Burst}
 }
 
 // DropReason says why the validator dropped a bid request; it labels the
@@ -208,7 +190,7 @@ func NewValidator(now func() time.Time, limits RequestLimits) *Validator {
 	}
 	return &Validator{
 		now: now, limits: limits, seen: map[string]time.Time{}, order: list.New(), expiry: map[string]*list.Element{},
-		requesters: newBuckets(limits.requester()), peers: newBuckets(limits.peer()), relays: newBuckets(limits.relay()),
+		requesters: newBuckets(limits), peers: newBuckets(limits.perPeer()), relays: newBuckets(limits.perRelay()),
 	}
 }
 
@@ -250,9 +232,9 @@ func (v *Validator) validate(via peer.ID, data []byte) (*BidRequest, DropReason,
 	ok := v.peers.take(via, now)
 	v.mu.Unlock()
 	if !ok {
-		l := v.limits.peer()
+		l := v.peers.limit
 		return nil, DropPeerRate, fmt.Errorf("%w: %w", ErrRateLimited,
-			invalid("peer %s sent more than %v bid requests a second (burst %v)", via, l.rate, l.burst))
+			invalid("peer %s sent more than %v bid requests a second (burst %d)", via, l.Rate, l.Burst))
 	}
 	claimed, err := claimedRequester(data)
 	if err != nil {
@@ -261,9 +243,9 @@ func (v *Validator) validate(via peer.ID, data []byte) (*BidRequest, DropReason,
 	v.mu.Lock()
 	if !v.relays.take(pairKey(via, claimed), now) {
 		v.mu.Unlock()
-		l := v.limits.relay()
+		l := v.relays.limit
 		return nil, DropRelayRate, fmt.Errorf("%w: %w: %w", ErrRateLimited, ErrFlooding,
-			invalid("peer %s sent more of %s's bid requests than %v a second after %v at once", via, claimed, l.rate, l.burst))
+			invalid("peer %s sent more of %s's bid requests than %v a second after %d at once", via, claimed, l.Rate, l.Burst))
 	}
 	ok = v.requesters.take(claimed, now)
 	v.mu.Unlock()
@@ -330,13 +312,10 @@ func (v *Validator) Dropped() map[DropReason]int64 {
 // pairKey names a peer and a requester in the relays' buckets.
 func pairKey(via, requester peer.ID) peer.ID { return via + "/" + requester }
 
-// limit is a token bucket's refill rate (tokens a second) and size.
-type limit struct{ rate, burst float64 }
-
 // buckets are token buckets by peer (or pairKey), at most maxBuckets of them; idle ones
 // (full buckets) are forgotten first.
 type buckets struct {
-	limit limit
+	limit RequestLimits
 	by    map[peer.ID]*bucket
 }
 
@@ -346,7 +325,7 @@ type bucket struct {
 	last   time.Time
 }
 
-func newBuckets(l limit) buckets { return buckets{limit: l, by: map[peer.ID]*bucket{}} }
+func newBuckets(l RequestLimits) buckets { return buckets{limit: l, by: map[peer.ID]*bucket{}} }
 
 // take spends one of p's tokens, if it has one.
 func (bs *buckets) take(p peer.ID, now time.Time) bool {
@@ -355,7 +334,7 @@ func (bs *buckets) take(p peer.ID, now time.Time) bool {
 		if len(bs.by) >= maxBuckets {
 			bs.forgetIdle(now)
 		}
-		b = &bucket{tokens: bs.limit.burst, last: now}
+		b = &bucket{tokens: float64(bs.limit.Burst), last: now}
 		bs.by[p] = b
 	}
 	b.refill(now, bs.limit)
@@ -370,13 +349,13 @@ func (bs *buckets) take(p peer.ID, now time.Time) bool {
 func (bs *buckets) give(p peer.ID, now time.Time) {
 	if b := bs.by[p]; b != nil {
 		b.refill(now, bs.limit)
-		b.tokens = min(bs.limit.burst, b.tokens+1)
+		b.tokens = min(float64(bs.limit.Burst), b.tokens+1)
 	}
 }
 
-func (b *bucket) refill(now time.Time, l limit) {
+func (b *bucket) refill(now time.Time, l RequestLimits) {
 	if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = min(l.burst, b.tokens+dt*l.rate)
+		b.tokens = min(float64(l.Burst), b.tokens+dt*l.Rate)
 		b.last = now
 	}
 }
@@ -386,7 +365,7 @@ func (b *bucket) refill(now time.Time, l limit) {
 // limited (a flood so wide is bounded by the peers' buckets).
 func (bs *buckets) forgetIdle(now time.Time) {
 	for p, b := range bs.by {
-		if b.refill(now, bs.limit); b.tokens >= bs.limit.burst {
+		if b.refill(now, bs.limit); b.tokens >= float64(bs.limit.Burst) {
 			delete(bs.by, p)
 		}
 	}

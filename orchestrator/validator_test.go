@@ -89,7 +89,8 @@ func TestValidatorBoundsEachPeer(t *testing.T) {
 	_, flooder := testPeer(t)
 	_, other := testPeer(t)
 	now := time.Now()
-	v := NewValidator(func() time.Time { return now }, RequestLimits{Rate: 100, Burst: 200, PeerRate: 10, PeerBurst: 8})
+	v := NewValidator(func() time.Time { return now }, RequestLimits{Rate: 100, Burst: 200})
+	v.peers = newBuckets(RequestLimits{Rate: 10, Burst: 8})
 	var msgs [][]byte
 	for range 12 {
 		k, id := testPeer(t)
@@ -201,7 +202,7 @@ func TestValidatorForgeriesDoNotDrainTheRequester(t *testing.T) {
 }
 
 func TestRequestLimitsValidate(t *testing.T) {
-	for _, l := range []RequestLimits{{Rate: 0, Burst: 1}, {Rate: 1, Burst: 0}, {Rate: 1, Burst: 1, PeerRate: -1}, {Rate: 1, Burst: 1, PeerBurst: -1}} {
+	for _, l := range []RequestLimits{{Rate: 0, Burst: 1}, {Rate: 1, Burst: 0}, {Rate: -1, Burst: 1}} {
 		if err := l.Validate(); err == nil {
 			t.Errorf("%+v: accepted", l)
 		}
@@ -210,10 +211,10 @@ func TestRequestLimitsValidate(t *testing.T) {
 	if err := l.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if p := l.peer(); p.rate != peerFactor*3 || p.burst != peerFactor*7 {
-		t.Fatalf("peer limits default to %+v, want %d times the requester's", p, peerFactor)
+	if p := l.perPeer(); p.Rate != peerFactor*3 || p.Burst != peerFactor*7 {
+		t.Fatalf("peer limits %+v, want %d times the requester's", p, peerFactor)
 	}
-	if d := DefaultRequestLimits(); d.peer().rate < 5*d.Rate || d.relay().burst <= float64(d.Burst) {
+	if d := DefaultRequestLimits(); d.perPeer().Rate < 5*d.Rate || d.perRelay().Burst <= d.Burst || d.perRelay().Rate != d.Rate {
 		t.Fatalf("default limits %+v: a peer must carry several requesters, and a relay more than one burst", d)
 	}
 }
@@ -250,7 +251,8 @@ func TestDropLogIsRateLimited(t *testing.T) {
 func BenchmarkValidateDropped(b *testing.B) {
 	k, id := testPeer(b)
 	now := time.Now()
-	v := NewValidator(func() time.Time { return now }, RequestLimits{Rate: 1, Burst: 1, PeerRate: 1e12, PeerBurst: 1 << 30})
+	v := NewValidator(func() time.Time { return now }, RequestLimits{Rate: 1, Burst: 1})
+	v.peers = newBuckets(RequestLimits{Rate: 1e12, Burst: 1 << 30})
 	msgs := sealN(b, k, id, now, 1024)
 	if _, err := v.Validate(id, msgs[0]); err != nil {
 		b.Fatal(err)
