@@ -110,7 +110,7 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 		}
 	}()
 
-	if h.host, err = newLibp2pHost(&cfg, h.version); err != nil {
+	if h.host, err = newLibp2pHost(&cfg, h.version, h.logger("p2p.streams")); err != nil {
 		return nil, err
 	}
 	h.base = h.base.With("self", h.host.ID())
@@ -150,9 +150,10 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 
 // newLibp2pHost builds the libp2p host: our identity, TCP (+WebSocket) and,
 // without a PSK, QUIC; Noise and TLS; our resource and connection managers.
-func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
+func newLibp2pHost(cfg *Config, version string, log *slog.Logger) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	stats := newStreamGuardStats(log)
 	rmOpts := []rcmgr.Option{rcmgr.WithMetricsDisabled()}
 	if cfg.Metrics != nil {
 		rcmgr.MustRegisterWith(cfg.Metrics)
@@ -161,14 +162,15 @@ func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 			return nil, fmt.Errorf("p2p: resource manager metrics: %w", err)
 		}
 		rmOpts = []rcmgr.Option{rcmgr.WithTraceReporter(str)}
+		if err := stats.register(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("p2p: stream guard metrics: %w", err)
+		}
 	}
-	rm, err := rcmgr.NewResourceManager(
-		rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)),
-		rmOpts...,
-	)
+	inner, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(cfg.resourceLimits(limits)), rmOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
+	rm := newStreamGuard(inner, cfg.MaxNegotiatingStreams, stats)
 	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(cfg.ConnGrace))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("p2p: connection manager: %w", err), rm.Close())
@@ -210,6 +212,10 @@ func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 		// libp2p closes the managers on some failure paths, not all; both
 		// Close methods tolerate a second call.
 		return nil, errors.Join(fmt.Errorf("p2p: start libp2p host: %w", err), rm.Close(), cm.Close())
+	}
+	// Before the host listens or dials, so that no stream escapes it.
+	if err := guardNegotiation(h.Network(), cfg.NegotiationTimeout, stats); err != nil {
+		return nil, errors.Join(err, h.Close())
 	}
 	return h, nil
 }
