@@ -29,7 +29,7 @@ func DefaultConfig() Config {
 		ResourceFDs:    1024,
 		// An honest peer names its protocol within a round trip, and has
 		// a few streams doing so at once (gossip, DHT queries, a bid).
-		MaxNegotiatingStreams: 16,
+		MaxNegotiatingStreams: 32,
 		NegotiationTimeout:    5 * time.Second,
 		MaxMessageSize:        DefaultMaxMessageSize,
 		GossipHeartbeat:       time.Second,
