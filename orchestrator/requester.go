@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,9 @@ type Requester struct {
 	// that are only late, as they are on a loaded machine, are waited for
 	// rather than asked for again from four times as many providers.
 	firstBid atomic.Int64
+	// usualBids is a moving average of the acceptable bids a job drew
+	// (float64 bits): a sudden drop below it widens at once (widening.go).
+	usualBids atomic.Uint64
 
 	// ctx and wg cover the fire-and-forget releases, so Close can end them.
 	ctx    context.Context
@@ -709,6 +713,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			grace = graceTimer.C
 		}
 	}
+	dropped := false // a sudden drop in bids was acted on
 	for len(bids) < want {
 		select {
 		case b := <-open.bids:
@@ -741,6 +746,14 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			}
 			continue
 		case <-grace:
+			if spread, wait, again := plan.short(len(bids), r.usual(), dropped); again {
+				dropped = true
+				r.askAgain(window, req, open, spread, len(bids), attempt, progress)
+				t := time.NewTimer(wait)
+				defer t.Stop()
+				grace = t.C
+				continue
+			}
 		case <-window.Done():
 		}
 		break
@@ -760,6 +773,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		r.release(bids)
 		return nil, nil, ctx.Err()
 	}
+	r.observeBids(len(bids))
 	progress(Progress{Kind: ProgressClosed, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d acceptable bids", len(bids))})
 	if len(bids) == 0 {
 		r.mu.Lock()
@@ -789,6 +803,39 @@ func (r *Requester) widenAfter() time.Duration {
 		return 0
 	}
 	return min(max(r.cfg.Widen, 3*time.Duration(r.firstBid.Load())), r.cfg.BiddingWindow/2)
+}
+
+// askAgain sends the round's request once more at spread, under a nonce
+// of its own; a request that cannot go only leaves bidding to its end.
+func (r *Requester) askAgain(ctx context.Context, req *BidRequest, open *openJob, spread float64, bids, attempt int, progress func(Progress)) {
+	again := *req
+	again.Spread, again.Nonce, again.SentAt = spread, randid.Hex(12), r.now()
+	r.mu.Lock()
+	open.nonces[again.Nonce] = spread
+	r.mu.Unlock()
+	if err := r.publish(ctx, &again); err != nil {
+		r.log.Debug("bid request not sent again", "job", req.JobID, "err", err)
+		return
+	}
+	r.log.Info("bids dropped sharply: asked again, wider", "job", req.JobID, "bids", bids, "usual", r.usual(), "spread", spread)
+	progress(Progress{Kind: ProgressPublished, JobID: req.JobID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids where about %.1f come: asked again with spread %.3g", bids, r.usual(), spread)})
+}
+
+// usual is the moving average of acceptable bids per job; 0 before any.
+func (r *Requester) usual() float64 { return math.Float64frombits(r.usualBids.Load()) }
+
+// observeBids folds one job's count of acceptable bids into usual.
+func (r *Requester) observeBids(n int) {
+	for {
+		old := r.usualBids.Load()
+		next := float64(n)
+		if old != 0 {
+			next = math.Float64frombits(old) + (float64(n)-math.Float64frombits(old))/8
+		}
+		if r.usualBids.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
 }
 
 // observeFirstBid folds one first-bid latency into the moving average.
