@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -430,17 +430,42 @@ type attemptError struct {
 func (e *attemptError) Error() string { return e.err.Error() }
 func (e *attemptError) Unwrap() error { return e.err }
 
-// blamed returns the providers an attempt's error blames.
+// blamed returns the providers an attempt's error blames, each mapped to
+// whether it must be left out whatever else bids: one that lost the job
+// must; one that only refused the invocation (its hold had lapsed, or was
+// displaced) is left out when another bids, and asked again when none does.
 func blamed(err error) map[peer.ID]bool {
 	var ae *attemptError
 	if !errors.As(err, &ae) || len(ae.culprit) == 0 {
 		return nil
 	}
+	lost := errors.Is(err, ErrProviderLost)
 	out := map[peer.ID]bool{}
 	for _, p := range ae.culprit {
-		out[p] = true
+		out[p] = lost
 	}
 	return out
+}
+
+// avoiding splits bids into those to invoke and those to release, leaving
+// out the providers avoid names (see blamed).
+func avoiding(bids []*SignedBid, avoid map[peer.ID]bool) (kept, dropped []*SignedBid) {
+	var soft []*SignedBid
+	for _, b := range bids {
+		strict, ok := avoid[b.Bid.Provider]
+		switch {
+		case !ok:
+			kept = append(kept, b)
+		case strict:
+			dropped = append(dropped, b)
+		default:
+			soft = append(soft, b)
+		}
+	}
+	if len(kept) == 0 {
+		return soft, dropped
+	}
+	return kept, append(dropped, soft...)
 }
 
 // waiting is one submission's place in the requester's queue and what it
@@ -564,17 +589,10 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 		return nil, err
 	}
 	if len(avoid) > 0 {
-		var kept, dropped []*SignedBid
-		for _, b := range bids {
-			if avoid[b.Bid.Provider] {
-				dropped = append(dropped, b)
-			} else {
-				kept = append(kept, b)
-			}
-		}
+		kept, dropped := avoiding(bids, avoid)
 		r.release(dropped)
 		if len(kept) == 0 {
-			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which refused or lost this job in the attempt before", ErrNoBids, len(dropped))
+			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which lost this job in the attempt before", ErrNoBids, len(dropped))
 		}
 		bids = kept
 	}
