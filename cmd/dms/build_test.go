@@ -3,6 +3,7 @@ package main
 import (
 	"debug/buildinfo"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,6 +46,19 @@ func TestBuildsLeaveOutCLIDocs(t *testing.T) {
 	for _, m := range info.Deps {
 		if strings.Contains(m.Path, "md2man") || strings.Contains(m.Path, "blackfriday") {
 			t.Errorf("the binary built with -tags %s still links %s: the tag no longer leaves urfave/cli's doc generators out", cliNoDocsTag, m.Path)
+		}
+	}
+}
+
+// What every command pays before it does anything: exec, the runtime, and
+// the initialisation of every linked package (docs/performance.md, "What a
+// client command costs"). Run it alternately with an older binary's figure
+// on a busy machine; one run says little.
+func BenchmarkStartVersion(b *testing.B) {
+	bin := buildDMS(b)
+	for b.Loop() {
+		if out, err := exec.Command(bin, "--version").CombinedOutput(); err != nil {
+			b.Fatalf("dms --version: %v\n%s", err, out)
 		}
 	}
 }

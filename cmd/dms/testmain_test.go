@@ -69,7 +69,7 @@ var (
 // buildDMS returns the dms binary, built once for all the tests of the
 // package. It is static (no cgo), as a FROM scratch container image needs
 // it, so that the process and the container tests share it.
-func buildDMS(t *testing.T) string {
+func buildDMS(t testing.TB) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
