@@ -88,10 +88,13 @@ type BidRequest struct {
 	// Image is the container image a docker job runs; a provider bids only
 	// when it has the image.
 	Image string `json:"image,omitempty"`
-	// InputSize is the size of the inputs' archive the winner will fetch.
-	InputSize int64     `json:"input_size,omitempty"`
-	Deadline  time.Time `json:"deadline"` // bidding closes
-	Nonce     string    `json:"nonce"`
+	// InputSize is the size of the inputs' archive the winner will fetch,
+	// InputsHash its hex sha256: a provider that holds it says so in its
+	// bid (Bid.HasInputs).
+	InputSize  int64     `json:"input_size,omitempty"`
+	InputsHash string    `json:"inputs_hash,omitempty"`
+	Deadline   time.Time `json:"deadline"` // bidding closes
+	Nonce      string    `json:"nonce"`
 	// WantBids is how many acceptable bids the requester will wait for; a
 	// provider may stay silent when it expects enough nearer bids.
 	WantBids int `json:"want_bids,omitempty"`
@@ -124,6 +127,13 @@ type Bid struct {
 	// checks them against the job's constraints and ranks by its
 	// preferences.
 	Labels Labels `json:"labels,omitempty"`
+	// HasModule and HasInputs say the provider already holds the module
+	// (one over MaxInlineModule) or the inputs the request names by hash,
+	// so a job it wins moves no such bytes. The requester prefers such a
+	// bid when prices tie (cachedFirst); a provider that claims one
+	// falsely gains only that tie and then fetches as any other.
+	HasModule bool `json:"has_module,omitempty"`
+	HasInputs bool `json:"has_inputs,omitempty"`
 }
 
 // JobSpec is what runs: it travels only in the invocation, to the winner.
@@ -527,6 +537,16 @@ func (r *BidRequest) check() error {
 	}
 	if r.InputSize < 0 || r.InputSize > MaxInputSize {
 		return invalid("input size %d: at most %d bytes", r.InputSize, MaxInputSize)
+	}
+	if r.ModuleHash != "" {
+		if err := checkHash("module", r.ModuleHash); err != nil {
+			return err
+		}
+	}
+	if r.InputsHash != "" {
+		if err := checkHash("inputs", r.InputsHash); err != nil {
+			return err
+		}
 	}
 	if (r.Executor == ExecutorDocker) != (r.Image != "") {
 		return invalid("executor %s with image %q: a docker job names an image, others none", r.Executor, clip(r.Image))
