@@ -2,8 +2,11 @@ package node_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/dms-project/dms/examples"
 	"github.com/dms-project/dms/node"
@@ -68,5 +71,25 @@ func TestSecondRunOnTheSameProviderMovesNoModuleOrInputBytes(t *testing.T) {
 	}
 	if !rec.Bids[0].HasInputs {
 		t.Fatalf("bid %+v: want the provider to say it holds the inputs", rec.Bids[0])
+	}
+}
+
+// A cache bound that could not hold the largest module is refused, naming
+// what is accepted; 0 takes the default.
+func TestCacheBoundIsValidated(t *testing.T) {
+	t.Parallel()
+	c := node.LocalConfig(t.TempDir())
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Datastore, c.Key = node.MemoryDatastore(), key
+	c.CacheBytes = 1 << 20
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cache bytes 1048576: want 0 (the default") {
+		t.Fatalf("1 MiB bound: %v", err)
+	}
+	c.CacheBytes = 0
+	if err := c.Validate(); err != nil || c.CacheBytes != node.DefaultCacheBytes || !strings.HasSuffix(c.CacheDir, filepath.Join("cache", "blobs")) {
+		t.Fatalf("default bound: %v, %d bytes in %s", err, c.CacheBytes, c.CacheDir)
 	}
 }
