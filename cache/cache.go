@@ -5,8 +5,8 @@
 //
 // Each entry is a file named by the hex sha256 of its content. Put checks
 // the content against the name before it writes; Get checks it again
-// before it returns a byte: hashing runs at over a gigabyte a second, a
-// fraction of what fetching the same bytes costs, and it is what lets a
+// before it returns a byte: hashing runs at hundreds of megabytes a
+// second, less than fetching the same bytes costs, and it is what lets a
 // bid say "I hold this hash" and a receipt name the hash of what ran
 // without trusting a file that anything with access to the home could have
 // changed. A file that no longer matches its name is removed and reported

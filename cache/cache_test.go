@@ -180,3 +180,22 @@ func TestOpenRefusesANonPositiveBound(t *testing.T) {
 		t.Fatal("bound 0 accepted")
 	}
 }
+
+// BenchmarkGet2MiB: what a hit costs, read and hash check included, for a
+// module the size of examples/hello (2.2 MiB).
+func BenchmarkGet2MiB(b *testing.B) {
+	s, err := Open(b.TempDir(), 1<<30, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, data := content('m', 2282502)
+	if err := s.Put(h, data); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, ok := s.Get(h); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
