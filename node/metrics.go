@@ -61,7 +61,7 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 	for _, s := range []string{string(JobCompleted), string(JobFailed), string(JobCancelled)} {
 		m.jobsEnded.WithLabelValues(s) // every state shows, at 0 until it happens
 	}
-	for _, k := range []string{blobModule, blobInputs} {
+	for _, k := range []string{string(orchestrator.BlobModule), string(orchestrator.BlobInputs)} {
 		m.blobFetchedBytes.WithLabelValues(k)
 		m.blobCacheHits.WithLabelValues(k)
 		m.blobCacheBytes.WithLabelValues(k)
@@ -74,7 +74,7 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 	}
 	cols := []prometheus.Collector{m.jobsSubmitted, m.jobsEnded, m.bidsWon, m.allocRunTime, m.submitToRunning,
 		m.blobFetchedBytes, m.blobCacheHits, m.blobCacheBytes,
-		gauge("blob_cache_bytes", "Bytes of modules and inputs this node keeps in its cache.", func() float64 { return float64(n.blobs.Size()) }),
+		gauge("blob_cache_bytes", "Bytes of modules and inputs this node keeps in its cache.", func() float64 { return float64(n.blobs.store.Size()) }),
 		counter("bids_placed_total", "Bids this node sent as a provider.", func() float64 { return float64(n.orch.Stats().BidsSent) }),
 		counter("bids_received_total", "Bids that reached this node as a requester, taken or not.", func() float64 { return float64(n.orch.Stats().BidsReceived) }),
 		counter("bid_requests_seen_total", "Bid requests this node heard as a provider.", func() float64 { return float64(n.orch.Stats().RequestsSeen) }),
@@ -152,15 +152,15 @@ func (m *metrics) jobRunning(submitted time.Time, at time.Time) {
 	}
 }
 
-func (m *metrics) blobFetched(kind string, n int) {
+func (m *metrics) blobFetched(kind orchestrator.BlobKind, n int) {
 	if m != nil {
-		m.blobFetchedBytes.WithLabelValues(kind).Add(float64(n))
+		m.blobFetchedBytes.WithLabelValues(string(kind)).Add(float64(n))
 	}
 }
 
-func (m *metrics) blobFromCache(kind string, n int) {
+func (m *metrics) blobFromCache(kind orchestrator.BlobKind, n int) {
 	if m != nil {
-		m.blobCacheHits.WithLabelValues(kind).Inc()
-		m.blobCacheBytes.WithLabelValues(kind).Add(float64(n))
+		m.blobCacheHits.WithLabelValues(string(kind)).Inc()
+		m.blobCacheBytes.WithLabelValues(string(kind)).Add(float64(n))
 	}
 }

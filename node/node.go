@@ -64,7 +64,7 @@ type Node struct {
 	native     *executor.Native
 	nativeErr  error
 	jobs       *jobs
-	blobs      *cache.Store // what this node fetched as a provider (staging.go)
+	blobs      *blobCache // what this node fetched as a provider (cache.go)
 	prefs      atomic.Pointer[orchestrator.Preferences]
 	started    time.Time
 
@@ -153,9 +153,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
-	if n.blobs, err = cache.Open(cfg.CacheDir, cfg.CacheBytes, log.With("subsystem", "cache")); err != nil {
+	store, err := cache.Open(cfg.CacheDir, cfg.CacheBytes, log.With("subsystem", "cache"))
+	if err != nil {
 		return nil, err
 	}
+	n.blobs = newBlobCache(store)
 	if cfg.MonitorInterval > 0 {
 		if err := n.startMonitor(); err != nil {
 			return nil, err

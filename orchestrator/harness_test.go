@@ -145,7 +145,9 @@ func (f *fakeBackend) CanRun(context.Context, *BidRequest) error { return nil }
 
 func (f *fakeBackend) Load() float64 { return 0 }
 
-func (f *fakeBackend) Holds(sha256 string) bool { return slices.Contains(f.held, sha256) }
+func (f *fakeBackend) Holds(_ peer.ID, sha256 string, _ BlobKind) bool {
+	return slices.Contains(f.held, sha256)
+}
 
 func (f *fakeBackend) heldCount() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.holds) }
 

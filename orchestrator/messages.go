@@ -128,8 +128,9 @@ type Bid struct {
 	// preferences.
 	Labels Labels `json:"labels,omitempty"`
 	// HasModule and HasInputs say the provider already holds the module
-	// (one over MaxInlineModule) or the inputs the request names by hash,
-	// so a job it wins moves no such bytes. The requester prefers such a
+	// (one over MaxInlineModule) or the inputs (ones this requester sent
+	// it before) the request names by hash, so a job it wins moves no such
+	// bytes. The requester prefers such a
 	// bid when prices tie (cachedFirst); a provider that claims one
 	// falsely gains only that tie and then fetches as any other.
 	HasModule bool `json:"has_module,omitempty"`
@@ -170,6 +171,17 @@ type Blob struct {
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
 }
+
+// BlobKind says what a fetched blob is to the job. A provider keeps both
+// kinds, but uses a module for anyone's job and inputs only for the
+// requester it fetched them from (see node/cache.go).
+type BlobKind string
+
+// Blob kinds a provider fetches.
+const (
+	BlobModule BlobKind = "module"
+	BlobInputs BlobKind = "inputs"
+)
 
 // Outputs are what a job left in /outputs: a tar archive the requester
 // fetches from the provider (the files' own hashes come from unpacking

@@ -51,9 +51,9 @@ type Backend interface {
 	// Cancel stops an allocation on behalf of its requester.
 	Cancel(allocationID string, requester peer.ID) error
 	// Holds reports whether the node keeps content of this sha256 (a
-	// module or inputs it fetched for an earlier job), so that a bid can
-	// say the job would move none of it.
-	Holds(sha256 string) bool
+	// module or inputs it fetched for an earlier job) and would use it for
+	// requester's job, so that a bid can say the job would move none of it.
+	Holds(requester peer.ID, sha256 string, kind BlobKind) bool
 }
 
 // ProviderConfig tunes the provider side.
@@ -511,8 +511,8 @@ func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s p2p.Fra
 // module only when it is over MaxInlineModule (a smaller one travels in the
 // invocation anyway), the inputs when there are some.
 func (p *Provider) holds(req *BidRequest) (module, inputs bool) {
-	module = req.ModuleHash != "" && req.ModuleSize > MaxInlineModule && p.backend.Holds(req.ModuleHash)
-	inputs = req.InputsHash != "" && req.InputSize > 0 && p.backend.Holds(req.InputsHash)
+	module = req.ModuleHash != "" && req.ModuleSize > MaxInlineModule && p.backend.Holds(req.Requester, req.ModuleHash, BlobModule)
+	inputs = req.InputsHash != "" && req.InputSize > 0 && p.backend.Holds(req.Requester, req.InputsHash, BlobInputs)
 	return module, inputs
 }
 
