@@ -50,6 +50,10 @@ type Backend interface {
 	Watch(ctx context.Context, allocationID string, requester peer.ID) (<-chan Event, error)
 	// Cancel stops an allocation on behalf of its requester.
 	Cancel(allocationID string, requester peer.ID) error
+	// Holds reports whether the node keeps content of this sha256 (a
+	// module or inputs it fetched for an earlier job) and would use it for
+	// requester's job, so that a bid can say the job would move none of it.
+	Holds(requester peer.ID, sha256 string, kind BlobKind) bool
 }
 
 // ProviderConfig tunes the provider side.
@@ -297,6 +301,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		Price: d.Quote, Currency: in.Offer.Price.Currency, Offered: d.Offered, Score: in.Offer.Score, HoldExpires: d.Expires,
 		Labels: in.Labels,
 	}
+	b.HasModule, b.HasInputs = p.holds(req)
 	sb, err := SealBid(b, p.key)
 	if err != nil {
 		return err
@@ -401,6 +406,8 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		why = fmt.Sprintf("job %s: module does not match the hash in the bid request", bid.JobID)
 	case inv.Job.Inputs != nil && inv.Job.Inputs.Size != req.InputSize:
 		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", bid.JobID, inv.Job.Inputs.Size, req.InputSize)
+	case inv.Job.Inputs != nil && req.InputsHash != "" && inv.Job.Inputs.SHA256 != req.InputsHash:
+		why = fmt.Sprintf("job %s: inputs do not match the hash in the bid request", bid.JobID)
 	}
 	if why != "" {
 		p.book.release(from, bid.JobID, p.now())
@@ -498,6 +505,15 @@ func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s p2p.Fra
 			return
 		}
 	}
+}
+
+// holds says which of what req names by hash this node already keeps: the
+// module only when it is over MaxInlineModule (a smaller one travels in the
+// invocation anyway), the inputs when there are some.
+func (p *Provider) holds(req *BidRequest) (module, inputs bool) {
+	module = req.ModuleHash != "" && req.ModuleSize > MaxInlineModule && p.backend.Holds(req.Requester, req.ModuleHash, BlobModule)
+	inputs = req.InputsHash != "" && req.InputSize > 0 && p.backend.Holds(req.Requester, req.InputsHash, BlobInputs)
+	return module, inputs
 }
 
 // moduleHashOf is the hash of the job's module, inline or fetched (the

@@ -584,7 +584,7 @@ func (w *waiting) sleep(ctx context.Context, d time.Duration, bounded bool) erro
 
 func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, avoid map[peer.ID]bool, w *waiting) (*Result, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, w.report)
+	bids, req, err := r.collect(ctx, job, st.inputs, maxPrice, attempt, w.report)
 	if err != nil {
 		return nil, err
 	}
@@ -652,12 +652,12 @@ func (s *staged) unshare() {
 
 // collect publishes the bid request and gathers acceptable bids until
 // WantBids are in, Grace has passed since the first, or the window closes.
-func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
+func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
 	now := r.now()
 	want := max(r.cfg.WantBids, 1)
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
-		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
+		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: int64(len(inputs)), Deadline: now.Add(r.cfg.BiddingWindow),
 		Nonce: randid.Hex(12), WantBids: want, SentAt: now, Attempt: attempt,
 		// Erring low on the network's size only widens the spread; a
 		// spread too narrow (peers that left still counted) is made up
@@ -667,6 +667,9 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
+	}
+	if len(inputs) > 0 {
+		req.InputsHash = ModuleHash(inputs) // the same sha256 names any content
 	}
 	open := &openJob{nonces: map[string]float64{req.Nonce: req.Spread}, bids: make(chan *SignedBid, 4*want+16)}
 	r.mu.Lock()
