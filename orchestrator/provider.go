@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -76,6 +77,23 @@ type ProviderConfig struct {
 	// this gets no bids, until StandingMemory after it was last seen.
 	LapseAllowance int
 	StandingMemory time.Duration
+	// A requester owes, in offer-seconds (its share of the offer, in the
+	// largest dimension, times seconds), what its holds held without
+	// running: released, superseded or lapsed. What it runs here pays it
+	// back, and IdleHoldForgiven a second is forgiven (about what an
+	// honest requester's released bids come to; a requester may keep that
+	// share of the offer held unrun for good). One that owes more than
+	// IdleHoldLimit gets no bids until it owes less; the unclaimed holds
+	// of one that owes more than another by IdleHoldMargin give way to
+	// the other's bids, beyond the share it earned by running (see
+	// book.go).
+	IdleHoldLimit    float64
+	IdleHoldForgiven float64
+	IdleHoldMargin   float64
+	// FullShareAfter is the offer-seconds a requester must have run here
+	// before it may hold RequesterShare of the offer firmly (safe from
+	// displacement); less earns a share in proportion.
+	FullShareAfter float64
 	// FollowTimeout: a requester watching an allocation that sends no
 	// keepalive for this long is taken as gone. AbandonGrace: an allocation
 	// nobody watches for this long is stopped and its lock released (its
@@ -96,6 +114,7 @@ func DefaultProviderConfig() ProviderConfig {
 		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
+		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 2, FullShareAfter: 120,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
@@ -127,6 +146,10 @@ func (c ProviderConfig) Validate() error {
 	if c.LapseAllowance < 0 || c.MaxBidDelay < 0 {
 		errs = append(errs, errors.New("lapse allowance and max bid delay must not be negative"))
 	}
+	if !(c.IdleHoldLimit > 0) || !(c.IdleHoldForgiven >= 0) || !(c.IdleHoldMargin >= 0 && c.IdleHoldMargin <= c.IdleHoldLimit) || !(c.FullShareAfter >= 0) {
+		errs = append(errs, fmt.Errorf("idle hold limit %v, forgiven %v, margin %v, full share after %v: want a limit above 0, a margin from 0 to the limit, none negative",
+			c.IdleHoldLimit, c.IdleHoldForgiven, c.IdleHoldMargin, c.FullShareAfter))
+	}
 	return errors.Join(errs...)
 }
 
@@ -140,6 +163,7 @@ type Provider struct {
 	now     func() time.Time
 
 	bidsSent     atomic.Int64
+	displaced    atomic.Int64
 	requestsSeen atomic.Int64
 
 	book *book // open bids, requesters' standing, history
@@ -183,6 +207,21 @@ func (p *Provider) Close() {
 
 // RequestsSeen counts the bid requests that reached this provider.
 func (p *Provider) RequestsSeen() int64 { return p.requestsSeen.Load() }
+
+// Ran credits a requester with an allocation that ran here: used for d.
+// What a requester runs pays back the holds it released unrun and earns
+// it a firm share of the offer (see book.go).
+func (p *Provider) Ran(requester peer.ID, used capability.Capability, d time.Duration) {
+	p.book.ran(requester, dominantShare(used, p.backend.Offer().Registered), d, p.now())
+}
+
+// Throttled counts the times a requester came to hold far more of this
+// provider's offer than it ran, and was refused bids for it.
+func (p *Provider) Throttled() int64 { return p.book.throttledCount() }
+
+// Displaced counts the unclaimed holds this provider dropped for another
+// requester's bid.
+func (p *Provider) Displaced() int64 { return p.displaced.Load() }
 
 // BidsSent counts the bids this provider has sent.
 func (p *Provider) BidsSent() int64 { return p.bidsSent.Load() }
@@ -259,8 +298,16 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if err := p.book.supersede(req, p.now()); err != nil {
 		return err
 	}
+	a := p.book.assess(req, p.now())
+	switch {
+	case a.Throttled:
+		p.log.Warn("requester throttled: it held this provider's offer far longer than it ran jobs on it; no bids until it owes less",
+			"requester", req.Requester, "owed_offer_seconds", a.Owed, "limit", p.cfg.IdleHoldLimit)
+	case a.Unthrottled:
+		p.log.Info("requester no longer throttled", "requester", req.Requester, "owed_offer_seconds", a.Owed)
+	}
 	in := decisionInput{
-		Now: p.now(), Distance: distance, Standing: p.book.standing(req.Requester, p.now()),
+		Now: p.now(), Distance: distance, Standing: a.Standing, Displaceable: a.Displaceable,
 		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg,
 	}
 	d := decide(req, in)
@@ -277,6 +324,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 			return p.ctx.Err()
 		}
 		in.Now, in.Offer, in.Waited = p.now(), p.backend.Offer(), true
+		in.Displaceable = p.book.assess(req, in.Now).Displaceable
 		d = decide(req, in)
 	}
 	if d.Decline != "" {
@@ -297,8 +345,9 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if err != nil {
 		return err
 	}
+	p.displaced.Add(int64(len(displaced)))
 	for _, o := range displaced {
-		p.log.Debug("newcomer's hold displaced by a known requester", "job", o.Request.JobID, "newcomer", o.Request.Requester, "by", req.Requester)
+		p.log.Debug("hold displaced", "job", o.Request.JobID, "holder", o.Request.Requester, "newcomer", o.Newcomer, "by", req.Requester)
 	}
 	ctx, cancel := context.WithDeadline(p.ctx, minTime(req.Deadline, d.Expires))
 	defer cancel()

@@ -1,0 +1,238 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/poll"
+	"github.com/dms-project/dms/internal/seconds"
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/testnet"
+)
+
+// TestAKnownRequesterCannotHoldEveryOffer: a peer runs one tiny job on
+// every provider, so that each knows it, then asks for whole offers as
+// fast as it may and releases every hold just before it would lapse: no
+// lapse, no job, every offer held. An honest requester new to the
+// providers submits 20 jobs of the sample module meanwhile; all of them
+// complete. Holds released without running cost their requester in
+// proportion to what they held, and one that holds far more than it runs
+// gives way to others, then gets no bids.
+//
+// Not parallel: the attacker publishes 100 requests a second, and tests
+// beside it would then measure the load, not the protocol.
+func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
+		Nodes: 4, Requesters: []int{1}, Wasm: sharedWasm,
+		Offer: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	honest := ln.Nodes[1]
+	var providers []*node.Node
+	for i, n := range ln.Nodes {
+		if i != 1 {
+			providers = append(providers, n)
+		}
+	}
+	a := newAttacker(t, ln, true, ln.Nodes[0].AddrInfo(), ln.Nodes[2].AddrInfo())
+
+	// One tiny job on each provider (10 millicores, 1 s at most), invoked
+	// by the protocol as dms does: from now on every provider knows it.
+	tiny := orchestrator.JobSpec{
+		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 10}, Memory: 64 * capability.MiB},
+		Duration:     seconds.Duration(time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
+	}
+	ranOn := map[peer.ID]bool{}
+	tinyJobs := map[string]bool{}
+	var last time.Time
+	poll.Until(t, 2*time.Minute, "the attacker to run a tiny job on every provider", func() bool {
+		if time.Since(last) > time.Second {
+			last = time.Now()
+			job := tiny
+			job.ID = orchestrator.NewJobID()
+			tinyJobs[job.ID] = true
+			if err := a.publish(ctx, &job, time.Now().Add(5*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for {
+			select {
+			case sb := <-a.got:
+				if !tinyJobs[sb.Bid.JobID] || ranOn[sb.Bid.Provider] {
+					continue
+				}
+				job := tiny
+				job.ID = sb.Bid.JobID
+				if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{Invocation: &orchestrator.Invocation{Bid: *sb, Job: job}}); err == nil && reply.Accepted {
+					ranOn[sb.Bid.Provider] = true
+				}
+				continue
+			default:
+			}
+			break
+		}
+		return len(ranOn) == len(providers)
+	})
+
+	// Whole offers, 100 requests a second, each hold released half a
+	// second before it would lapse.
+	attack, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var published, released atomic.Int64
+	wg.Go(func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		whole := orchestrator.JobSpec{
+			Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: 64 * capability.MiB},
+			Duration:     seconds.Duration(time.Hour), Executor: orchestrator.ExecutorWasm,
+		}
+		for {
+			select {
+			case <-tick.C:
+			case <-attack.Done():
+				return
+			}
+			whole.ID = orchestrator.NewJobID()
+			if a.publish(attack, &whole, time.Now().Add(orchestrator.MaxBiddingWindow)) == nil {
+				published.Add(1)
+			}
+		}
+	})
+	var releases sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case sb := <-a.got:
+				releases.Add(1)
+				time.AfterFunc(time.Until(sb.Bid.HoldExpires.Add(-500*time.Millisecond)), func() {
+					defer releases.Done()
+					// Accepted: the hold was still there to release.
+					if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{ReleaseJob: sb.Bid.JobID}); err == nil && reply.Accepted {
+						released.Add(1)
+					}
+				})
+			case <-attack.Done():
+				return
+			}
+		}
+	})
+	attackerHolds := func(n *node.Node) int {
+		held := 0
+		for _, h := range n.HeldCapabilities() {
+			if strings.HasSuffix(h.ID, ":"+a.host.ID().String()) {
+				held++
+			}
+		}
+		return held
+	}
+	// The attack is under way, as the honest requester finds it: every
+	// offer held, holds released unrun already. (Before that, the
+	// attacker is no different from a requester holding bids for its job
+	// while bidding is open.)
+	poll.Until(t, 2*time.Minute, "the attacker to hold on every provider, and to have released holds", func() bool {
+		for _, p := range providers {
+			if attackerHolds(p) == 0 {
+				return false
+			}
+		}
+		return released.Load() >= int64(len(providers))
+	})
+
+	const jobs = 20
+	completed := 0
+	var took []time.Duration
+	for range jobs {
+		sub := tinyJob()
+		sub.Job.Module = examples.HelloWasm
+		sub.Job.Args = []string{"world"}
+		// Generous, for a busy machine: a job that no attack hinders
+		// takes well under a second.
+		jctx, jcancel := context.WithTimeout(ctx, 2*time.Minute)
+		start := time.Now()
+		rec, err := honest.SubmitJob(jctx, sub, nil)
+		jcancel()
+		if err == nil && rec.State == node.JobCompleted {
+			completed++
+			took = append(took, time.Since(start))
+		} else {
+			t.Logf("honest job: %s %v", rec.State, err)
+		}
+	}
+	held := 0
+	for _, p := range providers {
+		if attackerHolds(p) > 0 {
+			held++
+		}
+	}
+	stop()
+	wg.Wait()
+	releases.Wait()
+	var throttled, displaced int64
+	for _, p := range providers {
+		s := p.Diagnostics().Stats()
+		throttled, displaced = throttled+s.RequestersThrottled, displaced+s.HoldsDisplaced
+	}
+	t.Logf("attacker: %d tiny jobs run, %d bid requests published, %d bids taken, %d released unrun; holding on %d of %d providers at the end; providers throttled it %d times and displaced %d holds",
+		len(ranOn), published.Load(), a.bids.Load(), released.Load(), held, len(providers), throttled, displaced)
+	t.Logf("honest requester: %d of %d jobs completed, each in %v", completed, jobs, took)
+	if released.Load() == 0 {
+		t.Fatal("the attacker released no hold: the attack never held anything, so the test shows nothing")
+	}
+	if completed != jobs {
+		t.Fatalf("the honest requester completed %d of %d jobs beside a requester that holds without running", completed, jobs)
+	}
+	if throttled+displaced == 0 {
+		t.Fatal("no provider throttled the requester that held without running, or displaced its holds")
+	}
+}
+
+// publish sends a bid request for job, sealed by a, bidding open until
+// deadline.
+func (a *attacker) publish(ctx context.Context, job *orchestrator.JobSpec, deadline time.Time) error {
+	req := &orchestrator.BidRequest{
+		JobID: job.ID, Requester: a.host.ID(), Requirements: job.Requirements, Duration: job.Duration,
+		Executor: job.Executor, Deadline: deadline, Nonce: orchestrator.NewJobID(), SentAt: time.Now(), WantBids: 3,
+	}
+	data, err := orchestrator.SealBidRequest(req, a.key)
+	if err != nil {
+		return err
+	}
+	return a.topic.Publish(ctx, data)
+}
+
+// send is one message on the invoke protocol, as a requester sends it.
+func (a *attacker) send(ctx context.Context, to peer.ID, msg *orchestrator.InvokeMessage) (*orchestrator.InvokeReply, error) {
+	data, err := orchestrator.EncodeInvokeMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := a.host.Request(ctx, to, orchestrator.ProtocolInvoke, data, orchestrator.MaxReplySize)
+	if err != nil {
+		return nil, err
+	}
+	if msg.ReleaseJob != "" {
+		// A release's reply has no allocation, which DecodeInvokeReply
+		// takes for a malformed acceptance.
+		var reply orchestrator.InvokeReply
+		return &reply, json.Unmarshal(out, &reply)
+	}
+	return orchestrator.DecodeInvokeReply(out)
+}
