@@ -23,15 +23,31 @@ import (
 // TestAKnownRequesterCannotHoldEveryOffer: a peer runs one tiny job on
 // every provider, so that each knows it, then asks for whole offers as
 // fast as it may and releases every hold just before it would lapse: no
-// lapse, no job, every offer held. An honest requester new to the
-// providers submits 20 jobs of the sample module meanwhile; all of them
-// complete. Holds released without running cost their requester in
-// proportion to what they held, and one that holds far more than it runs
-// gives way to others, then gets no bids.
+// lapse, no job, every offer held. Fifty identities may share the work,
+// each at an honest pace. An honest requester new to the providers
+// submits 20 jobs of the sample module meanwhile; all of them complete.
+// Holds released without running cost their requester in proportion to
+// what they held, one that holds far more than it runs gives way to
+// others, and one tiny job earns no right to push anyone aside.
 //
-// Not parallel: the attacker publishes 100 requests a second, and tests
+// Not parallel: the attackers publish 100 requests a second, and tests
 // beside it would then measure the load, not the protocol.
 func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		identities int
+		every      time.Duration // each identity asks this often
+	}{
+		{"one identity, 100 requests a second", 1, 10 * time.Millisecond},
+		{"50 identities, 2 requests a second each", 50, 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			holdEveryOffer(t, tc.identities, tc.every)
+		})
+	}
+}
+
+func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
@@ -49,103 +65,137 @@ func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
 			providers = append(providers, n)
 		}
 	}
-	a := newAttacker(t, ln, true, ln.Nodes[0].AddrInfo(), ln.Nodes[2].AddrInfo())
+	// One machine publishes for every identity (gossip carries no
+	// author); each identity has a light host of its own for its bids.
+	publisher := newAttacker(t, ln, true, ln.Nodes[0].AddrInfo(), ln.Nodes[2].AddrInfo())
+	attackers := make([]*attacker, identities)
+	var wg sync.WaitGroup
+	for i := range attackers {
+		if i == 0 {
+			attackers[i] = publisher
+			continue
+		}
+		wg.Go(func() {
+			attackers[i] = newAttacker(t, ln, false, ln.Nodes[i%len(ln.Nodes)].AddrInfo(), ln.Nodes[(i+2)%len(ln.Nodes)].AddrInfo())
+		})
+	}
+	wg.Wait()
 
 	// One tiny job on each provider (10 millicores, 1 s at most), invoked
-	// by the protocol as dms does: from now on every provider knows it.
+	// by the protocol as dms does: from then on every provider knows each
+	// identity.
 	tiny := orchestrator.JobSpec{
 		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 10}, Memory: 64 * capability.MiB},
 		Duration:     seconds.Duration(time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
 	}
-	ranOn := map[peer.ID]bool{}
-	tinyJobs := map[string]bool{}
-	var last time.Time
-	poll.Until(t, 2*time.Minute, "the attacker to run a tiny job on every provider", func() bool {
-		if time.Since(last) > time.Second {
-			last = time.Now()
-			job := tiny
-			job.ID = orchestrator.NewJobID()
-			tinyJobs[job.ID] = true
-			if err := a.publish(ctx, &job, time.Now().Add(5*time.Second)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for {
-			select {
-			case sb := <-a.got:
-				if !tinyJobs[sb.Bid.JobID] || ranOn[sb.Bid.Provider] {
-					continue
-				}
+	var tinyRun atomic.Int64
+	for _, a := range attackers {
+		wg.Go(func() {
+			ranOn := map[peer.ID]bool{}
+			tinyJobs := map[string]bool{}
+			deadline := time.Now().Add(3 * time.Minute)
+			for len(ranOn) < len(providers) && time.Now().Before(deadline) {
 				job := tiny
-				job.ID = sb.Bid.JobID
-				if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{Invocation: &orchestrator.Invocation{Bid: *sb, Job: job}}); err == nil && reply.Accepted {
-					ranOn[sb.Bid.Provider] = true
+				job.ID = orchestrator.NewJobID()
+				tinyJobs[job.ID] = true
+				if err := publisher.publishFor(ctx, a, &job, time.Now().Add(5*time.Second)); err != nil {
+					t.Error(err)
+					return
 				}
-				continue
-			default:
+				wait := time.NewTimer(2 * time.Second)
+			collect:
+				for len(ranOn) < len(providers) {
+					select {
+					case sb := <-a.got:
+						if !tinyJobs[sb.Bid.JobID] || ranOn[sb.Bid.Provider] {
+							continue
+						}
+						job.ID = sb.Bid.JobID
+						if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{Invocation: &orchestrator.Invocation{Bid: *sb, Job: job}}); err == nil && reply.Accepted {
+							ranOn[sb.Bid.Provider] = true
+							tinyRun.Add(1)
+						}
+					case <-wait.C:
+						break collect
+					}
+				}
+				wait.Stop()
 			}
-			break
-		}
-		return len(ranOn) == len(providers)
-	})
+		})
+	}
+	wg.Wait()
+	if n := tinyRun.Load(); n != int64(identities*len(providers)) {
+		t.Fatalf("the attackers ran %d tiny jobs, want one on each provider for each of %d identities", n, identities)
+	}
 
-	// Whole offers, 100 requests a second, each hold released half a
-	// second before it would lapse.
+	// Whole offers, each identity asking every so often, each hold
+	// released half a second before it would lapse.
 	attack, stop := context.WithCancel(ctx)
 	defer stop()
-	var wg sync.WaitGroup
 	var published, released atomic.Int64
-	wg.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		whole := orchestrator.JobSpec{
-			Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: 64 * capability.MiB},
-			Duration:     seconds.Duration(time.Hour), Executor: orchestrator.ExecutorWasm,
-		}
-		for {
-			select {
-			case <-tick.C:
-			case <-attack.Done():
-				return
-			}
-			whole.ID = orchestrator.NewJobID()
-			if a.publish(attack, &whole, time.Now().Add(orchestrator.MaxBiddingWindow)) == nil {
-				published.Add(1)
-			}
-		}
-	})
 	var releases sync.WaitGroup
-	wg.Go(func() {
-		for {
+	for k, a := range attackers {
+		wg.Go(func() {
+			// Staggered, so that fifty do not all ask at once.
 			select {
-			case sb := <-a.got:
-				releases.Add(1)
-				time.AfterFunc(time.Until(sb.Bid.HoldExpires.Add(-500*time.Millisecond)), func() {
-					defer releases.Done()
-					// Accepted: the hold was still there to release.
-					if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{ReleaseJob: sb.Bid.JobID}); err == nil && reply.Accepted {
-						released.Add(1)
-					}
-				})
+			case <-time.After(time.Duration(k) * every / time.Duration(len(attackers))):
 			case <-attack.Done():
 				return
 			}
-		}
-	})
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			whole := orchestrator.JobSpec{
+				Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: 64 * capability.MiB},
+				Duration:     seconds.Duration(time.Hour), Executor: orchestrator.ExecutorWasm,
+			}
+			for {
+				whole.ID = orchestrator.NewJobID()
+				if publisher.publishFor(attack, a, &whole, time.Now().Add(orchestrator.MaxBiddingWindow)) == nil {
+					published.Add(1)
+				}
+				select {
+				case <-tick.C:
+				case <-attack.Done():
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for {
+				select {
+				case sb := <-a.got:
+					releases.Add(1)
+					time.AfterFunc(time.Until(sb.Bid.HoldExpires.Add(-500*time.Millisecond)), func() {
+						defer releases.Done()
+						// Accepted: the hold was still there to release.
+						if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{ReleaseJob: sb.Bid.JobID}); err == nil && reply.Accepted {
+							released.Add(1)
+						}
+					})
+				case <-attack.Done():
+					return
+				}
+			}
+		})
+	}
+	isAttacker := map[string]bool{}
+	for _, a := range attackers {
+		isAttacker[a.host.ID().String()] = true
+	}
 	attackerHolds := func(n *node.Node) int {
 		held := 0
 		for _, h := range n.HeldCapabilities() {
-			if strings.HasSuffix(h.ID, ":"+a.host.ID().String()) {
+			if _, requester, ok := strings.Cut(h.ID, ":"); ok && isAttacker[requester] {
 				held++
 			}
 		}
 		return held
 	}
 	// The attack is under way, as the honest requester finds it: every
-	// offer held, holds released unrun already. (Before that, the
-	// attacker is no different from a requester holding bids for its job
-	// while bidding is open.)
-	poll.Until(t, 2*time.Minute, "the attacker to hold on every provider, and to have released holds", func() bool {
+	// offer held, holds released unrun already. (Before that, an attacker
+	// is no different from a requester holding bids for its job while
+	// bidding is open.)
+	poll.Until(t, 2*time.Minute, "the attackers to hold on every provider, and to have released holds", func() bool {
 		for _, p := range providers {
 			if attackerHolds(p) == 0 {
 				return false
@@ -169,7 +219,7 @@ func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
 		jcancel()
 		if err == nil && rec.State == node.JobCompleted {
 			completed++
-			took = append(took, time.Since(start))
+			took = append(took, time.Since(start).Round(time.Millisecond))
 		} else {
 			t.Logf("honest job: %s %v", rec.State, err)
 		}
@@ -183,33 +233,33 @@ func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
 	stop()
 	wg.Wait()
 	releases.Wait()
-	var throttled, displaced int64
+	var bids, throttled, displaced int64
+	for _, a := range attackers {
+		bids += a.bids.Load()
+	}
 	for _, p := range providers {
 		s := p.Diagnostics().Stats()
 		throttled, displaced = throttled+s.RequestersThrottled, displaced+s.HoldsDisplaced
 	}
-	t.Logf("attacker: %d tiny jobs run, %d bid requests published, %d bids taken, %d released unrun; holding on %d of %d providers at the end; providers throttled it %d times and displaced %d holds",
-		len(ranOn), published.Load(), a.bids.Load(), released.Load(), held, len(providers), throttled, displaced)
-	t.Logf("honest requester: %d of %d jobs completed, each in %v", completed, jobs, took)
-	if released.Load() == 0 {
-		t.Fatal("the attacker released no hold: the attack never held anything, so the test shows nothing")
-	}
+	t.Logf("%d attacking identities: %d tiny jobs run, %d bid requests published, %d bids taken, %d holds released unrun; holding on %d of %d providers at the end; providers throttled them %d times and displaced %d holds",
+		identities, tinyRun.Load(), published.Load(), bids, released.Load(), held, len(providers), throttled, displaced)
+	t.Logf("honest requester: %d of %d jobs completed, taking %v", completed, jobs, took)
 	if completed != jobs {
-		t.Fatalf("the honest requester completed %d of %d jobs beside a requester that holds without running", completed, jobs)
+		t.Fatalf("the honest requester completed %d of %d jobs beside requesters that hold without running", completed, jobs)
 	}
 	if throttled+displaced == 0 {
-		t.Fatal("no provider throttled the requester that held without running, or displaced its holds")
+		t.Fatal("no provider throttled the requesters that held without running, or displaced their holds")
 	}
 }
 
-// publish sends a bid request for job, sealed by a, bidding open until
-// deadline.
-func (a *attacker) publish(ctx context.Context, job *orchestrator.JobSpec, deadline time.Time) error {
+// publishFor sends a bid request for job, sealed by (and so from) as,
+// through a's gossip, bidding open until deadline.
+func (a *attacker) publishFor(ctx context.Context, as *attacker, job *orchestrator.JobSpec, deadline time.Time) error {
 	req := &orchestrator.BidRequest{
-		JobID: job.ID, Requester: a.host.ID(), Requirements: job.Requirements, Duration: job.Duration,
+		JobID: job.ID, Requester: as.host.ID(), Requirements: job.Requirements, Duration: job.Duration,
 		Executor: job.Executor, Deadline: deadline, Nonce: orchestrator.NewJobID(), SentAt: time.Now(), WantBids: 3,
 	}
-	data, err := orchestrator.SealBidRequest(req, a.key)
+	data, err := orchestrator.SealBidRequest(req, as.key)
 	if err != nil {
 		return err
 	}

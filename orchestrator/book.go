@@ -220,8 +220,8 @@ type assessment struct {
 }
 
 // assess says where req's requester stands and what its bid could
-// displace.
-func (b *book) assess(req *BidRequest, now time.Time) assessment {
+// displace; registered is the whole offer, that the shares are of.
+func (b *book) assess(req *BidRequest, registered capability.Capability, now time.Time) assessment {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.expireLocked(now)
@@ -229,7 +229,7 @@ func (b *book) assess(req *BidRequest, now time.Time) assessment {
 	a := assessment{Standing: s, Throttled: changed && s == Throttled, Unthrottled: changed && s != Throttled}
 	a.Owed = b.accountLocked(req.Requester, s != Newcomer, now).Owed
 	if s == Newcomer || s == Known {
-		for _, pb := range b.displaceableLocked(req.Requester, s == Newcomer, now) {
+		for _, pb := range b.displaceableLocked(req.Requester, s == Newcomer, dominantShare(req.Requirements, registered), now) {
 			a.Displaceable = addResources(a.Displaceable, pb.Request.Requirements)
 		}
 	}
@@ -549,17 +549,18 @@ func (b *book) admitLocked(req *BidRequest, newcomer bool, registered capability
 		}
 	}
 	var displaceable []string
-	for _, pb := range b.displaceableLocked(req.Requester, newcomer, now) {
+	for _, pb := range b.displaceableLocked(req.Requester, newcomer, dominantShare(req.Requirements, registered), now) {
 		displaceable = append(displaceable, HoldID(pb.Request.Requester, pb.Request.JobID))
 	}
 	return displaceable, nil
 }
 
-// displaceableLocked is the unclaimed bids of others that a bid of p may
-// push aside: those of the requesters that owe most first, then the
-// newest first.
-func (b *book) displaceableLocked(p peer.ID, newcomer bool, now time.Time) []*placedBid {
+// displaceableLocked is the unclaimed bids of others that a bid of p for
+// share of the offer may push aside: those of the requesters that owe
+// most first, then the newest first.
+func (b *book) displaceableLocked(p peer.ID, newcomer bool, share float64, now time.Time) []*placedBid {
 	acc := b.accountsLocked(p, !newcomer, now)
+	acc[p].Holding += share
 	var out []*placedBid
 	for _, pb := range b.bids {
 		q := pb.Request.Requester
@@ -619,8 +620,9 @@ type account struct {
 	// debt after what it ran and what time forgave, and what its
 	// unclaimed holds have held so far.
 	Owed float64
-	// Holding is the share of the offer its open bids hold; Earned, the
-	// share it may hold firmly, from what it ran (earnedShare).
+	// Holding is the share of the offer its open bids hold (for the one
+	// asking, with the bid it asks for); Earned, the share it may hold
+	// firmly, from what it ran (earnedShare).
 	Holding, Earned float64
 }
 
@@ -637,11 +639,16 @@ func (a account) firm(cfg ProviderConfig) bool {
 // q. A throttled requester displaces nobody, and a firm hold gives way to
 // nobody; a throttled requester's holds give way to anyone else.
 // Otherwise the one that has held more without running yields: q, when
-// it owes more than r by the margin, whoever r is (an honest
-// newcomer too), so that holding without running buys nothing; and a
-// newcomer to a known requester that does not owe it more by the margin,
-// so that fresh identities never keep the offer from requesters that run
-// jobs here. Being pushed aside costs a newcomer nothing (see place).
+// it owes more than r by the margin, whoever r is (an honest newcomer
+// too), so that holding without running buys nothing. A fresh hold owes
+// little, so it stands for a while (the margin over its share, in
+// seconds) whoever asks: long enough to invoke it, and no identity, new
+// or known by one tiny job, pushes aside another's bid for a job that is
+// about to run. Only a requester that has earned the share it asks for,
+// by running jobs here, also displaces newcomers that do not owe less by
+// the margin, so that fresh identities never keep the offer from
+// requesters that run jobs here. Being pushed aside costs a newcomer
+// nothing (see place).
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	switch {
 	case r.throttled(cfg) || q.firm(cfg):
@@ -649,18 +656,19 @@ func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
 		return true
 	}
-	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
+	return r.Known && !q.Known && r.Holding <= r.Earned && r.Owed <= q.Owed+cfg.IdleHoldMargin
 }
 
 // earnedShare is the share of the offer a requester that ran ran
-// offer-seconds here may hold firmly: RequesterShare once it has run
-// FullShareAfter, in proportion before. One tiny job earns next to
-// nothing.
+// offer-seconds here may hold firmly: all of it once it has run
+// FullShareAfter (0: at once), in proportion before. One tiny job earns
+// next to nothing. (RequesterShare still bounds its holds beyond the
+// first.)
 func earnedShare(ran float64, cfg ProviderConfig) float64 {
 	if cfg.FullShareAfter <= 0 {
-		return cfg.RequesterShare
+		return 1
 	}
-	return cfg.RequesterShare * min(1, ran/cfg.FullShareAfter)
+	return min(1, ran/cfg.FullShareAfter)
 }
 
 // dominantShare is the share of registered that c takes in its largest

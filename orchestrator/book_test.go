@@ -159,9 +159,10 @@ func TestBookQuotas(t *testing.T) {
 	}
 }
 
-// A known requester displaces newcomers' bids, newest first, the fewest
-// that make room, never a claimed one; a newcomer displaces nobody; a
-// displaced bid is void, not lapsed.
+// A requester that has earned its share by running jobs here displaces
+// newcomers' bids, newest first, the fewest that make room, never a
+// claimed one; a newcomer that owes no less displaces nobody; a displaced
+// bid is void, not lapsed.
 func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	cfg := DefaultProviderConfig()
 	cfg.LapseAllowance = 0 // a single lapse would show
@@ -172,6 +173,7 @@ func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	_, knownToo := testPeer(t)
 	tb := newTestBook(t, cfg, cpuCap(1000))
 	tb.invoke(tb.mustPlace(known, 10, true))
+	tb.ran(known, 1, 2*time.Minute, tb.now) // the whole offer for two minutes: it may hold all of it
 
 	claimed := tb.mustPlace(claimer, 200, true)
 	if _, err := tb.claim(claimer, claimed.Request.JobID, tb.now); err != nil {
@@ -349,13 +351,13 @@ func TestBookHoldingWithoutRunningIsThrottled(t *testing.T) {
 	if cycles != 4 || tb.standing(attacker, tb.now) != Throttled || tb.throttledCount() != 1 {
 		t.Fatalf("after %d cycles: %s, throttled %d times; want throttled, once, after 4", cycles, tb.standing(attacker, tb.now), tb.throttledCount())
 	}
-	a := tb.assess(&BidRequest{Requester: attacker}, tb.now)
+	a := tb.assess(&BidRequest{Requester: attacker}, tb.reg, tb.now)
 	if a.Standing != Throttled || a.Throttled || !a.Displaceable.IsZero() {
 		t.Fatalf("assessed again: %+v, want throttled, no new crossing, nothing to displace", a)
 	}
 	// Time forgives: back to known, and the next crossing counts again.
 	tb.now = tb.now.Add(10 * time.Second)
-	if a := tb.assess(&BidRequest{Requester: attacker}, tb.now); a.Standing != Known || !a.Unthrottled {
+	if a := tb.assess(&BidRequest{Requester: attacker}, tb.reg, tb.now); a.Standing != Known || !a.Unthrottled {
 		t.Fatalf("10 s later: %+v, want known again", a)
 	}
 	// Still owing more than the margin, its new hold gives way at once.
@@ -369,20 +371,21 @@ func TestBookHoldingWithoutRunningIsThrottled(t *testing.T) {
 	// an honest newcomer once it has held it longer than the margin...
 	tb.now = tb.now.Add(10 * time.Minute)
 	pb = tb.mustPlace(attacker, 1000, false)
-	tb.now = tb.now.Add(time.Second)
+	margin := time.Duration(cfg.IdleHoldMargin * float64(time.Second)) // for a whole offer
+	tb.now = tb.now.Add(margin / 2)
 	if _, _, err := tb.place(honest, 500, true); !errors.Is(err, capability.ErrInsufficient) {
-		t.Fatalf("a newcomer against a hold a second old: %v, want insufficient", err)
+		t.Fatalf("a newcomer against a hold held unrun for half the margin: %v, want insufficient", err)
 	}
-	tb.now = tb.now.Add(2 * time.Second)
-	if a := tb.assess(&BidRequest{Requester: honest}, tb.now); a.Displaceable.CPU.MilliCores != 1000 {
+	tb.now = tb.now.Add(margin)
+	if a := tb.assess(&BidRequest{Requester: honest, Requirements: cpuCap(500)}, tb.reg, tb.now); a.Displaceable.CPU.MilliCores != 1000 {
 		t.Fatalf("the newcomer may displace %s, want the whole hold", a.Displaceable)
 	}
 	_, displaced, err = tb.place(honest, 500, true)
 	if err != nil || len(displaced) != 1 || displaced[0] != pb {
-		t.Fatalf("a newcomer against a hold held unrun 3 s: displaced %v, %v", displaced, err)
+		t.Fatalf("a newcomer against a hold held unrun past the margin: displaced %v, %v", displaced, err)
 	}
 	// ...and, pushed aside, it owes what it held; it cannot take the room back.
-	if a := tb.assess(&BidRequest{Requester: attacker}, tb.now); a.Owed < 2.9 || !a.Displaceable.IsZero() {
+	if a := tb.assess(&BidRequest{Requester: attacker}, tb.reg, tb.now); a.Owed < 1.49*cfg.IdleHoldMargin || !a.Displaceable.IsZero() {
 		t.Fatalf("the displaced attacker: %+v, want 3 offer-seconds owed, nothing to displace", a)
 	}
 }
@@ -411,7 +414,7 @@ func TestBookHonestReleasesAreNotThrottled(t *testing.T) {
 			for job := 1; job <= 2000; job++ {
 				pb := tb.mustPlace(p, tc.cpu, tb.standing(p, tb.now) == Newcomer)
 				tb.now = tb.now.Add(tc.held)
-				maxOwed = max(maxOwed, tb.assess(&BidRequest{Requester: p}, tb.now).Owed)
+				maxOwed = max(maxOwed, tb.assess(&BidRequest{Requester: p}, tb.reg, tb.now).Owed)
 				if tc.winEvery > 0 && job%tc.winEvery == 0 {
 					tb.invoke(pb)
 					tb.now = tb.now.Add(tc.run)
@@ -438,21 +441,25 @@ func TestMayDisplace(t *testing.T) {
 	cfg := DefaultProviderConfig()
 	newcomer := account{}
 	known := account{Known: true, Holding: 0.5}
+	ran := account{Known: true, Holding: 0.5, Earned: 0.5} // what it asks for included
 	owing := func(a account, owed float64) account { a.Owed = owed; return a }
+	m := cfg.IdleHoldMargin
 	earned := account{Known: true, Holding: 0.5, Earned: 0.5, Owed: 20}
 	for _, tc := range []struct {
 		name string
 		r, q account
 		want bool
 	}{
-		{"a known requester, a newcomer", known, newcomer, true},
+		{"a requester that earned what it asks for, a newcomer", ran, newcomer, true},
+		{"a requester known by a tiny job, a newcomer", known, newcomer, false},
+		{"a requester that earned what it asks for, a known requester", ran, known, false},
 		{"a newcomer, a known requester", newcomer, known, false},
 		{"a newcomer, a newcomer", newcomer, newcomer, false},
 		{"a known requester, a known requester", known, known, false},
-		{"a newcomer, a known requester that owes more by the margin", newcomer, owing(known, 2.5), true},
-		{"a newcomer, a known requester that owes more within the margin", newcomer, owing(known, 1.5), false},
-		{"a known requester that owes more, a newcomer", owing(known, 2.5), newcomer, false},
-		{"a known requester, one that owes more", owing(known, 1), owing(known, 3.5), true},
+		{"a newcomer, a known requester that owes more by the margin", newcomer, owing(known, 1.1*m), true},
+		{"a newcomer, a known requester that owes more within the margin", newcomer, owing(known, 0.9*m), false},
+		{"a requester that earned but owes more, a newcomer", owing(ran, 1.1*m), newcomer, false},
+		{"a known requester, one that owes more", owing(known, 1), owing(known, 1.1+m), true},
 		{"a throttled requester, a newcomer", owing(known, 31), newcomer, false},
 		{"anyone, a throttled requester", owing(known, 29), owing(earned, 31), true},
 		{"anyone, a hold within what was earned", newcomer, earned, false},
@@ -462,7 +469,7 @@ func TestMayDisplace(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	for _, tc := range []struct{ ran, want float64 }{{0, 0}, {0.01, 0.5 * 0.01 / 120}, {60, 0.25}, {120, 0.5}, {1e6, 0.5}} {
+	for _, tc := range []struct{ ran, want float64 }{{0, 0}, {0.01, 0.01 / 120}, {60, 0.5}, {120, 1}, {1e6, 1}} {
 		if got := earnedShare(tc.ran, cfg); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("earned share after %v offer-seconds: %v, want %v", tc.ran, got, tc.want)
 		}

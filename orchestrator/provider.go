@@ -91,8 +91,8 @@ type ProviderConfig struct {
 	IdleHoldForgiven float64
 	IdleHoldMargin   float64
 	// FullShareAfter is the offer-seconds a requester must have run here
-	// before it may hold RequesterShare of the offer firmly (safe from
-	// displacement); less earns a share in proportion.
+	// before it may hold the whole offer firmly (safe from displacement);
+	// less earns a share in proportion.
 	FullShareAfter float64
 	// FollowTimeout: a requester watching an allocation that sends no
 	// keepalive for this long is taken as gone. AbandonGrace: an allocation
@@ -114,7 +114,7 @@ func DefaultProviderConfig() ProviderConfig {
 		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
-		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 2, FullShareAfter: 120,
+		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 0.5, FullShareAfter: 120,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
@@ -298,7 +298,8 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if err := p.book.supersede(req, p.now()); err != nil {
 		return err
 	}
-	a := p.book.assess(req, p.now())
+	offer := p.backend.Offer()
+	a := p.book.assess(req, offer.Registered, p.now())
 	switch {
 	case a.Throttled:
 		p.log.Warn("requester throttled: it held this provider's offer far longer than it ran jobs on it; no bids until it owes less",
@@ -308,7 +309,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	in := decisionInput{
 		Now: p.now(), Distance: distance, Standing: a.Standing, Displaceable: a.Displaceable,
-		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg,
+		Offer: offer, Load: p.backend.Load(), Config: p.cfg,
 	}
 	d := decide(req, in)
 	if d.CheckCanRun {
@@ -324,7 +325,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 			return p.ctx.Err()
 		}
 		in.Now, in.Offer, in.Waited = p.now(), p.backend.Offer(), true
-		in.Displaceable = p.book.assess(req, in.Now).Displaceable
+		in.Displaceable = p.book.assess(req, in.Offer.Registered, in.Now).Displaceable
 		d = decide(req, in)
 	}
 	if d.Decline != "" {
