@@ -330,11 +330,14 @@ func (b *book) withdraw(requester peer.ID, jobID string, now time.Time) bool {
 }
 
 // release gives back the bid for the requester's job, claimed or not: its
-// invocation was refused, or it never reached the requester. Not a lapse.
-func (b *book) release(requester peer.ID, jobID string, now time.Time) {
+// invocation was refused, or it never reached the requester. Not a lapse;
+// with charge (it was refused: the requester held it until then), what it
+// held is owed.
+func (b *book) release(requester peer.ID, jobID string, charge bool, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.voidLocked(requester, jobID, now)
+	b.dropLocked(HoldID(requester, jobID), true)
+	b.settleLocked(requester, jobID, false, charge, now)
 }
 
 // unclaimedLocked is the requester's open bid for the job that no
@@ -642,13 +645,11 @@ func (a account) firm(cfg ProviderConfig) bool {
 // it owes more than r by the margin, whoever r is (an honest newcomer
 // too), so that holding without running buys nothing. A fresh hold owes
 // little, so it stands for a while (the margin over its share, in
-// seconds) whoever asks: long enough to invoke it, and no identity, new
-// or known by one tiny job, pushes aside another's bid for a job that is
-// about to run. Only a requester that has earned the share it asks for,
-// by running jobs here, also displaces newcomers that do not owe less by
-// the margin, so that fresh identities never keep the offer from
-// requesters that run jobs here. Being pushed aside costs a newcomer
-// nothing (see place).
+// seconds) against anyone that does not owe less: long enough to invoke
+// it on a busy machine. A known requester also displaces newcomers that
+// do not owe less by the margin, so that fresh identities never keep the
+// offer from requesters that run jobs here. Being pushed aside costs a
+// newcomer nothing (see place).
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	switch {
 	case r.throttled(cfg) || q.firm(cfg):
@@ -656,7 +657,7 @@ func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
 		return true
 	}
-	return r.Known && !q.Known && r.Holding <= r.Earned && r.Owed <= q.Owed+cfg.IdleHoldMargin
+	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
 }
 
 // earnedShare is the share of the offer a requester that ran ran

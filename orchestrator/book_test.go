@@ -131,7 +131,7 @@ func TestBookQuotas(t *testing.T) {
 	tb := newTestBook(t, cfg, reg)
 	// One bid of any size, then within the requester's share.
 	whole := tb.mustPlace(known, 1000, false)
-	tb.release(known, whole.Request.JobID, tb.now)
+	tb.release(known, whole.Request.JobID, true, tb.now)
 	tb.mustPlace(known, 400, false)
 	if _, _, err := tb.place(known, 200, false); err == nil || !strings.Contains(err.Error(), "50%") {
 		t.Fatalf("a second bid past the requester's share: %v", err)
@@ -159,10 +159,9 @@ func TestBookQuotas(t *testing.T) {
 	}
 }
 
-// A requester that has earned its share by running jobs here displaces
-// newcomers' bids, newest first, the fewest that make room, never a
-// claimed one; a newcomer that owes no less displaces nobody; a displaced
-// bid is void, not lapsed.
+// A known requester displaces newcomers' bids, newest first, the fewest
+// that make room, never a claimed one; a newcomer that owes no less
+// displaces nobody; a displaced bid is void, not lapsed.
 func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	cfg := DefaultProviderConfig()
 	cfg.LapseAllowance = 0 // a single lapse would show
@@ -173,7 +172,6 @@ func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	_, knownToo := testPeer(t)
 	tb := newTestBook(t, cfg, cpuCap(1000))
 	tb.invoke(tb.mustPlace(known, 10, true))
-	tb.ran(known, 1, 2*time.Minute, tb.now) // the whole offer for two minutes: it may hold all of it
 
 	claimed := tb.mustPlace(claimer, 200, true)
 	if _, err := tb.claim(claimer, claimed.Request.JobID, tb.now); err != nil {
@@ -275,7 +273,7 @@ func TestBookClaim(t *testing.T) {
 	if tb.withdraw(p, job, tb.now) {
 		t.Fatal("a claimed bid was withdrawn")
 	}
-	tb.release(p, job, tb.now)
+	tb.release(p, job, true, tb.now)
 	if tb.ledger.HasHold(HoldID(p, job)) || len(tb.open(job)) != 0 {
 		t.Fatal("a released bid kept its hold")
 	}
@@ -366,7 +364,7 @@ func TestBookHoldingWithoutRunningIsThrottled(t *testing.T) {
 	if err != nil || len(displaced) != 1 || displaced[0] != pb {
 		t.Fatalf("a newcomer against a requester that owes: displaced %v, %v", displaced, err)
 	}
-	tb.release(honest, hb.Request.JobID, tb.now)
+	tb.release(honest, hb.Request.JobID, true, tb.now)
 	// Owing nothing any more, its hold beyond what it earned gives way to
 	// an honest newcomer once it has held it longer than the margin...
 	tb.now = tb.now.Add(10 * time.Minute)
@@ -451,8 +449,9 @@ func TestMayDisplace(t *testing.T) {
 		want bool
 	}{
 		{"a requester that earned what it asks for, a newcomer", ran, newcomer, true},
-		{"a requester known by a tiny job, a newcomer", known, newcomer, false},
+		{"a known requester, a newcomer", known, newcomer, true},
 		{"a requester that earned what it asks for, a known requester", ran, known, false},
+		{"a known requester that owes more within the margin, a newcomer", owing(known, 0.9*m), newcomer, true},
 		{"a newcomer, a known requester", newcomer, known, false},
 		{"a newcomer, a newcomer", newcomer, newcomer, false},
 		{"a known requester, a known requester", known, known, false},

@@ -114,7 +114,7 @@ func DefaultProviderConfig() ProviderConfig {
 		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
-		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 0.5, FullShareAfter: 120,
+		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 2, FullShareAfter: 120,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
@@ -354,7 +354,8 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	defer cancel()
 	p.bidsSent.Add(1)
 	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, sb.Envelope, MaxReplySize); err != nil {
-		p.book.release(req.Requester, req.JobID, p.now())
+		// Late for bidding, or the requester gone: not its holding.
+		p.book.release(req.Requester, req.JobID, false, p.now())
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
 	}
 	return nil
@@ -411,12 +412,12 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", bid.JobID, inv.Job.Inputs.Size, req.InputSize)
 	}
 	if why != "" {
-		p.book.release(from, bid.JobID, p.now())
+		p.book.release(from, bid.JobID, true, p.now())
 		return refuse("%s", why)
 	}
 	id, err := p.backend.Accept(HoldID(from, bid.JobID), inv)
 	if err != nil {
-		p.book.release(from, bid.JobID, p.now())
+		p.book.release(from, bid.JobID, true, p.now())
 		return refuse("job %s: %v", bid.JobID, err)
 	}
 	p.book.invoked(from, bid.JobID, p.now())
