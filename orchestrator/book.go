@@ -645,19 +645,21 @@ func (a account) firm(cfg ProviderConfig) bool {
 // it owes more than r by the margin, whoever r is (an honest newcomer
 // too), so that holding without running buys nothing. A fresh hold owes
 // little, so it stands for a while (the margin over its share, in
-// seconds) against anyone that does not owe less: long enough to invoke
-// it on a busy machine. A known requester also displaces newcomers that
-// do not owe less by the margin, so that fresh identities never keep the
-// offer from requesters that run jobs here. Being pushed aside costs a
-// newcomer nothing (see place).
+// seconds) against anyone: long enough to invoke it on a busy machine,
+// and no identity, fresh or known by one tiny job, pushes aside the bid
+// of a job about to run. A known requester needs only a quarter of the
+// margin against a newcomer, so that a crowd of fresh identities, whose
+// holds soon owe that much, never keeps the offer from requesters that
+// run jobs here; a newcomer pushed aside owes nothing for it (see place).
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
-	switch {
-	case r.throttled(cfg) || q.firm(cfg):
+	if r.throttled(cfg) || q.firm(cfg) {
 		return false
-	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
-		return true
 	}
-	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
+	margin := cfg.IdleHoldMargin
+	if r.Known && !q.Known {
+		margin /= 4
+	}
+	return q.throttled(cfg) || q.Owed > r.Owed+margin
 }
 
 // earnedShare is the share of the offer a requester that ran ran
