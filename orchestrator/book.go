@@ -17,25 +17,25 @@ import (
 // per-requester bound alone does not stop a peer with many of them. The
 // requesters a provider has never run a job for (newcomers) may fill an
 // idle offer, but their holds are tentative: a requester that has run jobs
-// here displaces them when they leave it no room, so a crowd of fresh
-// identities never keeps the offer from known requesters. Newcomers may
-// also be held to a share of the offer together (NewcomerShare; all of it
-// by default). A requester that lets holds lapse (neither invoked nor
-// released before they expire) loses its standing and gets no more bids
-// until it is forgotten.
+// here displaces them, once they have held a moment unrun, when they leave
+// it no room, so a crowd of fresh identities never keeps the offer from
+// known requesters. Newcomers may also be held to a share of the offer
+// together (NewcomerShare; all of it by default). A requester that lets
+// holds lapse (neither invoked nor released before they expire) loses its
+// standing and gets no more bids until it is forgotten.
 //
 // One invocation does not buy the offer, though. Every hold that ends
-// without an invocation (released, superseded, lapsed) costs its
+// without an invocation (released, superseded, lapsed, refused) costs its
 // requester what it held: its share of the offer times the seconds held
 // (offer-seconds, see dominantShare). What the requester runs here pays
-// that back, and time forgives a steady trickle (IdleHoldForgiven), which
-// is what an honest requester's released bids (each job invokes one of
-// up to WantBids) come to. A requester that owes more than
-// IdleHoldLimit is throttled: no bids, and its holds give way to anyone.
-// Below that, the holds of a requester beyond the share it has earned by
-// running (earnedShare) give way to a requester that owes less by
-// IdleHoldMargin: whoever has held more without running yields. The rules
-// are pure (account, mayDisplace) and the book only keeps their inputs.
+// that back, and time forgives a steady trickle (IdleHoldForgiven), more
+// than an honest requester's released bids (each job invokes one of up to
+// WantBids) come to. A requester that owes more than IdleHoldLimit is
+// throttled: no bids, and its holds give way to anyone. Below that, the
+// holds of a requester beyond the share it has earned by running
+// (earnedShare) give way to a requester that owes less by IdleHoldMargin:
+// whoever has held more without running yields. The rules are pure
+// (account, mayDisplace); the book keeps their inputs.
 
 // Standing is how a provider sees a requester.
 type Standing int
