@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,10 +30,9 @@ import (
 // proportion to what they held, and one that has held far more than it
 // ran gives way to others.
 //
-// Fifty identities sharing the work (holdEveryOffer takes any number) are
-// not held off yet: each fresh hold stands a moment, and fifty identities
-// asking 100 times a second keep one fresh hold on every offer, taking
-// turns (see docs/security.md, Standing).
+// With DMS_TEST_SYBILS=1, fifty identities share the work too, each at 2
+// requests a second: fifty hosts in one process, a minute more on a busy
+// machine, whose load it then measures as much as the protocol.
 //
 // Not parallel: the attacker publishes 100 requests a second, and tests
 // beside it would then measure the load, not the protocol.
@@ -43,8 +43,12 @@ func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
 		every      time.Duration // each identity asks this often
 	}{
 		{"one identity, 100 requests a second", 1, 10 * time.Millisecond},
+		{"50 identities, 2 requests a second each", 50, 500 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.identities > 1 && os.Getenv("DMS_TEST_SYBILS") == "" {
+				t.Skip("set DMS_TEST_SYBILS=1 to run the attack with fifty identities")
+			}
 			holdEveryOffer(t, tc.identities, tc.every)
 		})
 	}
@@ -206,16 +210,16 @@ func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
 		return held
 	}
 	// The attack is under way, as the honest requester finds it: every
-	// offer held, holds released unrun already. (Before that, an attacker
-	// is no different from a requester holding bids for its job while
-	// bidding is open.)
+	// offer held, two holds on each released unrun already. (Before that,
+	// an attacker is no different from a requester holding bids for its
+	// jobs while bidding is open.)
 	poll.Until(t, 2*time.Minute, "the attackers to hold on every provider, and to have released holds", func() bool {
 		for _, p := range providers {
 			if attackerHolds(p) == 0 {
 				return false
 			}
 		}
-		return released.Load() >= int64(len(providers))
+		return released.Load() >= int64(2*len(providers))
 	})
 
 	const jobs = 20
@@ -261,7 +265,9 @@ func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
 	if completed != jobs {
 		t.Fatalf("the honest requester completed %d of %d jobs beside requesters that hold without running", completed, jobs)
 	}
-	if throttled+displaced == 0 {
+	if identities == 1 && throttled+displaced == 0 {
+		// Fifty identities may each hold briefly enough to owe little,
+		// and leave free capacity often enough: nothing to push aside.
 		t.Fatal("no provider throttled the requesters that held without running, or displaced their holds")
 	}
 }

@@ -643,21 +643,22 @@ func (a account) firm(cfg ProviderConfig) bool {
 // nobody; a throttled requester's holds give way to anyone else.
 // Otherwise the one that has held more without running yields: q, when
 // it owes more than r by the margin, whoever r is (an honest newcomer
-// too), so that holding without running buys nothing. A fresh hold owes
-// little, so it stands for a while (the margin over its share, in
-// seconds) against anyone: long enough to invoke it on a busy machine,
-// and no identity, fresh or known by one tiny job, pushes aside the bid
-// of a job about to run. A known requester needs only a quarter of the
-// margin against a newcomer, so that a crowd of fresh identities, whose
-// holds soon owe that much, never keeps the offer from requesters that
-// run jobs here; a newcomer pushed aside owes nothing for it (see place).
+// too), so that holding without running buys nothing. The margin is
+// about one hold of a whole offer kept to its end: a fresh hold stands
+// against anyone, and many identities, each owing little, cannot keep
+// the offer in fresh holds by pushing each other's aside. A known
+// requester needs a sixteenth of it against a newcomer, so that a crowd
+// of fresh identities, whose holds owe that much within a second or
+// two, never keeps the offer from requesters that run jobs here, while
+// a newcomer's fresh hold still stands the moment it takes to invoke
+// it. A newcomer pushed aside owes nothing for it (see place).
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	if r.throttled(cfg) || q.firm(cfg) {
 		return false
 	}
 	margin := cfg.IdleHoldMargin
 	if r.Known && !q.Known {
-		margin /= 4
+		margin /= 16
 	}
 	return q.throttled(cfg) || q.Owed > r.Owed+margin
 }

@@ -181,8 +181,8 @@ func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	older := tb.mustPlace(other, 300, true)
 	tb.mustPlace(knownToo, 100, false)
 	newer := tb.mustPlace(stranger, 100, true)
-	// Held 6 s unrun: the older newcomer's hold owes 1.8 offer-seconds, the
-	// newer's 0.6, both past a quarter of the margin; the known
+	// Held 6 s unrun: the older newcomer's hold owes 1.8 offer-seconds,
+	// the newer's 0.6, both past a sixteenth of the margin; the known
 	// requester's 0.6 is within the margin.
 	tb.now = tb.now.Add(6 * time.Second)
 	// 300m free. A newcomer that does not fit displaces nobody.
@@ -456,8 +456,8 @@ func TestMayDisplace(t *testing.T) {
 	}{
 		{"a requester that earned what it asks for, a fresh newcomer's hold", ran, newcomer, false},
 		{"a known requester, a fresh newcomer's hold", known, newcomer, false},
-		{"a known requester, a newcomer's hold that owes a quarter of the margin", known, owing(newcomer, 0.3*m), true},
-		{"a known requester, a known requester's that owes a quarter of the margin", known, owing(known, 0.3*m), false},
+		{"a known requester, a newcomer's hold that owes a sixteenth of the margin", known, owing(newcomer, 0.07*m), true},
+		{"a known requester, a known requester's that owes a sixteenth of the margin", known, owing(known, 0.07*m), false},
 		{"a requester that earned what it asks for, a known requester", ran, known, false},
 		{"a newcomer, a known requester", newcomer, known, false},
 		{"a newcomer, a newcomer", newcomer, newcomer, false},

@@ -114,7 +114,7 @@ func DefaultProviderConfig() ProviderConfig {
 		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
-		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 2, FullShareAfter: 120,
+		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 8, FullShareAfter: 120,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
