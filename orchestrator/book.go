@@ -647,20 +647,18 @@ func (a account) firm(cfg ProviderConfig) bool {
 // about one hold of a whole offer kept to its end: a fresh hold stands
 // against anyone, and many identities, each owing little, cannot keep
 // the offer in fresh holds by pushing each other's aside. A known
-// requester needs a sixteenth of it against a newcomer, so that a crowd
-// of fresh identities, whose holds owe that much within a second or
-// two, never keeps the offer from requesters that run jobs here, while
-// a newcomer's fresh hold still stands the moment it takes to invoke
-// it. A newcomer pushed aside owes nothing for it (see place).
+// requester also displaces a newcomer's hold, fresh or not, unless it
+// owes more than the newcomer by the margin, so that a crowd of fresh
+// identities never keeps the offer from requesters that run jobs here;
+// a newcomer pushed aside owes nothing for it (see place).
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
-	if r.throttled(cfg) || q.firm(cfg) {
+	switch {
+	case r.throttled(cfg) || q.firm(cfg):
 		return false
+	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
+		return true
 	}
-	margin := cfg.IdleHoldMargin
-	if r.Known && !q.Known {
-		margin /= 16
-	}
-	return q.throttled(cfg) || q.Owed > r.Owed+margin
+	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
 }
 
 // earnedShare is the share of the offer a requester that ran ran
