@@ -126,7 +126,9 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatalf("POST: %v %v, want 405", resp.Status, err)
 	}
 
-	renderedDOM(t, bin, url, rec.ID, ">completed<", "tiny job ok", n.ID().String())
+	// The job as the command line names it (its first 12 characters), what
+	// it ran, and its submission on a 24-hour clock.
+	renderedDOM(t, bin, url, ">"+rec.ID[:12]+"<", ">completed<", ">wasm<", ">"+rec.Submitted.Local().Format("15:04:05")+"<", "tiny job ok", n.ID().String())
 
 	shot := filepath.Join(os.Getenv("DMS_SCREENSHOT_DIR"), "dashboard.png")
 	if os.Getenv("DMS_SCREENSHOT_DIR") == "" {

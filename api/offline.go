@@ -126,7 +126,7 @@ func (o *Offline) Capability(ctx context.Context, req CapabilityRequest) (resp C
 			return err
 		}
 		prefs, err := onboarding.StoredPreferences(l)
-		resp.Executors = prefs.Executors()
+		resp.Executors, resp.Labels = prefs.Executors(), prefs.Labels
 		return err
 	})
 	return resp, err

@@ -352,7 +352,11 @@ func (s *Server) findJob(id string) (node.JobRecord, error) {
 // line that a slow reader misses must never cost a piece of it.
 func (s *Server) submit(ctx context.Context, req SubmitJobRequest, send func(orchestrator.Progress)) (*node.JobRecord, error) {
 	n := s.n
-	sub := orchestrator.Submission{Job: req.Job, MaxPrice: req.MaxPrice, Inputs: req.Inputs}
+	sub := orchestrator.Submission{Job: req.Job, MaxPrice: req.MaxPrice, Inputs: req.Inputs,
+		QueueTimeout: req.QueueTimeout.Std(), RetryOnFailure: req.RetryOnFailure}
+	if err := sub.Validate(); err != nil {
+		return nil, badRequest(err)
+	}
 	if sub.Job.ID == "" {
 		sub.Job.ID = orchestrator.NewJobID()
 	}

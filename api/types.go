@@ -126,6 +126,13 @@ type SubmitJobRequest struct {
 	// Detach returns the job's record as soon as the bid request is out;
 	// the job goes on in the node and outlives the call.
 	Detach bool `json:"detach,omitempty"`
+	// QueueTimeout is how long the job waits for a provider when none
+	// bids (0: it fails at once); dms job submit sends
+	// orchestrator.DefaultQueueTimeout unless told otherwise.
+	QueueTimeout seconds.Duration `json:"queue_timeout,omitempty"`
+	// RetryOnFailure is how many times a job that ran and failed is run
+	// again.
+	RetryOnFailure int `json:"retry_on_failure,omitempty"`
 }
 
 // JobListResponse is the node's job book, oldest first, without output.

@@ -8,10 +8,13 @@ package home
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -261,4 +264,78 @@ func ShellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// PIDFile names the process of the node running on the home, and when it
+// started. The datastore's lock is what keeps a second node out; this file
+// is what is left to tell who held the home when a node died without
+// stopping (kill -9, a crash, a power cut), since the kernel drops the lock
+// with the process.
+const PIDFile = "dms.pid"
+
+// PIDPath is the node's PID file.
+func (h Home) PIDPath() string { return filepath.Join(h.Dir, PIDFile) }
+
+// NodeProcess is what the PID file says.
+type NodeProcess struct {
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+}
+
+// maxPIDFile bounds what ReadPID reads: the file is one short line.
+const maxPIDFile = 256
+
+// WritePID records this process as the home's node; only a node holding
+// the datastore's lock calls it.
+func (h Home) WritePID(started time.Time) error {
+	line := fmt.Sprintf("%d %s\n", os.Getpid(), started.UTC().Format(time.RFC3339))
+	tmp := h.PIDPath() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(line), 0o600); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.Rename(tmp, h.PIDPath()); err != nil {
+		return errors.Join(fmt.Errorf("pid file: %w", err), os.Remove(tmp))
+	}
+	return nil
+}
+
+// ReadPID reads the PID file; fs.ErrNotExist when there is none.
+func (h Home) ReadPID() (NodeProcess, error) {
+	f, err := os.Open(h.PIDPath())
+	if err != nil {
+		return NodeProcess{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPIDFile))
+	if err != nil {
+		return NodeProcess{}, fmt.Errorf("pid file %s: %w", h.PIDPath(), err)
+	}
+	pidStr, when, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 {
+		return NodeProcess{}, fmt.Errorf("pid file %s: %q is not \"PID STARTED\"", h.PIDPath(), clipString(string(b), 40))
+	}
+	p := NodeProcess{PID: pid}
+	p.Started, _ = time.Parse(time.RFC3339, when) // a missing time is no reason to distrust the PID
+	return p, nil
+}
+
+// RemovePID removes the PID file, if there is one.
+func (h Home) RemovePID() error {
+	if err := os.Remove(h.PIDPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// LockHolder is the process holding the home's datastore lock, 0 when
+// none does (or the system cannot tell). It must not be asked by a process
+// that has the datastore open itself: see resources.LockHolder.
+func (h Home) LockHolder() int { return resources.LockHolder(h.DataPath()) }
+
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

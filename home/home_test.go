@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/resources"
@@ -203,4 +204,38 @@ func FuzzParseSettings(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestPIDFile(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if _, err := h.ReadPID(); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("no PID file: %v", err)
+	}
+	started := time.Date(2026, 12, 7, 19, 0, 0, 0, time.UTC)
+	if err := h.WritePID(started); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.ReadPID()
+	if err != nil || p.PID != os.Getpid() || !p.Started.Equal(started) {
+		t.Fatalf("read %+v %v", p, err)
+	}
+	if st, _ := os.Stat(h.PIDPath()); st.Mode().Perm() != 0o600 {
+		t.Fatalf("PID file mode %o", st.Mode().Perm())
+	}
+	for _, bad := range []string{"", "nope 2026", "-3", strings.Repeat("9", 400)} {
+		os.WriteFile(h.PIDPath(), []byte(bad), 0o600)
+		if _, err := h.ReadPID(); err == nil || !strings.Contains(err.Error(), "PID STARTED") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	os.WriteFile(h.PIDPath(), []byte("42\n"), 0o600) // no start time: the PID still counts
+	if p, err := h.ReadPID(); err != nil || p.PID != 42 || !p.Started.IsZero() {
+		t.Errorf("pid only: %+v %v", p, err)
+	}
+	if err := h.RemovePID(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RemovePID(); err != nil {
+		t.Fatal("removing a missing PID file:", err)
+	}
 }

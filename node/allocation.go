@@ -299,7 +299,7 @@ func (a *allocation) run(ctx context.Context, w work, sup Supervisor, abandonAft
 		}
 	case err != nil:
 		result.State = orchestrator.StateFailed
-		result.Reason = err.Error()
+		result.Reason = failureReason(err, a.spec.Duration.Std())
 	}
 	if w.collect != nil && result.State != orchestrator.StateCancelled {
 		w.collect(result)
@@ -338,4 +338,14 @@ func (a *allocation) route(m Message) error {
 	default:
 		return fmt.Errorf("allocation %s is busy: inbox full", a.info.ID)
 	}
+}
+
+// failureReason says why a run that did not end by itself failed. A job
+// stopped at the duration it asked for says so, naming it: its exit code
+// (-1) says nothing.
+func failureReason(err error, duration time.Duration) string {
+	if errors.Is(err, executor.ErrTimeout) {
+		return fmt.Sprintf("stopped at its duration (%s)", capability.FormatDuration(duration))
+	}
+	return err.Error()
 }

@@ -113,16 +113,41 @@ func (n *Node) executorFor(kind string) (executor.Executor, error) {
 }
 
 // retire keeps an ended allocation listed, forgetting the oldest past
-// KeepFinished.
+// KeepFinished that ended over KeepResults ago.
 func (n *Node) retire(id string) {
+	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.finished = append(n.finished, id)
-	for len(n.finished) > max(n.cfg.KeepFinished, 1) {
-		delete(n.allocs, n.finished[0])
-		n.finished = n.finished[1:]
+	ended := make([]time.Time, len(n.finished))
+	for i, f := range n.finished {
+		if a := n.allocs[f]; a != nil {
+			ended[i] = a.Info().Ended
+		}
 	}
+	forget := toForget(ended, max(n.cfg.KeepFinished, 1), n.cfg.KeepResults, now)
+	for _, f := range n.finished[:forget] {
+		delete(n.allocs, f)
+	}
+	n.finished = n.finished[forget:]
 }
+
+// toForget is how many of the oldest ended allocations (ended, oldest
+// first) to forget: those beyond keep in number, but not one that ended
+// less than keepFor before now, whose requester may yet come for its
+// result, unless they are more than keptAtMost times keep (requesters
+// that run many short jobs must not make a provider hold every output).
+func toForget(ended []time.Time, keep int, keepFor time.Duration, now time.Time) int {
+	n := 0
+	for len(ended)-n > keep && (now.Sub(ended[n]) >= keepFor || len(ended)-n > keptAtMost*keep) {
+		n++
+	}
+	return n
+}
+
+// keptAtMost bounds, as a multiple of KeepFinished, the ended allocations
+// kept for requesters that may come back for them.
+const keptAtMost = 4
 
 func (n *Node) allocation(id string) (*allocation, error) {
 	n.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/executor"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -59,15 +60,23 @@ func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error
 	case orchestrator.ExecutorDocker:
 		info, err := b.n.docker.Engine(ctx)
 		if err != nil {
-			return err
+			d := orchestrator.Declined(orchestrator.ReasonCannotRun, "has no container engine answering")
+			d.Err = err
+			return d
 		}
 		if len(req.Requirements.GPUs) > 0 && !info.GPU {
-			return errors.New("the Docker engine here has no NVIDIA runtime to give a container GPUs")
+			return orchestrator.Declined(orchestrator.ReasonGPU, "has no NVIDIA runtime to give a container GPUs")
 		}
-		return b.n.docker.HasImage(ctx, req.Image)
+		err = b.n.docker.HasImage(ctx, req.Image)
+		if errors.Is(err, executor.ErrNoImage) {
+			d := orchestrator.Declined(orchestrator.ReasonNoImage, "lacks image %s", req.Image)
+			d.Err = err
+			return d
+		}
+		return err
 	default:
 		if len(req.Requirements.GPUs) > 0 {
-			return fmt.Errorf("a %s job cannot use GPUs", req.Executor)
+			return orchestrator.Declined(orchestrator.ReasonGPU, "cannot give a %s job GPUs", req.Executor)
 		}
 	}
 	return nil

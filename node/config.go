@@ -69,6 +69,11 @@ type Config struct {
 	Supervisor SupervisorStrategy
 	// KeepFinished is how many ended allocations stay listed.
 	KeepFinished int
+	// KeepResults is how long a provider keeps an ended allocation's
+	// result and outputs for its requester, beyond KeepFinished (up to four
+	// times as many): a requester that was away (restarted, cut off)
+	// collects them when it is back. 0 is DefaultKeepResults.
+	KeepResults time.Duration
 	// Metrics, if set, is the registry the node reports its metrics to,
 	// with libp2p's and gossipsub's (see NewRegistry); nil gives the node a
 	// registry of its own with only the node's metrics (in-process
@@ -87,8 +92,13 @@ func DefaultConfig(home string) Config {
 		MonitorInterval: resources.DefaultMonitorInterval,
 		Supervisor:      DefaultSupervisorStrategy(),
 		KeepFinished:    256,
+		KeepResults:     DefaultKeepResults,
 	}
 }
+
+// DefaultKeepResults: long enough for a requester's restart or a short
+// outage, short next to the jobs a provider runs in a day.
+const DefaultKeepResults = 10 * time.Minute
 
 // LocalConfig is for nodes of a test network on one machine: loopback
 // addresses, server-mode DHT, short bidding windows, no monitor (all nodes
@@ -124,6 +134,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOutputBytes < 0 || c.MaxOutputBytes > orchestrator.MaxOutputSize {
 		errs = append(errs, fmt.Errorf("max output bytes %d: want 0 to %d", c.MaxOutputBytes, orchestrator.MaxOutputSize))
+	}
+	if c.KeepResults == 0 {
+		c.KeepResults = DefaultKeepResults
+	}
+	if c.KeepResults < 0 {
+		errs = append(errs, fmt.Errorf("keep results %v: want 0 (the default, %v) or more", c.KeepResults, DefaultKeepResults))
 	}
 	if c.MonitorInterval < 0 {
 		errs = append(errs, fmt.Errorf("monitor interval %v: want 0 (off) or more", c.MonitorInterval))

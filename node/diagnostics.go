@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -34,3 +36,7 @@ func (d Diagnostics) Topic() string { return d.n.orch.Topic().Name() }
 func (d Diagnostics) TopicPeers() int { return d.n.topicPeers() }
 
 func (n *Node) topicPeers() int { return len(n.orch.Topic().ListPeers()) }
+
+// Penalty is the gossip penalty this node holds against p for floods it
+// was blamed for: 0, or negative (see p2p.Host.Penalize).
+func (d Diagnostics) Penalty(p peer.ID) float64 { return d.n.host.Penalty(p) }

@@ -32,6 +32,17 @@ const (
 	JobCompleted JobState = "completed"
 	JobFailed    JobState = "failed"
 	JobCancelled JobState = "cancelled"
+	// JobQueued: no provider took the job yet (or an earlier job of this
+	// node waits for the same capacity); it asks again until its queue
+	// timeout.
+	JobQueued JobState = "queued"
+)
+
+// Steps the node adds to a job's progress: its requesting node stopped
+// while the job was unfinished, and followed it again once started.
+const (
+	ProgressInterrupted orchestrator.ProgressKind = "interrupted"
+	ProgressResumed     orchestrator.ProgressKind = "resumed"
 )
 
 // Final reports whether a job in state s has ended.
@@ -66,6 +77,8 @@ type JobRecord struct {
 	Progress     []orchestrator.Progress `json:"progress,omitempty"`
 	Result       *orchestrator.Result    `json:"result,omitempty"`
 	Error        string                  `json:"error,omitempty"`
+	// NoMatch says why no provider bid, when that is how the job failed.
+	NoMatch *orchestrator.NoMatch `json:"no_match,omitempty"`
 	// Image is a docker job's container image.
 	Image string `json:"image,omitempty"`
 	// Inputs are the files the job was given, at their paths in the job.
@@ -73,6 +86,15 @@ type JobRecord struct {
 	// Outputs are the files the job left in /outputs, as fetched from its
 	// provider and kept under the node's outputs directory.
 	Outputs *JobOutputs `json:"outputs,omitempty"`
+	// Constraints and Prefer are the job's placement (dms job submit
+	// --constraint, --prefer).
+	Constraints []orchestrator.Constraint `json:"constraints,omitempty"`
+	Prefer      []orchestrator.Constraint `json:"prefer,omitempty"`
+	// QueuedSince is when the job last started waiting for a provider,
+	// and QueueReason why (the last no-bid error); kept once it runs, to
+	// say how long it waited.
+	QueuedSince time.Time `json:"queued_since,omitzero"`
+	QueueReason string    `json:"queue_reason,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.
@@ -102,7 +124,11 @@ type jobs struct {
 	live map[string]*liveLog
 }
 
-var jobsPrefix = ds.NewKey("/jobs")
+// JobsPrefix is where the job book is kept in the datastore (dms doctor
+// reads it in a home no node runs on).
+const JobsPrefix = "/jobs"
+
+var jobsPrefix = ds.NewKey(JobsPrefix)
 
 func newJobs(ctx context.Context, store ds.Datastore, log *slog.Logger) (*jobs, error) {
 	j := &jobs{store: store, log: log, byID: map[string]*JobRecord{}, cancels: map[string]context.CancelFunc{}, ended: map[string]chan struct{}{}, live: map[string]*liveLog{}}
@@ -119,13 +145,103 @@ func newJobs(ctx context.Context, store ds.Datastore, log *slog.Logger) (*jobs, 
 		if err := json.Unmarshal(e.Value, &rec); err != nil {
 			return nil, fmt.Errorf("load job %s: %w", e.Key, err)
 		}
-		if !rec.Final() {
-			// The node stopped while waiting on it: the stream is gone.
-			rec.State, rec.Error = JobFailed, "the requesting node restarted while the job was in flight"
-		}
 		j.byID[rec.ID] = &rec
+		if !rec.Final() {
+			// The node stopped while the job was unfinished; the node
+			// follows it again (resume.go), and waiters wait for that.
+			j.ended[rec.ID] = make(chan struct{})
+			j.live[rec.ID] = newLiveLog()
+		}
 	}
 	return j, nil
+}
+
+// unfinished lists the jobs that have not ended, oldest first: at start,
+// those the node stopped in the middle of.
+func (j *jobs) unfinished() []JobRecord {
+	var out []JobRecord
+	for _, r := range j.list() {
+		if rec, ok := j.get(r.ID); ok && !rec.Final() {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// resumed records that the node follows a job again after a restart, and
+// how to cancel it now.
+func (j *jobs) resumed(ctx context.Context, id, how string, cancel context.CancelFunc) {
+	j.mu.Lock()
+	rec, ok := j.byID[id]
+	if !ok {
+		j.mu.Unlock()
+		return
+	}
+	j.cancels[id] = cancel
+	rec.Error = ""
+	if len(rec.Progress) < maxJobProgress {
+		rec.Progress = append(rec.Progress, orchestrator.Progress{Kind: ProgressResumed, JobID: id, Time: time.Now(), Provider: rec.Provider, AllocationID: rec.AllocationID, Message: how})
+	}
+	cp := *rec
+	j.mu.Unlock()
+	if err := j.save(ctx, &cp); err != nil {
+		j.log.Error("job not written to disk", "job", id, "err", err)
+	}
+}
+
+// interrupt records that the node stopped while the job was unfinished.
+// The job keeps its state: it is not over (a running allocation goes on at
+// its provider), and the node follows it again when it starts. Whoever
+// waits on or follows it here is let go.
+func (j *jobs) interrupt(ctx context.Context, id, why string) *JobRecord {
+	j.mu.Lock()
+	rec, ok := j.byID[id]
+	if !ok {
+		j.mu.Unlock()
+		return nil
+	}
+	if len(rec.Progress) < maxJobProgress {
+		rec.Progress = append(rec.Progress, orchestrator.Progress{Kind: ProgressInterrupted, JobID: id, Time: time.Now(), Provider: rec.Provider, AllocationID: rec.AllocationID, Message: why})
+	}
+	delete(j.cancels, id)
+	if ch, ok := j.ended[id]; ok {
+		close(ch)
+		delete(j.ended, id)
+	}
+	if l := j.live[id]; l != nil {
+		l.end()
+		delete(j.live, id)
+	}
+	cp := *rec
+	j.mu.Unlock()
+	if err := j.save(ctx, &cp); err != nil {
+		j.log.Error("interrupted job not written to disk", "job", id, "err", err)
+	}
+	return &cp
+}
+
+// lastAttempt is the number of the job's latest attempt, by its progress.
+func lastAttempt(rec JobRecord) int {
+	n := 0
+	for _, p := range rec.Progress {
+		n = max(n, p.Attempt)
+	}
+	return n
+}
+
+// replayed reports whether rec already holds the step p of an allocation
+// it follows again: a provider replays an allocation's events from the
+// first to a requester that follows it anew.
+func replayed(rec *JobRecord, p orchestrator.Progress) bool {
+	if p.Kind != orchestrator.ProgressEvent || p.Event == nil {
+		return false
+	}
+	for _, q := range rec.Progress {
+		if q.Kind == orchestrator.ProgressEvent && q.Event != nil && q.AllocationID == p.AllocationID && q.Event.Seq == p.Event.Seq {
+			return true
+		}
+	}
+	return false
 }
 
 func (j *jobs) save(ctx context.Context, rec *JobRecord) error {
@@ -155,14 +271,28 @@ func (j *jobs) start(ctx context.Context, rec *JobRecord, cancel context.CancelF
 	return j.save(ctx, &cp)
 }
 
-// update applies one progress step to a job.
+// update applies one progress step to a job. The winner is written to
+// disk at once: a node that restarts follows its allocation again.
 func (j *jobs) update(p orchestrator.Progress) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	rec, ok := j.byID[p.JobID]
 	if !ok {
+		j.mu.Unlock()
 		return
 	}
+	j.applyLocked(rec, p)
+	if p.Kind != orchestrator.ProgressAccepted {
+		j.mu.Unlock()
+		return
+	}
+	cp := *rec
+	j.mu.Unlock()
+	if err := j.save(context.Background(), &cp); err != nil {
+		j.log.Error("job's allocation not written to disk: a restart of this node will not follow it", "job", p.JobID, "err", err)
+	}
+}
+
+func (j *jobs) applyLocked(rec *JobRecord, p orchestrator.Progress) {
 	switch p.Kind {
 	case orchestrator.ProgressBid:
 		if p.Bid != nil {
@@ -170,6 +300,14 @@ func (j *jobs) update(p orchestrator.Progress) {
 		}
 	case orchestrator.ProgressAccepted:
 		rec.State, rec.Provider, rec.AllocationID = JobRunning, p.Provider, p.AllocationID
+	case orchestrator.ProgressQueued:
+		if rec.State == JobQueued {
+			// A new reason while it waits: a long wait must not fill the
+			// steps kept, so the record keeps the latest.
+			rec.QueueReason = p.Message
+			return
+		}
+		rec.State, rec.QueuedSince, rec.QueueReason = JobQueued, p.Time, p.Message
 	case orchestrator.ProgressRetry:
 		rec.State, rec.Bids = JobBidding, nil
 		if l := j.live[p.JobID]; l != nil {
@@ -184,7 +322,7 @@ func (j *jobs) update(p orchestrator.Progress) {
 		}
 	}
 	// Output is kept once, in the result; progress keeps the steps.
-	if p.Kind != orchestrator.ProgressEvent || (p.Event != nil && p.Event.Kind == orchestrator.EventState) {
+	if p.Kind != orchestrator.ProgressEvent || (p.Event != nil && p.Event.Kind == orchestrator.EventState && !replayed(rec, p)) {
 		if len(rec.Progress) < maxJobProgress {
 			rec.Progress = append(rec.Progress, p)
 		}
@@ -204,7 +342,7 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 	case err != nil && (errors.Is(err, context.Canceled)):
 		rec.State, rec.Error = JobCancelled, "cancelled by the requester"
 	case err != nil:
-		rec.State, rec.Error = JobFailed, err.Error()
+		rec.State, rec.Error, rec.NoMatch = JobFailed, err.Error(), orchestrator.NoMatchOf(err)
 	case res.State == orchestrator.StateCompleted:
 		rec.State = JobCompleted
 	case res.State == orchestrator.StateCancelled:

@@ -16,6 +16,12 @@ type liveLog struct {
 	bytes   int
 	changed chan struct{} // closed and replaced on every event
 	done    bool
+	// alloc and seq are the allocation and the next event number that the
+	// log holds output up to: a provider replays every event to a watch
+	// that follows the allocation again, and what is here already is not
+	// added twice.
+	alloc string
+	seq   int
 }
 
 func newLiveLog() *liveLog { return &liveLog{changed: make(chan struct{})} }
@@ -25,6 +31,12 @@ func (l *liveLog) add(e orchestrator.Event) {
 	defer l.mu.Unlock()
 	if l.done || l.bytes+len(e.Data) > 2*orchestrator.MaxResultOutput {
 		return
+	}
+	if e.AllocationID != "" {
+		if e.AllocationID == l.alloc && e.Seq < l.seq {
+			return // replayed
+		}
+		l.alloc, l.seq = e.AllocationID, e.Seq+1
 	}
 	l.bytes += len(e.Data)
 	l.events = append(l.events, e)

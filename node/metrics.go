@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/orchestrator"
 )
 
 // NewRegistry is a Prometheus registry with the Go runtime's and the
@@ -81,6 +82,15 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 			return float64(running)
 		}),
 		capacityCollector{n},
+		counter("bid_request_signatures_verified_total", "Bid requests whose signature this node checked (those dropped for a rate are not).",
+			func() float64 { return float64(n.orch.Stats().SignaturesVerified) }),
+	}
+	for _, r := range orchestrator.DropReasons() {
+		cols = append(cols, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "dms", Name: "bid_requests_dropped_total",
+			Help: "Bid requests this node's topic validator dropped, by reason (peer_rate, relay_rate, requester_rate: over a rate, " +
+				"before the signature was checked; stale: expired or replayed; invalid).",
+			ConstLabels: prometheus.Labels{"reason": r.String()}},
+			func() float64 { return float64(n.orch.Stats().RequestsDropped[r.String()]) }))
 	}
 	for _, c := range cols {
 		if err := reg.Register(c); err != nil {

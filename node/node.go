@@ -178,6 +178,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.registerMetrics(n.registry); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
+	// Last: nothing after it can fail, and Close waits for what it starts.
+	n.resumeJobs()
 	return n, nil
 }
 

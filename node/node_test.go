@@ -147,7 +147,7 @@ func TestWasmLimitsAreEnforcedAndReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.State != node.JobFailed || !strings.Contains(rec.Result.Reason, "time") {
+	if rec.State != node.JobFailed || rec.Result.Reason != "stopped at its duration (50ms)" {
 		t.Fatalf("slow job: state %s reason %q", rec.State, rec.Result.Reason)
 	}
 }

@@ -19,13 +19,13 @@ import (
 // reserve, and recorded. The first time (req.Benchmark), a benchmark runs
 // first; progress follows it. An offer below what running allocations have
 // locked is refused with onboarding.ErrBelowLocked. The preferences req
-// sets (executors, the longest job) are recorded with the offer and take
+// sets (executors, the longest job, labels) are recorded with the offer and take
 // effect at once.
 func (n *Node) Onboard(ctx context.Context, req onboarding.Request, progress func(resources.Progress)) (onboarding.Result, error) {
 	n.offerMu.Lock()
 	defer n.offerMu.Unlock()
 	res, err := n.onboard.Apply(ctx, req, progress)
-	if err != nil || (req.Executors == nil && req.MaxJobDuration == nil) {
+	if err != nil || !req.SetsPreferences() {
 		return res, err
 	}
 	// Apply stored the preferences; bidding follows them from now on.
@@ -101,7 +101,8 @@ func (n *Node) Accounts(ctx context.Context, reserve *resources.Reserve) (onboar
 		return onboarding.Accounts{}, err
 	}
 	acc, err := o.Accounts(ctx, usage)
-	acc.Executors = n.Preferences().Executors()
+	prefs := n.Preferences()
+	acc.Executors, acc.Labels = prefs.Executors(), prefs.Labels
 	return acc, err
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -21,10 +20,6 @@ import (
 // at their guest paths (in/inputs/data.csv is /inputs/data.csv in the job),
 // out/ is the job's /outputs. Both go when the allocation ends; what the
 // job wrote is packed first and shared with its requester for a while.
-
-// outputsTTL is how long a provider keeps a job's outputs for its
-// requester to fetch.
-const outputsTTL = 30 * time.Minute
 
 // workFor is the allocation's staging, collection and cleanup.
 func (n *Node) workFor(id string, ex executor.Executor, inv *orchestrator.Invocation) work {
@@ -150,7 +145,9 @@ func (n *Node) collect(out string, requester peer.ID, res *orchestrator.Result) 
 	case len(files) == 0:
 		return
 	}
-	b := n.orch.Share(data, requester, outputsTTL)
+	// Kept as long as the result is: a requester that was away when the
+	// job ended fetches them when it follows the allocation again.
+	b := n.orch.Share(data, requester, n.cfg.KeepResults)
 	res.Outputs = &orchestrator.Outputs{Archive: b, Files: len(files)}
 }
 

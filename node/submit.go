@@ -21,11 +21,14 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(n.ctx, cancel) // the node closing ends the job too
+	// The node closing ends the wait, not the job: concludeJob leaves it
+	// interrupted, to be taken up at the next start.
+	stop := context.AfterFunc(n.ctx, cancel)
 	defer stop()
 	rec := &JobRecord{
 		ID: sub.Job.ID, Submitted: time.Now(), State: JobBidding, Requirements: sub.Job.Requirements,
 		Executor: sub.Job.Executor, Image: sub.Job.Image, Duration: sub.Job.Duration, Args: sub.Job.Args,
+		Constraints: sub.Job.Constraints, Prefer: sub.Job.Prefer,
 	}
 	if len(sub.Inputs) > 0 {
 		files, err := archive.List(sub.Inputs)
@@ -37,41 +40,14 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 	if err := n.jobs.start(ctx, rec, cancel); err != nil {
 		return JobRecord{}, err
 	}
+	if err := n.keepSubmission(sub); err != nil {
+		// The job runs all the same; only a restart could not submit it again.
+		n.log.Warn("submission not kept for a restart", "job", rec.ID, "err", err)
+	}
 	n.metrics.jobsSubmitted.Inc()
 	n.log.Info("job submitted", "job", rec.ID, "executor", rec.Executor, "requirements", rec.Requirements.String(), "duration", rec.Duration)
-	res, err := n.orch.Submit(ctx, sub, func(p orchestrator.Progress) {
-		if p.Kind == orchestrator.ProgressAccepted {
-			n.metrics.jobRunning(rec.Submitted, p.Time)
-		}
-		n.jobs.update(p)
-		if progress != nil {
-			progress(p)
-		}
-	})
-	if err == nil && res.Outputs != nil {
-		n.jobs.setOutputs(ctx, sub.Job.ID, n.fetchOutputs(ctx, sub.Job.ID, res.Outputs))
-	}
-	final := n.jobs.finish(context.Background(), sub.Job.ID, res, err)
-	if final == nil {
-		return JobRecord{}, fmt.Errorf("job %s vanished from the job book", sub.Job.ID)
-	}
-	n.metrics.jobEnded(final.State)
-	attrs := []any{"job", final.ID, "state", final.State, "provider", final.Provider, "took", final.Ended.Sub(final.Submitted).Round(time.Millisecond).String()}
-	if final.Result != nil {
-		attrs = append(attrs, "exit", final.Result.ExitCode)
-	}
-	if final.Error != "" {
-		attrs = append(attrs, "err", final.Error)
-	}
-	if final.State == JobCompleted {
-		n.log.Info("job ended", attrs...)
-	} else {
-		n.log.Warn("job ended", attrs...)
-	}
-	if err != nil {
-		return *final, err
-	}
-	return *final, nil
+	res, err := n.orch.Submit(ctx, sub, n.jobProgress(rec.Submitted, progress))
+	return n.concludeJob(ctx, sub.Job.ID, res, err)
 }
 
 // StartJob submits a job in the background and returns its ID at once

@@ -31,7 +31,7 @@ var (
 
 // OfferError names the part of an offer that is wrong and why.
 type OfferError struct {
-	Field  string // "cpu", "memory", "disk", "gpu" or "price"
+	Field  string // "cpu", "memory", "disk", "gpu", "price", or a preference: "executors", "label", ...
 	Value  string // as the user gave it, or formatted
 	Reason string
 }

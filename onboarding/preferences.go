@@ -39,9 +39,10 @@ func clip(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
-// wantsPreferences says whether req changes preferences, not only the offer.
-func wantsPreferences(req Request) bool {
-	return req.Executors != nil || req.MaxJobDuration != nil
+// SetsPreferences says whether req changes preferences, not only the
+// offer: a running node then takes up the stored preferences again.
+func (req Request) SetsPreferences() bool {
+	return req.Executors != nil || req.MaxJobDuration != nil || req.Labels != nil
 }
 
 // preferencesFor returns the stored preferences with those req sets,
@@ -71,6 +72,15 @@ func (o *Onboarder) preferencesFor(ctx context.Context, req Request) (orchestrat
 			return prefs, &OfferError{Field: "max-job-duration", Value: v.String(), Reason: "want 1s to 8760h (a year)"}
 		}
 		prefs.MaxDuration = seconds.Duration(*v)
+	}
+	if req.Labels != nil {
+		if err := req.Labels.Validate(); err != nil {
+			return prefs, &OfferError{Field: "label", Value: req.Labels.String(), Reason: err.Error()}
+		}
+		prefs.Labels = *req.Labels
+		if len(prefs.Labels) == 0 {
+			prefs.Labels = nil
+		}
 	}
 	return prefs, prefs.Validate()
 }

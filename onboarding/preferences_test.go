@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dms-project/dms/orchestrator"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -80,5 +82,53 @@ func TestUndecodablePreferences(t *testing.T) {
 	req.MaxJobDuration = nil
 	if _, err := o.Apply(ctx, req, nil); err != nil {
 		t.Fatalf("an offer-only request: %v", err)
+	}
+}
+
+// TestApplyLabels: labels are a preference: given, they replace the
+// stored ones (empty: none); left out, they stay; a bad one is refused
+// naming it, and changes nothing.
+func TestApplyLabels(t *testing.T) {
+	ctx := context.Background()
+	o, l := newTest(t)
+	labels := func(kv ...string) *orchestrator.Labels {
+		m := orchestrator.Labels{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return &m
+	}
+	stored := func() string {
+		t.Helper()
+		p, err := StoredPreferences(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Labels.String()
+	}
+	req := Request{CPU: ptr[uint64](1000), Memory: ptr[uint64](gib), Disk: ptr[uint64](gib), Labels: labels("region", "eu-west", "tier", "gold")}
+	res, err := o.Apply(ctx, req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Labels.String() != "region=eu-west,tier=gold" || stored() != "region=eu-west,tier=gold" {
+		t.Fatalf("result %s, stored %s: want region=eu-west,tier=gold", res.Labels, stored())
+	}
+	if _, err := o.Apply(ctx, Request{MaxJobDuration: ptr(time.Hour)}, nil); err != nil || stored() != "region=eu-west,tier=gold" {
+		t.Fatalf("a request without labels: %v, stored %s: want them kept", err, stored())
+	}
+	_, err = o.Apply(ctx, Request{Labels: labels("region", "eu west")}, nil)
+	var oe *OfferError
+	if !errors.As(err, &oe) || oe.Field != "label" || !strings.Contains(err.Error(), `label value "eu west"`) {
+		t.Fatalf("a bad label: %v, want an offer error naming it", err)
+	}
+	if stored() != "region=eu-west,tier=gold" {
+		t.Fatalf("a refused request changed the labels to %s", stored())
+	}
+	if _, err := o.Apply(ctx, Request{Labels: labels("zone", "a")}, nil); err != nil || stored() != "zone=a" {
+		t.Fatalf("new labels: %v, stored %s: want zone=a alone", err, stored())
+	}
+	if _, err := o.Apply(ctx, Request{Labels: labels()}, nil); err != nil || stored() != "" {
+		t.Fatalf("no labels: %v, stored %s: want none", err, stored())
 	}
 }

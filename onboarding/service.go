@@ -51,6 +51,9 @@ type Request struct {
 	// MaxJobDuration, if set, is the longest job the provider bids for
 	// (a preference, recorded like Executors; unset, 24h).
 	MaxJobDuration *time.Duration `json:"max_job_duration,omitempty"`
+	// Labels, if set, replace the provider's labels (empty: none), which
+	// jobs place themselves by (a preference, recorded like Executors).
+	Labels *orchestrator.Labels `json:"labels,omitempty"`
 	// Benchmark runs a benchmark first when none is stored, so that bids
 	// carry a score from the start.
 	Benchmark         bool             `json:"benchmark"`
@@ -66,6 +69,9 @@ type Result struct {
 	// longest it bids for, when the request set either.
 	Executors      []string      `json:"executors,omitempty"`
 	MaxJobDuration time.Duration `json:"max_job_duration,omitempty"`
+	// Labels are the provider's labels, when the request set any
+	// preference.
+	Labels orchestrator.Labels `json:"labels,omitempty"`
 }
 
 // Accounts are a node's books: what the machine has, what is offered,
@@ -89,6 +95,8 @@ type Accounts struct {
 	Benchmark *resources.Benchmark  `json:"benchmark,omitempty"`
 	// Executors are the kinds of job the node runs (its preferences).
 	Executors []string `json:"executors,omitempty"`
+	// Labels describe the provider to jobs' constraints (its preferences).
+	Labels orchestrator.Labels `json:"labels,omitempty"`
 }
 
 // WithReserveOverride returns a copy of o that keeps r for the owner
@@ -108,7 +116,7 @@ func (o *Onboarder) WithReserveOverride(r *resources.Reserve) (*Onboarder, error
 // Apply merges req into the current offer, runs the first benchmark if
 // asked and none is stored, validates the offer against the machine and
 // records it; progress, if not nil, follows the benchmark. The preferences
-// req sets (executors, the longest job) are merged into the stored ones and
+// req sets (executors, the longest job, labels) are merged into the stored ones and
 // checked before anything else, and stored only once the offer is
 // recorded, so a refused request changes neither.
 func (o *Onboarder) Apply(ctx context.Context, req Request, progress func(resources.Progress)) (Result, error) {
@@ -118,7 +126,7 @@ func (o *Onboarder) Apply(ctx context.Context, req Request, progress func(resour
 		return res, fmt.Errorf("onboard: %w", err)
 	}
 	var prefs orchestrator.Preferences
-	if wantsPreferences(req) {
+	if req.SetsPreferences() {
 		if prefs, err = o.preferencesFor(ctx, req); err != nil {
 			return res, fmt.Errorf("onboard: %w", err)
 		}
@@ -134,10 +142,10 @@ func (o *Onboarder) Apply(ctx context.Context, req Request, progress func(resour
 		}
 		res.Benchmark = &b
 	}
-	if res.Record, err = o.Onboard(ctx, offer); err != nil || !wantsPreferences(req) {
+	if res.Record, err = o.Onboard(ctx, offer); err != nil || !req.SetsPreferences() {
 		return res, err
 	}
-	res.Executors, res.MaxJobDuration = prefs.Executors(), prefs.MaxJobDuration()
+	res.Executors, res.MaxJobDuration, res.Labels = prefs.Executors(), prefs.MaxJobDuration(), prefs.Labels
 	return res, o.storePreferences(prefs)
 }
 

@@ -75,8 +75,17 @@ type blobs struct {
 
 type sharedBlob struct {
 	data []byte
-	// with maps each peer it is shared with to when that sharing ends.
-	with map[peer.ID]time.Time
+	// with maps each peer it is shared with to its grant. Two jobs may
+	// share the same module with the same winner at once: the first to end
+	// must not take it from the second, so grants are counted.
+	with map[peer.ID]*grant
+}
+
+// grant is the sharing of one blob with one peer: how many shares hold it
+// and when the last of them ends.
+type grant struct {
+	until time.Time
+	n     int
 }
 
 func newBlobs(log *slog.Logger) *blobs {
@@ -100,10 +109,16 @@ func (b *blobs) share(data []byte, with peer.ID, ttl time.Duration) Blob {
 	b.pruneLocked()
 	e, ok := b.m[blob.SHA256]
 	if !ok {
-		e = &sharedBlob{data: data, with: map[peer.ID]time.Time{}}
+		e = &sharedBlob{data: data, with: map[peer.ID]*grant{}}
 		b.m[blob.SHA256] = e
 	}
-	e.with[with] = b.now().Add(ttl)
+	g, ok := e.with[with]
+	if !ok {
+		g = &grant{}
+		e.with[with] = g
+	}
+	g.n++
+	g.until = later(g.until, b.now().Add(ttl))
 	return blob
 }
 
@@ -111,11 +126,22 @@ func (b *blobs) unshare(blob Blob, with peer.ID) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if e, ok := b.m[blob.SHA256]; ok {
-		delete(e.with, with)
+		if g, ok := e.with[with]; ok {
+			if g.n--; g.n <= 0 {
+				delete(e.with, with)
+			}
+		}
 		if len(e.with) == 0 {
 			delete(b.m, blob.SHA256)
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // SharedBytes is how much content this node holds for others to fetch.
@@ -133,8 +159,8 @@ func (s *Service) SharedBytes() int64 {
 func (b *blobs) pruneLocked() {
 	now := b.now()
 	for h, e := range b.m {
-		for p, until := range e.with {
-			if now.After(until) {
+		for p, g := range e.with {
+			if now.After(g.until) {
 				delete(e.with, p)
 			}
 		}

@@ -40,12 +40,19 @@ type decisionInput struct {
 	// it; decide once more, with no second delay.
 	Waited bool
 	Config ProviderConfig
+	// Labels are the provider's (its preferences'), for the request's
+	// constraints.
+	Labels Labels
 }
 
 // decision is a bid, or a reason not to bid.
 type decision struct {
-	// Decline is why no bid is sent; "" when one is.
+	// Decline is why no bid is sent; "" when one is. Code is its reason
+	// code (decline.go), for the requester's summary; Short is the text
+	// the requester gets, which reads after a count of providers.
 	Decline string
+	Code    string
+	Short   string
 	// Record: the decline is kept for Declined, for a user who wants to
 	// know why a provider that accepts such jobs did not take this one.
 	Record bool
@@ -63,26 +70,34 @@ type decision struct {
 // decide says whether to bid for req, and with what. The checks run from
 // the one that costs a requester most to the cheapest to fix.
 func decide(req *BidRequest, in decisionInput) decision {
-	decline := func(format string, args ...any) decision {
-		return decision{Decline: fmt.Sprintf(format, args...)}
+	decline := func(code, short, format string, args ...any) decision {
+		return decision{Decline: fmt.Sprintf(format, args...), Code: code, Short: short}
+	}
+	// A constraint not met is the one thing no wait or change of load
+	// mends, and the user who set it wants to know: it is recorded.
+	if why := Unmet(req.Constraints, in.Labels); why != "" {
+		return decision{Decline: why, Code: ReasonConstraint, Short: unmetShort(req.Constraints, in.Labels), Record: true}
 	}
 	if in.Standing == Lapsing {
-		return decline("requester %s let more holds lapse than it invoked", req.Requester)
+		return decline(ReasonLapsing, "refuses this requester: it let holds lapse there", "requester %s let more holds lapse than it invoked", req.Requester)
 	}
 	if in.Standing == Throttled {
-		return decline("requester %s held this provider's offer far longer than it ran jobs on it", req.Requester)
+		return decline(ReasonThrottled, "refuses this requester: it held the offer far longer than it ran jobs there",
+			"requester %s held this provider's offer far longer than it ran jobs on it", req.Requester)
 	}
 	// Holds that would give way to this requester are room too; placing
 	// the bid finds out for sure.
 	room := addResources(in.Offer.Available, in.Displaceable)
 	if !req.Requirements.Fits(room) {
-		return decline("requirements %s do not fit available %s", req.Requirements, in.Offer.Available)
+		code, short := tooSmall(req.Requirements, in.Offer.Registered, in.Offer.Available)
+		return decline(code, short, "requirements %s do not fit available %s", req.Requirements, in.Offer.Available)
 	}
 	if !in.Checked {
 		return decision{CheckCanRun: true}
 	}
 	if in.CanRun != nil {
-		return decision{Decline: in.CanRun.Error(), Record: true}
+		code, short := reasonOf(in.CanRun)
+		return decision{Decline: in.CanRun.Error(), Code: code, Short: short, Record: true}
 	}
 	if !in.Waited {
 		if delay := BidDelay(in.Distance, req.Spread, in.Load, in.Config.MaxBidDelay); delay > 0 {
@@ -92,7 +107,7 @@ func decide(req *BidRequest, in decisionInput) decision {
 	price := in.Offer.Price
 	quote := price.Quote(req.Requirements, req.Duration.Std())
 	if req.MaxPrice != nil && quote > *req.MaxPrice {
-		return decline("quote %v over max price %v", quote, *req.MaxPrice)
+		return decline(ReasonPrice, fmt.Sprintf("asks %v, over the max price %v", quote, *req.MaxPrice), "quote %v over max price %v", quote, *req.MaxPrice)
 	}
 	// The hold lasts until bidding closes, by the request's deadline or
 	// our HoldWindow, whichever comes first, and a grace after that.

@@ -58,6 +58,14 @@ func TestDecide(t *testing.T) {
 		{"a job the node cannot run", req(nil), in(func(i *decisionInput) { i.CanRun = errors.New("no such image") }), "no such image", true},
 		{"over the max price", req(func(r *BidRequest) { r.MaxPrice = maxPrice(1.5) }), in(nil), "over max price", false},
 		{"at the max price", req(func(r *BidRequest) { r.MaxPrice = maxPrice(2) }), in(nil), "", false},
+		{"constraints the labels meet", req(func(r *BidRequest) { r.Constraints = mustConstraints(t, "region=eu-west", "gpu") }),
+			in(func(i *decisionInput) { i.Labels = Labels{"region": "eu-west", "gpu": "a100"} }), "", false},
+		{"a constraint the labels do not meet", req(func(r *BidRequest) { r.Constraints = mustConstraints(t, "region=eu-west") }),
+			in(func(i *decisionInput) { i.Labels = Labels{"region": "us-east"} }), "constraint region=eu-west not met (region=us-east)", true},
+		{"a constraint on a label the provider lacks", req(func(r *BidRequest) { r.Constraints = mustConstraints(t, "tier in (gold,silver)") }),
+			in(nil), "constraint tier in (gold,silver) not met (no tier label)", true},
+		{"a constraint not met, from a lapsing requester", req(func(r *BidRequest) { r.Constraints = mustConstraints(t, "!gpu") }),
+			in(func(i *decisionInput) { i.Standing, i.Labels = Lapsing, Labels{"gpu": "h100"} }), "constraint !gpu not met (gpu=h100)", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := decide(tc.req, tc.in)

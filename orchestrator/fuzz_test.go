@@ -14,7 +14,8 @@ func FuzzDecodeBidRequest(f *testing.F) {
 	_, id := testPeer(f)
 	good, _ := Encode(validRequest(id, time.Now()))
 	newer := append(good[:len(good)-1:len(good)-1], []byte(`,"priority":"high"}`)...)
-	for _, s := range [][]byte{good, newer, []byte("{}"), []byte(`{"job_id":"abcdefgh","duration":-1}`), nil} {
+	placed := append(good[:len(good)-1:len(good)-1], []byte(`,"constraints":["region in (eu-west,eu-north)","!gpu","tier=gold"]}`)...)
+	for _, s := range [][]byte{good, newer, placed, []byte("{}"), []byte(`{"job_id":"abcdefgh","duration":-1}`), nil} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -49,6 +50,8 @@ func FuzzDecodeBid(f *testing.F) {
 	good, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now()})
 	f.Add(good)
 	f.Add([]byte(`{"job_id":"abcdefgh","price":-1}`))
+	labelled, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now(), Labels: Labels{"region": "eu-west", "tier": "gold"}})
+	f.Add(labelled)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if b, err := DecodeBid(data); err == nil && b.check() != nil {
 			t.Fatalf("accepted an invalid bid: %q", data)
@@ -131,5 +134,46 @@ func FuzzDecodeFetch(f *testing.F) {
 		if h, err := decodeFetchHeader(data, 3); err == nil && h.Error == "" && h.Size != 3 {
 			t.Fatalf("accepted a header of %d bytes for a blob of 3", h.Size)
 		}
+	})
+}
+
+// FuzzDecodeDecline: what a requester receives on the decline protocol.
+func FuzzDecodeDecline(f *testing.F) {
+	good, _ := Encode(&Decline{JobID: NewJobID(), Nonce: "abcdefgh", Code: ReasonNoImage, Text: "lacks image pyjob:1"})
+	newer := append(good[:len(good)-1:len(good)-1], []byte(`,"detail":{"free":0}}`)...)
+	for _, s := range [][]byte{good, newer, []byte(`{"job_id":"abcdefgh","nonce":"abcdefgh","code":"BUSY"}`), []byte("{}"), nil} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := DecodeDecline(data)
+		if err == nil && (len(data) > MaxDeclineSize || d.check() != nil || len(d.Text) > maxDeclineText) {
+			t.Fatalf("accepted an invalid decline: %q", data)
+		}
+	})
+}
+
+// FuzzParseConstraint: constraints arrive as text inside bid requests.
+// What parses reads back as itself, and matching never panics.
+func FuzzParseConstraint(f *testing.F) {
+	for _, s := range []string{"region=eu-west", "region!=x", "region in (a, b)", "zone notin(a)", "gpu", "gpu exists", "!gpu", "gpu !exists", "a==b", "in (", "=", "!", "a in ((b))"} {
+		f.Add(s)
+	}
+	labels := Labels{"region": "eu-west", "gpu": "h100", "a": "b"}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseConstraint(s)
+		if err != nil {
+			return
+		}
+		if err := c.check(); err != nil {
+			t.Fatalf("%q parsed to an invalid %q: %v", s, c, err)
+		}
+		again, err := ParseConstraint(c.String())
+		if err != nil || again.String() != c.String() {
+			t.Fatalf("%q parsed to %q, which reads back as %q (%v)", s, c, again, err)
+		}
+		if c.Matches(labels) != again.Matches(labels) {
+			t.Fatalf("%q and its canonical form %q match differently", s, c)
+		}
+		_ = Unmet([]Constraint{c}, labels)
 	})
 }

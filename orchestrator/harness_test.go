@@ -28,21 +28,26 @@ type fakeBackend struct {
 	holds     map[string]*fakeHold
 	refuse    bool
 	accepted  []string
-	allocs    map[string]chan Event
+	allocs    map[string][]Event
 	price     capability.PriceInformation
 	score     float64
+	labels    Labels // set before the service starts
 }
 
 func newFakeBackend(cpu uint64) *fakeBackend {
 	return &fakeBackend{
 		onboarded: true,
 		avail:     capability.Capability{CPU: capability.CPU{MilliCores: cpu}, Memory: 4 * capability.GiB, Disk: 4 * capability.GiB},
-		holds:     map[string]*fakeHold{}, allocs: map[string]chan Event{},
+		holds:     map[string]*fakeHold{}, allocs: map[string][]Event{},
 	}
 }
 
-func (f *fakeBackend) Onboarded() bool          { f.mu.Lock(); defer f.mu.Unlock(); return f.onboarded }
-func (f *fakeBackend) Preferences() Preferences { return DefaultPreferences() }
+func (f *fakeBackend) Onboarded() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.onboarded }
+func (f *fakeBackend) Preferences() Preferences {
+	p := DefaultPreferences()
+	p.Labels = f.labels
+	return p
+}
 func (f *fakeBackend) Offer() Offer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -107,22 +112,28 @@ func (f *fakeBackend) Accept(holdID string, inv *Invocation) (string, error) {
 	id := "alloc-" + inv.Job.ID
 	delete(f.holds, holdID) // the hold becomes the allocation's lock
 	f.accepted = append(f.accepted, inv.Job.ID)
-	ch := make(chan Event, 4)
-	ch <- Event{Kind: EventState, State: StateRunning, Time: time.Now()}
-	ch <- Event{Kind: EventStdout, Data: fmt.Appendf(nil, "ran %v", inv.Job.Args), Time: time.Now()}
-	ch <- Event{Kind: EventResult, Result: &Result{State: StateCompleted}, Time: time.Now()}
-	close(ch)
-	f.allocs[id] = ch
+	f.allocs[id] = []Event{
+		{Seq: 0, Kind: EventState, State: StateRunning, Time: time.Now()},
+		{Seq: 1, Kind: EventStdout, Data: fmt.Appendf(nil, "ran %v", inv.Job.Args), Time: time.Now()},
+		{Seq: 2, Kind: EventResult, Result: &Result{State: StateCompleted}, Time: time.Now()},
+	}
 	return id, nil
 }
 
+// Watch replays the allocation's events from the first, as a node does to
+// every watch.
 func (f *fakeBackend) Watch(_ context.Context, id string, _ peer.ID) (<-chan Event, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ch, ok := f.allocs[id]
+	evs, ok := f.allocs[id]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("allocation %s: %w", id, ErrNotFound)
 	}
+	ch := make(chan Event, len(evs))
+	for _, e := range evs {
+		ch <- e
+	}
+	close(ch)
 	return ch, nil
 }
 

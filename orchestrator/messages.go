@@ -103,6 +103,9 @@ type BidRequest struct {
 	// to bid (see storm.go); 0 means all.
 	Spread float64   `json:"spread,omitempty"`
 	SentAt time.Time `json:"sent_at"`
+	// Constraints are the job's hard placement constraints: a provider
+	// whose labels do not meet them all does not bid (constraint.go).
+	Constraints []Constraint `json:"constraints,omitempty"`
 }
 
 // Bid is a provider's offer for one bid request; it travels sealed (see
@@ -117,6 +120,10 @@ type Bid struct {
 	Offered     capability.Capability `json:"offered"`
 	Score       float64               `json:"score"`
 	HoldExpires time.Time             `json:"hold_expires"`
+	// Labels are the provider's own (dms onboard --label): the requester
+	// checks them against the job's constraints and ranks by its
+	// preferences.
+	Labels Labels `json:"labels,omitempty"`
 }
 
 // JobSpec is what runs: it travels only in the invocation, to the winner.
@@ -140,6 +147,11 @@ type JobSpec struct {
 	// Inputs is a tar archive of the job's input files, fetched by the
 	// winner from the requester; they appear read-only in the job.
 	Inputs *Blob `json:"inputs,omitempty"`
+	// Constraints must hold for a provider's labels (they travel in the
+	// bid request); Prefer ranks the bids of providers that meet more of
+	// them first. Neither changes what runs.
+	Constraints []Constraint `json:"constraints,omitempty"`
+	Prefer      []Constraint `json:"prefer,omitempty"`
 }
 
 // Blob names content that travels over the fetch protocol: its hex sha256
@@ -539,7 +551,7 @@ func (r *BidRequest) check() error {
 	if r.WantBids < 0 || r.WantBids > 1000 {
 		return invalid("want_bids %d: want 0 to 1000", r.WantBids)
 	}
-	return nil
+	return checkConstraints("constraints", r.Constraints)
 }
 
 func (b *Bid) check() error {
@@ -557,6 +569,9 @@ func (b *Bid) check() error {
 	}
 	if len(b.Nonce) < 8 || len(b.Nonce) > 64 {
 		return invalid("bid nonce of %d characters: want 8 to 64", len(b.Nonce))
+	}
+	if err := b.Labels.Validate(); err != nil {
+		return invalid("bid labels: %v", err)
 	}
 	return nil
 }
@@ -627,7 +642,10 @@ func (j *JobSpec) check() error {
 	if len(j.Stdin) > MaxStdin {
 		return invalid("stdin of %d bytes: at most %d", len(j.Stdin), MaxStdin)
 	}
-	return nil
+	if err := checkConstraints("constraints", j.Constraints); err != nil {
+		return err
+	}
+	return checkConstraints("preferences", j.Prefer)
 }
 
 // NewProbe returns a bid request that no provider can take (it asks for a

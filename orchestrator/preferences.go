@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -28,6 +29,9 @@ type Preferences struct {
 	// Ranking orders bids at the requester: criteria among "price",
 	// "score" and "headroom", most important first.
 	Ranking []string `json:"ranking,omitempty"`
+	// Labels describe this provider to requesters (region=eu-west): jobs
+	// place themselves by them (constraint.go). Bids carry them.
+	Labels Labels `json:"labels,omitempty"`
 }
 
 // DefaultPreferences bids on wasm jobs from anyone and ranks bids by price,
@@ -48,6 +52,9 @@ func (p Preferences) Validate() error {
 	}
 	if p.MaxDuration < 0 {
 		return fmt.Errorf("max duration %v: must not be negative", p.MaxDuration)
+	}
+	if err := p.Labels.Validate(); err != nil {
+		return fmt.Errorf("labels: %w", err)
 	}
 	for _, r := range p.Ranking {
 		switch r {
@@ -83,22 +90,35 @@ func (p Preferences) Executors() []string {
 // Accepts reports whether a provider with these preferences bids on req,
 // and if not, why.
 func (p Preferences) Accepts(req *BidRequest) (bool, string) {
-	if !slices.Contains(p.Executors(), req.Executor) {
-		return false, fmt.Sprintf("this provider does not run %s jobs (dms onboard --executors opts in)", req.Executor)
-	}
-	if slices.Contains(p.DeniedRequesters, req.Requester) {
-		return false, "requester denied"
-	}
-	if len(p.AllowedRequesters) > 0 && !slices.Contains(p.AllowedRequesters, req.Requester) {
-		return false, "requester not allowed"
-	}
-	if limit := p.MaxJobDuration(); req.Duration.Std() > limit {
-		return false, fmt.Sprintf("duration %v over this provider's maximum %v", req.Duration, limit)
-	}
-	if p.MinPrice > 0 && req.MaxPrice != nil && *req.MaxPrice < p.MinPrice {
-		return false, fmt.Sprintf("max price %v below the minimum %v", *req.MaxPrice, p.MinPrice)
+	if _, why := p.refusal(req); why != nil {
+		return false, why.Error()
 	}
 	return true, ""
+}
+
+// refusal is why these preferences refuse req, for the provider's own
+// record (long) and, with a reason code, for the requester (short); nil
+// when they accept it.
+func (p Preferences) refusal(req *BidRequest) (short *DeclineError, long error) {
+	if !slices.Contains(p.Executors(), req.Executor) {
+		return Declined(ReasonNoExecutor, "does not run %s jobs", req.Executor),
+			fmt.Errorf("this provider does not run %s jobs (dms onboard --executors opts in)", req.Executor)
+	}
+	if slices.Contains(p.DeniedRequesters, req.Requester) {
+		return Declined(ReasonRequester, "does not take this requester's jobs"), errors.New("requester denied")
+	}
+	if len(p.AllowedRequesters) > 0 && !slices.Contains(p.AllowedRequesters, req.Requester) {
+		return Declined(ReasonRequester, "does not take this requester's jobs"), errors.New("requester not allowed")
+	}
+	if limit := p.MaxJobDuration(); req.Duration.Std() > limit {
+		return Declined(ReasonDuration, "runs jobs of at most %v", limit),
+			fmt.Errorf("duration %v over this provider's maximum %v", req.Duration, limit)
+	}
+	if p.MinPrice > 0 && req.MaxPrice != nil && *req.MaxPrice < p.MinPrice {
+		return Declined(ReasonPrice, "asks at least %v", p.MinPrice),
+			fmt.Errorf("max price %v below the minimum %v", *req.MaxPrice, p.MinPrice)
+	}
+	return nil, nil
 }
 
 // CapabilityComparator orders two bids for one request: negative when a is

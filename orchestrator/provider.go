@@ -168,6 +168,9 @@ type Provider struct {
 
 	book *book // open bids, requesters' standing, history
 
+	declineMu sync.Mutex
+	declines  *declineGate // which declines go out (decline.go)
+
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -183,6 +186,7 @@ func NewProvider(host Network, key crypto.PrivKey, backend Backend, cfg Provider
 	p := &Provider{
 		host: host, key: key, backend: backend, cfg: cfg, log: log.With("subsystem", "provider"),
 		now: time.Now, ctx: ctx, cancel: cancel, book: newBook(cfg, backend),
+		declines: newDeclineGate(DefaultDeclineLimits()),
 	}
 	if err := cfg.Validate(); err != nil {
 		cancel()
@@ -250,14 +254,15 @@ func (p *Provider) HandleBidRequest(req *BidRequest) {
 	if !Eligible(d, req.Spread) {
 		return
 	}
-	if ok, why := p.backend.Preferences().Accepts(req); !ok {
+	if short, why := p.backend.Preferences().refusal(req); why != nil {
 		p.log.Debug("not bidding", "job", req.JobID, "reason", why)
 		if req.Executor != ExecutorWasm {
 			// A user who sent a container or native job wants to know why
 			// this provider did not take it; wasm jobs are the common case
 			// and a mesh's worth of "not allowed" would only be noise.
-			p.book.decline(req.JobID, why)
+			p.book.decline(req.JobID, why.Error())
 		}
+		p.tellWhy(req, short.Code, short.Text)
 		return
 	}
 	p.wg.Add(1)
@@ -278,8 +283,9 @@ func (p *Provider) HandleOwnRequest(req *BidRequest) bool {
 	if req.Requester != p.host.ID() || !p.backend.Onboarded() {
 		return false
 	}
-	if ok, why := p.backend.Preferences().Accepts(req); !ok {
+	if short, why := p.backend.Preferences().refusal(req); why != nil {
 		p.log.Info("not bidding for our own job", "job", req.JobID, "reason", why)
+		p.tellWhy(req, short.Code, short.Text)
 		return true
 	}
 	p.wg.Add(1)
@@ -309,7 +315,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	in := decisionInput{
 		Now: p.now(), Distance: distance, Standing: a.Standing, Displaceable: a.Displaceable,
-		Offer: offer, Load: p.backend.Load(), Config: p.cfg,
+		Offer: offer, Load: p.backend.Load(), Config: p.cfg, Labels: p.backend.Preferences().Labels,
 	}
 	d := decide(req, in)
 	if d.CheckCanRun {
@@ -332,11 +338,13 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		if d.Record {
 			p.book.decline(req.JobID, d.Decline)
 		}
+		p.tellWhy(req, d.Code, d.Short)
 		return errors.New(d.Decline)
 	}
 	b := &Bid{
 		JobID: req.JobID, Nonce: req.Nonce, Provider: p.host.ID(), Requester: req.Requester,
 		Price: d.Quote, Currency: in.Offer.Price.Currency, Offered: d.Offered, Score: in.Offer.Score, HoldExpires: d.Expires,
+		Labels: in.Labels,
 	}
 	sb, err := SealBid(b, p.key)
 	if err != nil {
@@ -344,6 +352,11 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	}
 	displaced, err := p.book.place(&placedBid{Bid: sb, Request: req, Newcomer: in.Standing == Newcomer}, in.Offer.Registered, in.Now)
 	if err != nil {
+		code, short := ReasonBusy, "holds all it allows one requester now"
+		if now := p.backend.Offer(); !req.Requirements.Fits(now.Available) {
+			code, short = tooSmall(req.Requirements, now.Registered, now.Available)
+		}
+		p.tellWhy(req, code, short)
 		return err
 	}
 	p.displaced.Add(int64(len(displaced)))
@@ -359,6 +372,35 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
 	}
 	return nil
+}
+
+// tellWhy sends the requester a decline for req, if it is the first for
+// this request and within the requester's decline rate; otherwise it drops
+// it (see decline.go). HandleBidRequest has checked that req was meant for
+// this provider (its spread).
+func (p *Provider) tellWhy(req *BidRequest, code, text string) {
+	if code == "" {
+		return
+	}
+	p.declineMu.Lock()
+	ok := p.declines.allow(req, p.now())
+	p.declineMu.Unlock()
+	if !ok {
+		return
+	}
+	data, err := Encode(&Decline{JobID: req.JobID, Nonce: req.Nonce, Code: code, Text: shortText(text)})
+	if err != nil {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithDeadline(p.ctx, req.Deadline)
+		defer cancel()
+		if _, err := p.host.Request(ctx, req.Requester, ProtocolDecline, data, MaxReplySize); err != nil {
+			p.log.Debug("decline not delivered", "job", req.JobID, "requester", req.Requester, "err", err)
+		}
+	}()
 }
 
 func minTime(a, b time.Time) time.Time {

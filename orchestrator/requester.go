@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,8 +46,15 @@ type RequesterConfig struct {
 	// is gone (providers send heartbeats every ProviderConfig.Heartbeat).
 	LostAfter time.Duration
 	// Retries is how many times a job is submitted again after its provider
-	// refused every bid or was lost.
+	// refused every bid or was lost; the providers that refused or lost it
+	// are not invoked in the attempt that follows.
 	Retries int
+	// QueueBackoff is how long a queued job first waits before asking
+	// again for bids; the wait doubles up to QueueBackoffMax. A retry after
+	// a lost provider waits the same way. Small, so that capacity that
+	// frees up is taken within seconds, not at the end of a long step.
+	QueueBackoff    time.Duration
+	QueueBackoffMax time.Duration
 	// SpreadFactor sets how many providers are asked to bid: about
 	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
 	SpreadFactor float64
@@ -73,6 +82,7 @@ func DefaultRequesterConfig() RequesterConfig {
 		InvokeTimeout: 30 * time.Second, LostAfter: 5 * time.Second, Retries: 2,
 		SpreadFactor: 2, Widen: 250 * time.Millisecond,
 		Keepalive: time.Second, ChaseAbandoned: 10 * time.Minute,
+		QueueBackoff: 250 * time.Millisecond, QueueBackoffMax: 2 * time.Second,
 	}
 }
 
@@ -88,6 +98,9 @@ func (c RequesterConfig) Validate() error {
 	}
 	if c.Grace < 0 || c.Widen < 0 || c.InvokeTimeout <= 0 || c.ChaseAbandoned < 0 {
 		errs = append(errs, fmt.Errorf("grace %v, widen %v and chase %v must not be negative, invoke timeout %v must be positive", c.Grace, c.Widen, c.ChaseAbandoned, c.InvokeTimeout))
+	}
+	if c.QueueBackoff < 0 || c.QueueBackoffMax < c.QueueBackoff {
+		errs = append(errs, fmt.Errorf("queue backoff %v to %v: want 0 or more, the most no less than the first", c.QueueBackoff, c.QueueBackoffMax))
 	}
 	if c.Retries < 0 || c.WantBids < 0 || c.SpreadFactor < 0 {
 		errs = append(errs, fmt.Errorf("retries %d, want bids %d and spread factor %v must not be negative", c.Retries, c.WantBids, c.SpreadFactor))
@@ -121,6 +134,10 @@ const (
 	ProgressAccepted  ProgressKind = "accepted"
 	ProgressEvent     ProgressKind = "event"
 	ProgressRetry     ProgressKind = "retry"
+	// ProgressQueued: the job waits for a provider (no acceptable bid) or
+	// for an earlier job of this requester; Message says why. It is sent
+	// when the job starts waiting and when the reason changes.
+	ProgressQueued ProgressKind = "queued"
 )
 
 // Submission is a job to submit: the spec, what the requester pays, and
@@ -129,6 +146,18 @@ type Submission struct {
 	Job      JobSpec
 	MaxPrice *float64
 	Inputs   []byte
+	// QueueTimeout is how long the job waits for a provider when none
+	// bids, asking again with backoff; 0 fails at once (ErrNoBids).
+	QueueTimeout time.Duration
+	// RetryOnFailure is how many times a job that ran and failed (exited
+	// non-zero, or failed on its provider) is run again; 0: never, the
+	// failure is the job's.
+	RetryOnFailure int
+	// FirstAttempt numbers the first attempt (0 for a new job). A job
+	// submitted again after its requester restarted counts on from its
+	// last attempt, so that providers still holding for an earlier one
+	// void that hold and bid afresh rather than answer "already bid".
+	FirstAttempt int
 }
 
 // Requester publishes bid requests, collects bids, invokes the best and
@@ -148,6 +177,9 @@ type Requester struct {
 	// that are only late, as they are on a loaded machine, are waited for
 	// rather than asked for again from four times as many providers.
 	firstBid atomic.Int64
+	// usualBids is a moving average of the acceptable bids a job drew
+	// (float64 bits): a sudden drop below it widens at once (widening.go).
+	usualBids atomic.Uint64
 
 	// ctx and wg cover the fire-and-forget releases, so Close can end them.
 	ctx    context.Context
@@ -165,6 +197,11 @@ type Requester struct {
 	// when no peer shares the topic: a lone node runs its own jobs.
 	local func(*BidRequest) bool
 
+	// queue orders this requester's jobs that wait for capacity.
+	queue *line
+	// rnd jitters the backoff; uniform in [0, 1).
+	rnd func() float64
+
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
 }
@@ -173,8 +210,10 @@ type Requester struct {
 func (r *Requester) BidsReceived() int64 { return r.bidsReceived.Load() }
 
 type openJob struct {
-	nonces map[string]bool // of every request sent for this attempt
+	nonces map[string]float64 // of every request sent for this attempt, to its spread
 	bids   chan *SignedBid
+	// answers are the declines heard (handleDecline), at most maxAnswers.
+	answers []answer
 }
 
 // requesterDeps is what a requester shares with the rest of its Service.
@@ -202,8 +241,13 @@ func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps re
 	r := &Requester{
 		host: host, key: key, topic: deps.topic, cfg: cfg, prefs: deps.prefs, blobs: deps.blobs, pace: deps.pace, local: deps.local,
 		log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel,
+		queue: newLine(), rnd: rand.Float64,
 	}
 	if err := host.HandleRequest(ProtocolBid, MaxBidSize+envelopeOverhead, r.handleBid); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := host.HandleRequest(ProtocolDecline, MaxDeclineSize, r.handleDecline); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -235,10 +279,16 @@ func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]b
 		return nil, invalid("bid is for requester %s, not this node", b.Requester)
 	}
 	r.bidsReceived.Add(1)
+	// The bid is handed over under the lock that collect closes bidding
+	// with: a bid this handler says it took is one collect sees. Taken
+	// after collect stopped reading, it would be answered "{}" and never
+	// used, and the provider would hold for it until its hold lapsed.
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	job, ok := r.open[b.JobID]
-	ok = ok && job.nonces[b.Nonce]
-	r.mu.Unlock()
+	if ok {
+		_, ok = job.nonces[b.Nonce]
+	}
 	if !ok {
 		return nil, fmt.Errorf("bidding for job %s is closed", b.JobID)
 	}
@@ -250,8 +300,43 @@ func (r *Requester) handleBid(_ context.Context, from peer.ID, data []byte) ([]b
 	return []byte("{}"), nil
 }
 
+// handleDecline takes a provider's reason for not bidding, for a request
+// of a job whose bidding is open, from a provider the request was meant
+// for. Declines beyond maxAnswers are dropped: they only make the counts
+// of a summary.
+func (r *Requester) handleDecline(_ context.Context, from peer.ID, data []byte) ([]byte, error) {
+	d, err := DecodeDecline(data)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	job, ok := r.open[d.JobID]
+	if !ok {
+		return nil, fmt.Errorf("bidding for job %s is closed", d.JobID)
+	}
+	spread, ok := job.nonces[d.Nonce]
+	if !ok {
+		return nil, fmt.Errorf("no request of job %s with that nonce", d.JobID)
+	}
+	if from != r.host.ID() && !Eligible(Distance(from, d.JobID), spread) {
+		return nil, fmt.Errorf("job %s: request did not ask this provider", d.JobID)
+	}
+	if len(job.answers) < maxAnswers && !slices.ContainsFunc(job.answers, func(a answer) bool { return a.Provider == from }) {
+		job.answers = append(job.answers, answer{Provider: from, Code: d.Code, Text: d.Text})
+	}
+	return []byte("{}"), nil
+}
+
 // Submit runs a job on the mesh and returns its result. progress, if not
 // nil, sees every step as it happens and must not block.
+//
+// A job that finds no provider waits for one, up to sub.QueueTimeout,
+// asking again with backoff; while it waits, this requester's later jobs
+// that would compete with it for the same capacity wait behind it. A
+// provider that refused the job or was lost is left out of the next
+// attempt, which comes after a backoff, up to Retries times; a job that
+// ran and failed is run again only sub.RetryOnFailure times.
 func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Progress)) (*Result, error) {
 	if progress == nil {
 		progress = func(Progress) {}
@@ -263,40 +348,251 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 	if err := job.check(); err != nil {
 		return nil, err
 	}
+	if err := sub.Validate(); err != nil {
+		return nil, err
+	}
 	if len(sub.Inputs) > MaxInputSize {
 		return nil, invalid("inputs of %d bytes: at most %d", len(sub.Inputs), MaxInputSize)
 	}
 	st := &staged{job: job, inputs: sub.Inputs, blobs: r.blobs, ttl: r.cfg.InvokeTimeout + job.Duration.Std() + 10*time.Minute}
 	defer st.unshare()
-	var lastErr error
-	for attempt := 0; attempt <= r.cfg.Retries; attempt++ {
-		if attempt > 0 {
-			progress(Progress{Kind: ProgressRetry, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: lastErr.Error()})
-		}
-		res, err := r.attempt(ctx, st, sub.MaxPrice, attempt, progress)
-		if err == nil {
-			return res, nil
-		}
-		lastErr = err
-		if !errors.Is(err, ErrAllRefused) && !errors.Is(err, ErrProviderLost) {
-			break
-		}
+	w := &waiting{r: r, job: job.ID, progress: progress, timeout: sub.QueueTimeout, deadline: r.now().Add(sub.QueueTimeout)}
+	// A job that does not wait for a provider does not wait in line.
+	if sub.QueueTimeout > 0 {
+		w.place = r.queue.join(job)
+		w.inLine = true
 	}
-	return nil, fmt.Errorf("job %s: %w", job.ID, lastErr)
+	defer r.queue.leave(job.ID)
+	var avoid map[peer.ID]bool
+	lostRetries, failRetries, noBidRounds := 0, 0, 0
+	for attempt := sub.FirstAttempt; ; attempt++ {
+		if err := w.turn(ctx); err != nil {
+			return nil, fmt.Errorf("job %s: %w", job.ID, err)
+		}
+		res, err := r.attempt(ctx, st, sub.MaxPrice, min(attempt, maxAttempt), avoid, w)
+		avoid = nil
+		switch {
+		case err == nil && failed(res) && failRetries < sub.RetryOnFailure:
+			failRetries++
+			w.retry(attempt+1, fmt.Sprintf("the job failed (%s); running it again, %d of %d", describeFailure(res), failRetries, sub.RetryOnFailure))
+			if err := w.sleep(ctx, backoff(failRetries-1, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
+			continue
+		case err == nil:
+			return res, nil
+		case errors.Is(err, ErrNoBids) && sub.QueueTimeout > 0 && ctx.Err() == nil:
+			if !r.now().Before(w.deadline) {
+				return nil, fmt.Errorf("job %s: %w", job.ID, queuedFor(sub.QueueTimeout, err))
+			}
+			w.queued(err.Error(), true)
+			if err := w.sleep(ctx, backoff(noBidRounds, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), true); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
+			noBidRounds++
+			continue
+		case (errors.Is(err, ErrAllRefused) || errors.Is(err, ErrProviderLost)) && lostRetries < r.cfg.Retries && ctx.Err() == nil:
+			avoid = blamed(err)
+			w.retry(attempt+1, err.Error())
+			if err := w.sleep(ctx, backoff(lostRetries, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
+				return nil, fmt.Errorf("job %s: %w", job.ID, err)
+			}
+			lostRetries++
+			continue
+		}
+		return nil, fmt.Errorf("job %s: %w", job.ID, err)
+	}
 }
 
-func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, progress func(Progress)) (*Result, error) {
+// failed reports whether a job that ran failed by its own doing: it exited
+// non-zero or failed on its provider. A cancelled job did not fail.
+func failed(res *Result) bool {
+	return res != nil && (res.State == StateFailed || (res.State == StateCompleted && res.ExitCode != 0))
+}
+
+func describeFailure(res *Result) string {
+	if res.State == StateCompleted {
+		return fmt.Sprintf("exit code %d", res.ExitCode)
+	}
+	if res.Reason != "" {
+		return res.Reason
+	}
+	return string(res.State)
+}
+
+// attemptError is an attempt's failure with the providers to blame for it:
+// those that refused the invocation or were lost while running it.
+type attemptError struct {
+	err     error
+	culprit []peer.ID
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// blamed returns the providers an attempt's error blames.
+func blamed(err error) map[peer.ID]bool {
+	var ae *attemptError
+	if !errors.As(err, &ae) || len(ae.culprit) == 0 {
+		return nil
+	}
+	out := map[peer.ID]bool{}
+	for _, p := range ae.culprit {
+		out[p] = true
+	}
+	return out
+}
+
+// waiting is one submission's place in the requester's queue and what it
+// has told its watcher about waiting.
+type waiting struct {
+	r        *Requester
+	job      string
+	progress func(Progress)
+	timeout  time.Duration
+	deadline time.Time // of the current wait: from the submission, or the last retry
+	place    lineJob
+	inLine   bool   // in the line (a job with no queue timeout never is)
+	why      string // the reason last reported as ProgressQueued; "" when not queued
+}
+
+// report forwards an attempt's step. While the job is queued the rounds of
+// asking again are not reported one by one: the job stays queued, with its
+// reason, until one brings a bid.
+func (w *waiting) report(p Progress) {
+	if w.why != "" && (p.Kind == ProgressPublished || p.Kind == ProgressClosed) {
+		return
+	}
+	if p.Kind == ProgressBid || p.Kind == ProgressAccepted {
+		w.why = ""
+	}
+	w.progress(p)
+}
+
+// queued reports that the job waits, and why, when that is news. noBids
+// is the reason it found no provider, which the jobs behind it repeat.
+func (w *waiting) queued(why string, noBids bool) {
+	if w.inLine && noBids {
+		w.r.queue.setWhy(w.job, why)
+	}
+	if why == w.why {
+		return
+	}
+	w.why = why
+	w.progress(Progress{Kind: ProgressQueued, JobID: w.job, Time: w.r.now(), Message: why})
+}
+
+// retry reports that the job is submitted again and puts it back in line,
+// in its old place. Its queue timeout starts again: a job that ran for an
+// hour before its provider was lost may still wait for another.
+func (w *waiting) retry(attempt int, why string) {
+	w.why = ""
+	w.deadline = w.r.now().Add(w.timeout)
+	if w.inLine {
+		w.r.queue.rejoin(w.place)
+	}
+	w.progress(Progress{Kind: ProgressRetry, JobID: w.job, Attempt: attempt, Time: w.r.now(), Message: why})
+}
+
+// placed takes the job out of the line: bidding brought it bids, so the
+// jobs behind it may bid.
+func (w *waiting) placed() {
+	if w.inLine {
+		w.r.queue.leave(w.job)
+	}
+}
+
+// turn waits until no earlier job of this requester that competes for the
+// same capacity is waiting for it, or the queue timeout passes. Behind a
+// job that is only bidding the wait is short (its bidding window at most)
+// and not reported; behind one that found no provider the job is queued
+// too, for the same reason.
+func (w *waiting) turn(ctx context.Context) error {
+	if !w.inLine {
+		return nil
+	}
+	for {
+		ahead, blocked, changed := w.r.queue.blocker(w.place)
+		if !blocked {
+			return nil
+		}
+		// The job ID as dms job list shows it: this requester's own job.
+		why := fmt.Sprintf("waiting behind job %.12s, submitted earlier and needing no more than this one", ahead.ID)
+		if ahead.Why != "" {
+			why += ": " + ahead.Why
+		}
+		left := w.deadline.Sub(w.r.now())
+		if left <= 0 {
+			return fmt.Errorf("%w: %s", ErrNoBids, queuedFor(w.timeout, errors.New(why)))
+		}
+		if ahead.Why != "" {
+			w.queued(why, false)
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// sleep waits d, or until the queue timeout if that comes first (and
+// bounded says it does), or ctx ends. Bounded, one more round of asking
+// follows at the queue timeout.
+func (w *waiting) sleep(ctx context.Context, d time.Duration, bounded bool) error {
+	if left := w.deadline.Sub(w.r.now()); bounded && left < d {
+		d = max(left, 0)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, avoid map[peer.ID]bool, w *waiting) (*Result, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, progress)
+	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, w.report)
 	if err != nil {
 		return nil, err
 	}
-	rankSigned(req, bids, r.prefs().Comparator())
-	winner, allocID, err := r.invoke(ctx, st, bids, attempt, progress)
-	if err != nil {
-		return nil, err
+	if len(avoid) > 0 {
+		var kept, dropped []*SignedBid
+		for _, b := range bids {
+			if avoid[b.Bid.Provider] {
+				dropped = append(dropped, b)
+			} else {
+				kept = append(kept, b)
+			}
+		}
+		r.release(dropped)
+		if len(kept) == 0 {
+			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which refused or lost this job in the attempt before", ErrNoBids, len(dropped))
+		}
+		bids = kept
 	}
-	return r.follow(ctx, job.ID, winner, allocID, attempt, progress)
+	w.placed()
+	rankSigned(req, bids, preferring(job.Prefer, r.prefs().Comparator()))
+	winner, allocID, err := r.invoke(ctx, st, bids, attempt, w.report)
+	if err != nil {
+		var culprits []peer.ID
+		for _, b := range bids {
+			culprits = append(culprits, b.Bid.Provider)
+		}
+		return nil, &attemptError{err: err, culprit: culprits}
+	}
+	res, err := r.follow(ctx, job.ID, winner, allocID, attempt, w.report)
+	if err != nil && errors.Is(err, ErrProviderLost) {
+		return nil, &attemptError{err: err, culprit: []peer.ID{winner}}
+	}
+	return res, err
 }
 
 // staged is a job as each winner gets it: a module over MaxInlineModule and
@@ -348,20 +644,26 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		// Erring low on the network's size only widens the spread; a
 		// spread too narrow (peers that left still counted) is made up
 		// for by widening.
-		Spread: SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Spread:      SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Constraints: job.Constraints,
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
 	}
-	open := &openJob{nonces: map[string]bool{req.Nonce: true}, bids: make(chan *SignedBid, 4*want+16)}
+	open := &openJob{nonces: map[string]float64{req.Nonce: req.Spread}, bids: make(chan *SignedBid, 4*want+16)}
 	r.mu.Lock()
 	r.open[job.ID] = open
 	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.open, job.ID)
-		r.mu.Unlock()
-	}()
+	closed := false
+	closeBidding := func() {
+		if !closed {
+			closed = true
+			r.mu.Lock()
+			delete(r.open, job.ID)
+			r.mu.Unlock()
+		}
+	}
+	defer closeBidding()
 
 	window, cancel := context.WithDeadline(ctx, req.Deadline)
 	defer cancel()
@@ -382,29 +684,40 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 		widen = t.C
 	}
 	var bids []*SignedBid
+	var unacceptable []answer
 	var grace <-chan time.Time
-	rejected := 0
+	var graceTimer *time.Timer
+	defer func() {
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
+	}()
+	take := func(b *SignedBid) {
+		if slices.ContainsFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider }) {
+			return // one bid per provider: the first stands
+		}
+		if len(bids) == 0 && len(unacceptable) == 0 {
+			r.observeFirstBid(r.now().Sub(now))
+		}
+		if code, why := judge(req, &b.Bid, r.now()); why != "" {
+			if len(unacceptable) < maxAnswers {
+				unacceptable = append(unacceptable, answer{Provider: b.Bid.Provider, Code: code, Text: why})
+			}
+			r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)
+			return
+		}
+		bids = append(bids, b)
+		progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: &b.Bid})
+		if graceTimer == nil {
+			graceTimer = time.NewTimer(r.cfg.Grace)
+			grace = graceTimer.C
+		}
+	}
+	dropped := false // a sudden drop in bids was acted on
 	for len(bids) < want {
 		select {
 		case b := <-open.bids:
-			if slices.ContainsFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider }) {
-				continue // one bid per provider: the first stands
-			}
-			if len(bids) == 0 && rejected == 0 {
-				r.observeFirstBid(r.now().Sub(now))
-			}
-			if why := acceptable(req, &b.Bid, r.now()); why != "" {
-				rejected++
-				r.log.Debug("bid not acceptable", "job", job.ID, "provider", b.Provider, "reason", why)
-				continue
-			}
-			bids = append(bids, b)
-			progress(Progress{Kind: ProgressBid, JobID: job.ID, Attempt: attempt, Time: r.now(), Bid: &b.Bid})
-			if grace == nil {
-				t := time.NewTimer(r.cfg.Grace)
-				defer t.Stop()
-				grace = t.C
-			}
+			take(b)
 			continue
 		case <-widen:
 			widen = nil
@@ -416,7 +729,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			wide := *req
 			wide.Spread, wide.Nonce, wide.SentAt = spread, randid.Hex(12), r.now()
 			r.mu.Lock()
-			open.nonces[wide.Nonce] = true
+			open.nonces[wide.Nonce] = wide.Spread
 			r.mu.Unlock()
 			// The first request is out, so a re-send that cannot go (the
 			// window closing while it waits its turn, on a machine this
@@ -433,18 +746,43 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			}
 			continue
 		case <-grace:
-		case <-window.Done():
-			if ctx.Err() != nil {
-				r.release(bids)
-				return nil, nil, ctx.Err()
+			if spread, wait, again := plan.short(len(bids), r.usual(), dropped); again {
+				dropped = true
+				r.askAgain(window, req, open, spread, len(bids), attempt, progress)
+				t := time.NewTimer(wait)
+				defer t.Stop()
+				grace = t.C
+				continue
 			}
+		case <-window.Done():
 		}
 		break
 	}
+	// Close bidding, then take what handleBid accepted before it closed:
+	// those providers were told their bid was taken.
+	closeBidding()
+	for late := true; late; {
+		select {
+		case b := <-open.bids:
+			take(b)
+		default:
+			late = false
+		}
+	}
+	if ctx.Err() != nil {
+		r.release(bids)
+		return nil, nil, ctx.Err()
+	}
+	r.observeBids(len(bids))
 	progress(Progress{Kind: ProgressClosed, JobID: job.ID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d acceptable bids", len(bids))})
 	if len(bids) == 0 {
-		return nil, nil, fmt.Errorf("%w: no provider among %d connected peers bid for %s (executor %s, %s) within %v; %d bids were unacceptable",
-			ErrNoBids, len(r.host.Peers()), job.Requirements, job.Executor, job.Duration, r.cfg.BiddingWindow, rejected)
+		r.mu.Lock()
+		answers := append(slices.Clip(open.answers), unacceptable...)
+		r.mu.Unlock()
+		return nil, nil, &NoMatchError{
+			NoMatch: summarize(answers, len(r.host.Peers())),
+			Detail:  fmt.Sprintf("no provider bid for %s (executor %s, %s%s) within %v", job.Requirements, job.Executor, job.Duration, describeConstraints(job.Constraints), r.cfg.BiddingWindow),
+		}
 	}
 	return bids, req, nil
 }
@@ -465,6 +803,39 @@ func (r *Requester) widenAfter() time.Duration {
 		return 0
 	}
 	return min(max(r.cfg.Widen, 3*time.Duration(r.firstBid.Load())), r.cfg.BiddingWindow/2)
+}
+
+// askAgain sends the round's request once more at spread, under a nonce
+// of its own; a request that cannot go only leaves bidding to its end.
+func (r *Requester) askAgain(ctx context.Context, req *BidRequest, open *openJob, spread float64, bids, attempt int, progress func(Progress)) {
+	again := *req
+	again.Spread, again.Nonce, again.SentAt = spread, randid.Hex(12), r.now()
+	r.mu.Lock()
+	open.nonces[again.Nonce] = spread
+	r.mu.Unlock()
+	if err := r.publish(ctx, &again); err != nil {
+		r.log.Debug("bid request not sent again", "job", req.JobID, "err", err)
+		return
+	}
+	r.log.Info("bids dropped sharply: asked again, wider", "job", req.JobID, "bids", bids, "usual", r.usual(), "spread", spread)
+	progress(Progress{Kind: ProgressPublished, JobID: req.JobID, Attempt: attempt, Time: r.now(), Message: fmt.Sprintf("%d bids where about %.1f come: asked again with spread %.3g", bids, r.usual(), spread)})
+}
+
+// usual is the moving average of acceptable bids per job; 0 before any.
+func (r *Requester) usual() float64 { return math.Float64frombits(r.usualBids.Load()) }
+
+// observeBids folds one job's count of acceptable bids into usual.
+func (r *Requester) observeBids(n int) {
+	for {
+		old := r.usualBids.Load()
+		next := float64(n)
+		if old != 0 {
+			next = math.Float64frombits(old) + (float64(n)-math.Float64frombits(old))/8
+		}
+		if r.usualBids.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
 }
 
 // observeFirstBid folds one first-bid latency into the moving average.
@@ -511,15 +882,25 @@ func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
 
 // acceptable says why a bid cannot be taken, or "" if it can.
 func acceptable(req *BidRequest, b *Bid, now time.Time) string {
+	_, why := judge(req, b, now)
+	return why
+}
+
+// judge is acceptable with a reason code (decline.go) for the summary of
+// a round with no acceptable bid; its text reads after a provider count.
+func judge(req *BidRequest, b *Bid, now time.Time) (code, why string) {
 	switch {
 	case req.MaxPrice != nil && b.Price > *req.MaxPrice:
-		return fmt.Sprintf("price %v over the maximum %v", b.Price, *req.MaxPrice)
+		return ReasonPrice, fmt.Sprintf("bid %v, over the max price %v", b.Price, *req.MaxPrice)
 	case !now.Before(b.HoldExpires):
-		return "hold already expired"
+		return ReasonExpired, "bid with a hold that had expired"
 	case !req.Requirements.Fits(b.Offered):
-		return "offer does not cover the requirements"
+		return ReasonTooSmall, "bid an offer that does not cover the requirements"
+	case Unmet(req.Constraints, b.Labels) != "":
+		// A provider too old to know constraints bids regardless.
+		return ReasonConstraint, "bid though " + Unmet(req.Constraints, b.Labels)
 	}
-	return ""
+	return "", ""
 }
 
 // invoke tries the bids best first until one provider accepts, then
@@ -583,8 +964,53 @@ func (r *Requester) release(bids []*SignedBid) {
 }
 
 // follow watches the allocation until its result. Silence longer than
-// LostAfter, or the stream ending without a result, is ErrProviderLost.
+// LostAfter, or the stream ending without a result, is ErrProviderLost,
+// and the provider is chased to stop its copy: we move on.
 func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
+	res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
+	if errors.Is(err, ErrProviderLost) && ctx.Err() == nil {
+		// We move on; the provider, if it comes back, must too.
+		r.chase(provider, allocID)
+	}
+	return res, err
+}
+
+// Reattach follows again an allocation this node invoked before it
+// restarted, from its first event (the provider replays them), until its
+// result. The provider may not be reachable at once (the mesh is still
+// forming) or may have gone quiet: it is asked again, with backoff, for up
+// to within; only then is it given up on (ErrProviderLost) and chased. An
+// answer that the allocation is unknown or not ours ends it at once.
+func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, within time.Duration, progress func(Progress)) (*Result, error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	deadline := r.now().Add(within)
+	wait := r.cfg.Keepalive
+	for {
+		res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
+		if err == nil || !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
+			return res, err
+		}
+		if !r.now().Add(wait).Before(deadline) {
+			r.chase(provider, allocID)
+			return nil, fmt.Errorf("%w (following it again for %v after this node restarted)", err, within)
+		}
+		r.log.Debug("allocation not reached again yet", "job", jobID, "provider", provider, "allocation", allocID, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// watch is one allocation stream: it replays the allocation's events from
+// the first and follows them to the result.
+func (r *Requester) watch(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
 	s, err := r.host.OpenStream(ctx, provider, ProtocolAllocation)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open allocation stream to %s: %v", ErrProviderLost, provider, err)
@@ -643,8 +1069,6 @@ func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			// We move on; the provider, if it comes back, must too.
-			r.chase(provider, allocID)
 			return nil, fmt.Errorf("%w: %s stopped answering on allocation %s: %v", ErrProviderLost, provider, allocID, err)
 		}
 		ev, err := DecodeEvent(data)

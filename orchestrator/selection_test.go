@@ -30,6 +30,11 @@ func TestAcceptable(t *testing.T) {
 		{"short of cpu", req, func(b *Bid) { b.Offered.CPU.MilliCores = 100 }, "requirements"},
 		{"hold expiring now", req, func(b *Bid) { b.HoldExpires = now }, "expired"},
 		{"hold expired", req, func(b *Bid) { b.HoldExpires = now.Add(-time.Second) }, "expired"},
+		{"labels that meet the constraints", &BidRequest{Requirements: need, Constraints: mustConstraints(t, "region=eu")},
+			func(b *Bid) { b.Labels = Labels{"region": "eu"} }, ""},
+		// A provider that predates constraints bids without reading them.
+		{"labels that do not", &BidRequest{Requirements: need, Constraints: mustConstraints(t, "region=eu")},
+			func(b *Bid) { b.Labels = nil }, "constraint region=eu not met"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := good

@@ -60,6 +60,7 @@ type Service struct {
 	blobs     *blobs
 	topic     p2p.Topic
 	validator *Validator
+	drops     *dropLog
 	log       *slog.Logger
 	observe   func(*BidRequest, time.Time)
 
@@ -79,8 +80,12 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 	}
 	s := &Service{host: host, key: key, validator: NewValidator(nil, cfg.Requests), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
 	s.blobs = newBlobs(s.log)
+	s.drops = newDropLog(s.log, nil)
 	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, via peer.ID, data []byte) (peer.ID, any, error) {
 		req, err := s.validator.Validate(via, data)
+		if err != nil {
+			s.drops.note(via, err)
+		}
 		switch {
 		case err == nil:
 			return req.Requester, req, nil
@@ -90,15 +95,17 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 			// Dropped, never rejected: gossipsub blames every peer that
 			// delivered a rejected message, and an honest relay may have
 			// counted the requester's messages in another order and
-			// rightly accepted it. The requester itself, when it sent the
-			// flood to us, loses gossip score.
-			if via == req.Requester {
+			// rightly accepted it. The peer that sent it loses gossip
+			// score when it is to blame (ErrFlooding): it relays one
+			// requester far over that requester's rate, or it is the
+			// requester itself over its own.
+			if errors.Is(err, ErrFlooding) {
 				host.Penalize(via)
 			}
 			return "", nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
 		}
-		// Rejected: gossipsub lowers the score of via, the requester
-		// itself for a flood it sent us.
+		// Rejected: gossipsub lowers the score of via, which sent us
+		// what no honest peer forwards.
 		return "", nil, err
 	})
 	if err != nil {
@@ -161,6 +168,12 @@ type Stats struct {
 	RequestsSeen int64 `json:"requests_seen"` // bid requests heard as a provider
 	BidsSent     int64 `json:"bids_sent"`     // as a provider
 	BidsReceived int64 `json:"bids_received"` // as a requester, taken or not
+	// SignaturesVerified counts the bid requests whose signature the
+	// topic validator checked.
+	SignaturesVerified int64 `json:"signatures_verified"`
+	// RequestsDropped counts the bid requests the topic validator
+	// dropped, by reason (DropReason's names).
+	RequestsDropped map[string]int64 `json:"requests_dropped"`
 	// RequestersThrottled counts the times a requester, as this provider
 	// saw it, came to hold far more than it ran and was refused bids.
 	RequestersThrottled int64 `json:"requesters_throttled"`
@@ -171,8 +184,13 @@ type Stats struct {
 
 // Stats returns the protocol's counters.
 func (s *Service) Stats() Stats {
-	return Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived(),
+	st := Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived(),
+		SignaturesVerified: s.validator.Verified(), RequestsDropped: map[string]int64{},
 		RequestersThrottled: s.provider.Throttled(), HoldsDisplaced: s.provider.Displaced()}
+	for r, n := range s.validator.Dropped() {
+		st.RequestsDropped[r.String()] = n
+	}
+	return st
 }
 
 // Probe publishes a bid request that no provider takes (see NewProbe),

@@ -92,6 +92,28 @@ func open(data []byte, rec *jsonRecord, what string) (peer.ID, error) {
 	return signer, nil
 }
 
+// claimedRequester reads, without checking the signature, whose key
+// sealed a bid request: enough to charge the request to its requester's
+// rate before the expensive check. OpenBidRequest then verifies that key's
+// signature, and that the request names the same requester.
+func claimedRequester(data []byte) (peer.ID, error) {
+	if limit := MaxBidRequestSize + envelopeOverhead; len(data) > limit {
+		return "", invalid("bid request of %d bytes exceeds the limit of %d", len(data), limit)
+	}
+	env, err := record.UnmarshalEnvelope(data)
+	if err != nil {
+		return "", invalid("bid request: not a valid signed envelope: %v", err)
+	}
+	if !bytes.Equal(env.PayloadType, bidRequestCodec) {
+		return "", invalid("bid request: payload type %q, want %q", env.PayloadType, bidRequestCodec)
+	}
+	signer, err := peer.IDFromPublicKey(env.PublicKey)
+	if err != nil {
+		return "", invalid("bid request: signer's key: %v", err)
+	}
+	return signer, nil
+}
+
 // SealBidRequest signs a bid request with the requester's key and returns
 // what is published on the topic.
 func SealBidRequest(r *BidRequest, key crypto.PrivKey) ([]byte, error) {

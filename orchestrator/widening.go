@@ -20,6 +20,12 @@ import "time"
 // Once any bid has come, only step 1 happens: bids that are merely late,
 // as on a loaded machine, draw no storm of wider requests. Providers that
 // already bid hold the job and do not bid twice.
+//
+// One thing widens at once (short): bidding about to close, its grace
+// passed, with under half the bids a job has drawn of late. The spread was
+// too narrow (the network looked larger than it is, say padded by peers
+// that left), and a bidder that ignores the spread would otherwise often
+// be the only bid.
 type widening struct {
 	spread float64       // of the first request
 	resend time.Duration // until step 1; 0: never ask again
@@ -62,4 +68,17 @@ func (w widening) next(bids, asked int) (spread float64, again bool, after time.
 		return 1, true, 0
 	}
 	return 0, false, 0
+}
+
+// short decides, when bidding's grace has passed with bids acceptable bids
+// in (fewer than wanted) where usual came per job of late, whether this is
+// a sudden drop: under half the usual. Then the request goes out again at
+// once at spread, four times the first (at most everyone), and bidding
+// waits up to wait more for its bids. A drop is acted on once per round
+// (acted: already done), and not at all with widening off.
+func (w widening) short(bids int, usual float64, acted bool) (spread float64, wait time.Duration, again bool) {
+	if w.resend <= 0 || acted || float64(bids) >= usual/2 {
+		return 0, 0, false
+	}
+	return min(1, 4*w.spread), max(w.widen, w.step), true
 }

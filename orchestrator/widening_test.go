@@ -106,3 +106,34 @@ func TestWideningOff(t *testing.T) {
 		t.Fatal("Widen 0 asked again")
 	}
 }
+
+func TestWideningOnASuddenDropInBids(t *testing.T) {
+	w := newWidening(0.1, 250*time.Millisecond, 400*time.Millisecond, 250*time.Millisecond)
+	for _, tc := range []struct {
+		name   string
+		bids   int
+		usual  float64
+		acted  bool
+		spread float64
+		wait   time.Duration
+		again  bool
+	}{
+		{"one bid where three come: four times as wide, at once", 1, 3, false, 0.4, 400 * time.Millisecond, true},
+		{"no bid where two come", 0, 2, false, 0.4, 400 * time.Millisecond, true},
+		{"half the usual is no drop", 1, 2, false, 0, 0, false},
+		{"as many as usual", 2, 2, false, 0, 0, false},
+		{"nothing known yet", 1, 0, false, 0, 0, false},
+		{"once per round", 1, 3, true, 0, 0, false},
+	} {
+		spread, wait, again := w.short(tc.bids, tc.usual, tc.acted)
+		if spread != tc.spread || wait != tc.wait || again != tc.again {
+			t.Errorf("%s: short(%d, %v, %v) = %v, %v, %v; want %v, %v, %v", tc.name, tc.bids, tc.usual, tc.acted, spread, wait, again, tc.spread, tc.wait, tc.again)
+		}
+	}
+	if spread, _, _ := newWidening(0.5, time.Second, time.Second, time.Second).short(1, 3, false); spread != 1 {
+		t.Errorf("a drop at spread 0.5 widens to %v, want everyone (1)", spread)
+	}
+	if _, _, again := newWidening(0.1, 0, 0, 0).short(0, 3, false); again {
+		t.Error("with widening off, a drop asked again")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -103,6 +104,14 @@ type Config struct {
 	// limits (rcmgr.DefaultLimits.Scale).
 	ResourceMemory int64
 	ResourceFDs    int
+	// MaxNegotiatingStreams bounds the inbound streams one peer may have
+	// open that have not yet named a protocol; more are refused. Such
+	// streams share one scope among all peers (libp2p's transient scope),
+	// which is sized for 64 peers at this bound: one peer cannot fill it.
+	MaxNegotiatingStreams int
+	// NegotiationTimeout is how long an inbound stream may take to name
+	// its protocol before it is reset (libp2p's own is 10 s).
+	NegotiationTimeout time.Duration
 
 	// MaxMessageSize bounds one gossip message (see DefaultMaxMessageSize).
 	MaxMessageSize int
@@ -193,6 +202,9 @@ func (c *Config) Validate() error {
 	if c.ResourceMemory < 64<<20 || c.ResourceFDs < 64 {
 		errs = append(errs, fmt.Errorf("resource limits memory=%d fds=%d: need at least 64 MiB and 64 fds", c.ResourceMemory, c.ResourceFDs))
 	}
+	if c.MaxNegotiatingStreams < 1 || c.MaxNegotiatingStreams > 1024 {
+		errs = append(errs, fmt.Errorf("max negotiating streams per peer %d: want 1 to 1024", c.MaxNegotiatingStreams))
+	}
 	if c.MaxMessageSize < 1<<10 || c.MaxMessageSize > 64<<20 {
 		errs = append(errs, fmt.Errorf("max gossip message size %d: want 1 KiB to 64 MiB", c.MaxMessageSize))
 	}
@@ -200,11 +212,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("IP-colocation weight %v: must be negative or 0", c.IPColocationWeight))
 	}
 	for name, d := range map[string]time.Duration{
-		"gossip heartbeat":   c.GossipHeartbeat,
-		"stream timeout":     c.StreamTimeout,
-		"dial timeout":       c.DialTimeout,
-		"discovery interval": c.DiscoveryInterval,
-		"advertise TTL":      c.AdvertiseTTL,
+		"gossip heartbeat":    c.GossipHeartbeat,
+		"stream timeout":      c.StreamTimeout,
+		"dial timeout":        c.DialTimeout,
+		"discovery interval":  c.DiscoveryInterval,
+		"advertise TTL":       c.AdvertiseTTL,
+		"negotiation timeout": c.NegotiationTimeout,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", name, d))
@@ -220,6 +233,28 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("p2p config: %w", err)
 	}
 	return nil
+}
+
+// transientPeers is how many peers at their MaxNegotiatingStreams the
+// transient scope has room for.
+const transientPeers = 64
+
+// resourceLimits scales libp2p's defaults to ResourceMemory and
+// ResourceFDs, and makes the transient scope, where streams wait until
+// they name a protocol, roomy enough that no few peers fill it: a
+// negotiating stream costs a little bookkeeping and no memory of its own
+// (yamux reserves its buffers in the connection's scope).
+func (c *Config) resourceLimits(defaults rcmgr.ScalingLimitConfig) rcmgr.ConcreteLimitConfig {
+	scaled := defaults.Scale(c.ResourceMemory, c.ResourceFDs)
+	base := scaled.ToPartialLimitConfig()
+	in := max(int(base.Transient.StreamsInbound), transientPeers*c.MaxNegotiatingStreams)
+	out := max(int(base.Transient.StreamsOutbound), in)
+	partial := rcmgr.PartialLimitConfig{Transient: rcmgr.ResourceLimits{
+		StreamsInbound:  rcmgr.LimitVal(in),
+		StreamsOutbound: rcmgr.LimitVal(out),
+		Streams:         rcmgr.LimitVal(max(int(base.Transient.Streams), in+out)),
+	}}
+	return partial.Build(scaled)
 }
 
 // usableListenAddrs drops what the transports in use cannot listen on: with

@@ -12,6 +12,7 @@ import (
 	"github.com/dms-project/dms/internal/poll"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/multiformats/go-multiaddr"
 )
 
@@ -44,6 +45,8 @@ func TestConfigValidate(t *testing.T) {
 		"positive weight": func(c *Config) { c.IPColocationWeight = 1 },
 		"zero timeout":    func(c *Config) { c.StreamTimeout = 0 },
 		"dht mode":        func(c *Config) { c.DHTMode = 7 },
+		"no negotiating":  func(c *Config) { c.MaxNegotiatingStreams = 0 },
+		"no negotiation":  func(c *Config) { c.NegotiationTimeout = 0 },
 	}
 	for name, breakIt := range bad {
 		c := LocalConfig()
@@ -181,4 +184,19 @@ func TestNewFailsClean(t *testing.T) {
 	poll.Until(t, 5*time.Second, "goroutines of the closed host to exit", func() bool {
 		return runtime.NumGoroutine() <= before
 	})
+}
+
+// The transient scope, where streams wait to name a protocol, has room for
+// many peers at their bound; other limits stay libp2p's scaled defaults.
+func TestResourceLimitsRoomForNegotiatingStreams(t *testing.T) {
+	c := LocalConfig()
+	limits := rcmgr.DefaultLimits
+	scaled := limits.Scale(c.ResourceMemory, c.ResourceFDs).ToPartialLimitConfig()
+	got := c.resourceLimits(limits).ToPartialLimitConfig()
+	if in := int(got.Transient.StreamsInbound); in < transientPeers*c.MaxNegotiatingStreams || in <= int(scaled.Transient.StreamsInbound) {
+		t.Fatalf("transient inbound streams %d, want at least %d peers x %d", in, transientPeers, c.MaxNegotiatingStreams)
+	}
+	if got.System != scaled.System || got.PeerDefault != scaled.PeerDefault {
+		t.Fatalf("limits other than the transient scope's changed: system %+v (want %+v), peer %+v (want %+v)", got.System, scaled.System, got.PeerDefault, scaled.PeerDefault)
+	}
 }

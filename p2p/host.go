@@ -110,7 +110,7 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 		}
 	}()
 
-	if h.host, err = newLibp2pHost(&cfg, h.version); err != nil {
+	if h.host, err = newLibp2pHost(&cfg, h.version, h.logger("p2p.streams")); err != nil {
 		return nil, err
 	}
 	h.base = h.base.With("self", h.host.ID())
@@ -150,9 +150,10 @@ func New(ctx context.Context, opts ...Option) (_ *Host, err error) {
 
 // newLibp2pHost builds the libp2p host: our identity, TCP (+WebSocket) and,
 // without a PSK, QUIC; Noise and TLS; our resource and connection managers.
-func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
+func newLibp2pHost(cfg *Config, version string, log *slog.Logger) (host.Host, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
+	stats := newStreamGuardStats(log)
 	rmOpts := []rcmgr.Option{rcmgr.WithMetricsDisabled()}
 	if cfg.Metrics != nil {
 		rcmgr.MustRegisterWith(cfg.Metrics)
@@ -161,14 +162,15 @@ func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 			return nil, fmt.Errorf("p2p: resource manager metrics: %w", err)
 		}
 		rmOpts = []rcmgr.Option{rcmgr.WithTraceReporter(str)}
+		if err := stats.register(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("p2p: stream guard metrics: %w", err)
+		}
 	}
-	rm, err := rcmgr.NewResourceManager(
-		rcmgr.NewFixedLimiter(limits.Scale(cfg.ResourceMemory, cfg.ResourceFDs)),
-		rmOpts...,
-	)
+	inner, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(cfg.resourceLimits(limits)), rmOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
+	rm := newStreamGuard(inner, cfg.MaxNegotiatingStreams, stats)
 	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(cfg.ConnGrace))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("p2p: connection manager: %w", err), rm.Close())
@@ -210,6 +212,10 @@ func newLibp2pHost(cfg *Config, version string) (host.Host, error) {
 		// libp2p closes the managers on some failure paths, not all; both
 		// Close methods tolerate a second call.
 		return nil, errors.Join(fmt.Errorf("p2p: start libp2p host: %w", err), rm.Close(), cm.Close())
+	}
+	// Before the host listens or dials, so that no stream escapes it.
+	if err := guardNegotiation(h.Network(), cfg.NegotiationTimeout, stats); err != nil {
+		return nil, errors.Join(err, h.Close())
 	}
 	return h, nil
 }
@@ -351,19 +357,53 @@ func (h *Host) Bootstrap() []peer.AddrInfo { return append([]peer.AddrInfo(nil),
 // Network is the network ID.
 func (h *Host) Network() string { return h.cfg.Network }
 
-// EstimatePeers is a lower bound of the network's size, this node not
-// counted, from what this node sees: its connections, its DHT routing
-// table and the peers its peerstore has addresses for. The peerstore knows
-// every peer the DHT walks have met, which in a small network is nearly
-// all of them; it may count peers that have left.
+// EstimatePeers is the network's size, this node not counted, from the
+// peers this node knows to be there now: those it holds a connection to,
+// and those of its DHT routing table that answered a query of ours within
+// answeredRecently. It never counts peers it only remembers (the
+// peerstore keeps a departed peer's addresses for a quarter of an hour):
+// fifty identities that joined and left would otherwise shrink the share
+// of providers asked to bid tenfold for that long. In a network larger
+// than this node sees it errs low, which only widens the spread; the
+// requester's floor from what bids show makes up for it.
 func (h *Host) EstimatePeers() int {
-	n := len(h.host.Network().Peers())
+	var table []answeredPeer
 	if h.kad != nil {
 		if rt := h.kad.RoutingTable(); rt != nil {
-			n = max(n, rt.Size())
+			for _, pi := range rt.GetPeerInfos() {
+				table = append(table, answeredPeer{id: pi.Id, at: pi.LastSuccessfulOutboundQueryAt})
+			}
 		}
 	}
-	return max(n, len(h.host.Peerstore().PeersWithAddrs())-1)
+	return livePeers(h.host.Network().Peers(), table, time.Now().Add(-answeredRecently))
+}
+
+// answeredRecently is how recently a routing-table peer we hold no
+// connection to must have answered a query to be counted as present. Our
+// discovery walks run every DiscoveryInterval (30 s by default) and the
+// DHT re-checks its table every 10 minutes; a peer none of them reached in
+// two minutes is not known to be there.
+const answeredRecently = 2 * time.Minute
+
+// answeredPeer is a routing-table peer and when it last answered us.
+type answeredPeer struct {
+	id peer.ID
+	at time.Time
+}
+
+// livePeers counts, once each, the connected peers and the table's peers
+// that answered since since.
+func livePeers(connected []peer.ID, table []answeredPeer, since time.Time) int {
+	seen := make(map[peer.ID]bool, len(connected)+len(table))
+	for _, p := range connected {
+		seen[p] = true
+	}
+	for _, p := range table {
+		if p.at.After(since) {
+			seen[p.id] = true
+		}
+	}
+	return len(seen)
 }
 
 // ConnInfo describes our connections to p: the remote ends' addresses

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/dms-project/dms/internal/poll"
 )
 
@@ -37,5 +39,26 @@ func TestConnInfoAndEstimatePeers(t *testing.T) {
 	}
 	if n := a.EstimatePeers(); n < 1 {
 		t.Fatalf("a connected host estimates %d peers, want at least 1", n)
+	}
+}
+
+func TestLivePeersCountsOnlyPeersKnownToBeThere(t *testing.T) {
+	now := time.Now()
+	a, b, c, d := peer.ID("a"), peer.ID("b"), peer.ID("c"), peer.ID("d")
+	for _, tc := range []struct {
+		name      string
+		connected []peer.ID
+		table     []answeredPeer
+		want      int
+	}{
+		{"nobody", nil, nil, 0},
+		{"connected only", []peer.ID{a, b}, nil, 2},
+		{"connected and in the table count once", []peer.ID{a}, []answeredPeer{{a, now}}, 1},
+		{"a table peer that answered lately counts", []peer.ID{a}, []answeredPeer{{b, now.Add(-time.Second)}}, 2},
+		{"table peers silent too long, or never asked, do not", []peer.ID{a}, []answeredPeer{{c, now.Add(-time.Hour)}, {d, time.Time{}}}, 1},
+	} {
+		if got := livePeers(tc.connected, tc.table, now.Add(-answeredRecently)); got != tc.want {
+			t.Errorf("%s: %d peers, want %d", tc.name, got, tc.want)
+		}
 	}
 }

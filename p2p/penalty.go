@@ -88,3 +88,7 @@ func (ps *penalties) score(p peer.ID) float64 {
 // points, halving every minute; at -300 we stop gossiping to p, at -1500
 // we ignore it.
 func (h *Host) Penalize(p peer.ID) { h.penalties.add(p) }
+
+// Penalty is p's app-specific gossip score: 0, or negative for the floods
+// it was blamed for (Penalize), decayed to now.
+func (h *Host) Penalty(p peer.ID) float64 { return h.penalties.score(p) }

@@ -23,22 +23,26 @@ func DefaultConfig() Config {
 		// resource manager would refuse newcomers before the connection
 		// manager ever trimmed to make room, and a busy bootstrap node
 		// would turn new nodes away for good.
-		ConnHigh:           64,
-		ConnGrace:          time.Minute,
-		ResourceMemory:     256 << 20,
-		ResourceFDs:        1024,
-		MaxMessageSize:     DefaultMaxMessageSize,
-		GossipHeartbeat:    time.Second,
-		ScoreIPWhitelist:   loopbackNets(),
-		IPColocationWeight: -10,
-		StreamTimeout:      10 * time.Second,
-		DialTimeout:        15 * time.Second,
-		DiscoveryInterval:  30 * time.Second,
-		AdvertiseTTL:       time.Hour,
-		NATService:         true,
-		NATPortMap:         true,
-		Relay:              true,
-		Reachability:       "auto",
+		ConnHigh:       64,
+		ConnGrace:      time.Minute,
+		ResourceMemory: 256 << 20,
+		ResourceFDs:    1024,
+		// An honest peer names its protocol within a round trip, and has
+		// a few streams doing so at once (gossip, DHT queries, a bid).
+		MaxNegotiatingStreams: 32,
+		NegotiationTimeout:    5 * time.Second,
+		MaxMessageSize:        DefaultMaxMessageSize,
+		GossipHeartbeat:       time.Second,
+		ScoreIPWhitelist:      loopbackNets(),
+		IPColocationWeight:    -10,
+		StreamTimeout:         10 * time.Second,
+		DialTimeout:           15 * time.Second,
+		DiscoveryInterval:     30 * time.Second,
+		AdvertiseTTL:          time.Hour,
+		NATService:            true,
+		NATPortMap:            true,
+		Relay:                 true,
+		Reachability:          "auto",
 	}
 }
 
@@ -54,6 +58,7 @@ func LocalConfig() Config {
 	c.GossipHeartbeat = 700 * time.Millisecond
 	c.IPColocationWeight = 0
 	c.StreamTimeout = 3 * time.Second
+	c.NegotiationTimeout = 3 * time.Second
 	c.DialTimeout = 3 * time.Second
 	c.DiscoveryInterval = time.Second
 	// A local network starts many nodes at once: let the connection manager

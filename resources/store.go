@@ -96,3 +96,10 @@ func (quietPebbleLogger) Errorf(format string, args ...interface{}) {
 func (quietPebbleLogger) Fatalf(format string, args ...interface{}) {
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
+
+// LockHolder is the process holding the lock of the datastore in dir, 0
+// when none does or the system cannot tell. Only a process that does not
+// have that datastore open may ask: the question opens the lock file, and
+// closing any descriptor of a file drops the POSIX locks its process holds
+// on it.
+func LockHolder(dir string) int { return lockOwnerPID(filepath.Join(dir, "LOCK")) }

@@ -19,18 +19,22 @@ import (
 
 // Stop sends SIGTERM to each live node's process group, waits up to
 // grace for them to end, then SIGKILLs what is left and waits a little
-// more. It returns an error naming any that survive.
+// more. It returns an error naming any that survive. A node is found by
+// its home (see Locate), so that one restarted outside the test network
+// is stopped as well.
 func Stop(nodes []Process, grace time.Duration) error {
 	signal := func(n Process, sig syscall.Signal) {
 		// Each node leads its own process group (Setpgid), which also holds
-		// any native job it started.
+		// any native job it started; one restarted by hand may not, and
+		// then -PID names no group.
 		if err := syscall.Kill(-n.PID, sig); err != nil {
 			_ = syscall.Kill(n.PID, sig)
 		}
 	}
 	alive := func(ns []Process) []Process {
-		return slices.DeleteFunc(slices.Clone(ns), func(n Process) bool { return !nodeAlive(n.PID, n.Home) })
+		return slices.DeleteFunc(slices.Clone(ns), func(n Process) bool { return !stillRunning(n) })
 	}
+	nodes = Running(nodes)
 	wait := func(ns []Process, d time.Duration) []Process {
 		deadline := time.Now().Add(d)
 		for len(ns) > 0 && time.Now().Before(deadline) {

@@ -4,13 +4,19 @@ package testnet
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"github.com/dms-project/dms/home"
 )
+
+// ErrHomeHeld: Clean found a home that a running node holds, and removed
+// nothing.
+var ErrHomeHeld = errors.New("a node still runs on a home in the test network directory; nothing removed")
 
 var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
 
@@ -25,6 +31,21 @@ func Clean(dir string) (homes int, err error) {
 	}
 	if err != nil {
 		return 0, err
+	}
+	// A home a node still runs on is not removed from under it, nor is
+	// anything else: the caller stops it first (Stop finds it by its home).
+	var held []string
+	for _, ent := range entries {
+		if !ent.IsDir() || !testnetHomeName.MatchString(ent.Name()) {
+			continue
+		}
+		if pid := (home.Home{Dir: filepath.Join(dir, ent.Name())}).LockHolder(); pid > 0 && ProcessAlive(pid) {
+			held = append(held, fmt.Sprintf("%s (pid %d)", ent.Name(), pid))
+		}
+	}
+	if len(held) > 0 {
+		return 0, fmt.Errorf("%w: %s; stop %s first (dms testnet down --dir %s stops the nodes of the network it records; kill PID stops one started by hand)",
+			ErrHomeHeld, strings.Join(held, ", "), plural(len(held), "it", "them"), home.ShellQuote(dir))
 	}
 	for _, ent := range entries {
 		p := filepath.Join(dir, ent.Name())

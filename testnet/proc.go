@@ -4,6 +4,8 @@ package testnet
 // it uses (the bench's process mode samples it).
 
 import (
+	"github.com/dms-project/dms/home"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -78,6 +80,49 @@ func nodeAlive(pid int, home string) bool {
 		return true
 	}
 	return slices.Contains(strings.Split(string(b), "\x00"), home)
+}
+
+// Locate is the pid of the process running the node of n's home now, 0 when
+// none does. The pid the test network started is asked first; a node
+// restarted outside it (dms --home DIR run) is found by the lock on its
+// home's datastore, which only the process running a node holds. A node
+// of a container network is only ever its container's.
+func Locate(n Process) int {
+	if nodeAlive(n.PID, n.Home) {
+		return n.PID
+	}
+	if n.Container != "" {
+		return 0
+	}
+	if pid := (home.Home{Dir: n.Home}).LockHolder(); pid > 0 && ProcessAlive(pid) {
+		return pid
+	}
+	return 0
+}
+
+// Running returns the nodes that run, each with the pid that runs it now.
+func Running(nodes []Process) []Process {
+	var out []Process
+	for _, n := range nodes {
+		if pid := Locate(n); pid > 0 {
+			n.PID = pid
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// stillRunning reports whether n's process (n.PID as Locate found it)
+// still runs the node, or a process still holds its home.
+func stillRunning(n Process) bool {
+	if nodeAlive(n.PID, n.Home) {
+		return true
+	}
+	if n.Container != "" {
+		return false
+	}
+	pid := (home.Home{Dir: n.Home}).LockHolder()
+	return pid > 0 && ProcessAlive(pid)
 }
 
 func dirExists(p string) bool {

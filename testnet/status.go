@@ -82,39 +82,56 @@ func (c *clients) statuses(ctx context.Context) []nodeStatus {
 	return out
 }
 
-// NodeStatus is one line of `dms testnet status`.
+// NodeStatus is one line of `dms testnet status`. PID is the process
+// running the node now; StartedPID, when set, is the one the test network
+// started, which is gone (the node was restarted outside it).
 type NodeStatus struct {
 	Process
+	StartedPID int    `json:"started_pid,omitempty"`
 	Running    bool   `json:"running"`
 	Peers      int    `json:"peers"`
 	TopicPeers int    `json:"topic_peers"`
 	Error      string `json:"error,omitempty"` // why the peers are unknown
 }
 
-// Status asks each live node of rec for its peers, in parallel.
+// Status asks each node of rec for its peers, in parallel. A node is
+// found by its home: the process the network started, else the one that
+// holds the home's lock, else whichever answers on the home's control
+// socket.
 func Status(ctx context.Context, rec *Record) []NodeStatus {
 	out := make([]NodeStatus, len(rec.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range rec.Nodes {
-		out[i] = NodeStatus{Process: n, Running: nodeAlive(n.PID, n.Home)}
-		if !out[i].Running {
-			continue
-		}
+		out[i] = NodeStatus{Process: n}
 		wg.Go(func() {
+			pid := Locate(n)
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			cl, err := api.Dial(ctx, n.Home)
-			if err != nil {
+			var r api.StatusResponse
+			cl, dialErr := api.Dial(ctx, n.Home)
+			err := dialErr
+			if err == nil {
+				r, err = cl.Status(ctx)
+				cl.Close()
+			}
+			if pid == 0 && err == nil && r.PID > 0 && n.Container == "" {
+				pid = r.PID // a system that cannot tell a lock's holder
+			}
+			if pid == 0 {
+				return
+			}
+			out[i].Running = true
+			if pid != n.PID {
+				out[i].PID, out[i].StartedPID = pid, n.PID
+			}
+			switch {
+			case dialErr != nil:
 				out[i].Error = "not answering on its control socket"
-				return
-			}
-			defer cl.Close()
-			r, err := cl.Status(ctx)
-			if err != nil {
+			case err != nil:
 				out[i].Error = err.Error()
-				return
+			default:
+				out[i].Peers, out[i].TopicPeers = r.Peers, r.TopicPeers
 			}
-			out[i].Peers, out[i].TopicPeers = r.Peers, r.TopicPeers
 		})
 	}
 	wg.Wait()

@@ -11,12 +11,13 @@ async function get(path) {
 function el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; }
 function row(cells, cls) { const tr = el("tr", undefined, cls); for (const c of cells) { const td = el("td"); if (c instanceof Node) td.append(c); else td.textContent = c; tr.append(td); } return tr; }
 function fill(id, rows, empty) { const tb = document.querySelector("#" + id + " tbody"); tb.replaceChildren(...rows); if (!rows.length) tb.append(row([empty])); }
-function short(id) { return id ? String(id).slice(-8) : ""; }
 function bytes(n) { const u = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0; n = Number(n || 0); while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; } return (i ? n.toFixed(2) : n) + " " + u[i]; }
 function cores(c) { return ((c && c.cpu && c.cpu.millicores) || 0) / 1000; }
 // Output is a JSON string, or {"base64": ...} when it is not text.
 function text(o) { if (!o) return ""; if (typeof o === "string") return o; try { return new TextDecoder().decode(Uint8Array.from(atob(o.base64 || ""), c => c.charCodeAt(0))); } catch (e) { return ""; } }
 function state(s) { return el("span", s, s); }
+// A queued job says since when and why it waits, as dms job status does.
+function queued(j) { return j.state === "queued" ? "queued since " + clock(j.queued_since) + ": " + (j.queue_reason || "") : ""; }
 
 async function refresh() {
   try {
@@ -30,11 +31,11 @@ async function refresh() {
     fill("capacity", ["registered", "held", "locked", "available"].filter(k => acc[k]).map(k => row([k, cores(acc[k]), bytes(acc[k].memory), bytes(acc[k].disk), (acc[k].gpus || []).length])), "no offer");
     fill("peers", (peers.peers || []).map(p => row([el("code", p.peer_id), p.direction, p.on_topic ? "yes" : "no", (p.addrs || []).join(" ")])), "no peers");
     const js = (jobs.jobs || []).slice().reverse();
-    fill("jobs", js.map(j => { const r = row([el("code", j.id), state(j.state), new Date(j.submitted).toLocaleTimeString(), short(j.provider), j.result ? j.result.exit_code : ""], "job" + (j.id === selected ? " selected" : "")); r.onclick = () => { selected = j.id; refresh(); }; return r; }), "no jobs yet");
+    fill("jobs", js.map(j => { const id = el("code", jobID(j.id)); id.title = j.id; const st = state(j.state); st.title = queued(j); const r = row([id, st, runs(j), clock(j.submitted), took(j), short(j.provider), j.result && j.state !== "cancelled" ? j.result.exit_code : ""], "job" + (j.id === selected ? " selected" : "")); r.onclick = () => { selected = j.id; refresh(); }; return r; }), "no jobs yet");
     if (!selected && js.length) selected = js[0].id;
     if (selected) await showJob(selected);
-    fill("allocs", (allocs.allocations || []).map(a => row([el("code", a.id), short(a.job_id), state(a.state), short(a.requester), a.capability ? "cpu " + cores(a.capability) + ", memory " + bytes(a.capability.memory) : ""])), "no allocations");
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    fill("allocs", (allocs.allocations || []).map(a => row([el("code", a.id), jobID(a.job_id), state(a.state), short(a.requester), a.capability ? "cpu " + cores(a.capability) + ", memory " + bytes(a.capability.memory) : ""])), "no allocations");
+    document.getElementById("updated").textContent = "updated " + clock(new Date());
   } catch (e) {
     document.getElementById("updated").textContent = "cannot reach the node: " + e.message;
   }
@@ -43,10 +44,11 @@ async function refresh() {
 async function showJob(id) {
   const j = await get("/v1/jobs/" + encodeURIComponent(id));
   const box = document.getElementById("job"); box.replaceChildren();
-  box.append(el("h3", "Job " + j.id), state(j.state));
+  box.append(el("h3", "Job " + jobID(j.id)), state(j.state), el("p", runs(j) + ", submitted " + clock(j.submitted) + ", took " + took(j)));
   if (j.error) box.append(el("p", j.error, "failed"));
+  if (queued(j)) box.append(el("p", queued(j), "queued"));
   const ol = el("ol");
-  for (const p of j.progress || []) ol.append(el("li", new Date(p.time).toLocaleTimeString() + "  " + p.kind + (p.message ? ": " + p.message : "") + (p.event && p.event.state ? ": " + p.event.state : "")));
+  for (const p of j.progress || []) ol.append(el("li", clock(p.time) + "  " + p.kind + (p.message ? ": " + p.message : "") + (p.event && p.event.state ? ": " + p.event.state : "")));
   box.append(el("h4", "Steps"), ol);
   if (j.result) { box.append(el("h4", "Output"), el("pre", text(j.result.stdout) + text(j.result.stderr) || "(no output)")); }
 }

@@ -94,7 +94,7 @@ func (e *env) app() *cli.App {
 		e.cmdPath = c.Command.HelpName
 		return &usageError{msg: rewriteFlagError(err.Error()), err: err}
 	}
-	cmds := []*cli.Command{e.initCommand(), e.onboardCommand(), e.offboardCommand(), e.capabilityCommand(), e.benchmarkCommand(), e.versionCommand()}
+	cmds := []*cli.Command{e.initCommand(), e.doctorCommand(), e.onboardCommand(), e.offboardCommand(), e.capabilityCommand(), e.benchmarkCommand(), e.versionCommand()}
 	cmds = append(cmds, e.meshCommands()...)
 	cmds = append(cmds, e.jobCommands()...)
 	cmds = append(cmds, e.benchCommand(), e.completionCommand())

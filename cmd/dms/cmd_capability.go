@@ -71,6 +71,9 @@ func (e *env) printCapability(r api.CapabilityResponse) error {
 	if len(r.Executors) > 0 {
 		fmt.Fprintf(w, "runs:       %s jobs\n", strings.Join(r.Executors, ", "))
 	}
+	if r.Onboarded {
+		fmt.Fprintf(w, "labels:     %s\n", describeLabels(r.Labels))
+	}
 	if b := r.Benchmark; b != nil {
 		fmt.Fprintf(w, "benchmark:  score %.1f (%s)\n", b.Score, b.At.Local().Format("2006-01-02 15:04"))
 	} else {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/dms-project/dms/api"
@@ -49,14 +50,25 @@ func (e *env) jobBids(c *cli.Context, cl *api.Client, id string) error {
 func printBids(w io.Writer, bids []orchestrator.Bid, winner peer.ID, name func(peer.ID) string) error {
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tPROVIDER\tPRICE\tSCORE\tOFFERED CPU\tOFFERED MEMORY\tHOLD UNTIL")
+	// Labels, when a provider has any, say why a job's preferences ranked
+	// the bids as they did.
+	labelled := slices.ContainsFunc(bids, func(b orchestrator.Bid) bool { return len(b.Labels) > 0 })
+	header := "\tPROVIDER\tPRICE\tSCORE\tOFFERED CPU\tOFFERED MEMORY\tHOLD UNTIL"
+	if labelled {
+		header += "\tLABELS"
+	}
+	fmt.Fprintln(tw, header)
 	for _, b := range bids {
 		mark := ""
 		if winner != "" && b.Provider == winner {
 			mark = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, name(b.Provider), formatPrice(b.Price, b.Currency), formatScore(b.Score),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", mark, name(b.Provider), formatPrice(b.Price, b.Currency), formatScore(b.Score),
 			capability.FormatCPU(b.Offered.CPU.MilliCores), capability.FormatBytes(b.Offered.Memory), b.HoldExpires.Local().Format("15:04:05"))
+		if labelled {
+			fmt.Fprintf(tw, "\t%s", describeLabels(b.Labels))
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

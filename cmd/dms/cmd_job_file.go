@@ -21,7 +21,7 @@ import (
 )
 
 // jobFlags are what dms job submit takes, from its flags or from a job
-// file (-f job.yaml), which has the flags' names as keys:
+// file (-f job.yaml), whose keys are the flags' names (jobFileKeys):
 //
 //	image: dms-example-files:latest
 //	cpu: 0.5
@@ -30,30 +30,190 @@ import (
 //	inputs: [data/, notes.txt:/inputs/n.txt]
 //	args: [-tick, "3"]
 //	env: {GREETING: hi}
-//	output_dir: out
+//	output-dir: out
+//	constraints: [region=eu-west, "gpu exists"]
+//	prefer: tier=gold
+//	queue-timeout: 30m
+//	retry-on-failure: 2
 //
 // Relative paths in a file are relative to the file's directory.
 type jobFlags struct {
-	Wasm       string            `yaml:"wasm"`
-	Image      string            `yaml:"image"`
-	Entrypoint string            `yaml:"entrypoint"`
-	Command    string            `yaml:"command"`
-	CPU        string            `yaml:"cpu"`
-	Memory     string            `yaml:"memory"`
-	Disk       string            `yaml:"disk"`
-	Duration   string            `yaml:"duration"`
-	GPU        int               `yaml:"gpu"`
-	GPUModel   string            `yaml:"gpu_model"`
-	MaxPrice   string            `yaml:"max_price"`
-	Env        map[string]string `yaml:"env"`
-	Args       []string          `yaml:"args"`
-	Inputs     []string          `yaml:"inputs"`
-	OutputDir  string            `yaml:"output_dir"`
-	Stdin      string            `yaml:"stdin"`
+	Wasm       string
+	Image      string
+	Entrypoint string
+	Command    string
+	CPU        string
+	Memory     string
+	Disk       string
+	Duration   string
+	GPU        int
+	GPUModel   string
+	MaxPrice   string
+	Env        map[string]string
+	Args       []string
+	Inputs     []string
+	OutputDir  string
+	Stdin      string
+	// Placement: hard constraints on the providers' labels and soft ones
+	// that rank bids.
+	Constraints []string
+	Prefer      []string
+	// QueueTimeout is a duration ("10m", "0"); RetryOnFailure a count.
+	QueueTimeout   string
+	RetryOnFailure int
 
 	// from names where each value came from, for messages: "--memory" or
 	// "memory in job.yaml".
 	from map[string]string
+}
+
+// jobFileKey is a key of a job file: the name of a flag of dms job submit
+// (or args, the job's arguments), and how its value is read into the
+// fields. The file's keys, the help that lists them and the parser are
+// this one table.
+type jobFileKey struct {
+	name string // the flag's name; "_" may stand for "-" in a file
+	// alias is another spelling accepted (inputs for input: the value is a
+	// list).
+	alias string
+	// what the value is, for the help and for a value of the wrong type.
+	want string
+	set  func(f *jobFlags, v *yaml.Node) error
+}
+
+func scalarKey(name, want string, field func(f *jobFlags) *string) jobFileKey {
+	return jobFileKey{name: name, want: want, set: func(f *jobFlags, v *yaml.Node) error {
+		if v.Kind != yaml.ScalarNode {
+			return errors.New("want " + want)
+		}
+		*field(f) = v.Value
+		return nil
+	}}
+}
+
+// stringList reads a list of strings, or one string as a list of one.
+func stringList(v *yaml.Node) ([]string, error) {
+	if v.Kind == yaml.ScalarNode {
+		return []string{v.Value}, nil
+	}
+	var l []string
+	if v.Kind != yaml.SequenceNode || v.Decode(&l) != nil {
+		return nil, errors.New("want a list of strings")
+	}
+	return l, nil
+}
+
+var jobFileKeys = []jobFileKey{
+	scalarKey("wasm", "a file name", func(f *jobFlags) *string { return &f.Wasm }),
+	scalarKey("image", "an image name", func(f *jobFlags) *string { return &f.Image }),
+	scalarKey("entrypoint", "a program", func(f *jobFlags) *string { return &f.Entrypoint }),
+	scalarKey("command", "a program", func(f *jobFlags) *string { return &f.Command }),
+	scalarKey("cpu", "cores, e.g. 0.5", func(f *jobFlags) *string { return &f.CPU }),
+	scalarKey("memory", "a size, e.g. 256MiB", func(f *jobFlags) *string { return &f.Memory }),
+	scalarKey("disk", "a size, e.g. 1GiB", func(f *jobFlags) *string { return &f.Disk }),
+	scalarKey("duration", "a duration, e.g. 1m", func(f *jobFlags) *string { return &f.Duration }),
+	{name: "gpu", want: "a number of GPUs", set: func(f *jobFlags, v *yaml.Node) error {
+		if v.Kind != yaml.ScalarNode || v.Decode(&f.GPU) != nil {
+			return errors.New("want a whole number of GPUs")
+		}
+		return nil
+	}},
+	scalarKey("gpu-model", "a GPU model", func(f *jobFlags) *string { return &f.GPUModel }),
+	scalarKey("max-price", "a price, e.g. 0.5", func(f *jobFlags) *string { return &f.MaxPrice }),
+	{name: "env", want: "a map (NAME: value) or a list of NAME=VALUE", set: func(f *jobFlags, v *yaml.Node) error {
+		f.Env = map[string]string{}
+		switch v.Kind {
+		case yaml.MappingNode:
+			if v.Decode(&f.Env) != nil {
+				return errors.New("want a map of NAME: value, or a list of NAME=VALUE")
+			}
+		case yaml.SequenceNode:
+			var l []string
+			if v.Decode(&l) != nil {
+				return errors.New("want a list of NAME=VALUE, or a map of NAME: value")
+			}
+			for _, kv := range l {
+				k, val, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("%q is not NAME=VALUE", kv)
+				}
+				f.Env[k] = val
+			}
+		default:
+			return errors.New("want a map of NAME: value, or a list of NAME=VALUE")
+		}
+		return nil
+	}},
+	{name: "input", alias: "inputs", want: "a list of LOCAL[:GUEST]", set: func(f *jobFlags, v *yaml.Node) (err error) {
+		f.Inputs, err = stringList(v)
+		return err
+	}},
+	scalarKey("output-dir", "a directory", func(f *jobFlags) *string { return &f.OutputDir }),
+	scalarKey("stdin", "a file name", func(f *jobFlags) *string { return &f.Stdin }),
+	{name: "constraint", alias: "constraints", want: "a constraint or a list of them, e.g. region=eu-west", set: func(f *jobFlags, v *yaml.Node) (err error) {
+		f.Constraints, err = stringList(v)
+		return err
+	}},
+	{name: "prefer", want: "a constraint or a list of them, e.g. tier=gold", set: func(f *jobFlags, v *yaml.Node) (err error) {
+		f.Prefer, err = stringList(v)
+		return err
+	}},
+	scalarKey("queue-timeout", "a duration, e.g. 30m (0: do not wait)", func(f *jobFlags) *string { return &f.QueueTimeout }),
+	{name: "retry-on-failure", want: "a number of runs", set: func(f *jobFlags, v *yaml.Node) error {
+		if v.Kind != yaml.ScalarNode || v.Decode(&f.RetryOnFailure) != nil {
+			return errors.New("want a whole number of runs")
+		}
+		return nil
+	}},
+	{name: "args", want: "a list of the job's arguments", set: func(f *jobFlags, v *yaml.Node) (err error) {
+		f.Args, err = stringList(v)
+		return err
+	}},
+}
+
+// jobFileKeyList is the keys a job file takes, for the help and messages.
+func jobFileKeyList() string {
+	var names []string
+	for _, k := range jobFileKeys {
+		n := k.name
+		if k.alias != "" {
+			n += " (or " + k.alias + ")"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, ", ")
+}
+
+// wrapWords breaks s into lines of at most width characters, at spaces.
+func wrapWords(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, w := range strings.Fields(s) {
+		switch {
+		case i == 0:
+		case n+1+len(w) > width:
+			b.WriteString("\n")
+			n = 0
+		default:
+			b.WriteString(" ")
+			n++
+		}
+		b.WriteString(w)
+		n += len(w)
+	}
+	return b.String()
+}
+
+// lookupJobFileKey finds a file's key: a flag's name, with _ for - if
+// the writer likes.
+func lookupJobFileKey(key string) (jobFileKey, bool) {
+	norm := strings.ReplaceAll(key, "_", "-")
+	for _, k := range jobFileKeys {
+		if norm == k.name || (k.alias != "" && norm == k.alias) {
+			return k, true
+		}
+	}
+	return jobFileKey{}, false
 }
 
 // maxJobFile bounds a job file; it is a few lines.
@@ -64,11 +224,32 @@ func readJobFile(p string) (jobFlags, error) {
 	if err != nil {
 		return jobFlags{}, err
 	}
-	var f jobFlags
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return jobFlags{}, usagef("job file %s: %v (keys: wasm, image, entrypoint, command, cpu, memory, disk, duration, gpu, gpu_model, max_price, env, args, inputs, output_dir, stdin)", p, err)
+	name := filepath.Base(p)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return jobFlags{}, usagef("job file %s: %v", p, err)
+	}
+	f := jobFlags{from: map[string]string{}}
+	if len(doc.Content) == 0 {
+		return jobFlags{}, usagef("job file %s is empty: want keys such as image, cpu, memory, duration (all keys: %s)", p, jobFileKeyList())
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return jobFlags{}, usagef("job file %s: want a map of keys to values, e.g. cpu: 0.5 (keys: %s)", p, jobFileKeyList())
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		key, val := m.Content[i].Value, m.Content[i+1]
+		k, ok := lookupJobFileKey(key)
+		if !ok {
+			return jobFlags{}, usagef("job file %s, line %d: unknown key %q (keys: %s; _ may stand for -)", p, m.Content[i].Line, key, jobFileKeyList())
+		}
+		if prev, dup := f.from[k.name]; dup {
+			return jobFlags{}, usagef("job file %s, line %d: %q says again what %s said", p, m.Content[i].Line, key, prev)
+		}
+		if err := k.set(&f, val); err != nil {
+			return jobFlags{}, usagef("job file %s, line %d: %s: %v", p, val.Line, key, err)
+		}
+		f.from[k.name] = key + " in " + name
 	}
 	base := filepath.Dir(p)
 	rel := func(s string) string {
@@ -85,12 +266,6 @@ func readJobFile(p string) (jobFlags, error) {
 			f.Inputs[i] += ":" + guest
 		}
 	}
-	f.from = map[string]string{}
-	name := filepath.Base(p)
-	for _, k := range []string{"wasm", "image", "entrypoint", "command", "cpu", "memory", "disk", "duration", "gpu", "gpu-model", "max-price", "env", "input", "output-dir", "stdin"} {
-		f.from[k] = strings.ReplaceAll(k, "-", "_") + " in " + name
-	}
-	f.from["input"] = "inputs in " + name
 	return f, nil
 }
 
@@ -101,7 +276,7 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	str := map[string]*string{"wasm": &f.Wasm, "image": &f.Image, "entrypoint": &f.Entrypoint, "command": &f.Command,
 		"cpu": &f.CPU, "memory": &f.Memory, "disk": &f.Disk, "duration": &f.Duration, "gpu-model": &f.GPUModel,
-		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin}
+		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin, "queue-timeout": &f.QueueTimeout}
 	for name, dst := range str {
 		if c.IsSet(name) {
 			*dst, f.from[name] = c.String(name), "--"+name
@@ -109,6 +284,9 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	if c.IsSet("gpu") {
 		f.GPU, f.from["gpu"] = c.Int("gpu"), "--gpu"
+	}
+	if c.IsSet("retry-on-failure") {
+		f.RetryOnFailure, f.from["retry-on-failure"] = c.Int("retry-on-failure"), "--retry-on-failure"
 	}
 	if env := c.Generic("env").(*envList); len(env.vals) > 0 {
 		if f.Env == nil {
@@ -128,6 +306,12 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	if c.Args().Present() {
 		f.Args = c.Args().Slice()
+	}
+	if cs := c.Generic("constraint").(*envList); len(cs.vals) > 0 {
+		f.Constraints, f.from["constraint"] = cs.vals, "--constraint"
+	}
+	if ps := c.Generic("prefer").(*envList); len(ps.vals) > 0 {
+		f.Prefer, f.from["prefer"] = ps.vals, "--prefer"
 	}
 }
 
@@ -249,11 +433,43 @@ func (f *jobFlags) request() (api.SubmitJobRequest, error) {
 			return req, err
 		}
 	}
+	if job.Constraints, err = f.constraints("constraint", f.Constraints); err != nil {
+		return req, err
+	}
+	if job.Prefer, err = f.constraints("prefer", f.Prefer); err != nil {
+		return req, err
+	}
 	if req.Inputs, err = f.packInputs(); err != nil {
+		return req, err
+	}
+	if err := f.queueing(&req); err != nil {
 		return req, err
 	}
 	req.Job = job
 	return req, nil
+}
+
+// queueing reads how long the job waits for a provider and how often it
+// is run again after failing.
+func (f *jobFlags) queueing(req *api.SubmitJobRequest) error {
+	req.QueueTimeout = seconds.Duration(orchestrator.DefaultQueueTimeout)
+	if v := strings.TrimSpace(f.QueueTimeout); v == "0" {
+		req.QueueTimeout = 0
+	} else if v != "" {
+		d, err := capability.ParseDuration(v)
+		if err != nil {
+			return f.bad("queue-timeout", f.QueueTimeout, err)
+		}
+		if d > orchestrator.MaxQueueTimeout {
+			return f.bad("queue-timeout", f.QueueTimeout, fmt.Errorf("want at most %s (0: do not wait)", capability.FormatDuration(orchestrator.MaxQueueTimeout)))
+		}
+		req.QueueTimeout = seconds.Duration(d)
+	}
+	if f.RetryOnFailure < 0 || f.RetryOnFailure > orchestrator.MaxRetryOnFailure {
+		return f.bad("retry-on-failure", strconv.Itoa(f.RetryOnFailure), fmt.Errorf("want 0 to %d", orchestrator.MaxRetryOnFailure))
+	}
+	req.RetryOnFailure = f.RetryOnFailure
+	return nil
 }
 
 func (f *jobFlags) positive(name, v string, parse func(string) (uint64, error)) (uint64, error) {
@@ -265,6 +481,27 @@ func (f *jobFlags) positive(name, v string, parse func(string) (uint64, error)) 
 		return 0, f.bad(name, v, errors.New("want more than zero"))
 	}
 	return n, nil
+}
+
+// constraints parses --constraint or --prefer values.
+func (f *jobFlags) constraints(name string, vals []string) ([]orchestrator.Constraint, error) {
+	if len(vals) > orchestrator.MaxConstraints {
+		return nil, usagef("%s: %d constraints, a job takes at most %d", f.where(name), len(vals), orchestrator.MaxConstraints)
+	}
+	var out []orchestrator.Constraint
+	n := 0
+	for _, v := range vals {
+		c, err := orchestrator.ParseConstraint(v)
+		if err != nil {
+			return nil, f.bad(name, v, err)
+		}
+		out = append(out, c)
+		n += len(c.String())
+	}
+	if n > orchestrator.MaxConstraintsText {
+		return nil, usagef("%s: constraints of %d characters, at most %d in all", f.where(name), n, orchestrator.MaxConstraintsText)
+	}
+	return out, nil
 }
 
 // packInputs packs the --input files into one archive, each at its guest

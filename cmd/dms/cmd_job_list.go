@@ -58,6 +58,9 @@ func (e *env) printJobList(jobs []node.JobRecord) error {
 			took = formatElapsed(time.Since(j.Submitted)) + " so far"
 		}
 		note := j.Error
+		if j.State == node.JobQueued {
+			note = "queued " + formatElapsed(time.Since(j.QueuedSince)) + ": " + j.QueueReason
+		}
 		if note == "" && j.Result != nil {
 			note = j.Result.Reason
 		}

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/dms-project/dms/api"
-	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/urfave/cli/v2"
 )
@@ -34,10 +33,14 @@ func (e *env) jobLogs(c *cli.Context, cl *api.Client, id string) error {
 		return err
 	}
 	if !resp.HasResult {
-		if resp.State == node.JobBidding || resp.State == node.JobRunning {
+		if !resp.State.Final() {
 			return fmt.Errorf("job %s is still %s: its output comes back when it ends (dms job logs -f %s follows it)", shortJobID(resp.ID), resp.State, shortJobID(resp.ID))
 		}
 		msg := fmt.Sprintf("job %s has no output: it %s before it ran", shortJobID(resp.ID), resp.State)
+		if rec, err := cl.Job(c.Context, resp.ID); err == nil && rec.AllocationID != "" {
+			// It did start: its result, and the output with it, never came back.
+			msg = fmt.Sprintf("job %s has no output: it %s after it started on %s (allocation %s), and no result came back", shortJobID(resp.ID), resp.State, shortPeer(rec.Provider), rec.AllocationID)
+		}
 		if resp.Error != "" {
 			msg += ": " + strings.TrimPrefix(resp.Error, "job "+resp.ID+": ")
 		}

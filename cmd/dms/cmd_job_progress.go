@@ -71,6 +71,10 @@ func (pp *progressPrinter) print(p orchestrator.Progress) {
 		text += " allocation " + p.AllocationID
 	case orchestrator.ProgressRetry:
 		text = "submitting again: " + p.Message
+	case orchestrator.ProgressQueued:
+		text = "queued, asking again until the queue timeout: " + p.Message
+	case node.ProgressInterrupted, node.ProgressResumed:
+		text = p.Message
 	case orchestrator.ProgressEvent:
 		ev := p.Event
 		if ev == nil || ev.Kind != orchestrator.EventState || ev.State != orchestrator.StateRunning {
@@ -99,7 +103,7 @@ func (pp *progressPrinter) end(rec node.JobRecord) {
 	case r != nil && rec.State == node.JobCancelled:
 		pp.line(at, fmt.Sprintf("cancelled after running %s", formatElapsed(r.Duration.Std())))
 	case r != nil:
-		text := fmt.Sprintf("%s: exit code %d, ran %s", rec.State, r.ExitCode, formatElapsed(r.Duration.Std()))
+		text := fmt.Sprintf("%s: %sran %s", rec.State, exitText(r), formatElapsed(r.Duration.Std()))
 		if r.Reason != "" {
 			text += ": " + r.Reason
 		}
@@ -111,4 +115,13 @@ func (pp *progressPrinter) end(rec node.JobRecord) {
 	default:
 		pp.line(at, string(rec.State))
 	}
+}
+
+// exitText is "exit code N, " for a job that exited by itself, "" for one
+// stopped from outside or at its duration (-1 would say nothing).
+func exitText(r *orchestrator.Result) string {
+	if r.State == orchestrator.StateCancelled || r.ExitCode < 0 {
+		return ""
+	}
+	return fmt.Sprintf("exit code %d, ", r.ExitCode)
 }

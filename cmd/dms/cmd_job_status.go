@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/archive"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -23,6 +25,10 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	w := e.stdout
 	fmt.Fprintf(w, "job:        %s\n", rec.ID)
 	fmt.Fprintf(w, "state:      %s\n", rec.State)
+	if rec.State == node.JobQueued {
+		fmt.Fprintf(w, "queued:     since %s (%s), waiting for a provider\n", rec.QueuedSince.Local().Format("15:04:05"), formatElapsed(time.Since(rec.QueuedSince)))
+		fmt.Fprintf(w, "why:        %s\n", strings.TrimPrefix(rec.QueueReason, "job "+rec.ID+": "))
+	}
 	fmt.Fprintf(w, "submitted:  %s\n", rec.Submitted.Local().Format("2006-01-02 15:04:05"))
 	if !rec.Ended.IsZero() {
 		fmt.Fprintf(w, "ended:      %s (%s after submitting)\n", rec.Ended.Local().Format("2006-01-02 15:04:05"), formatElapsed(rec.Ended.Sub(rec.Submitted)))
@@ -32,6 +38,9 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 		kind += " " + rec.Image
 	}
 	fmt.Fprintf(w, "needs:      %s, up to %s (%s)\n", describeNeeds(rec.Requirements), capability.FormatDuration(rec.Duration.Std()), kind)
+	if p := describePlacement(rec.Constraints, rec.Prefer); p != "" {
+		fmt.Fprintf(w, "placement:  %s\n", p)
+	}
 	if len(rec.Inputs) > 0 {
 		fmt.Fprintf(w, "inputs:     %d %s, %s\n", len(rec.Inputs), plural(len(rec.Inputs), "file", "files"), capability.FormatBytes(uint64(totalSize(rec.Inputs))))
 	}
@@ -44,11 +53,7 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	}
 	fmt.Fprintf(w, "bids:       %d (dms job bids %s)\n", len(rec.Bids), shortJobID(rec.ID))
 	if r := rec.Result; r != nil {
-		exit := fmt.Sprintf("exit code %d, ", r.ExitCode)
-		if r.State == orchestrator.StateCancelled {
-			exit = "" // stopped from outside: the code says nothing of the job
-		}
-		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exit, formatElapsed(r.Duration.Std()), r.Restarts, plural(r.Restarts, "restart", "restarts"))
+		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exitText(r), formatElapsed(r.Duration.Std()), r.Restarts, plural(r.Restarts, "restart", "restarts"))
 		if r.Reason != "" && r.Reason != string(r.State) {
 			fmt.Fprintf(w, "reason:     %s\n", r.Reason)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dms-project/dms/api"
 	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
@@ -35,19 +36,29 @@ func (e *env) jobSubmitCommand() *cli.Command {
 		Usage: "run a job on the mesh: a WebAssembly module, a container image or a host command",
 		UsageText: "dms job submit (--wasm FILE | --image IMAGE [--entrypoint PROGRAM] | --command PROGRAM | -f JOB.yaml)\n" +
 			"   --cpu CORES --memory SIZE --duration D [--disk SIZE] [--gpu N [--gpu-model MODEL]] [--max-price P]\n" +
-			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--json | --detach] [--] [ARGS...]",
+			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--queue-timeout D] [--retry-on-failure N]\n" +
+			"   [--constraint C]... [--prefer C]... [--json | --detach] [--] [ARGS...]",
 		Description: "Sends the job's needs to the mesh, takes the best bid (by the node's ranking: price,\n" +
 			"then benchmark score, then headroom) and runs the job there. A job is one of: a WebAssembly\n" +
 			"(WASI) module (--wasm), a container image the provider has (--image; providers opt in with\n" +
 			"dms onboard --executors wasm,docker), or a command on the provider's host (--command; only\n" +
-			"providers that opted into native jobs take it). -f reads the same fields from a YAML file;\n" +
-			"flags given as well win.\n\n" +
+			"providers that opted into native jobs take it). -f reads the same fields from a YAML file\n" +
+			"whose keys are the flags' names (_ may stand for -):\n" + wrapWords(jobFileKeyList()+".", 90) + "\n" +
+			"env is a map or a list of K=V, inputs and args are lists; flags given as well win.\n\n" +
 			"--input copies a file or directory into the job, read-only, at GUEST (default\n" +
 			"/inputs/<its name>; a host command finds it under $DMS_INPUTS). What the job writes to\n" +
 			"/outputs ($DMS_OUTPUTS for a host command) comes back to this node; --output-dir writes it\n" +
 			"to DIR at once, dms job get later. Progress goes to stderr as it happens, the job's stdout\n" +
 			"to stdout and its stderr to stderr as it runs. ARGS after the flags go to the job (write --\n" +
 			"first when one starts with a dash).\n\n" +
+			"--constraint limits the job to providers whose labels (dms onboard --label) meet it; a\n" +
+			"provider that does not declines, saying which constraint it misses (dms job bids on it).\n" +
+			"--prefer ranks the bids of providers that meet more preferences first.\n\n" +
+			"When no provider can take the job (all busy, or none fits), it is queued: it waits, asking\n" +
+			"again every few seconds, up to --queue-timeout, and dms job status says since when and why.\n" +
+			"This node's jobs that compete for the same capacity start in the order they were submitted.\n" +
+			"A provider that refuses the job or is lost while running it is replaced by another; a job\n" +
+			"that ran and exited non-zero has failed and is run again only with --retry-on-failure.\n\n" +
 			"Exit status: the job's own exit code when it ran and exited non-zero (as docker run does),\n" +
 			"0 when it exited 0, 1 when dms failed (no provider, the job was stopped or cancelled), 2 for\n" +
 			"a wrong command line, 130 on Ctrl-C, which cancels the job; --detach leaves it running and\n" +
@@ -60,7 +71,7 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.StringFlag{Name: "image", Usage: "a container `IMAGE` to run; the provider must have it (docker load or docker build there)"},
 			&cli.StringFlag{Name: "entrypoint", Usage: "the `PROGRAM` to run in the image instead of its entrypoint"},
 			&cli.StringFlag{Name: "command", Usage: "a `PROGRAM` to run on the provider's host (native executor), with ARGS"},
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the job from a YAML `FILE` with the flags' names as keys (args, env, inputs as lists)"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the job from a YAML `FILE` whose keys are the flags' names (listed above)"},
 			&cli.StringFlag{Name: "disk", Usage: "disk the job needs, e.g. 1GiB (default: none)"},
 			&cli.IntFlag{Name: "gpu", Usage: "how many GPUs the job needs (container jobs only)"},
 			&cli.StringFlag{Name: "gpu-model", Usage: "the GPU model the job needs, as nvidia-smi names it or a word of it, e.g. H100"},
@@ -69,8 +80,14 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.GenericFlag{Name: "input", Usage: "a file or directory to give the job, LOCAL or LOCAL:GUEST (repeat for more; at most 64MiB in all)", Value: &envList{}},
 			&cli.StringFlag{Name: "output-dir", Usage: "write the files the job leaves in /outputs to `DIR` when it ends"},
 			&cli.StringFlag{Name: "stdin", Usage: "a file to give the job as its standard input, at most 1MiB (- reads dms's own stdin)"},
+			&cli.StringFlag{Name: "queue-timeout", Usage: "wait up to `D` for a provider when none can take the job, asking again every few seconds, e.g. 30m; 0 fails at once " +
+				"(default 10m: long enough to outlast the jobs that fill a busy network, short enough that a job nobody can run does not hang for long)"},
+			&cli.IntFlag{Name: "retry-on-failure", Usage: "run the job again up to `N` times when it ran and failed (exited non-zero); a provider lost or refusing is retried elsewhere regardless (default 0)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress or output"},
 			&cli.BoolFlag{Name: "detach", Usage: "print the job's ID once it is submitted and return; follow it with dms job status or dms job logs -f"},
+			// Placement.
+			&cli.GenericFlag{Name: "constraint", Usage: "run only on a provider whose labels meet `C`: KEY=VALUE, KEY!=VALUE, 'KEY in (A,B)', 'KEY notin (A,B)', 'KEY exists' (or KEY), '!KEY' (repeat for more; all must hold)", Value: &envList{}},
+			&cli.GenericFlag{Name: "prefer", Usage: "rank first the bids of providers whose labels meet `C` (same forms as --constraint; repeat for more: more met ranks higher, before price)", Value: &envList{}},
 		},
 		Before: e.argsBefore(0, -1, "the job's arguments"),
 		Action: e.jobSubmit,
@@ -100,7 +117,39 @@ func (e *env) submitRequest(c *cli.Context) (api.SubmitJobRequest, string, error
 	if req.Detach && f.OutputDir != "" {
 		return req, "", usagef("--output-dir and --detach do not go together: fetch a detached job's outputs with dms job get ID --dir DIR")
 	}
+	if f.OutputDir != "" {
+		if err := checkOutputDir(f.OutputDir); err != nil {
+			return req, "", f.bad("output-dir", f.OutputDir, err)
+		}
+	}
 	return req, f.OutputDir, nil
+}
+
+// checkOutputDir refuses, before the job runs, a directory the outputs
+// could not be written to: the files are written next to nothing, so that
+// what is there after is the job's alone.
+func checkOutputDir(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // created when the outputs come
+	case err != nil:
+		return openError(err)
+	case !st.IsDir():
+		return errors.New("is a file; want a new or empty directory")
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return openError(err)
+	}
+	if len(ents) > 0 {
+		holds := ents[0].Name()
+		if len(ents) > 1 {
+			holds += fmt.Sprintf(" and %d more", len(ents)-1)
+		}
+		return fmt.Errorf("is not empty (it holds %s); want a new or empty directory (for a job that already ran, dms job get ID --dir NEW writes its files again)", holds)
+	}
+	return nil
 }
 
 // readLimited reads a file named by a flag, at most limit bytes; "-" is
@@ -190,7 +239,7 @@ func (e *env) jobSubmit(c *cli.Context) error {
 				return err
 			}
 			fmt.Fprintln(e.stdout, rec.ID)
-			fmt.Fprintf(e.stderr, "Job submitted; follow it with: dms job logs -f %s\n", shortJobID(rec.ID))
+			fmt.Fprintf(e.stderr, "Job submitted; follow it with: %s job logs -f %s\n", e.dmsCommand(c), shortJobID(rec.ID))
 			return nil
 		case asJSON:
 			if perr := printJSON(e.stdout, rec); perr != nil {
@@ -203,11 +252,23 @@ func (e *env) jobSubmit(c *cli.Context) error {
 		}
 		if outputDir != "" && rec.Outputs != nil {
 			if gerr := e.getOutputs(c, cl, rec, outputDir, asJSON); gerr != nil {
-				return gerr
+				return fmt.Errorf("%w; the files are kept on this node: %s job get %s --dir NEW writes them to a new directory", gerr, e.dmsCommand(c), shortJobID(rec.ID))
 			}
 		}
 		return jobOutcome(rec, err)
 	})
+}
+
+// dmsCommand is "dms" with the global flags the user gave that say which
+// node to talk to, for the commands messages suggest.
+func (e *env) dmsCommand(c *cli.Context) string {
+	cmd := "dms"
+	for _, name := range []string{"home", "remote", "token-file"} {
+		if v, ok := global(c, name); ok {
+			cmd += " --" + name + " " + home.ShellQuote(v)
+		}
+	}
+	return cmd
 }
 
 // liveOutput prints a job's output as its chunks arrive. Each chunk says

@@ -16,14 +16,16 @@ func (e *env) onboardCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "onboard",
 		Usage:     "offer part of this machine to the mesh, or change the offer",
-		UsageText: "dms onboard --cpu CORES --memory SIZE --disk SIZE [--gpu INDEX|UUID ...] [--price LIST] [--reserve LIST] [--executors LIST] [--max-job-duration D]",
+		UsageText: "dms onboard --cpu CORES --memory SIZE --disk SIZE [--gpu INDEX|UUID ...] [--price LIST] [--reserve LIST] [--executors LIST] [--max-job-duration D] [--label KEY=VALUE ...]",
 		Description: "Checks the offer against the machine, less a reserve kept for its owner (--reserve),\n" +
 			"and records it. The first offer needs --cpu, --memory and --disk; later, flags left out\n" +
 			"keep their current value. An offer that would not cover what running allocations have\n" +
 			"locked is refused. The first time, a short benchmark runs so that bids carry a score.\n" +
 			"--executors says which jobs the node runs: wasm (the default, sandboxed), docker (container\n" +
 			"images already on this machine, on its Docker engine) and native (host processes, not\n" +
-			"sandboxed: only for peers you trust).",
+			"sandboxed: only for peers you trust). --label describes the node to jobs, which place\n" +
+			"themselves by labels (dms job submit --constraint region=eu-west, --prefer tier=gold); the\n" +
+			"labels given replace the node's labels, and bids carry them.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpu", Usage: "cores to offer, e.g. 2, 1.5 or 500m (millicores)"},
 			&cli.StringFlag{Name: "memory", Usage: "memory to offer, e.g. 512MiB, 4GiB or 4GB"},
@@ -33,6 +35,8 @@ func (e *env) onboardCommand() *cli.Command {
 			&cli.StringFlag{Name: "reserve", Usage: "what the owner keeps, e.g. cpu=1,memory=10%,disk=10%>5GiB (default: the config file's reserve)", EnvVars: []string{"DMS_RESERVE"}},
 			&cli.StringFlag{Name: "executors", Usage: "the kinds of job to run, comma-separated: wasm, docker, native (default: wasm, or unchanged)"},
 			&cli.StringFlag{Name: "max-job-duration", Usage: "the longest job to bid for, e.g. 2h or 30m (default: 24h, or unchanged)"},
+			&cli.GenericFlag{Name: "label", Usage: "a label for jobs to place themselves by, KEY=VALUE, e.g. region=eu-west (repeat for more; replaces the node's labels; \"none\" removes them). " +
+				"Keys and values: 1 to 63 letters, digits, '.', '-', '_' (keys also '/'), starting and ending with a letter or digit", Value: &envList{}},
 			&cli.BoolFlag{Name: "skip-benchmark", Usage: "do not run the benchmark, even when none is stored yet"},
 			&cli.DurationFlag{Name: "benchmark-duration", Usage: "how long the first benchmark runs, 40ms to 10s", Value: resources.DefaultBenchmarkDuration},
 			&cli.BoolFlag{Name: "json", Usage: "print the record as JSON"},
@@ -57,9 +61,13 @@ func (e *env) onboardCommand() *cli.Command {
 				return printJSON(e.stdout, resp)
 			}
 			r := resp.Record
-			if r.Previous != nil {
+			switch {
+			case r.Previous != nil && r.Previous.Equal(r.Registered) && r.Previous.Price == r.Registered.Price:
+				// Only preferences (labels, executors) changed.
+				fmt.Fprintf(e.stdout, "Offer unchanged: %s\n", describeOffer(r.Registered))
+			case r.Previous != nil:
 				fmt.Fprintf(e.stdout, "Offer changed from %s\n                to %s\n", r.Previous, describeOffer(r.Registered))
-			} else {
+			default:
 				fmt.Fprintf(e.stdout, "Onboarded: offering %s\n", describeOffer(r.Registered))
 			}
 			m := r.Limits.Machine
@@ -74,6 +82,9 @@ func (e *env) onboardCommand() *cli.Command {
 			}
 			if len(resp.Executors) > 0 {
 				fmt.Fprintf(e.stdout, "  runs:      %s jobs\n", strings.Join(resp.Executors, ", "))
+			}
+			if req.Labels != nil {
+				fmt.Fprintf(e.stdout, "  labels:    %s\n", describeLabels(resp.Labels))
 			}
 			if s := r.Registered.CPU.Score; s > 0 {
 				fmt.Fprintf(e.stdout, "  benchmark: score %.1f\n", s)
@@ -136,6 +147,13 @@ func onboardRequest(c *cli.Context) (api.OnboardRequest, error) {
 			return req, badValue("max-job-duration", c.String("max-job-duration"), err)
 		}
 		req.MaxJobDuration = &d
+	}
+	if c.IsSet("label") {
+		labels, err := parseLabels(c.Generic("label").(*envList).vals)
+		if err != nil {
+			return req, err
+		}
+		req.Labels = &labels
 	}
 	if c.IsSet("reserve") {
 		r, err := resources.ParseReserve(c.String("reserve"))

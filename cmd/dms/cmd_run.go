@@ -10,13 +10,17 @@ import (
 	"slices"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/doctor"
 	"github.com/dms-project/dms/home"
 	"github.com/dms-project/dms/internal/procmem"
 	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/p2p"
+	"github.com/dms-project/dms/resources"
 )
 
 // startupTrimAfter is when a node's start-up (DHT walks, mesh grafting) is
@@ -47,7 +51,7 @@ func (e *env) runCommand() *cli.Command {
 			&cli.StringFlag{Name: "network", Usage: "the network to join, 1 to 32 characters of a-z 0-9 - _ . (default: the config's network, else dms)"},
 			&cli.StringFlag{Name: "swarm-key", Usage: "the pre-shared key `FILE` of a private network; only nodes with the same key connect, over TCP only (default: the config's swarm_key)"},
 			&cli.StringFlag{Name: "dht-mode", Usage: "whether this node answers DHT queries: auto, server or client (default: auto, server with --local)"},
-			&cli.StringFlag{Name: "abandon-grace", Usage: "how long an allocation run for a requester that stopped following it goes on before it is stopped, 1s to 24h (default: the config's abandon_grace, else 15s, 3s with --local)"},
+			&cli.StringFlag{Name: "abandon-grace", Usage: "how long an allocation run for a requester that stopped following it goes on before it is stopped, 1s to 24h (default: the config's abandon_grace, else 15s)"},
 			&cli.BoolFlag{Name: "local", Usage: "run as a node of a test network on this machine: loopback addresses, DHT server, short timeouts, no machine monitor"},
 			&cli.DurationFlag{Name: "monitor-interval", Usage: "how often the machine's own use is sampled to shrink what is offered when the owner needs it; 0 turns the monitor off, as on a machine that only runs dms (default 5s, off with --local)"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9464 (default: off; a loopback address unless --metrics-allow-remote)"},
@@ -96,9 +100,19 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	}
 
 	// The datastore first: it is the home's lock, so a second node on the
-	// same home stops here, before touching the socket of the first.
+	// same home stops here, before touching the socket of the first. Then
+	// the home's checks (dms doctor's), on the datastore the node keeps:
+	// a home a node cannot run on well is refused with what to do.
+	started := time.Now()
 	store, err := h.OpenDatastore()
+	if errors.Is(err, resources.ErrHomeInUse) {
+		return err
+	}
 	if err != nil {
+		// The checks say why, and what to do.
+		if cerr := e.checkHome(c, h, nil); cerr != nil {
+			return cerr
+		}
 		return err
 	}
 	defer func() {
@@ -106,6 +120,15 @@ func (e *env) runNode(c *cli.Context) (err error) {
 			e.log.Info("node stopped")
 		}
 	}()
+	if err := e.checkHome(c, h, store); err != nil {
+		return err
+	}
+	// The PID file tells dms doctor, and the next dms run, who held the
+	// home if this process dies without stopping; a clean stop removes it.
+	if err := h.WritePID(started); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, h.RemovePID()) }()
 	key, err := h.Identity()
 	if err != nil {
 		return err
@@ -114,6 +137,10 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	var cfg node.Config
 	if c.Bool("local") {
 		cfg = node.LocalConfig(h.Dir)
+		// The in-process preset's 3 s is shorter than stopping and starting
+		// a dms run process: a test network's requester that restarts must
+		// find its running jobs still running.
+		cfg.Orchestrator.Provider.AbandonGrace = orchestrator.DefaultAbandonGrace
 	} else {
 		cfg = node.DefaultConfig(h.Dir)
 	}
@@ -207,6 +234,30 @@ func (e *env) runNode(c *cli.Context) (err error) {
 
 	<-c.Context.Done()
 	e.log.Info("stopping the node")
+	return nil
+}
+
+// checkHome runs dms doctor's checks before the node starts, repairing
+// what a dead node left, and refuses a home with a problem. What it
+// repaired, and what is worth knowing, goes to stderr.
+func (e *env) checkHome(c *cli.Context, h home.Home, store ds.Batching) error {
+	rep := doctor.Run(c.Context, h, doctor.Options{Mode: doctor.Start, Built: buildTime(), Store: store})
+	if rep.InUse != nil {
+		return rep.InUse
+	}
+	var news []doctor.Finding
+	for _, f := range rep.Findings {
+		if f.Status == doctor.Repaired || f.Status == doctor.Warning {
+			news = append(news, f)
+		}
+	}
+	if len(news) > 0 {
+		fmt.Fprintf(e.stderr, "Checked the home %s:\n", h.Dir)
+		printFindings(e.stderr, news, true)
+	}
+	if err := rep.Err(); err != nil {
+		return fmt.Errorf("%w\n(dms doctor lists every check; --fix repairs what it can)", err)
+	}
 	return nil
 }
 

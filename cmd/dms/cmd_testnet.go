@@ -226,8 +226,11 @@ func (e *env) testnetStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show each node of the test network: running or not, and its peers",
-		Description: "Reads DIR/testnet.json and asks each running node for its peers. Exits 1 when no\n" +
-			"test network is up in DIR, or when any of its nodes is not running.",
+		Description: "Reads DIR/testnet.json and asks each running node for its peers. A node is found by\n" +
+			"its home: the process the network started or, when that is gone, the process that holds\n" +
+			"the home's lock (a node restarted by hand with dms --home DIR/node-N run) or answers on its\n" +
+			"control socket; PID is the process running it now. Exits 1 when no test network is up in\n" +
+			"DIR, or when any of its nodes is not running.",
 		Flags: []cli.Flag{
 			testnetDirFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print as JSON"},
@@ -272,6 +275,9 @@ func (e *env) testnetStatusCommand() *cli.Command {
 							peers, topic = fmt.Sprint(n.Peers), fmt.Sprint(n.TopicPeers)
 						}
 					}
+					if n.StartedPID != 0 {
+						running = fmt.Sprintf("yes (restarted outside testnet; started as pid %d)", n.StartedPID)
+					}
 					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", n.Name, n.PID, running, peers, topic, n.PeerID)
 				}
 				if err := tw.Flush(); err != nil {
@@ -294,8 +300,10 @@ func (e *env) testnetDownCommand() *cli.Command {
 		Name:  "down",
 		Usage: "stop every node of the test network",
 		Description: "Sends SIGTERM to each node, waits up to --timeout for them to stop cleanly, then\n" +
-			"SIGKILLs what is left, and removes DIR/testnet.json once no node process is left. The\n" +
-			"homes and their logs stay, for a look or the next dms testnet up; --clean removes them.",
+			"SIGKILLs what is left, and removes DIR/testnet.json once no node process is left. A node\n" +
+			"is found by its home, as status finds it, so one restarted by hand is stopped too. The\n" +
+			"homes and their logs stay, for a look or the next dms testnet up; --clean removes them,\n" +
+			"and refuses (removing nothing) while any node still runs on one of them.",
 		Flags: []cli.Flag{
 			testnetDirFlag(),
 			&cli.BoolFlag{Name: "clean", Usage: "also remove the homes, logs, swarm key and binary copy the network left in DIR"},
@@ -313,6 +321,12 @@ func (e *env) testnetDownCommand() *cli.Command {
 			case err != nil:
 				return err
 			default:
+				running := testnet.Running(rec.Nodes)
+				for i, n := range rec.Nodes {
+					if j := slices.IndexFunc(running, func(r testnet.Process) bool { return r.Name == n.Name }); j >= 0 && running[j].PID != rec.Nodes[i].PID {
+						fmt.Fprintf(e.stdout, "%s was restarted outside testnet: stopping pid %d (it started as pid %d).\n", n.Name, running[j].PID, n.PID)
+					}
+				}
 				if err := testnet.Stop(rec.Nodes, c.Duration("timeout")); err != nil {
 					return fmt.Errorf("stop test network %s: %w; %s kept", rec.Network, err, testnet.RecordPath(dir))
 				}
@@ -324,7 +338,11 @@ func (e *env) testnetDownCommand() *cli.Command {
 				if err := os.Remove(testnet.RecordPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return err
 				}
-				fmt.Fprintf(e.stdout, "Stopped test network %s: %d %s.\n", rec.Network, len(rec.Nodes), plural(len(rec.Nodes), "node", "nodes"))
+				note := ""
+				if d := len(rec.Nodes) - len(running); d > 0 {
+					note = fmt.Sprintf(" (%d more %s not running)", d, plural(d, "was", "were"))
+				}
+				fmt.Fprintf(e.stdout, "Stopped test network %s: %d %s%s.\n", rec.Network, len(running), plural(len(running), "node", "nodes"), note)
 			}
 			if !c.Bool("clean") {
 				if rec != nil {

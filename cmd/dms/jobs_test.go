@@ -110,7 +110,7 @@ func TestJobCommands(t *testing.T) {
 	})
 	t.Run("detach status logs", func(t *testing.T) {
 		r := submit("--detach", "--stdin", writeFile(t, "piped in\n"), "--", "detached")
-		r.want(t, 0, "dms job logs -f")
+		r.want(t, 0, "follow it with: dms --home "+req+" job logs -f")
 		id := strings.TrimSpace(r.stdout)
 		rec := waitJob(t, req, id[:8]) // any unique prefix names the job
 		if rec.ID != id || rec.State != node.JobCompleted {
@@ -202,7 +202,7 @@ func TestJobCommands(t *testing.T) {
 	t.Run("job file", func(t *testing.T) {
 		dir := t.TempDir()
 		out := filepath.Join(dir, "out")
-		spec := "wasm: " + filesWasm + "\ncpu: 0.5\nmemory: 128MiB\nduration: 1m\ninputs: [" + data + ":/inputs/data]\nargs: [-in, /inputs/data]\noutput_dir: out\n"
+		spec := "wasm: " + filesWasm + "\ncpu: 0.5\nmemory: 128MiB\nduration: 1m\ninputs: [" + data + ":/inputs/data]\nargs: [-in, /inputs/data]\noutput-dir: out\nenv: [A=1, B=2]\n"
 		f := filepath.Join(dir, "job.yaml")
 		os.WriteFile(f, []byte(spec), 0o600)
 		job("submit", "-f", f).want(t, 0, "2 files, 11 bytes")
@@ -211,7 +211,7 @@ func TestJobCommands(t *testing.T) {
 		os.WriteFile(f, []byte("memory: 4XB\n"), 0o600)
 		job("submit", "-f", f, "--wasm", filesWasm, "--cpu", "1", "--duration", "1m").want(t, 2, `invalid value "4XB" for memory in job.yaml`)
 		os.WriteFile(f, []byte("colour: blue\n"), 0o600)
-		job("submit", "-f", f).want(t, 2, "field colour not found", "keys: wasm, image")
+		job("submit", "-f", f).want(t, 2, `unknown key "colour"`, "keys: wasm, image")
 	})
 	t.Run("logs follow", func(t *testing.T) {
 		r := job("submit", "--wasm", filesWasm, "--cpu", "0.5", "--memory", "128MiB", "--duration", "1m", "--detach", "--", "-tick", "5")
@@ -247,6 +247,9 @@ func TestJobCommands(t *testing.T) {
 		submit("--input", wasm+":/outputs/x").want(t, 2, "/outputs holds what the job writes")
 		submit("--gpu", "1").want(t, 2, "--gpu needs a container job")
 		submit("--detach", "--output-dir", t.TempDir()).want(t, 2, "do not go together")
+		full := t.TempDir()
+		os.WriteFile(filepath.Join(full, "old.txt"), []byte("old"), 0o600)
+		submit("--output-dir", full).want(t, 2, "--output-dir", "is not empty (it holds old.txt)", "dms job get ID --dir NEW")
 		submit("--memory", "4XB").want(t, 2, "--memory", "want a size")
 		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "soon", "--wasm", wasm).want(t, 2, "--duration")
 		job("submit", "--cpu", "1", "--memory", "1GiB", "--duration", "1m", "--wasm", notWasm).want(t, 2, "--wasm", "not a WebAssembly module")

@@ -212,7 +212,7 @@ func TestTestnetEndToEnd(t *testing.T) {
 		t.Fatalf("joiner's socket after it stopped: %v", err)
 	}
 
-	dmsExec(t, bin, "testnet", "down", "--dir", dir).want(t, 0, fmt.Sprintf("Stopped test network %s: 4 nodes", rec.Network))
+	dmsExec(t, bin, "testnet", "down", "--dir", dir).want(t, 0, fmt.Sprintf("Stopped test network %s: 4 nodes.", rec.Network))
 	for _, n := range rec.Nodes {
 		if !gone(n.PID) {
 			t.Errorf("%s (pid %d) still runs after testnet down", n.Name, n.PID)
