@@ -28,9 +28,10 @@ import (
 // without an invocation (released, superseded, lapsed, refused) costs its
 // requester what it held: its share of the offer times the seconds held
 // (offer-seconds, see dominantShare). What the requester runs here pays
-// that back, and time forgives a steady trickle (IdleHoldForgiven), more
-// than an honest requester's released bids (each job invokes one of up to
-// WantBids) come to. A requester that owes more than IdleHoldLimit is
+// that back, and so does each invocation, for the bids its job asked for
+// beyond the one it invoked (WantBids-1 holds as long as the invoked one,
+// the honest norm of releases); time forgives a steady trickle on top
+// (IdleHoldForgiven). A requester that owes more than IdleHoldLimit is
 // throttled: no bids, and its holds give way to anyone. Below that, the
 // holds of a requester beyond the share it has earned by running
 // (earnedShare) give way to a requester that owes less by IdleHoldMargin:
@@ -365,7 +366,15 @@ func (b *book) voidLocked(requester peer.ID, jobID string, now time.Time) {
 func (b *book) invoked(requester peer.ID, jobID string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.bids, HoldID(requester, jobID))
+	id := HoldID(requester, jobID)
+	if pb := b.bids[id]; pb != nil {
+		// A job that asked for n bids invokes one and releases the rest,
+		// each held about as long as this one: forgive that much.
+		n := min(max(pb.Request.WantBids, 1), b.cfg.MaxHoldsPerRequester)
+		r := b.recordLocked(requester, now, true)
+		r.charge(-float64(n-1)*pb.share*max(0, now.Sub(pb.placed).Seconds()), now, b.cfg.IdleHoldForgiven)
+	}
+	delete(b.bids, id)
 	b.settleLocked(requester, jobID, true, false, now)
 }
 

@@ -50,7 +50,7 @@ func cpuCap(m uint64) capability.Capability {
 // bid is a bid for a new job of r, open for ttl.
 func (tb *testBook) bid(r peer.ID, cpu uint64, newcomer bool, ttl time.Duration) *placedBid {
 	tb.jobs++
-	req := &BidRequest{JobID: fmt.Sprintf("job-%05d", tb.jobs), Requester: r, Requirements: cpuCap(cpu)}
+	req := &BidRequest{JobID: fmt.Sprintf("job-%05d", tb.jobs), Requester: r, Requirements: cpuCap(cpu), WantBids: 3}
 	return &placedBid{Bid: &SignedBid{Bid: Bid{JobID: req.JobID, Requester: r, HoldExpires: tb.now.Add(ttl)}}, Request: req, Newcomer: newcomer}
 }
 
@@ -404,14 +404,20 @@ func TestBookHonestReleasesAreNotThrottled(t *testing.T) {
 		held, gap time.Duration // a bid open for held, then the next job gap later
 		winEvery  int           // invoked one job in this many (0: never)
 		run       time.Duration
+		byTime    bool // time forgives too
 	}{
-		{"wins one in three, short jobs", 500, 300 * time.Millisecond, 100 * time.Millisecond, 3, 50 * time.Millisecond},
-		{"always loses here", 500, 500 * time.Millisecond, 500 * time.Millisecond, 0, 0},
-		{"whole offers, slow bidding on a busy machine, wins one in three", 1000, 2 * time.Second, 2 * time.Second, 3, time.Second},
-		{"long jobs, every one here", 1000, 3 * time.Second, 0, 1, time.Minute},
+		{"wins one in three, a machine so slow that bids wait 5 s, nothing forgiven by time", 500, 5 * time.Second, 0, 3, 10 * time.Millisecond, false},
+		{"wins one in three, short jobs", 500, 300 * time.Millisecond, 100 * time.Millisecond, 3, 50 * time.Millisecond, true},
+		{"always loses here", 500, 500 * time.Millisecond, 500 * time.Millisecond, 0, 0, true},
+		{"whole offers, slow bidding on a busy machine, wins one in three", 1000, 2 * time.Second, 2 * time.Second, 3, time.Second, true},
+		{"long jobs, every one here", 1000, 3 * time.Second, 0, 1, time.Minute, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, p := testPeer(t)
+			cfg := cfg
+			if !tc.byTime {
+				cfg.IdleHoldForgiven = 0
+			}
 			tb := newTestBook(t, cfg, cpuCap(1000))
 			maxOwed := 0.0
 			for job := 1; job <= 2000; job++ {
