@@ -78,6 +78,10 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 		counter("bids_placed_total", "Bids this node sent as a provider.", func() float64 { return float64(n.orch.Stats().BidsSent) }),
 		counter("bids_received_total", "Bids that reached this node as a requester, taken or not.", func() float64 { return float64(n.orch.Stats().BidsReceived) }),
 		counter("bid_requests_seen_total", "Bid requests this node heard as a provider.", func() float64 { return float64(n.orch.Stats().RequestsSeen) }),
+		counter("requesters_throttled_total", "Times a requester came to hold far more of this provider's offer than it ran, and was refused bids for it (see docs/security.md, Standing).",
+			func() float64 { return float64(n.orch.Stats().RequestersThrottled) }),
+		counter("holds_displaced_total", "Unclaimed holds this provider dropped to make room for another requester's bid.",
+			func() float64 { return float64(n.orch.Stats().HoldsDisplaced) }),
 		gauge("peers", "Peers this node holds a connection to.", func() float64 { return float64(len(n.host.Peers())) }),
 		gauge("topic_peers", "Peers sharing the bid-request topic with this node.", func() float64 { return float64(n.topicPeers()) }),
 		gauge("onboarded", "1 when this node offers capacity to the mesh.", func() float64 {
