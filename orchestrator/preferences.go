@@ -127,7 +127,14 @@ type CapabilityComparator func(req *BidRequest, a, b *Bid) int
 
 // Comparator builds the comparator the ranking names. Ties fall back to the
 // provider ID so the order is total and the same on every run.
-func (p Preferences) Comparator() CapabilityComparator {
+func (p Preferences) Comparator() CapabilityComparator { return p.comparatorWith(nil) }
+
+// comparatorWith is Comparator with what the requester has seen each
+// provider do (tier, higher is better; nil: nothing): a claimed benchmark
+// score costs nothing to make up, so "score" compares the record first and
+// the score only among providers with similar records; a ranking without
+// "score" still prefers the better record before the provider ID.
+func (p Preferences) comparatorWith(tier func(peer.ID) int) CapabilityComparator {
 	ranking := p.Ranking
 	if len(ranking) == 0 {
 		ranking = DefaultPreferences().Ranking
@@ -139,11 +146,21 @@ func (p Preferences) Comparator() CapabilityComparator {
 			case "price":
 				c = cmp.Compare(a.Price, b.Price)
 			case "score":
-				c = cmp.Compare(b.Score, a.Score) // higher is better
+				if tier != nil {
+					c = cmp.Compare(tier(b.Provider), tier(a.Provider))
+				}
+				if c == 0 {
+					c = cmp.Compare(b.Score, a.Score) // higher is better
+				}
 			case "headroom":
 				c = cmp.Compare(headroom(req, b), headroom(req, a))
 			}
 			if c != 0 {
+				return c
+			}
+		}
+		if tier != nil {
+			if c := cmp.Compare(tier(b.Provider), tier(a.Provider)); c != 0 {
 				return c
 			}
 		}
