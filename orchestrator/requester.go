@@ -1282,6 +1282,11 @@ func (r *Requester) Cancel(ctx context.Context, provider peer.ID, allocID string
 	}
 	defer s.Close()
 	s.SetMaxFrameSize(MaxEventSize)
+	// A provider that takes the stream and never answers must not hold the
+	// chase (and Close, which waits for it) forever.
+	s.SetTimeout(r.cfg.LostAfter)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
 	msg, err := Encode(&AllocationRequest{AllocationID: allocID, Cancel: true})
 	if err != nil {
 		return err
