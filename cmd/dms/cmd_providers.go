@@ -67,7 +67,11 @@ func (e *env) printProviders(ps []orchestrator.ProviderStanding) error {
 				record = append(record, fmt.Sprintf("%s %d", o, n))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.2f\t%s\t%s\t%s\n", p.Provider, p.Trust, formatWhen(p.LastSeen), standing, strings.Join(record, ", "))
+		trust := fmt.Sprintf("%.2f", p.Trust)
+		if trust == "-0.00" {
+			trust = "0.00"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Provider, trust, formatWhen(p.LastSeen), standing, strings.Join(record, ", "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
