@@ -53,6 +53,7 @@ func LocalConfig() Config {
 	c.Provider.FollowTimeout = 5 * c.Requester.Keepalive
 	c.Provider.AbandonGrace = 3 * time.Second
 	c.Requester.DeadlineMargin = 2 * time.Second
+	c.Requester.StallTimeout = 2 * time.Second
 	// Long enough to show on a test network that an offender is left
 	// out; short enough that a provider a test stopped on purpose is
 	// taken again by the next test's jobs.
