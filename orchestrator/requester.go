@@ -407,9 +407,10 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 		w.inLine = true
 	}
 	defer r.queue.leave(job.ID)
-	// avoid holds the providers left out of the next attempt: those that
-	// refused this job in the attempt before, and those that lost, stalled
-	// or overran it in any attempt before (they stay in it).
+	// avoid holds the providers left out of the next attempt (see
+	// avoiding): those that refused this job in the attempt before (asked
+	// again only if nobody else bids), and those that lost, stalled or
+	// overran it in any attempt before (never asked again for it).
 	avoid := map[peer.ID]bool{}
 	lostRetries, failRetries, noBidRounds := 0, 0, 0
 	for attempt := sub.FirstAttempt; ; attempt++ {
@@ -440,7 +441,7 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 			continue
 		case (errors.Is(err, ErrAllRefused) || errors.Is(err, ErrProviderLost)) && lostRetries < r.cfg.Retries && ctx.Err() == nil:
 			for p, lost := range blamed(err) {
-				avoid[p] = lost
+				avoid[p] = avoid[p] || lost
 			}
 			w.retry(attempt+1, err.Error())
 			if err := w.sleep(ctx, backoff(lostRetries, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
@@ -471,26 +472,28 @@ func describeFailure(res *Result) string {
 
 // attemptError is an attempt's failure with the providers to blame for it:
 // those that refused the invocation, or the one lost while running it
-// (lost: it stalled, overran or stopped answering).
+// (it stalled, overran or stopped answering).
 type attemptError struct {
 	err     error
 	culprit []peer.ID
-	lost    bool
 }
 
 func (e *attemptError) Error() string { return e.err.Error() }
 func (e *attemptError) Unwrap() error { return e.err }
 
 // blamed returns the providers an attempt's error blames, each mapped to
-// whether it lost the job (rather than refused it).
+// whether it must be left out whatever else bids: one that lost the job
+// must; one that only refused the invocation (its hold had lapsed, or was
+// displaced) is left out when another bids, and asked again when none does.
 func blamed(err error) map[peer.ID]bool {
 	var ae *attemptError
 	if !errors.As(err, &ae) || len(ae.culprit) == 0 {
 		return nil
 	}
+	lost := errors.Is(err, ErrProviderLost)
 	out := map[peer.ID]bool{}
 	for _, p := range ae.culprit {
-		out[p] = ae.lost
+		out[p] = lost
 	}
 	return out
 }
@@ -506,6 +509,27 @@ func keepLosers(avoid map[peer.ID]bool) map[peer.ID]bool {
 		}
 	}
 	return out
+}
+
+// avoiding splits bids into those to invoke and those to release, leaving
+// out the providers avoid names (see blamed).
+func avoiding(bids []*SignedBid, avoid map[peer.ID]bool) (kept, dropped []*SignedBid) {
+	var soft []*SignedBid
+	for _, b := range bids {
+		strict, ok := avoid[b.Bid.Provider]
+		switch {
+		case !ok:
+			kept = append(kept, b)
+		case strict:
+			dropped = append(dropped, b)
+		default:
+			soft = append(soft, b)
+		}
+	}
+	if len(kept) == 0 {
+		return soft, dropped
+	}
+	return kept, append(dropped, soft...)
 }
 
 // waiting is one submission's place in the requester's queue and what it
@@ -629,17 +653,10 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 		return nil, err
 	}
 	if len(avoid) > 0 {
-		var kept, dropped []*SignedBid
-		for _, b := range bids {
-			if avoid[b.Bid.Provider] {
-				dropped = append(dropped, b)
-			} else {
-				kept = append(kept, b)
-			}
-		}
+		kept, dropped := avoiding(bids, avoid)
 		r.release(dropped)
 		if len(kept) == 0 {
-			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which refused this job in the attempt before or lost it in an earlier one", ErrNoBids, len(dropped))
+			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which lost this job in an attempt before", ErrNoBids, len(dropped))
 		}
 		bids = kept
 	}
@@ -659,7 +676,7 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 		r.rep.Record(winner, o, job.ID)
 	}
 	if err != nil && errors.Is(err, ErrProviderLost) {
-		return nil, &attemptError{err: err, culprit: []peer.ID{winner}, lost: true}
+		return nil, &attemptError{err: err, culprit: []peer.ID{winner}}
 	}
 	return res, err
 }
