@@ -350,3 +350,20 @@ func TestEndlessProviderIsStoppedAtTheJobsDeadline(t *testing.T) {
 	}
 	waitFor(t, "the overrunning allocation cancelled", func() bool { return endless.cancels.Load() > 0 })
 }
+
+// A job whose only bidder is avoided is not run there: it fails for want of
+// a bid, and the summary says the bidder is avoided, and where to look.
+func TestOnlyBidderAvoidedIsNotInvokedAndTheSummarySaysWhy(t *testing.T) {
+	offender := &misbehaving{slotBackend: newSlotBackend(4000)}
+	offender.auto = true
+	svc := reputationMesh(t, LocalConfig(), offender)
+	svc.Reputation().Record(offender.id, OutcomeBadReceipt, "an-earlier-job")
+	_, err := svc.Submit(context.Background(), wasmJob("x"), nil)
+	var nm *NoMatchError
+	if !errors.Is(err, ErrNoBids) || !errors.As(err, &nm) || !strings.Contains(nm.NoMatch.String(), "is avoided by this requester") {
+		t.Fatalf("submit: %v; want no acceptable bid, the bidder being avoided", err)
+	}
+	if n := len(offender.accepted()); n != 0 {
+		t.Errorf("the avoided provider was invoked %d times", n)
+	}
+}
