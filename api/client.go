@@ -212,6 +212,12 @@ func (c *Client) Peers(ctx context.Context) (PeersResponse, error) {
 	return r, c.call(ctx, http.MethodGet, PathPeers, nil, &r)
 }
 
+// Providers lists what the node, as a requester, has seen each provider do.
+func (c *Client) Providers(ctx context.Context) (ProvidersResponse, error) {
+	var r ProvidersResponse
+	return r, c.call(ctx, http.MethodGet, PathProviders, nil, &r)
+}
+
 // Status summarises the node.
 func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
 	var r StatusResponse

@@ -68,6 +68,9 @@ func (s *Server) routes() {
 	get(s, PathPeers, func(*http.Request) (PeersResponse, error) {
 		return PeersResponse{Topic: n.Diagnostics().Topic(), Peers: n.Peers()}, nil
 	})
+	get(s, PathProviders, func(*http.Request) (ProvidersResponse, error) {
+		return ProvidersResponse{Providers: n.Providers()}, nil
+	})
 	get(s, PathStatus, func(*http.Request) (StatusResponse, error) {
 		return StatusResponse{Status: n.Status(), Home: s.home, PID: os.Getpid()}, nil
 	})

@@ -28,6 +28,7 @@ import (
 const (
 	PathID          = "/v1/id"          // GET
 	PathPeers       = "/v1/peers"       // GET
+	PathProviders   = "/v1/providers"   // GET
 	PathStatus      = "/v1/status"      // GET
 	PathCapability  = "/v1/capability"  // GET, ?reserve=LIST
 	PathOnboard     = "/v1/onboard"     // POST, streamed
@@ -69,6 +70,12 @@ type IDResponse struct {
 type PeersResponse struct {
 	Topic string          `json:"topic"` // the bid-request topic
 	Peers []node.PeerInfo `json:"peers"`
+}
+
+// ProvidersResponse is what the node, as a requester, has seen each
+// provider do: the avoided first, then the most trusted.
+type ProvidersResponse struct {
+	Providers []orchestrator.ProviderStanding `json:"providers"`
 }
 
 // StatusResponse is node.Status and where the node lives.

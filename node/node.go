@@ -179,6 +179,10 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	ocfg := cfg.Orchestrator
 	ocfg.Logger = log
+	if ocfg.ProviderRecords, err = loadProviderRecords(ctx, cfg.Datastore, n.log); err != nil {
+		return nil, err
+	}
+	ocfg.SaveRecord = providerRecordSaver(cfg.Datastore)
 	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, backend{n}, ocfg); err != nil {
 		return nil, err
 	}

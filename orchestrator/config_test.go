@@ -22,6 +22,8 @@ func TestRequesterConfigValidate(t *testing.T) {
 		{"no keepalive", func(c *RequesterConfig) { c.Keepalive = 0 }, "keepalive"},
 		{"negative retries", func(c *RequesterConfig) { c.Retries = -1 }, "retries"},
 		{"no invoke timeout", func(c *RequesterConfig) { c.InvokeTimeout = 0 }, "invoke timeout"},
+		{"no stall timeout", func(c *RequesterConfig) { c.StallTimeout = 0 }, "stall timeout"},
+		{"negative deadline margin", func(c *RequesterConfig) { c.DeadlineMargin = -time.Second }, "deadline margin"},
 	} {
 		c := DefaultRequesterConfig()
 		tc.edit(&c)

@@ -70,6 +70,9 @@ const (
 	ReasonCannotRun = "cannot-run"
 	// ReasonExpired: the requester found the bid's hold already expired.
 	ReasonExpired = "expired"
+	// ReasonAvoided: the requester does not invoke this provider for a
+	// while: it stalled, ran over, was lost or cheated (reputation.go).
+	ReasonAvoided = "avoided"
 )
 
 // DeclineError is a reason not to bid with its code. A Backend's CanRun

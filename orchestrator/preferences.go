@@ -129,7 +129,14 @@ type CapabilityComparator func(req *BidRequest, a, b *Bid) int
 // the provider that holds the job's module or inputs already
 // (cachedFirst); other ties fall back to that, then to the provider ID, so
 // the order is total and the same on every run.
-func (p Preferences) Comparator() CapabilityComparator {
+func (p Preferences) Comparator() CapabilityComparator { return p.comparatorWith(nil) }
+
+// comparatorWith is Comparator with what the requester has seen each
+// provider do (tier, higher is better; nil: nothing): a claimed benchmark
+// score costs nothing to make up, so "score" compares the record first and
+// the score only among providers with similar records; a ranking without
+// "score" still prefers the better record before the provider ID.
+func (p Preferences) comparatorWith(tier func(peer.ID) int) CapabilityComparator {
 	ranking := p.Ranking
 	if len(ranking) == 0 {
 		ranking = DefaultPreferences().Ranking
@@ -143,7 +150,12 @@ func (p Preferences) Comparator() CapabilityComparator {
 					c = cachedFirst(req, a, b)
 				}
 			case "score":
-				c = cmp.Compare(b.Score, a.Score) // higher is better
+				if tier != nil {
+					c = cmp.Compare(tier(b.Provider), tier(a.Provider))
+				}
+				if c == 0 {
+					c = cmp.Compare(b.Score, a.Score) // higher is better
+				}
 			case "headroom":
 				c = cmp.Compare(headroom(req, b), headroom(req, a))
 			}
@@ -153,6 +165,11 @@ func (p Preferences) Comparator() CapabilityComparator {
 		}
 		if c := cachedFirst(req, a, b); c != 0 {
 			return c
+		}
+		if tier != nil {
+			if c := cmp.Compare(tier(b.Provider), tier(a.Provider)); c != 0 {
+				return c
+			}
 		}
 		return cmp.Compare(a.Provider, b.Provider)
 	}

@@ -28,6 +28,14 @@ var (
 	ErrAllRefused = errors.New("every bidder refused the invocation")
 	// ErrProviderLost: the provider stopped answering while the job ran.
 	ErrProviderLost = errors.New("provider lost")
+	// ErrProviderStalled: the provider accepted the job and then sent
+	// nothing (no start, no heartbeat) within StallTimeout. It is a way of
+	// being lost: errors.Is(err, ErrProviderLost) holds too.
+	ErrProviderStalled = fmt.Errorf("%w: it accepted the job and then sent nothing", ErrProviderLost)
+	// ErrProviderOverran: the allocation was still going at the
+	// requester's own deadline for it (the job's duration plus a margin),
+	// whatever the provider's heartbeats said. A way of being lost too.
+	ErrProviderOverran = fmt.Errorf("%w: it ran past the job's deadline", ErrProviderLost)
 )
 
 // RequesterConfig tunes the requester side.
@@ -73,6 +81,16 @@ type RequesterConfig struct {
 	// gave up on to stop its copy of the job (a provider that was frozen
 	// or cut off learns it when it comes back).
 	ChaseAbandoned time.Duration
+	// StallTimeout: a winner that has sent nothing at all (no event, no
+	// heartbeat) this long after it accepted the job has stalled; the job
+	// goes on without it. An honest provider answers a watch at once and
+	// sends heartbeats every ProviderConfig.Heartbeat while it stages.
+	StallTimeout time.Duration
+	// DeadlineMargin: the requester ends an allocation that is still going
+	// at the job's duration plus a tenth plus this margin (counted from
+	// the job's start, or from the accept if no start came), whatever its
+	// heartbeats say, and runs the job elsewhere.
+	DeadlineMargin time.Duration
 }
 
 // DefaultRequesterConfig suits a real network.
@@ -83,7 +101,15 @@ func DefaultRequesterConfig() RequesterConfig {
 		SpreadFactor: 2, Widen: 250 * time.Millisecond,
 		Keepalive: time.Second, ChaseAbandoned: 10 * time.Minute,
 		QueueBackoff: 250 * time.Millisecond, QueueBackoffMax: 2 * time.Second,
+		StallTimeout: 5 * time.Second, DeadlineMargin: 5 * time.Second,
 	}
+}
+
+// runLimit is how long after its start the requester lets an allocation
+// run: the job's duration, a tenth more for a slow clock or a slow start,
+// and margin for the result to come back.
+func runLimit(duration, margin time.Duration) time.Duration {
+	return duration + duration/10 + margin
 }
 
 // Validate checks the requester's settings. A bidding window longer than
@@ -101,6 +127,9 @@ func (c RequesterConfig) Validate() error {
 	}
 	if c.QueueBackoff < 0 || c.QueueBackoffMax < c.QueueBackoff {
 		errs = append(errs, fmt.Errorf("queue backoff %v to %v: want 0 or more, the most no less than the first", c.QueueBackoff, c.QueueBackoffMax))
+	}
+	if c.StallTimeout <= 0 || c.DeadlineMargin < 0 {
+		errs = append(errs, fmt.Errorf("stall timeout %v must be positive, deadline margin %v must not be negative", c.StallTimeout, c.DeadlineMargin))
 	}
 	if c.Retries < 0 || c.WantBids < 0 || c.SpreadFactor < 0 {
 		errs = append(errs, fmt.Errorf("retries %d, want bids %d and spread factor %v must not be negative", c.Retries, c.WantBids, c.SpreadFactor))
@@ -201,6 +230,9 @@ type Requester struct {
 	queue *line
 	// rnd jitters the backoff; uniform in [0, 1).
 	rnd func() float64
+	// rep is what this requester has seen each provider do: it ranks bids
+	// and keeps offenders out (reputation.go).
+	rep *Reputation
 
 	mu   sync.Mutex
 	open map[string]*openJob // by job ID, while bidding is open
@@ -223,6 +255,7 @@ type requesterDeps struct {
 	blobs *blobs             // the node's shared content
 	pace  *rate.Limiter      // nil: unpaced
 	local func(*BidRequest) bool
+	rep   *Reputation // nil: a fresh one, kept in memory only
 }
 
 // newRequester registers the bid handler on host. Service is its only
@@ -237,8 +270,14 @@ func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps re
 	if host == nil || key == nil || deps.topic == nil || deps.prefs == nil || deps.blobs == nil {
 		return nil, errors.New("requester: network, key, topic, preferences and blobs are all required")
 	}
+	if deps.rep == nil {
+		var err error
+		if deps.rep, err = NewReputation(DefaultReputationConfig(), nil, nil, log); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Requester{
+	r := &Requester{rep: deps.rep,
 		host: host, key: key, topic: deps.topic, cfg: cfg, prefs: deps.prefs, blobs: deps.blobs, pace: deps.pace, local: deps.local,
 		log: log.With("subsystem", "requester"), now: time.Now, open: map[string]*openJob{}, ctx: ctx, cancel: cancel,
 		queue: newLine(), rnd: rand.Float64,
@@ -253,6 +292,11 @@ func newRequester(host Network, key crypto.PrivKey, cfg RequesterConfig, deps re
 	}
 	return r, nil
 }
+
+// Reputation is what this requester has seen each provider do. Record an
+// outcome with Reputation().Record; a provider with a recent offence is not
+// invoked until its cool-down ends.
+func (r *Requester) Reputation() *Reputation { return r.rep }
 
 // close stops the releases still under way and waits for them.
 func (r *Requester) close() {
@@ -363,14 +407,18 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 		w.inLine = true
 	}
 	defer r.queue.leave(job.ID)
-	var avoid map[peer.ID]bool
+	// avoid holds the providers left out of the next attempt (see
+	// avoiding): those that refused this job in the attempt before (asked
+	// again only if nobody else bids), and those that lost, stalled or
+	// overran it in any attempt before (never asked again for it).
+	avoid := map[peer.ID]bool{}
 	lostRetries, failRetries, noBidRounds := 0, 0, 0
 	for attempt := sub.FirstAttempt; ; attempt++ {
 		if err := w.turn(ctx); err != nil {
 			return nil, fmt.Errorf("job %s: %w", job.ID, err)
 		}
 		res, err := r.attempt(ctx, st, sub.MaxPrice, min(attempt, maxAttempt), avoid, w)
-		avoid = nil
+		avoid = keepLosers(avoid)
 		switch {
 		case err == nil && failed(res) && failRetries < sub.RetryOnFailure:
 			failRetries++
@@ -392,7 +440,9 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 			noBidRounds++
 			continue
 		case (errors.Is(err, ErrAllRefused) || errors.Is(err, ErrProviderLost)) && lostRetries < r.cfg.Retries && ctx.Err() == nil:
-			avoid = blamed(err)
+			for p, lost := range blamed(err) {
+				avoid[p] = avoid[p] || lost
+			}
 			w.retry(attempt+1, err.Error())
 			if err := w.sleep(ctx, backoff(lostRetries, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), false); err != nil {
 				return nil, fmt.Errorf("job %s: %w", job.ID, err)
@@ -421,7 +471,8 @@ func describeFailure(res *Result) string {
 }
 
 // attemptError is an attempt's failure with the providers to blame for it:
-// those that refused the invocation or were lost while running it.
+// those that refused the invocation, or the one lost while running it
+// (it stalled, overran or stopped answering).
 type attemptError struct {
 	err     error
 	culprit []peer.ID
@@ -443,6 +494,19 @@ func blamed(err error) map[peer.ID]bool {
 	out := map[peer.ID]bool{}
 	for _, p := range ae.culprit {
 		out[p] = lost
+	}
+	return out
+}
+
+// keepLosers is what an attempt's avoid set carries to the one after: a
+// provider that refused is asked again one attempt later (it may have
+// been busy), one that lost the job is never asked again for it.
+func keepLosers(avoid map[peer.ID]bool) map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	for p, lost := range avoid {
+		if lost {
+			out[p] = true
+		}
 	}
 	return out
 }
@@ -592,12 +656,12 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 		kept, dropped := avoiding(bids, avoid)
 		r.release(dropped)
 		if len(kept) == 0 {
-			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which lost this job in the attempt before", ErrNoBids, len(dropped))
+			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which lost this job in an attempt before", ErrNoBids, len(dropped))
 		}
 		bids = kept
 	}
 	w.placed()
-	rankSigned(req, bids, preferring(job.Prefer, r.prefs().Comparator()))
+	r.rank(req, bids, job.Prefer)
 	winner, allocID, err := r.invoke(ctx, st, bids, attempt, w.report)
 	if err != nil {
 		var culprits []peer.ID
@@ -606,7 +670,11 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 		}
 		return nil, &attemptError{err: err, culprit: culprits}
 	}
-	res, err := r.follow(ctx, job.ID, winner, allocID, attempt, w.report)
+	lim := watchLimits{accepted: r.now(), stall: r.cfg.StallTimeout, run: runLimit(job.Duration.Std(), r.cfg.DeadlineMargin)}
+	res, err := r.follow(ctx, job.ID, winner, allocID, attempt, w.report, lim)
+	if o := outcomeOf(res, err); o != "" && ctx.Err() == nil {
+		r.rep.Record(winner, o, job.ID)
+	}
 	if err != nil && errors.Is(err, ErrProviderLost) {
 		return nil, &attemptError{err: err, culprit: []peer.ID{winner}}
 	}
@@ -719,6 +787,12 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, max
 		}
 		if len(bids) == 0 && len(unacceptable) == 0 {
 			r.observeFirstBid(r.now().Sub(now))
+		}
+		if r.shunned(b) {
+			if len(unacceptable) < maxAnswers {
+				unacceptable = append(unacceptable, answer{Provider: b.Bid.Provider, Code: ReasonAvoided, Text: avoidedText})
+			}
+			return
 		}
 		if code, why := judge(req, &b.Bid, r.now()); why != "" {
 			if len(unacceptable) < maxAnswers {
@@ -950,6 +1024,7 @@ func (r *Requester) invoke(ctx context.Context, st *staged, bids []*SignedBid, a
 				return "", "", ctx.Err()
 			}
 			reasons = append(reasons, fmt.Sprintf("%s: %v", b.Provider, err))
+			r.rep.Record(b.Provider, OutcomeRefused, job.ID)
 			progress(Progress{Kind: ProgressRefused, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, Message: err.Error()})
 			// A provider that never got the invocation (the stream failed)
 			// still holds for the job; let it go, so that a retry's fresh
@@ -987,8 +1062,8 @@ func (r *Requester) release(bids []*SignedBid) {
 // follow watches the allocation until its result. Silence longer than
 // LostAfter, or the stream ending without a result, is ErrProviderLost,
 // and the provider is chased to stop its copy: we move on.
-func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
-	res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
+func (r *Requester) follow(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress), lim watchLimits) (*Result, error) {
+	res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress, lim)
 	if errors.Is(err, ErrProviderLost) && ctx.Err() == nil {
 		// We move on; the provider, if it comes back, must too.
 		r.chase(provider, allocID)
@@ -1009,7 +1084,9 @@ func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID
 	deadline := r.now().Add(within)
 	wait := r.cfg.Keepalive
 	for {
-		res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
+		// The accept is long past, its time unknown here: no stall timeout,
+		// no deadline of the requester's own.
+		res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress, watchLimits{})
 		if err == nil || !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
 			return res, err
 		}
@@ -1029,16 +1106,60 @@ func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID
 	}
 }
 
+// watchLimits are the requester's own bounds on an allocation it follows;
+// zero values set none.
+type watchLimits struct {
+	accepted time.Time     // when the provider accepted the job
+	stall    time.Duration // from accepted, for the first word from it
+	run      time.Duration // from the job's start (or accepted, if none comes), for its result
+}
+
 // watch is one allocation stream: it replays the allocation's events from
-// the first and follows them to the result.
-func (r *Requester) watch(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress)) (*Result, error) {
-	s, err := r.host.OpenStream(ctx, provider, ProtocolAllocation)
+// the first and follows them to the result. It ends the stream itself when
+// the provider sends nothing within lim's stall timeout
+// (ErrProviderStalled) or has no result by lim's deadline
+// (ErrProviderOverran), heartbeats or not.
+func (r *Requester) watch(ctx context.Context, jobID string, provider peer.ID, allocID string, attempt int, progress func(Progress), lim watchLimits) (*Result, error) {
+	octx, cancelOpen := ctx, context.CancelFunc(func() {})
+	if lim.stall > 0 {
+		octx, cancelOpen = context.WithDeadline(ctx, lim.accepted.Add(lim.stall))
+	}
+	s, err := r.host.OpenStream(octx, provider, ProtocolAllocation)
+	stalled := octx.Err() != nil && ctx.Err() == nil
+	cancelOpen()
 	if err != nil {
+		if stalled {
+			return nil, fmt.Errorf("%w: %s opened no allocation stream within %v", ErrProviderStalled, provider, lim.stall)
+		}
 		return nil, fmt.Errorf("%w: open allocation stream to %s: %v", ErrProviderLost, provider, err)
 	}
 	defer s.Close()
 	s.SetMaxFrameSize(MaxEventSize)
 	s.SetTimeout(r.cfg.LostAfter)
+	// cut is why the requester ended the stream itself; a timer that sets
+	// it resets the stream, which ends the Recv below.
+	var cut atomic.Pointer[error]
+	end := func(why error) {
+		cut.CompareAndSwap(nil, &why)
+		s.Reset()
+	}
+	var stall, deadline *time.Timer
+	if lim.stall > 0 {
+		// Until the first word, silence is timed by the stall timer alone.
+		s.SetTimeout(lim.stall + r.cfg.LostAfter)
+		stall = time.AfterFunc(lim.accepted.Add(lim.stall).Sub(r.now()), func() {
+			end(fmt.Errorf("%w: nothing from %s on allocation %s within %v of its accepting the job", ErrProviderStalled, provider, allocID, lim.stall))
+		})
+		defer stall.Stop()
+	}
+	overran := func() {
+		end(fmt.Errorf("%w: allocation %s on %s had no result %v after the job started (its duration and a margin); cancelled", ErrProviderOverran, allocID, provider, lim.run))
+	}
+	if lim.run > 0 {
+		deadline = time.AfterFunc(lim.accepted.Add(lim.run).Sub(r.now()), overran)
+		defer deadline.Stop()
+	}
+	started := false
 	msg, err := Encode(&AllocationRequest{AllocationID: allocID})
 	if err != nil {
 		return nil, err
@@ -1090,12 +1211,28 @@ func (r *Requester) watch(ctx context.Context, jobID string, provider peer.ID, a
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if why := cut.Load(); why != nil {
+				return nil, *why
+			}
 			return nil, fmt.Errorf("%w: %s stopped answering on allocation %s: %v", ErrProviderLost, provider, allocID, err)
+		}
+		if stall != nil && stall.Stop() {
+			s.SetTimeout(r.cfg.LostAfter)
 		}
 		ev, err := DecodeEvent(data)
 		if err != nil {
 			s.Reset()
 			return nil, fmt.Errorf("allocation %s: %w", allocID, err)
+		}
+		if deadline != nil && !started && ev.Kind == EventState && ev.State == StateRunning {
+			// Counted from the start: staging (fetching the module and
+			// inputs) is not the job's duration. A start that comes only
+			// after the deadline from the accept comes too late.
+			started = true
+			if deadline.Stop() {
+				deadline = time.AfterFunc(lim.run, overran)
+				defer deadline.Stop()
+			}
 		}
 		if ev.Kind == EventHeartbeat {
 			if ev.Message != "" {
@@ -1165,6 +1302,11 @@ func (r *Requester) Cancel(ctx context.Context, provider peer.ID, allocID string
 	}
 	defer s.Close()
 	s.SetMaxFrameSize(MaxEventSize)
+	// A provider that takes the stream and never answers must not hold the
+	// chase (and Close, which waits for it) forever.
+	s.SetTimeout(r.cfg.LostAfter)
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
 	msg, err := Encode(&AllocationRequest{AllocationID: allocID, Cancel: true})
 	if err != nil {
 		return err

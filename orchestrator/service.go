@@ -26,11 +26,18 @@ type Config struct {
 	// Observe, if set, sees every valid bid request as it arrives (the
 	// bench measures gossip with it). It must not block.
 	Observe func(req *BidRequest, receivedAt time.Time)
+	// Reputation tunes what the requester remembers of providers (zero:
+	// DefaultReputationConfig). ProviderRecords are the records kept from
+	// before; SaveRecord, if set, keeps each one that changes (one with no
+	// events is to be deleted).
+	Reputation      ReputationConfig
+	ProviderRecords []ProviderRecord
+	SaveRecord      func(ProviderRecord) error
 }
 
 // DefaultConfig suits a real network.
 func DefaultConfig() Config {
-	return Config{Requester: DefaultRequesterConfig(), Provider: DefaultProviderConfig(), Requests: DefaultRequestLimits()}
+	return Config{Requester: DefaultRequesterConfig(), Provider: DefaultProviderConfig(), Requests: DefaultRequestLimits(), Reputation: DefaultReputationConfig()}
 }
 
 // LocalConfig suits a test network on one machine: short windows so tests
@@ -46,6 +53,12 @@ func LocalConfig() Config {
 	c.Requester.Keepalive = c.Provider.Heartbeat
 	c.Provider.FollowTimeout = 5 * c.Requester.Keepalive
 	c.Provider.AbandonGrace = 3 * time.Second
+	c.Requester.DeadlineMargin = 2 * time.Second
+	c.Requester.StallTimeout = 2 * time.Second
+	// Long enough to show on a test network that an offender is left
+	// out; short enough that a provider a test stopped on purpose is
+	// taken again by the next test's jobs.
+	c.Reputation.Cooldown, c.Reputation.MaxCooldown = time.Minute, 15*time.Minute
 	return c
 }
 
@@ -76,6 +89,13 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 		log = slog.Default()
 	}
 	if err := cfg.Requests.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Reputation == (ReputationConfig{}) {
+		cfg.Reputation = DefaultReputationConfig()
+	}
+	rep, err := NewReputation(cfg.Reputation, cfg.ProviderRecords, cfg.SaveRecord, log)
+	if err != nil {
 		return nil, err
 	}
 	s := &Service{host: host, key: key, validator: NewValidator(nil, cfg.Requests), log: log.With("subsystem", "orchestrator"), observe: cfg.Observe}
@@ -125,6 +145,7 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 		// waiting for its turn rather than having its own requests refused.
 		pace:  rate.NewLimiter(rate.Limit(cfg.Requests.Rate), cfg.Requests.Burst),
 		local: s.provider.HandleOwnRequest,
+		rep:   rep,
 	}, log)
 	if err != nil {
 		s.provider.Close()

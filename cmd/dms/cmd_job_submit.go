@@ -39,11 +39,12 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--queue-timeout D] [--retry-on-failure N]\n" +
 			"   [--constraint C]... [--prefer C]... [--json | --detach] [--] [ARGS...]",
 		Description: "Sends the job's needs to the mesh, takes the best bid (by the node's ranking: price,\n" +
-			"then benchmark score, then headroom) and runs the job there. A job is one of: a WebAssembly\n" +
-			"(WASI) module (--wasm), a container image the provider has (--image; providers opt in with\n" +
-			"dms onboard --executors wasm,docker), or a command on the provider's host (--command; only\n" +
-			"providers that opted into native jobs take it). -f reads the same fields from a YAML file\n" +
-			"whose keys are the flags' names (_ may stand for -):\n" + wrapWords(jobFileKeyList()+".", 90) + "\n" +
+			"then what this node has seen the provider do before its claimed benchmark score, then\n" +
+			"headroom; never a provider it avoids, see dms providers) and runs the job there. A job is\n" +
+			"one of: a WebAssembly (WASI) module (--wasm), a container image the provider has (--image;\n" +
+			"providers opt in with dms onboard --executors wasm,docker), or a command on the provider's\n" +
+			"host (--command; only providers that opted into native jobs take it). -f reads the same\n" +
+			"fields from a YAML file whose keys are the flags' names (_ may stand for -):\n" + wrapWords(jobFileKeyList()+".", 90) + "\n" +
 			"env is a map or a list of K=V, inputs and args are lists; flags given as well win.\n\n" +
 			"--input copies a file or directory into the job, read-only, at GUEST (default\n" +
 			"/inputs/<its name>; a host command finds it under $DMS_INPUTS). What the job writes to\n" +
@@ -57,7 +58,9 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			"When no provider can take the job (all busy, or none fits), it is queued: it waits, asking\n" +
 			"again every few seconds, up to --queue-timeout, and dms job status says since when and why.\n" +
 			"This node's jobs that compete for the same capacity start in the order they were submitted.\n" +
-			"A provider that refuses the job or is lost while running it is replaced by another; a job\n" +
+			"A provider that refuses the job or is lost while running it (silent, sending nothing within\n" +
+			"seconds of accepting it, or past the job's duration plus a tenth plus a margin, whatever it\n" +
+			"says) is replaced by another, and one that lost it is not asked again for this job; a job\n" +
 			"that ran and exited non-zero has failed and is run again only with --retry-on-failure.\n\n" +
 			"Exit status: the job's own exit code when it ran and exited non-zero (as docker run does),\n" +
 			"0 when it exited 0, 1 when dms failed (no provider, the job was stopped or cancelled), 2 for\n" +
