@@ -172,7 +172,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	ocfg := cfg.Orchestrator
 	ocfg.Logger = log
-	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, backend{n}, ocfg); err != nil {
+	var be orchestrator.Backend = backend{n}
+	if cfg.wrapBackend != nil {
+		be = cfg.wrapBackend(be)
+	}
+	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, be, ocfg); err != nil {
 		return nil, err
 	}
 	if err := n.registerMetrics(n.registry); err != nil {
