@@ -62,7 +62,8 @@ type tally struct {
 	forged   int // completed, exit 0, the cheat's output
 	notRight int // everything else: failed, cut off by the test's deadline, other output
 	notTried int // left when the run's budget was spent
-	// byCheat counts the jobs whose result the cheat delivered.
+	// byCheat counts the jobs whose provider, when they ended, was the
+	// cheat.
 	byCheat int
 	records []node.JobRecord
 }
@@ -124,7 +125,7 @@ func runBeside(t *testing.T, ln *testnet.Local, c *cheat.Backend, sub func() orc
 		t.Logf("job %d: %s in %v, output %q, provider %s (the cheat: %v), cheat invoked %d times for it%s",
 			i+1, rec.State, took.Round(time.Millisecond), out, shortID(rec.Provider.String()), rec.Provider == cheatID, c.Invocations()-before, why)
 	}
-	t.Logf("beside a provider that cheats (%s): %s in %v; the cheat was invoked %d times and delivered %d results",
+	t.Logf("beside a provider that cheats (%s): %s in %v; the cheat was invoked %d times and was the provider of %d jobs when they ended",
 		c.Mode(), s, time.Since(start).Round(time.Millisecond), c.Invocations(), s.byCheat)
 	return s
 }
@@ -238,7 +239,7 @@ func TestEndlessHeartbeatsEndAtTheJobsDeadline(t *testing.T) {
 		sub.Job.Duration = seconds.Duration(3 * time.Second)
 		return sub
 	}
-	s := runBeside(t, ln, c, short, time.Minute, 3*time.Minute)
+	s := runBeside(t, ln, c, short, 45*time.Second, 2*time.Minute)
 	if c.Invocations() == 0 {
 		t.Fatal("the endless provider was never invoked: the test shows nothing")
 	}
