@@ -146,10 +146,17 @@ func shortID(id string) string {
 func replicate(sub *orchestrator.Submission, k int, agree string) bool {
 	set := func(v reflect.Value) bool {
 		r, a := v.FieldByName("Replicas"), v.FieldByName("Agree")
-		if !r.IsValid() || !a.IsValid() || !r.CanInt() || a.Kind() != reflect.String {
+		if !r.IsValid() || !a.IsValid() || a.Kind() != reflect.String {
 			return false
 		}
-		r.SetInt(int64(k))
+		switch {
+		case r.CanInt():
+			r.SetInt(int64(k))
+		case r.CanUint():
+			r.SetUint(uint64(k))
+		default:
+			return false
+		}
 		a.SetString(agree)
 		return true
 	}
