@@ -125,8 +125,8 @@ func runBeside(t *testing.T, ln *testnet.Local, c *cheat.Backend, sub func() orc
 		t.Logf("job %d: %s in %v, output %q, provider %s (the cheat: %v), cheat invoked %d times for it%s",
 			i+1, rec.State, took.Round(time.Millisecond), out, shortID(rec.Provider.String()), rec.Provider == cheatID, c.Invocations()-before, why)
 	}
-	t.Logf("beside a provider that cheats (%s): %s in %v; the cheat was invoked %d times and was the provider of %d jobs when they ended",
-		c.Mode(), s, time.Since(start).Round(time.Millisecond), c.Invocations(), s.byCheat)
+	t.Logf("beside a provider that cheats (%s): %s in %v; the cheat was invoked %d times, was the provider of %d jobs when they ended, and was asked %d times to cancel",
+		c.Mode(), s, time.Since(start).Round(time.Millisecond), c.Invocations(), s.byCheat, c.Cancels())
 	return s
 }
 

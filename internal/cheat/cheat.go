@@ -73,6 +73,7 @@ type Backend struct {
 	mode  Mode
 
 	invocations atomic.Int64
+	cancels     atomic.Int64
 
 	mu     sync.Mutex
 	allocs map[string]peer.ID // allocation ID: its requester
@@ -98,6 +99,10 @@ func (b *Backend) Mode() Mode { return b.mode }
 // Invocations counts the invocations the cheat accepted: how often a
 // requester chose it.
 func (b *Backend) Invocations() int64 { return b.invocations.Load() }
+
+// Cancels counts the requests to cancel one of its allocations: what a
+// requester spends chasing a provider it gave up on.
+func (b *Backend) Cancels() int64 { return b.cancels.Load() }
 
 // Onboarded: a cheat bids whatever it offers.
 func (b *Backend) Onboarded() bool { return true }
@@ -184,6 +189,7 @@ func (b *Backend) Watch(ctx context.Context, id string, requester peer.ID) (<-ch
 // Cancel says yes and changes nothing: a cheat's job ends only when the
 // mode says.
 func (b *Backend) Cancel(id string, requester peer.ID) error {
+	b.cancels.Add(1)
 	b.mu.Lock()
 	owner, ok := b.allocs[id]
 	b.mu.Unlock()

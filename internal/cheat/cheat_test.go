@@ -100,7 +100,7 @@ func TestSilentCheatSendsNothing(t *testing.T) {
 }
 
 func TestEndlessCheatNeverEnds(t *testing.T) {
-	_, b, id := invoked(t, cheat.Endless)
+	c, b, id := invoked(t, cheat.Endless)
 	ch, err := b.Watch(context.Background(), id, requester)
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +115,8 @@ func TestEndlessCheatNeverEnds(t *testing.T) {
 		t.Fatalf("after running, the endless cheat sent %+v (open: %v)", e, ok)
 	default:
 	}
-	if err := b.Cancel(id, requester); err != nil {
-		t.Fatalf("cancel: %v", err)
+	if err := b.Cancel(id, requester); err != nil || c.Cancels() != 1 {
+		t.Fatalf("cancel: %v, %d counted; want it taken and counted", err, c.Cancels())
 	}
 }
 
