@@ -87,6 +87,12 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// wrapBackend, when set, stands between the bidding protocol and the
+	// node: tests put a provider built to cheat there (export_test.go,
+	// internal/cheat). Unexported, so that nothing outside the node's own
+	// tests can make a node cheat.
+	wrapBackend func(orchestrator.Backend) orchestrator.Backend
 }
 
 // DefaultConfig is for a real node on its own machine.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/dms-project/dms/internal/cheat"
 	"github.com/dms-project/dms/orchestrator"
 	"github.com/dms-project/dms/resources"
 )
@@ -14,3 +15,11 @@ func (n *Node) LedgerSnapshot() resources.Snapshot { return n.ledger.Snapshot() 
 // did without staging the misbehaviour itself (the orchestrator's tests
 // do that).
 func (n *Node) Reputation() *orchestrator.Reputation { return n.orch.Reputation() }
+
+// Cheat makes the node that c configures a provider built to cheat in
+// mode m (see internal/cheat).
+func Cheat(c *Config, m cheat.Mode) *cheat.Backend {
+	b := cheat.New(m)
+	c.wrapBackend = b.Wrap
+	return b
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/dms-project/dms/cache"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
+	"github.com/dms-project/dms/internal/nodehook"
 	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/onboarding"
 	"github.com/dms-project/dms/orchestrator"
@@ -183,7 +184,13 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	ocfg.SaveRecord = providerRecordSaver(cfg.Datastore)
-	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, backend{n}, ocfg); err != nil {
+	var be orchestrator.Backend = backend{n}
+	if cfg.wrapBackend != nil {
+		be = cfg.wrapBackend(be)
+	} else if nodehook.Backend != nil {
+		be = nodehook.Backend(be)
+	}
+	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, be, ocfg); err != nil {
 		return nil, err
 	}
 	if err := n.registerMetrics(n.registry); err != nil {

@@ -19,6 +19,9 @@ import (
 // tests run in, so that no test needs t.Setenv to get a clean one (and so
 // tests may run in parallel), and removes the binary built for them.
 func TestMain(m *testing.M) {
+	if mode, ok := os.LookupEnv(cheatEnv); ok {
+		os.Exit(runCheating(mode))
+	}
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "DMS_") {
 			os.Unsetenv(k)
