@@ -120,6 +120,9 @@ type Progress struct {
 	Provider     peer.ID `json:"provider,omitempty"`
 	AllocationID string  `json:"allocation_id,omitempty"`
 	Message      string  `json:"message,omitempty"`
+	// Replicas are a replicated job's runs as compared, on
+	// ProgressReplicas (replicas.go).
+	Replicas []Replica `json:"replicas,omitempty"`
 }
 
 // ProgressKind names a step of a submission.
@@ -153,6 +156,9 @@ type Submission struct {
 	// non-zero, or failed on its provider) is run again; 0: never, the
 	// failure is the job's.
 	RetryOnFailure int
+	// Replication runs the job on several providers at once and delivers
+	// a result only when they agree (replicas.go); zero: one provider.
+	Replication Replication
 	// FirstAttempt numbers the first attempt (0 for a new job). A job
 	// submitted again after its requester restarted counts on from its
 	// last attempt, so that providers still holding for an earlier one
@@ -363,6 +369,9 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 		w.inLine = true
 	}
 	defer r.queue.leave(job.ID)
+	if sub.Replication.Replicas > 1 {
+		return r.replicated(ctx, sub, st, w)
+	}
 	var avoid map[peer.ID]bool
 	lostRetries, failRetries, noBidRounds := 0, 0, 0
 	for attempt := sub.FirstAttempt; ; attempt++ {
@@ -559,7 +568,7 @@ func (w *waiting) sleep(ctx context.Context, d time.Duration, bounded bool) erro
 
 func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, avoid map[peer.ID]bool, w *waiting) (*Result, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, w.report)
+	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, 1, w.report)
 	if err != nil {
 		return nil, err
 	}
@@ -634,9 +643,12 @@ func (s *staged) unshare() {
 
 // collect publishes the bid request and gathers acceptable bids until
 // WantBids are in, Grace has passed since the first, or the window closes.
-func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
+//
+// need is the fewest bids the job can use (a replicated job's replicas):
+// the grace does not close bidding before that many are in, only the window.
+func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt, need int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
 	now := r.now()
-	want := max(r.cfg.WantBids, 1)
+	want := max(r.cfg.WantBids, need, 1)
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
@@ -746,6 +758,10 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			}
 			continue
 		case <-grace:
+			if len(bids) < need {
+				grace = nil
+				continue
+			}
 			if spread, wait, again := plan.short(len(bids), r.usual(), dropped); again {
 				dropped = true
 				r.askAgain(window, req, open, spread, len(bids), attempt, progress)
