@@ -30,6 +30,10 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 		Executor: sub.Job.Executor, Image: sub.Job.Image, Duration: sub.Job.Duration, Args: sub.Job.Args,
 		Constraints: sub.Job.Constraints, Prefer: sub.Job.Prefer,
 	}
+	if sub.Replication.Replicas > 1 {
+		r := sub.Replication
+		rec.Replication = &r
+	}
 	if len(sub.Inputs) > 0 {
 		files, err := archive.List(sub.Inputs)
 		if err != nil {
