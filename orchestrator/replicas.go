@@ -311,7 +311,7 @@ func (r *Requester) replicated(ctx context.Context, sub Submission, st *staged, 
 			noBidRounds++
 			continue
 		case retries < r.cfg.Retries:
-			why := fmt.Sprintf("%d of %d replicas have a result", len(voted)+countVoting(round), rep.Replicas)
+			why := fmt.Sprintf("%d of %d replicas have a result; asking for providers to run the rest", len(voted)+countVoting(round), rep.Replicas)
 			if err != nil {
 				why += ": " + err.Error()
 			}
@@ -346,6 +346,9 @@ func (r *Requester) replicated(ctx context.Context, sub Submission, st *staged, 
 			if !r.Agrees {
 				dissent = append(dissent, r.Describe())
 			}
+		}
+		if never := rep.Replicas - len(all); never > 0 {
+			dissent = append(dissent, fmt.Sprintf("%d never ran: no other provider took the job", never))
 		}
 		done.Message = fmt.Sprintf("%d of %d replicas agreed (a majority); disagreeing or without a result: %s", v.agreeing, rep.Replicas, strings.Join(dissent, "; "))
 	}
