@@ -303,7 +303,15 @@ func (r *Requester) replicated(ctx context.Context, sub Submission, st *staged, 
 		switch {
 		case err == nil && !lost && len(round) == missing:
 			continue
-		case errors.Is(err, ErrNoBids) && len(runs) == 0 && sub.QueueTimeout > 0 && r.now().Before(w.deadline):
+		case errors.Is(err, ErrNoBids) && len(runs) == 0:
+			// Nobody took the job yet: it waits for a provider as a job
+			// of one replica does, or fails at once without a queue.
+			if sub.QueueTimeout == 0 {
+				return nil, fmt.Errorf("job %s: %w", jobID, err)
+			}
+			if !r.now().Before(w.deadline) {
+				return nil, fmt.Errorf("job %s: %w", jobID, queuedFor(sub.QueueTimeout, err))
+			}
 			w.queued(err.Error(), true)
 			if err := w.sleep(ctx, backoff(noBidRounds, r.cfg.QueueBackoff, r.cfg.QueueBackoffMax, r.rnd()), true); err != nil {
 				return nil, fmt.Errorf("job %s: %w", jobID, err)

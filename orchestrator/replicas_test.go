@@ -276,3 +276,18 @@ func TestReplicasNeedAsManyProviders(t *testing.T) {
 		t.Fatalf("err %v, want that only 2 of 3 replicas returned a result", err)
 	}
 }
+
+// A replicated job that no provider bids for fails as a job of one
+// replica does: at once without a queue timeout, not after retries.
+func TestReplicasWithNoBidsFailWithoutRetrying(t *testing.T) {
+	t.Parallel()
+	svc, _ := replicaMesh(t, &fakeBackend{holds: map[string]*fakeHold{}, allocs: map[string][]Event{}})
+	var log progressLog
+	_, err := svc.Submit(context.Background(), replicatedJob(2, AgreeAll), log.add)
+	if !errors.Is(err, ErrNoBids) {
+		t.Fatalf("err %v, want no acceptable bids", err)
+	}
+	if p, ok := log.last(ProgressRetry); ok {
+		t.Errorf("submitted again with nobody bidding: %+v", p)
+	}
+}
