@@ -106,8 +106,7 @@ func totalSize(files []archive.File) int64 {
 }
 
 // replicaLabel says how a replica counted: its result delivered, outvoted
-// by a majority, or without a result; in a disagreement, nothing more than
-// its hashes say.
+// by a majority, without a result, or one of replicas that disagreed.
 func replicaLabel(r orchestrator.Replica, delivered bool) string {
 	switch {
 	case r.Error != "":
@@ -117,5 +116,5 @@ func replicaLabel(r orchestrator.Replica, delivered bool) string {
 	case delivered:
 		return "outvoted"
 	}
-	return "-"
+	return "disagreed"
 }
