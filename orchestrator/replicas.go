@@ -446,6 +446,12 @@ func (r *Requester) replicaRound(ctx context.Context, st *staged, maxPrice *floa
 		})
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// The submission was cancelled: stop every replica still running.
+		for _, s := range running {
+			r.chase(s.provider, s.alloc)
+		}
+	}
 	return out, nil
 }
 

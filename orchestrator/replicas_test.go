@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/archive"
+	"github.com/dms-project/dms/capability"
 )
 
 func replica(p string, exit int, stdout string) Replica {
@@ -290,4 +291,79 @@ func TestReplicasWithNoBidsFailWithoutRetrying(t *testing.T) {
 	if p, ok := log.last(ProgressRetry); ok {
 		t.Errorf("submitted again with nobody bidding: %+v", p)
 	}
+}
+
+// A replica whose provider is lost does not vote and is replaced by a
+// provider that has not run the job; the job is delivered once K agree.
+func TestReplicasReplaceALostProvider(t *testing.T) {
+	t.Parallel()
+	lossy := newSlotBackend(2000)
+	lossy.lose = true
+	a, b := newSlotBackend(2000), newSlotBackend(2000)
+	a.auto, b.auto = true, true
+	// The others cost more, so the one that loses the job is taken first.
+	a.price = capability.PriceInformation{PerCoreHour: 1}
+	b.price = capability.PriceInformation{PerCoreHour: 1}
+	svc, ids := replicaMesh(t, lossy, a, b)
+	var log progressLog
+	res, err := svc.Submit(context.Background(), replicatedJob(2, AgreeAll), log.add)
+	if err != nil || res.State != StateCompleted {
+		t.Fatalf("result %+v, %v; want completed by the two that did not lose it", res, err)
+	}
+	if n := len(lossy.accepted()); n != 1 {
+		t.Errorf("the provider that lost its replica was invoked %d times, want once", n)
+	}
+	if len(a.accepted()) != 1 || len(b.accepted()) != 1 {
+		t.Errorf("the others ran %d and %d replicas, want 1 each", len(a.accepted()), len(b.accepted()))
+	}
+	p, _ := log.last(ProgressReplicas)
+	var lost, agreed int
+	for _, r := range p.Replicas {
+		switch {
+		case r.Provider == ids[0] && r.Error != "" && !r.Agrees:
+			lost++
+		case r.Provider != ids[0] && r.Agrees:
+			agreed++
+		}
+	}
+	if lost != 1 || agreed != 2 {
+		t.Errorf("replicas %+v: want the lost one without a result and two agreeing", p.Replicas)
+	}
+}
+
+// cancelCounter counts the cancels its provider side is asked for.
+type cancelCounter struct {
+	*slotBackend
+	mu        sync.Mutex
+	cancelled []string
+}
+
+func (c *cancelCounter) Cancel(id string, _ peer.ID) error {
+	c.mu.Lock()
+	c.cancelled = append(c.cancelled, id)
+	c.mu.Unlock()
+	c.end(id)
+	return nil
+}
+
+func (c *cancelCounter) cancels() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.cancelled) }
+
+// Cancelling a replicated submission stops every replica on its provider,
+// not only the one the job record names.
+func TestReplicasCancelledStopEveryReplica(t *testing.T) {
+	t.Parallel()
+	a, b := &cancelCounter{slotBackend: newSlotBackend(2000)}, &cancelCounter{slotBackend: newSlotBackend(2000)}
+	svc, _ := replicaMesh(t, a, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := svc.Submit(ctx, replicatedJob(2, AgreeAll), nil)
+		done <- err
+	}()
+	waitFor(t, "both replicas to start", func() bool { return len(a.accepted()) == 1 && len(b.accepted()) == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want cancelled", err)
+	}
+	waitFor(t, "each provider to be asked to stop its replica", func() bool { return a.cancels() == 1 && b.cancels() == 1 })
 }
