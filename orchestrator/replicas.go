@@ -152,7 +152,9 @@ type verdict struct {
 	winner int
 	// agreeing is the size of that group, voting how many had a result.
 	agreeing, voting int
-	reason           string
+	// short: no two results differ, but too few replicas returned one.
+	short  bool
+	reason string
 }
 
 // compareReplicas decides whether the replicas agree as rep asks, and
@@ -195,6 +197,7 @@ func compareReplicas(reps []Replica, rep Replication) verdict {
 	default:
 		v.reason = fmt.Sprintf("a majority (%d of %d) must agree; the most that returned one result is %d (%d returned one)", need, k, v.agreeing, v.voting)
 	}
+	v.short = !v.agreed && len(groups) <= 1
 	if v.agreed {
 		fp := reps[v.winner].fingerprint()
 		for i := range reps {
@@ -204,14 +207,22 @@ func compareReplicas(reps []Replica, rep Replication) verdict {
 	return v
 }
 
-// ErrDisagreed: a replicated job's replicas did not agree as it asked.
-var ErrDisagreed = errors.New("replicas disagree")
+// Why a replicated job delivers no result.
+var (
+	// ErrDisagreed: replicas returned different results.
+	ErrDisagreed = errors.New("replicas disagree")
+	// ErrTooFewReplicas: the results that came back agree, but fewer
+	// providers returned one than the agreement asks for.
+	ErrTooFewReplicas = errors.New("too few replicas returned a result")
+)
 
 // DisagreementError is a replicated job that failed because its replicas
-// did not agree; it names each replica's hashes.
+// did not agree as it asked; it names each replica's hashes.
 type DisagreementError struct {
-	Agree    Agreement
-	Reason   string
+	Agree  Agreement
+	Reason string
+	// Short: no two results differ; too few came back.
+	Short    bool
 	Replicas []Replica
 }
 
@@ -220,10 +231,21 @@ func (e *DisagreementError) Error() string {
 	for i, r := range e.Replicas {
 		lines[i] = r.Describe()
 	}
-	return fmt.Sprintf("%v (--agree %s): %s; no result is delivered. Replicas: %s", ErrDisagreed, e.Agree, e.Reason, strings.Join(lines, "; "))
+	return fmt.Sprintf("%v (--agree %s): %s; no result is delivered. Replicas: %s", e.Unwrap(), e.Agree, e.Reason, strings.Join(lines, "; "))
 }
 
-func (e *DisagreementError) Unwrap() error { return ErrDisagreed }
+func (e *DisagreementError) Unwrap() error {
+	if e.Short {
+		return ErrTooFewReplicas
+	}
+	return ErrDisagreed
+}
+
+// SameResult reports whether two replicas returned the same result, as
+// compared: state, exit code, stdout and /outputs files.
+func (r Replica) SameResult(o Replica) bool {
+	return r.voting() && o.voting() && r.fingerprint() == o.fingerprint()
+}
 
 // ProgressReplicas reports a replicated job's replicas: one that was lost
 // (and is replaced), and at the end the comparison, whose Provider is the
@@ -341,10 +363,10 @@ func (r *Requester) replicated(ctx context.Context, sub Submission, st *staged, 
 	v := compareReplicas(all, rep)
 	done := Progress{Kind: ProgressReplicas, JobID: jobID, Time: r.now(), Replicas: all}
 	if !v.agreed {
-		derr := &DisagreementError{Agree: rep.agreement(), Reason: v.reason, Replicas: all}
+		derr := &DisagreementError{Agree: rep.agreement(), Reason: v.reason, Short: v.short, Replicas: all}
 		done.Message = derr.Error()
 		report(done)
-		r.log.Warn("replicas disagree", "job", jobID, "reason", v.reason)
+		r.log.Warn("replicated job delivers no result", "job", jobID, "err", derr.Unwrap(), "reason", v.reason)
 		return nil, fmt.Errorf("job %s: %w", jobID, derr)
 	}
 	done.Message = fmt.Sprintf("%d replicas agreed", v.agreeing)

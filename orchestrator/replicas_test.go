@@ -273,8 +273,8 @@ func TestReplicasNeedAsManyProviders(t *testing.T) {
 	svc, _ := replicaMesh(t, newFakeBackend(1000), newFakeBackend(1000))
 	svc.cfg.Retries = 0
 	_, err := svc.Submit(context.Background(), replicatedJob(3, AgreeAll), nil)
-	if err == nil || !strings.Contains(err.Error(), "only 2 of 3 returned a result") {
-		t.Fatalf("err %v, want that only 2 of 3 replicas returned a result", err)
+	if !errors.Is(err, ErrTooFewReplicas) || errors.Is(err, ErrDisagreed) || !strings.Contains(err.Error(), "only 2 of 3 returned a result") {
+		t.Fatalf("err %v, want too few replicas: only 2 of 3 returned a result", err)
 	}
 }
 

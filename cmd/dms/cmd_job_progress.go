@@ -137,13 +137,14 @@ func (pp *progressPrinter) replicas(p orchestrator.Progress) {
 	case p.Provider != "":
 		head, _, _ := strings.Cut(p.Message, ";")
 		pp.line(p.Time, fmt.Sprintf("%s; the result is %s's", head, pp.peer(p.Provider)))
-	case strings.HasPrefix(p.Message, orchestrator.ErrDisagreed.Error()):
-		pp.line(p.Time, "replicas disagree: no result is delivered")
+	case strings.HasPrefix(p.Message, orchestrator.ErrDisagreed.Error()), strings.HasPrefix(p.Message, orchestrator.ErrTooFewReplicas.Error()):
+		head, _, _ := strings.Cut(p.Message, " (")
+		pp.line(p.Time, head+": no result is delivered")
 	default:
 		pp.line(p.Time, p.Message)
 		return
 	}
 	for _, r := range p.Replicas {
-		fmt.Fprintf(pp.w, "%8s    %-9s %s\n", "", replicaLabel(r, p.Provider != ""), r.Describe())
+		fmt.Fprintf(pp.w, "%8s    %-9s %s\n", "", replicaLabel(r, p.Replicas, p.Provider != ""), r.Describe())
 	}
 }

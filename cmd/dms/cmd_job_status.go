@@ -55,7 +55,7 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 	if r := rec.Replication; r != nil {
 		fmt.Fprintf(w, "replicas:   %d, agree %s, networks %s\n", r.Replicas, cmp.Or(string(r.Agree), string(orchestrator.AgreeAll)), cmp.Or(r.Networks, orchestrator.ReplicaNetworksDistinct))
 		for _, rep := range rec.Replicas {
-			fmt.Fprintf(w, "            %-9s %s\n", replicaLabel(rep, rec.State == node.JobCompleted), rep.Describe())
+			fmt.Fprintf(w, "            %-9s %s\n", replicaLabel(rep, rec.Replicas, rec.State == node.JobCompleted), rep.Describe())
 		}
 	}
 	fmt.Fprintf(w, "bids:       %d (dms job bids %s)\n", len(rec.Bids), shortJobID(rec.ID))
@@ -106,8 +106,9 @@ func totalSize(files []archive.File) int64 {
 }
 
 // replicaLabel says how a replica counted: its result delivered, outvoted
-// by a majority, without a result, or one of replicas that disagreed.
-func replicaLabel(r orchestrator.Replica, delivered bool) string {
+// by a majority, without a result; where none was delivered, whether
+// another replica returned something else.
+func replicaLabel(r orchestrator.Replica, all []orchestrator.Replica, delivered bool) string {
 	switch {
 	case r.Error != "":
 		return "no result"
@@ -116,5 +117,10 @@ func replicaLabel(r orchestrator.Replica, delivered bool) string {
 	case delivered:
 		return "outvoted"
 	}
-	return "disagreed"
+	for _, o := range all {
+		if o.Error == "" && !r.SameResult(o) {
+			return "differs"
+		}
+	}
+	return "same"
 }
