@@ -759,7 +759,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 			continue
 		case <-grace:
 			if len(bids) < need {
-				grace = nil
+				// The next bid starts the grace again.
+				grace, graceTimer = nil, nil
 				continue
 			}
 			if spread, wait, again := plan.short(len(bids), r.usual(), dropped); again {
