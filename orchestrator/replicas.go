@@ -402,7 +402,7 @@ func countVoting(runs []replicaRun) int {
 // follows them all to their ends. It fails only when none could start.
 func (r *Requester) replicaRound(ctx context.Context, st *staged, maxPrice *float64, attempt, missing int, used map[peer.ID]bool, taken map[string]bool, rep Replication, w *waiting, report func(Progress)) ([]replicaRun, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, missing, report)
+	bids, req, err := r.collect(ctx, job, st.inputs, maxPrice, attempt, missing, report)
 	if err != nil {
 		return nil, err
 	}
