@@ -356,7 +356,7 @@ func (s *Server) findJob(id string) (node.JobRecord, error) {
 func (s *Server) submit(ctx context.Context, req SubmitJobRequest, send func(orchestrator.Progress)) (*node.JobRecord, error) {
 	n := s.n
 	sub := orchestrator.Submission{Job: req.Job, MaxPrice: req.MaxPrice, Inputs: req.Inputs,
-		QueueTimeout: req.QueueTimeout.Std(), RetryOnFailure: req.RetryOnFailure}
+		QueueTimeout: req.QueueTimeout.Std(), RetryOnFailure: req.RetryOnFailure, Replication: req.Replication}
 	if err := sub.Validate(); err != nil {
 		return nil, badRequest(err)
 	}

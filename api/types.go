@@ -140,6 +140,9 @@ type SubmitJobRequest struct {
 	// RetryOnFailure is how many times a job that ran and failed is run
 	// again.
 	RetryOnFailure int `json:"retry_on_failure,omitempty"`
+	// Replication runs the job on several providers and delivers its
+	// result only when they agree (dms job submit --replicas).
+	Replication orchestrator.Replication `json:"replication,omitzero"`
 }
 
 // JobListResponse is the node's job book, oldest first, without output.

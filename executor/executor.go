@@ -104,6 +104,17 @@ type Spec struct {
 	// GPUs are the device UUIDs a docker job gets (the engine needs the
 	// NVIDIA runtime).
 	GPUs []string
+	// Deterministic, for KindWasm, fixes the clock and random source the
+	// module sees, so that two runs of one job agree byte for byte; nil:
+	// the real clock and crypto/rand.
+	Deterministic *Determinism
+}
+
+// Determinism is a fixed start for a job's clock and a seed for its random
+// bytes.
+type Determinism struct {
+	Seed  uint64
+	Clock time.Time
 }
 
 // Result is what a job did. It is filled as far as the job got, also when
@@ -160,6 +171,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.Timeout <= 0 {
 		return bad("Timeout", "required, a duration > 0, got %v", s.Timeout)
+	}
+	if s.Deterministic != nil && s.Kind != KindWasm {
+		return bad("Deterministic", "only for kind wasm: a %s job's clock and randomness are its own", s.Kind)
 	}
 	if s.MaxOutput < 0 {
 		return bad("MaxOutput", "must be >= 0 (0 means %d), got %d", DefaultMaxOutput, s.MaxOutput)

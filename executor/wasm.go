@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -214,6 +216,9 @@ func (w *Wasm) Run(ctx context.Context, spec Spec, out Output) (Result, error) {
 		WithSysNanotime().
 		WithNanosleep(func(ns int64) { sleepCtx(runCtx, time.Duration(ns)) }).
 		WithRandSource(rand.Reader)
+	if d := spec.Deterministic; d != nil {
+		mc = deterministic(mc, d, runCtx)
+	}
 	for _, k := range sortedKeys(spec.Env) {
 		mc = mc.WithEnv(k, spec.Env[k])
 	}
@@ -615,3 +620,31 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// deterministic gives a module a clock and a random source that depend on
+// nothing but d and what the module itself does, so that two honest runs of
+// one job print the same bytes (replicated runs compare them). The clock
+// starts at d.Clock and moves on by clockStep at each reading and by what
+// the module sleeps; the random bytes are ChaCha8's from d.Seed.
+func deterministic(mc wazero.ModuleConfig, d *Determinism, runCtx context.Context) wazero.ModuleConfig {
+	var elapsed atomic.Int64 // nanoseconds since d.Clock
+	start := d.Clock.UnixNano()
+	read := func() int64 { return elapsed.Add(int64(clockStep)) }
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], d.Seed)
+	return mc.
+		WithWalltime(func() (int64, int32) {
+			t := start + read()
+			return t / 1e9, int32(t % 1e9)
+		}, sys.ClockResolution(clockStep)).
+		WithNanotime(read, sys.ClockResolution(clockStep)).
+		WithNanosleep(func(ns int64) {
+			sleepCtx(runCtx, time.Duration(ns))
+			elapsed.Add(max(ns, 0))
+		}).
+		WithRandSource(mrand.NewChaCha8(seed))
+}
+
+// clockStep is how far a deterministic clock moves at each reading: a
+// module that waits for the clock to move sees it move.
+const clockStep = time.Microsecond

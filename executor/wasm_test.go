@@ -670,3 +670,51 @@ func FuzzWasmRun(f *testing.F) {
 		}
 	})
 }
+
+// A deterministic run fixes everything a module could tell two runs apart
+// by: the same seed and clock give the same bytes, another seed other
+// random numbers, and without determinism the real clock shows.
+func TestWasmDeterministicRunsAgreeByteForByte(t *testing.T) {
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	run := func(d *Determinism) string {
+		t.Helper()
+		spec := jobSpec("entropy")
+		spec.Deterministic = d
+		res, err := sharedWasm.Run(context.Background(), spec, nil)
+		if err != nil || res.ExitCode != 0 {
+			t.Fatalf("run: %v, exit %d, stderr %q", err, res.ExitCode, res.Stderr)
+		}
+		return string(res.Stdout)
+	}
+	first, second := run(&Determinism{Seed: 7, Clock: clock}), run(&Determinism{Seed: 7, Clock: clock})
+	if first != second {
+		t.Fatalf("two runs with one seed and clock differ:\n%s\n%s", first, second)
+	}
+	if !strings.Contains(first, "now=2026-01-02T03:04:05.") {
+		t.Errorf("the clock does not start at the one given:\n%s", first)
+	}
+	other := run(&Determinism{Seed: 8, Clock: clock})
+	if pick(other, "crypto=") == pick(first, "crypto=") || pick(other, "math=") == pick(first, "math=") {
+		t.Errorf("another seed gives the same random numbers:\n%s\n%s", first, other)
+	}
+	if real := run(nil); pick(real, "now=") == pick(first, "now=") || strings.Contains(real, "now=2026-01-02T03:04:05.") {
+		t.Errorf("a run that is not deterministic reads the fixed clock:\n%s", real)
+	}
+}
+
+// pick returns the value of the line of out that starts with key.
+func pick(out, key string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestSpecDeterministicOnlyForWasm(t *testing.T) {
+	spec := Spec{Kind: KindNative, Command: []string{"true"}, MemoryBytes: 1 << 20, Timeout: time.Second, Deterministic: &Determinism{Seed: 1}}
+	if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), "Deterministic") {
+		t.Fatalf("a native spec with a fixed clock: %v, want an error naming Deterministic", err)
+	}
+}

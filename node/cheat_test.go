@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -138,29 +137,9 @@ func shortID(id string) string {
 }
 
 // replicate asks for a job to run on k providers whose results must agree
-// as agree says ("all" or "majority"): dms job submit --replicas K --agree
-// all|majority (issue 19). It sets the fields by name, so that this file
-// builds before and after the change that adds them; it reports whether
-// the submission has them. Once they exist, a direct assignment should
-// replace it.
-func replicate(sub *orchestrator.Submission, k int, agree string) bool {
-	set := func(v reflect.Value) bool {
-		r, a := v.FieldByName("Replicas"), v.FieldByName("Agree")
-		if !r.IsValid() || !a.IsValid() || a.Kind() != reflect.String {
-			return false
-		}
-		switch {
-		case r.CanInt():
-			r.SetInt(int64(k))
-		case r.CanUint():
-			r.SetUint(uint64(k))
-		default:
-			return false
-		}
-		a.SetString(agree)
-		return true
-	}
-	return set(reflect.ValueOf(sub).Elem()) || set(reflect.ValueOf(&sub.Job).Elem())
+// as agree says: dms job submit --replicas K --agree all|majority.
+func replicate(sub *orchestrator.Submission, k int, agree orchestrator.Agreement) {
+	sub.Replication = orchestrator.Replication{Replicas: k, Agree: agree}
 }
 
 // TestForgerIsOutvoted: the cheat completes every job it wins at once,
@@ -170,15 +149,11 @@ func replicate(sub *orchestrator.Submission, k int, agree string) bool {
 func TestForgerIsOutvoted(t *testing.T) {
 	t.Parallel()
 	ln, c := cheatNetwork(t, cheat.Forge)
-	replicated := true
 	s := runBeside(t, ln, c, func() orchestrator.Submission {
 		sub := tinyJob()
-		replicated = replicate(&sub, 3, "majority")
+		replicate(&sub, 3, orchestrator.AgreeMajority)
 		return sub
 	}, time.Minute, 3*time.Minute)
-	if !replicated {
-		t.Errorf("orchestrator.Submission and JobSpec have no Replicas and Agree fields: the jobs ran once each")
-	}
 	if c.Invocations() == 0 {
 		t.Fatal("the forger was never invoked: the test shows nothing")
 	}
@@ -197,9 +172,7 @@ func TestForgerFailsAJobAllMustAgreeOn(t *testing.T) {
 	t.Parallel()
 	ln, c := cheatNetwork(t, cheat.Forge)
 	sub := tinyJob()
-	if !replicate(&sub, 2, "all") {
-		t.Fatal("orchestrator.Submission and JobSpec have no Replicas and Agree fields")
-	}
+	replicate(&sub, 2, orchestrator.AgreeAll)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rec, err := ln.Nodes[requesterNode].SubmitJob(ctx, sub, nil)

@@ -95,6 +95,11 @@ type JobRecord struct {
 	// say how long it waited.
 	QueuedSince time.Time `json:"queued_since,omitzero"`
 	QueueReason string    `json:"queue_reason,omitempty"`
+	// Replication is what a replicated job asked for (dms job submit
+	// --replicas), and Replicas its runs as compared: Provider is then the
+	// one whose result and outputs were delivered.
+	Replication *orchestrator.Replication `json:"replication,omitempty"`
+	Replicas    []orchestrator.Replica    `json:"replicas,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.
@@ -308,6 +313,11 @@ func (j *jobs) applyLocked(rec *JobRecord, p orchestrator.Progress) {
 			return
 		}
 		rec.State, rec.QueuedSince, rec.QueueReason = JobQueued, p.Time, p.Message
+	case orchestrator.ProgressReplicas:
+		rec.Replicas = p.Replicas
+		if p.Provider != "" {
+			rec.Provider, rec.AllocationID = p.Provider, p.AllocationID
+		}
 	case orchestrator.ProgressRetry:
 		rec.State, rec.Bids = JobBidding, nil
 		if l := j.live[p.JobID]; l != nil {

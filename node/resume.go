@@ -43,7 +43,7 @@ const (
 // of. kept says whether its submission was kept on disk.
 func resumePlan(rec JobRecord, kept bool) (resumeStep, string) {
 	switch {
-	case rec.State == JobRunning && rec.Provider != "" && rec.AllocationID != "":
+	case rec.State == JobRunning && rec.Provider != "" && rec.AllocationID != "" && rec.Replication == nil:
 		return resumeFollow, ""
 	case kept:
 		return resumeSubmit, ""
@@ -191,6 +191,10 @@ type keptSpec struct {
 	MaxPrice       *float64             `json:"max_price,omitempty"`
 	QueueTimeout   seconds.Duration     `json:"queue_timeout,omitempty"`
 	RetryOnFailure int                  `json:"retry_on_failure,omitempty"`
+	// Replication: a replicated job is submitted again whole, its
+	// replicas compared anew (following one allocation would deliver
+	// a result nobody compared).
+	Replication orchestrator.Replication `json:"replication,omitzero"`
 }
 
 func (n *Node) submissionsDir() string { return filepath.Join(n.cfg.Home, "submissions") }
@@ -214,7 +218,7 @@ func (n *Node) keepSubmission(sub orchestrator.Submission) (err error) {
 	}()
 	spec := sub.Job
 	spec.Module = nil
-	b, err := json.Marshal(keptSpec{Job: spec, MaxPrice: sub.MaxPrice, QueueTimeout: seconds.Duration(sub.QueueTimeout), RetryOnFailure: sub.RetryOnFailure})
+	b, err := json.Marshal(keptSpec{Job: spec, MaxPrice: sub.MaxPrice, QueueTimeout: seconds.Duration(sub.QueueTimeout), RetryOnFailure: sub.RetryOnFailure, Replication: sub.Replication})
 	if err != nil {
 		return err
 	}
@@ -257,7 +261,7 @@ func (n *Node) keptSubmission(id string) (orchestrator.Submission, error) {
 	if ks.Job.ID != id {
 		return orchestrator.Submission{}, fmt.Errorf("kept submission %s names job %q", id, ks.Job.ID)
 	}
-	sub := orchestrator.Submission{Job: ks.Job, MaxPrice: ks.MaxPrice, QueueTimeout: ks.QueueTimeout.Std(), RetryOnFailure: ks.RetryOnFailure}
+	sub := orchestrator.Submission{Job: ks.Job, MaxPrice: ks.MaxPrice, QueueTimeout: ks.QueueTimeout.Std(), RetryOnFailure: ks.RetryOnFailure, Replication: ks.Replication}
 	if sub.Job.Module, err = readBounded(filepath.Join(dir, keptModuleFile), orchestrator.MaxModuleSize); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return orchestrator.Submission{}, err
 	}

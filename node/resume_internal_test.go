@@ -36,6 +36,8 @@ func TestResumePlan(t *testing.T) {
 	noAlloc := running
 	noAlloc.AllocationID = ""
 	bidding := JobRecord{ID: "job-2", State: JobBidding}
+	replicated := running
+	replicated.Replication = &orchestrator.Replication{Replicas: 3}
 	for _, c := range []struct {
 		name string
 		rec  JobRecord
@@ -48,6 +50,8 @@ func TestResumePlan(t *testing.T) {
 		{"bidding, not kept: gives up", bidding, false, resumeGiveUp},
 		{"running, allocation not recorded, kept: submitted again", noAlloc, true, resumeSubmit},
 		{"running, allocation not recorded, not kept: gives up", noAlloc, false, resumeGiveUp},
+		{"replicated, kept: submitted again whole, not one replica followed", replicated, true, resumeSubmit},
+		{"replicated, not kept: gives up", replicated, false, resumeGiveUp},
 	} {
 		got, why := resumePlan(c.rec, c.kept)
 		if got != c.want {

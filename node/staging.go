@@ -50,6 +50,9 @@ func (n *Node) stage(ctx context.Context, dir string, requester peer.ID, job *or
 		MemoryBytes: job.Requirements.Memory, Timeout: job.Duration.Std(),
 		MaxOutput: orchestrator.MaxResultOutput,
 	}
+	if d := job.Deterministic; d != nil {
+		spec.Deterministic = &executor.Determinism{Seed: d.Seed, Clock: d.Clock}
+	}
 	if spec.Kind == executor.KindDocker {
 		spec.CPUMilli = job.Requirements.CPU.MilliCores
 		spec.GPUs = n.lockedGPUs(job.ID)

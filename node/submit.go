@@ -30,6 +30,10 @@ func (n *Node) SubmitJob(ctx context.Context, sub orchestrator.Submission, progr
 		Executor: sub.Job.Executor, Image: sub.Job.Image, Duration: sub.Job.Duration, Args: sub.Job.Args,
 		Constraints: sub.Job.Constraints, Prefer: sub.Job.Prefer,
 	}
+	if sub.Replication.Replicas > 1 {
+		r := sub.Replication
+		rec.Replication = &r
+	}
 	if len(sub.Inputs) > 0 {
 		files, err := archive.List(sub.Inputs)
 		if err != nil {
@@ -116,7 +120,11 @@ func (n *Node) CancelJob(ctx context.Context, idOrPrefix string) (JobRecord, err
 		return rec, fmt.Errorf("job %s has already ended (%s): nothing to cancel", rec.ID, rec.State)
 	}
 	asked := false
-	if rec.State == JobRunning && rec.AllocationID != "" {
+	// A replicated job runs on several providers: ending the submission
+	// stops every replica (the requester asks each provider to), where
+	// cancelling one allocation would leave the others running and the
+	// replicas disagreeing.
+	if rec.State == JobRunning && rec.AllocationID != "" && rec.Replication == nil {
 		asked = n.orch.Cancel(ctx, rec.Provider, rec.AllocationID) == nil
 	}
 	if !asked {

@@ -226,10 +226,16 @@ func (s *Service) handleFetch(_ context.Context, from peer.ID, st p2p.FramedStre
 // Fetch gets b from peer from, refusing more than limit bytes, and checks
 // its size and hash.
 func (s *Service) Fetch(ctx context.Context, from peer.ID, b Blob, limit int64) ([]byte, error) {
+	return fetchBlob(ctx, s.host, from, b, limit)
+}
+
+// fetchBlob is Fetch over host; the requester fetches each replica's
+// outputs with it.
+func fetchBlob(ctx context.Context, host Network, from peer.ID, b Blob, limit int64) ([]byte, error) {
 	if err := b.check("blob", limit); err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	st, err := s.host.OpenStream(ctx, from, ProtocolFetch)
+	st, err := host.OpenStream(ctx, from, ProtocolFetch)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s from %s: %w", short(b.SHA256), from, err)
 	}

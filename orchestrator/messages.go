@@ -163,6 +163,17 @@ type JobSpec struct {
 	// them first. Neither changes what runs.
 	Constraints []Constraint `json:"constraints,omitempty"`
 	Prefer      []Constraint `json:"prefer,omitempty"`
+	// Deterministic, on a wasm job, fixes what would differ between two
+	// honest runs: the clock the module reads starts at Clock and the
+	// random bytes it draws come from Seed. A replicated job carries it,
+	// so that honest replicas agree byte for byte (replicas.go).
+	Deterministic *Determinism `json:"deterministic,omitempty"`
+}
+
+// Determinism is the clock start and random seed of a deterministic run.
+type Determinism struct {
+	Seed  uint64    `json:"seed"`
+	Clock time.Time `json:"clock"`
 }
 
 // Blob names content that travels over the fetch protocol: its hex sha256
@@ -642,6 +653,9 @@ func (j *JobSpec) check() error {
 		if len(j.Command) == 0 {
 			return invalid("native job without a command")
 		}
+	}
+	if j.Deterministic != nil && j.Executor != ExecutorWasm {
+		return invalid("a deterministic run on a %s job: only wasm jobs run with a fixed clock and seed", j.Executor)
 	}
 	if j.Image != "" && j.Executor != ExecutorDocker {
 		return invalid("image %q on a %s job: only docker jobs run images", clip(j.Image), j.Executor)

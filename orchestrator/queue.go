@@ -40,6 +40,9 @@ func (s Submission) Validate() error {
 	if s.RetryOnFailure < 0 || s.RetryOnFailure > MaxRetryOnFailure {
 		errs = append(errs, invalid("retry on failure %d: want 0 to %d", s.RetryOnFailure, MaxRetryOnFailure))
 	}
+	if err := s.Replication.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -149,6 +149,9 @@ type Progress struct {
 	Provider     peer.ID `json:"provider,omitempty"`
 	AllocationID string  `json:"allocation_id,omitempty"`
 	Message      string  `json:"message,omitempty"`
+	// Replicas are a replicated job's runs as compared, on
+	// ProgressReplicas (replicas.go).
+	Replicas []Replica `json:"replicas,omitempty"`
 }
 
 // ProgressKind names a step of a submission.
@@ -182,6 +185,9 @@ type Submission struct {
 	// non-zero, or failed on its provider) is run again; 0: never, the
 	// failure is the job's.
 	RetryOnFailure int
+	// Replication runs the job on several providers at once and delivers
+	// a result only when they agree (replicas.go); zero: one provider.
+	Replication Replication
 	// FirstAttempt numbers the first attempt (0 for a new job). A job
 	// submitted again after its requester restarted counts on from its
 	// last attempt, so that providers still holding for an earlier one
@@ -407,6 +413,9 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 		w.inLine = true
 	}
 	defer r.queue.leave(job.ID)
+	if sub.Replication.Replicas > 1 {
+		return r.replicated(ctx, sub, st, w)
+	}
 	// avoid holds the providers left out of the next attempt (see
 	// avoiding): those that refused this job in the attempt before (asked
 	// again only if nobody else bids), and those that lost, stalled or
@@ -648,7 +657,7 @@ func (w *waiting) sleep(ctx context.Context, d time.Duration, bounded bool) erro
 
 func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, avoid map[peer.ID]bool, w *waiting) (*Result, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, st.inputs, maxPrice, attempt, w.report)
+	bids, req, err := r.collect(ctx, job, st.inputs, maxPrice, attempt, 1, w.report)
 	if err != nil {
 		return nil, err
 	}
@@ -720,9 +729,12 @@ func (s *staged) unshare() {
 
 // collect publishes the bid request and gathers acceptable bids until
 // WantBids are in, Grace has passed since the first, or the window closes.
-func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
+//
+// need is the fewest bids the job can use (a replicated job's replicas):
+// the grace does not close bidding before that many are in, only the window.
+func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, maxPrice *float64, attempt, need int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
 	now := r.now()
-	want := max(r.cfg.WantBids, 1)
+	want := max(r.cfg.WantBids, need, 1)
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: int64(len(inputs)), Deadline: now.Add(r.cfg.BiddingWindow),
@@ -841,6 +853,11 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, max
 			}
 			continue
 		case <-grace:
+			if len(bids) < need {
+				// The next bid starts the grace again.
+				grace, graceTimer = nil, nil
+				continue
+			}
 			if spread, wait, again := plan.short(len(bids), r.usual(), dropped); again {
 				dropped = true
 				r.askAgain(window, req, open, spread, len(bids), attempt, progress)

@@ -35,6 +35,8 @@ import (
 //	prefer: tier=gold
 //	queue-timeout: 30m
 //	retry-on-failure: 2
+//	replicas: 3
+//	agree: majority
 //
 // Relative paths in a file are relative to the file's directory.
 type jobFlags struct {
@@ -61,6 +63,12 @@ type jobFlags struct {
 	// QueueTimeout is a duration ("10m", "0"); RetryOnFailure a count.
 	QueueTimeout   string
 	RetryOnFailure int
+	// Replicas, Agree and ReplicaNetworks ask for a replicated run: on
+	// that many providers at once, its result delivered only when they
+	// agree.
+	Replicas        int
+	Agree           string
+	ReplicaNetworks string
 
 	// from names where each value came from, for messages: "--memory" or
 	// "memory in job.yaml".
@@ -165,6 +173,14 @@ var jobFileKeys = []jobFileKey{
 		}
 		return nil
 	}},
+	{name: "replicas", want: fmt.Sprintf("a number of providers, 1 to %d", orchestrator.MaxReplicas), set: func(f *jobFlags, v *yaml.Node) error {
+		if v.Kind != yaml.ScalarNode || v.Decode(&f.Replicas) != nil {
+			return fmt.Errorf("want a whole number of providers, 1 to %d", orchestrator.MaxReplicas)
+		}
+		return nil
+	}},
+	scalarKey("agree", "all or majority", func(f *jobFlags) *string { return &f.Agree }),
+	scalarKey("replica-networks", "distinct or any", func(f *jobFlags) *string { return &f.ReplicaNetworks }),
 	{name: "args", want: "a list of the job's arguments", set: func(f *jobFlags, v *yaml.Node) (err error) {
 		f.Args, err = stringList(v)
 		return err
@@ -276,7 +292,8 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	str := map[string]*string{"wasm": &f.Wasm, "image": &f.Image, "entrypoint": &f.Entrypoint, "command": &f.Command,
 		"cpu": &f.CPU, "memory": &f.Memory, "disk": &f.Disk, "duration": &f.Duration, "gpu-model": &f.GPUModel,
-		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin, "queue-timeout": &f.QueueTimeout}
+		"max-price": &f.MaxPrice, "output-dir": &f.OutputDir, "stdin": &f.Stdin, "queue-timeout": &f.QueueTimeout,
+		"agree": &f.Agree, "replica-networks": &f.ReplicaNetworks}
 	for name, dst := range str {
 		if c.IsSet(name) {
 			*dst, f.from[name] = c.String(name), "--"+name
@@ -287,6 +304,9 @@ func (f *jobFlags) override(c *cli.Context) {
 	}
 	if c.IsSet("retry-on-failure") {
 		f.RetryOnFailure, f.from["retry-on-failure"] = c.Int("retry-on-failure"), "--retry-on-failure"
+	}
+	if c.IsSet("replicas") {
+		f.Replicas, f.from["replicas"] = c.Int("replicas"), "--replicas"
 	}
 	if env := c.Generic("env").(*envList); len(env.vals) > 0 {
 		if f.Env == nil {
@@ -469,6 +489,39 @@ func (f *jobFlags) queueing(req *api.SubmitJobRequest) error {
 		return f.bad("retry-on-failure", strconv.Itoa(f.RetryOnFailure), fmt.Errorf("want 0 to %d", orchestrator.MaxRetryOnFailure))
 	}
 	req.RetryOnFailure = f.RetryOnFailure
+	return f.replication(req)
+}
+
+// replication reads how many providers run the job and how they must
+// agree.
+func (f *jobFlags) replication(req *api.SubmitJobRequest) error {
+	r := orchestrator.Replication{Replicas: f.Replicas, Agree: orchestrator.Agreement(strings.TrimSpace(f.Agree)), Networks: strings.TrimSpace(f.ReplicaNetworks)}
+	if r.Replicas < 0 || r.Replicas > orchestrator.MaxReplicas {
+		return f.bad("replicas", strconv.Itoa(f.Replicas), fmt.Errorf("want 1 to %d providers", orchestrator.MaxReplicas))
+	}
+	switch r.Agree {
+	case "", orchestrator.AgreeAll, orchestrator.AgreeMajority:
+	default:
+		return f.bad("agree", f.Agree, fmt.Errorf("want %s or %s", orchestrator.AgreeAll, orchestrator.AgreeMajority))
+	}
+	switch r.Networks {
+	case "", orchestrator.ReplicaNetworksDistinct, orchestrator.ReplicaNetworksAny:
+	default:
+		return f.bad("replica-networks", f.ReplicaNetworks, fmt.Errorf("want %s or %s", orchestrator.ReplicaNetworksDistinct, orchestrator.ReplicaNetworksAny))
+	}
+	if r.Replicas <= 1 {
+		switch {
+		case f.Agree != "":
+			return f.bad("agree", f.Agree, errors.New("applies to a job with --replicas 2 or more"))
+		case f.ReplicaNetworks != "":
+			return f.bad("replica-networks", f.ReplicaNetworks, errors.New("applies to a job with --replicas 2 or more"))
+		}
+		return nil
+	}
+	if f.RetryOnFailure > 0 {
+		return f.bad("retry-on-failure", strconv.Itoa(f.RetryOnFailure), fmt.Errorf("does not go with --replicas: a replicated job is compared, not run again"))
+	}
+	req.Replication = r
 	return nil
 }
 

@@ -75,6 +75,9 @@ func (pp *progressPrinter) print(p orchestrator.Progress) {
 		text = "queued, asking again until the queue timeout: " + p.Message
 	case node.ProgressInterrupted, node.ProgressResumed:
 		text = p.Message
+	case orchestrator.ProgressReplicas:
+		pp.replicas(p)
+		return
 	case orchestrator.ProgressEvent:
 		ev := p.Event
 		if ev == nil || ev.Kind != orchestrator.EventState || ev.State != orchestrator.StateRunning {
@@ -124,4 +127,24 @@ func exitText(r *orchestrator.Result) string {
 		return ""
 	}
 	return fmt.Sprintf("exit code %d, ", r.ExitCode)
+}
+
+// replicas prints a replicated job's comparison: what was agreed and from
+// whom the result comes, or that they disagree, with each replica's
+// hashes; and a replica lost on the way.
+func (pp *progressPrinter) replicas(p orchestrator.Progress) {
+	switch {
+	case p.Provider != "":
+		head, _, _ := strings.Cut(p.Message, ";")
+		pp.line(p.Time, fmt.Sprintf("%s; the result is %s's", head, pp.peer(p.Provider)))
+	case strings.HasPrefix(p.Message, orchestrator.ErrDisagreed.Error()), strings.HasPrefix(p.Message, orchestrator.ErrTooFewReplicas.Error()):
+		head, _, _ := strings.Cut(p.Message, " (")
+		pp.line(p.Time, head+": no result is delivered")
+	default:
+		pp.line(p.Time, p.Message)
+		return
+	}
+	for _, r := range p.Replicas {
+		fmt.Fprintf(pp.w, "%8s    %-9s %s\n", "", replicaLabel(r, p.Replicas, p.Provider != ""), r.Describe())
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -51,6 +52,12 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 		fmt.Fprintf(w, "provider:   %s\n", rec.Provider)
 		fmt.Fprintf(w, "allocation: %s\n", rec.AllocationID)
 	}
+	if r := rec.Replication; r != nil {
+		fmt.Fprintf(w, "replicas:   %d, agree %s, networks %s\n", r.Replicas, cmp.Or(string(r.Agree), string(orchestrator.AgreeAll)), cmp.Or(r.Networks, orchestrator.ReplicaNetworksDistinct))
+		for _, rep := range rec.Replicas {
+			fmt.Fprintf(w, "            %-9s %s\n", replicaLabel(rep, rec.Replicas, rec.State == node.JobCompleted), rep.Describe())
+		}
+	}
 	fmt.Fprintf(w, "bids:       %d (dms job bids %s)\n", len(rec.Bids), shortJobID(rec.ID))
 	if r := rec.Result; r != nil {
 		fmt.Fprintf(w, "result:     %s, %sran %s, %d %s\n", r.State, exitText(r), formatElapsed(r.Duration.Std()), r.Restarts, plural(r.Restarts, "restart", "restarts"))
@@ -96,4 +103,24 @@ func totalSize(files []archive.File) int64 {
 		n += f.Size
 	}
 	return n
+}
+
+// replicaLabel says how a replica counted: its result delivered, outvoted
+// by a majority, without a result; where none was delivered, whether
+// another replica returned something else.
+func replicaLabel(r orchestrator.Replica, all []orchestrator.Replica, delivered bool) string {
+	switch {
+	case r.Error != "":
+		return "no result"
+	case r.Agrees:
+		return "agreed"
+	case delivered:
+		return "outvoted"
+	}
+	for _, o := range all {
+		if o.Error == "" && !r.SameResult(o) {
+			return "differs"
+		}
+	}
+	return "same"
 }

@@ -37,7 +37,8 @@ func (e *env) jobSubmitCommand() *cli.Command {
 		UsageText: "dms job submit (--wasm FILE | --image IMAGE [--entrypoint PROGRAM] | --command PROGRAM | -f JOB.yaml)\n" +
 			"   --cpu CORES --memory SIZE --duration D [--disk SIZE] [--gpu N [--gpu-model MODEL]] [--max-price P]\n" +
 			"   [--env K=V]... [--input LOCAL[:GUEST]]... [--output-dir DIR] [--stdin FILE] [--queue-timeout D] [--retry-on-failure N]\n" +
-			"   [--constraint C]... [--prefer C]... [--json | --detach] [--] [ARGS...]",
+			"   [--constraint C]... [--prefer C]... [--replicas K [--agree all|majority] [--replica-networks distinct|any]]\n" +
+			"   [--json | --detach] [--] [ARGS...]",
 		Description: "Sends the job's needs to the mesh, takes the best bid (by the node's ranking: price,\n" +
 			"then what this node has seen the provider do before its claimed benchmark score, then\n" +
 			"headroom; never a provider it avoids, see dms providers) and runs the job there. A job is\n" +
@@ -62,6 +63,11 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			"seconds of accepting it, or past the job's duration plus a tenth plus a margin, whatever it\n" +
 			"says) is replaced by another, and one that lost it is not asked again for this job; a job\n" +
 			"that ran and exited non-zero has failed and is run again only with --retry-on-failure.\n\n" +
+			"--replicas K runs the job on K distinct providers at once and delivers its result only when\n" +
+			"their results agree (--agree all, or a majority); otherwise the job fails, listing each\n" +
+			"provider's hashes. A WebAssembly job then runs with a clock and random seed fixed by the\n" +
+			"request, so that honest replicas agree byte for byte; a container or host job is compared\n" +
+			"as it runs, and must itself be deterministic.\n\n" +
 			"Exit status: the job's own exit code when it ran and exited non-zero (as docker run does),\n" +
 			"0 when it exited 0, 1 when dms failed (no provider, the job was stopped or cancelled), 2 for\n" +
 			"a wrong command line, 130 on Ctrl-C, which cancels the job; --detach leaves it running and\n" +
@@ -85,6 +91,12 @@ func (e *env) jobSubmitCommand() *cli.Command {
 			&cli.StringFlag{Name: "stdin", Usage: "a file to give the job as its standard input, at most 1MiB (- reads dms's own stdin)"},
 			&cli.StringFlag{Name: "queue-timeout", Usage: "wait up to `D` for a provider when none can take the job, asking again every few seconds, e.g. 30m; 0 fails at once " +
 				"(default 10m: long enough to outlast the jobs that fill a busy network, short enough that a job nobody can run does not hang for long)"},
+			// Replication.
+			&cli.IntFlag{Name: "replicas", Usage: fmt.Sprintf("run the job on `K` providers at once (1 to %d) and deliver its result only when they agree: "+
+				"same stdout, exit code and /outputs files (default 1)", orchestrator.MaxReplicas)},
+			&cli.StringFlag{Name: "agree", Usage: "with --replicas, how many must agree: all, or majority (more than half; the others are named as disagreeing) (default all)"},
+			&cli.StringFlag{Name: "replica-networks", Usage: "with --replicas, distinct: each replica on another IP network (/24, /48) where the providers' addresses show one " +
+				"(loopback addresses show none); any: distinct providers suffice (default distinct)"},
 			&cli.IntFlag{Name: "retry-on-failure", Usage: "run the job again up to `N` times when it ran and failed (exited non-zero); a provider lost or refusing is retried elsewhere regardless (default 0)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the job's record as one JSON document when it ends, and no progress or output"},
 			&cli.BoolFlag{Name: "detach", Usage: "print the job's ID once it is submitted and return; follow it with dms job status or dms job logs -f"},

@@ -4,7 +4,10 @@ package main
 
 import (
 	"bytes"
+	crand "crypto/rand"
+	"encoding/hex"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"sort"
 	"strconv"
@@ -27,6 +30,14 @@ func main() {
 		in, _ := io.ReadAll(os.Stdin)
 		os.Stdout.WriteString("stdin=" + string(in) + "\n")
 		os.Stderr.WriteString("to stderr\n")
+	case "entropy": // the clock, a monotonic reading and random numbers
+		t0 := time.Now()
+		var buf [16]byte
+		_, _ = crand.Read(buf[:])
+		os.Stdout.WriteString("now=" + t0.UTC().Format(time.RFC3339Nano) + "\n")
+		os.Stdout.WriteString("elapsed=" + strconv.FormatInt(int64(time.Since(t0)), 10) + "\n")
+		os.Stdout.WriteString("crypto=" + hex.EncodeToString(buf[:]) + "\n")
+		os.Stdout.WriteString("math=" + strconv.FormatUint(mrand.Uint64(), 10) + "\n")
 	case "env": // the whole environment, sorted
 		env := os.Environ()
 		sort.Strings(env)
