@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -381,6 +381,10 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 			continue
 		case err == nil:
 			return res, nil
+		case errors.Is(err, ErrReceipt):
+			// The result is kept with the error: it and its receipt are
+			// the evidence.
+			return res, fmt.Errorf("job %s: %w", job.ID, err)
 		case errors.Is(err, ErrNoBids) && sub.QueueTimeout > 0 && ctx.Err() == nil:
 			if !r.now().Before(w.deadline) {
 				return nil, fmt.Errorf("job %s: %w", job.ID, queuedFor(sub.QueueTimeout, err))
@@ -591,6 +595,9 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 	res, err := r.follow(ctx, job.ID, winner, allocID, attempt, w.report)
 	if err != nil && errors.Is(err, ErrProviderLost) {
 		return nil, &attemptError{err: err, culprit: []peer.ID{winner}}
+	}
+	if err == nil {
+		err = r.checkReceipt(st, bids, winner, res)
 	}
 	return res, err
 }
@@ -989,7 +996,13 @@ func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID
 	wait := r.cfg.Keepalive
 	for {
 		res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress)
-		if err == nil || !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
+		if err == nil {
+			// The bid and spec invoked are gone with the process that
+			// invoked them: the rest of the receipt is checked.
+			_, err = VerifyReceipt(res.Receipt, ReceiptExpect{JobID: jobID, Requester: r.host.ID(), Provider: provider, Result: res})
+			return res, err
+		}
+		if !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
 			return res, err
 		}
 		if !r.now().Add(wait).Before(deadline) {
