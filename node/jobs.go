@@ -95,6 +95,10 @@ type JobRecord struct {
 	// say how long it waited.
 	QueuedSince time.Time `json:"queued_since,omitzero"`
 	QueueReason string    `json:"queue_reason,omitempty"`
+	// Receipt is the provider's signed receipt (orchestrator.Receipt) as
+	// it came with the result, the envelope's exact bytes: verified on
+	// arrival, or kept as the evidence of a job failed for it.
+	Receipt []byte `json:"receipt,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.
@@ -350,6 +354,12 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 	default:
 		rec.State = JobFailed
 		rec.Error = res.Reason
+	}
+	if res != nil && len(res.Receipt) > 0 {
+		// One copy, in the record's own field.
+		cp := *res
+		rec.Receipt, cp.Receipt = res.Receipt, nil
+		res = &cp
 	}
 	rec.Result = res
 	delete(j.cancels, id)

@@ -142,6 +142,7 @@ func (n *Node) concludeJob(ctx context.Context, id string, res *orchestrator.Res
 	var outs *JobOutputs
 	if err == nil && res.Outputs != nil {
 		outs = n.fetchOutputs(ctx, id, res.Outputs)
+		err = checkOutputs(res, outs)
 	}
 	if n.ctx.Err() != nil && (err != nil || (outs != nil && outs.Error != "")) {
 		rec := n.jobs.interrupt(context.Background(), id, "this node stopped: the job is taken up again when it starts")

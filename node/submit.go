@@ -151,3 +151,24 @@ func (n *Node) fetchOutputs(ctx context.Context, jobID string, o *orchestrator.O
 func (n *Node) FollowJob(ctx context.Context, id string) <-chan orchestrator.Event {
 	return n.jobs.follow(ctx, id)
 }
+
+// checkOutputs checks the output files fetched against the receipt's
+// list of them (the archive's hash was checked on arrival and by the
+// fetch; this names the file that differs). Outputs that could not be
+// fetched are not checked: their error is recorded with them.
+func checkOutputs(res *orchestrator.Result, outs *JobOutputs) error {
+	if outs == nil || outs.Error != "" || len(res.Receipt) == 0 {
+		return nil
+	}
+	r, err := orchestrator.OpenReceipt(res.Receipt)
+	if err != nil {
+		return fmt.Errorf("%w: %v", orchestrator.ErrReceipt, err)
+	}
+	if r.FilesOmitted {
+		return nil
+	}
+	if ms := orchestrator.CompareFiles("output", "fetched", r.Outputs, outs.Files); len(ms) > 0 {
+		return &orchestrator.MismatchError{Mismatches: ms}
+	}
+	return nil
+}
