@@ -97,6 +97,7 @@ func (e *env) app() *cli.App {
 	cmds := []*cli.Command{e.initCommand(), e.doctorCommand(), e.onboardCommand(), e.offboardCommand(), e.capabilityCommand(), e.benchmarkCommand(), e.versionCommand()}
 	cmds = append(cmds, e.meshCommands()...)
 	cmds = append(cmds, e.jobCommands()...)
+	cmds = append(cmds, e.receiptCommand())
 	cmds = append(cmds, e.benchCommand(), e.completionCommand())
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags(false)...)
