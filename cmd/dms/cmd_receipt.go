@@ -74,7 +74,7 @@ func (e *env) receiptVerifyCommand() *cli.Command {
 				v.print(e.stdout)
 			}
 			if len(v.Mismatches) > 0 {
-				return &exitError{code: exitFailure, msg: fmt.Sprintf("%s: %d %s not match", orchestrator.ErrReceipt, len(v.Mismatches), plural(len(v.Mismatches), "field does", "fields do"))}
+				return &exitError{code: exitFailure, msg: fmt.Sprintf("%s: %d %s", orchestrator.ErrReceipt, len(v.Mismatches), plural(len(v.Mismatches), "field differs", "fields differ"))}
 			}
 			return nil
 		},

@@ -87,7 +87,7 @@ func TestReceiptVerifyNamesWhatDoesNotMatch(t *testing.T) {
 	writeFiles(t, outDir, map[string]string{"summary.txt": "3 files\n"})
 	dms(t, "receipt", "verify", path, "--outputs", outDir).want(t, 1,
 		"MISMATCH  output summary.txt: sha256 "+archive.Sum([]byte("2 files\n"))+" in the receipt, sha256 "+archive.Sum([]byte("3 files\n"))+" on disk",
-		"ok        output sub/a.txt", "receipt does not match: 1 field does not match")
+		"ok        output sub/a.txt", "receipt does not match: 1 field differs")
 	writeFiles(t, dir, map[string]string{"stdout": "forged\n"})
 	dms(t, "receipt", "verify", path, "--stdout", stdout).want(t, 1, "MISMATCH  stdout: sha256 "+orchestrator.StreamHash([]byte("done\n")))
 
