@@ -397,7 +397,7 @@ func (j *jobs) list() []JobRecord {
 	out := make([]JobRecord, 0, len(j.byID))
 	for _, r := range j.byID {
 		c := *r
-		c.Progress = nil
+		c.Progress, c.Receipt = nil, nil
 		if c.Result != nil {
 			res := *c.Result
 			res.Stdout, res.Stderr = nil, nil

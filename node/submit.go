@@ -100,7 +100,8 @@ func (n *Node) WaitJob(ctx context.Context, id string) (JobRecord, error) {
 	return n.jobs.wait(ctx, id)
 }
 
-// Jobs lists the jobs this node submitted, oldest first, without output.
+// Jobs lists the jobs this node submitted, oldest first, without output
+// or receipts.
 func (n *Node) Jobs() []JobRecord { return n.jobs.list() }
 
 // CancelJob stops a job this node submitted (named as FindJob takes it): a
