@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/dms-project/dms/api"
+	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
 )
 
@@ -60,4 +62,17 @@ func (e *env) jobReceiptCommand() *cli.Command {
 			})
 		},
 	}
+}
+
+// describeReceipt says, for dms job status, who signed a job's receipt and
+// whether it matched.
+func describeReceipt(rec node.JobRecord) string {
+	r, err := orchestrator.OpenReceipt(rec.Receipt)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("does not verify: %v", err)
+	case strings.Contains(rec.Error, orchestrator.ErrReceipt.Error()):
+		return fmt.Sprintf("signed by %s, does not match (see error)", shortPeer(r.Provider))
+	}
+	return fmt.Sprintf("signed by %s, verified", shortPeer(r.Provider))
 }

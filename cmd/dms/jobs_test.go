@@ -190,7 +190,7 @@ func TestJobCommands(t *testing.T) {
 		r.want(t, 0, "file a.txt: 6 bytes", "2 files, 11 bytes", "Wrote 3 files", archive.Sum([]byte("ALPHA\n"))[:16])
 		checkDir(t, out)
 		id := jobID(t, r)
-		job("status", id).want(t, 0, "inputs:     2 files, 11B", "outputs:    3 files")
+		job("status", id).want(t, 0, "inputs:     2 files, 11B", "outputs:    3 files", "receipt:    signed by ", ", verified (dms job receipt")
 		// job get writes them again elsewhere, and never over files there.
 		again := filepath.Join(t.TempDir(), "again")
 		job("get", id, "--dir", again).want(t, 0, "Wrote 3 files")
