@@ -100,6 +100,9 @@ func (n *Node) resumeJob(rec JobRecord) {
 		n.log.Info("following a job again after a restart", "job", rec.ID, "provider", rec.Provider, "allocation", rec.AllocationID)
 		n.jobs.resumed(ctx, rec.ID, fmt.Sprintf("this node started again: following allocation %s again", rec.AllocationID), cancel)
 		res, err = n.orch.Reattach(ctx, rec.ID, rec.Provider, rec.AllocationID, lastAttempt(rec), reattachWithin, progress)
+		if err == nil && kept {
+			err = checkKeptSpec(res, sub)
+		}
 		switch {
 		case err == nil || ctx.Err() != nil:
 		case errors.Is(err, orchestrator.ErrProviderLost) && kept:

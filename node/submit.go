@@ -173,3 +173,17 @@ func checkOutputs(res *orchestrator.Result, outs *JobOutputs) error {
 	}
 	return nil
 }
+
+// checkKeptSpec checks the receipt of a job followed again after this node
+// restarted against the submission it kept: the requester that invoked
+// the job is gone, and with it what Reattach could check the spec by.
+func checkKeptSpec(res *orchestrator.Result, sub orchestrator.Submission) error {
+	r, err := orchestrator.OpenReceipt(res.Receipt)
+	if err != nil {
+		return fmt.Errorf("%w: %v", orchestrator.ErrReceipt, err)
+	}
+	if want := orchestrator.SubmittedSpecHash(sub.Job, sub.Inputs); r.SpecSHA256 != want {
+		return &orchestrator.MismatchError{Mismatches: []orchestrator.Mismatch{{Field: "spec", Receipt: r.SpecSHA256, Found: want + " expected"}}}
+	}
+	return nil
+}

@@ -258,17 +258,23 @@ type ReceiptExpect struct {
 // ReceiptFor is what the requester expects of a winner's receipt: the
 // bid it invoked, and the spec with the inputs it shared.
 func ReceiptFor(job JobSpec, inputs []byte, bid *SignedBid, requester peer.ID, res *Result) ReceiptExpect {
+	want := ReceiptExpect{
+		JobID: job.ID, Requester: requester, Provider: bid.Bid.Provider,
+		BidSHA256: sha256Hex(bid.Envelope), SpecSHA256: SubmittedSpecHash(job, inputs), Result: res,
+	}
+	if len(inputs) > 0 {
+		want.InputsSHA256 = sha256Hex(inputs)
+	}
+	return want
+}
+
+// SubmittedSpecHash is SpecHash of a submitted job as its winner is
+// invoked with it: the inputs' archive named by its blob.
+func SubmittedSpecHash(job JobSpec, inputs []byte) string {
 	if len(inputs) > 0 {
 		job.Inputs = &Blob{SHA256: sha256Hex(inputs), Size: int64(len(inputs))}
 	}
-	want := ReceiptExpect{
-		JobID: job.ID, Requester: requester, Provider: bid.Bid.Provider,
-		BidSHA256: sha256Hex(bid.Envelope), SpecSHA256: SpecHash(job), Result: res,
-	}
-	if job.Inputs != nil {
-		want.InputsSHA256 = job.Inputs.SHA256
-	}
-	return want
+	return SpecHash(job)
 }
 
 // VerifyReceipt opens a receipt and checks it against what the requester
