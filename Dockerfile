@@ -22,7 +22,8 @@ ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-ldflags=-X=main.version=${VERSION}
 WORKDIR /rootfs/data
 WORKDIR /src
 COPY . .
-RUN ["go", "build", "-trimpath", "-o", "/rootfs/dms", "./cmd/dms"]
+# The tag leaves out urfave/cli's man-page generator (docs/performance.md).
+RUN ["go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-o", "/rootfs/dms", "./cmd/dms"]
 
 FROM scratch
 COPY --from=build /rootfs/dms /usr/local/bin/dms

@@ -145,6 +145,8 @@ func TestParseSettingsErrors(t *testing.T) {
 		{"price = cpu=-1\n", "price"},
 		{"just words\n", "want key = value"},
 		{"log_level = verbose\n", "log level"},
+		{"cache_size = 1MiB\n", "cache size \"1MiB\": want a size of 16MiB to 1TiB"},
+		{"cache_size = lots\n", "cache size"},
 	} {
 		_, err := ParseSettings([]byte(c.in), "cfg")
 		if err == nil || !strings.Contains(err.Error(), c.say) {
@@ -154,11 +156,12 @@ func TestParseSettingsErrors(t *testing.T) {
 	s, err := ParseSettings([]byte(`listen = "/ip4/127.0.0.1/tcp/1", /ip4/127.0.0.1/tcp/1
 bootstrap = /ip4/127.0.0.1/tcp/4001/p2p/12D3KooWEyoppNCUx8Yx66oV9fJnriXwCcXwDDUA2kj6vnc6iDEp
 network =
+cache_size = 2GiB
 `), "cfg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Listen) != 1 || len(s.Bootstrap) != 1 || s.Network != "dms" {
+	if len(s.Listen) != 1 || len(s.Bootstrap) != 1 || s.Network != "dms" || s.CacheSize != 2<<30 {
 		t.Fatalf("settings = %+v", s)
 	}
 }

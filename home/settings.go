@@ -33,6 +33,9 @@ type Settings struct {
 	// allocation whose requester stopped following it before it stops it;
 	// 0 is the node's default (15s, 3s with dms run --local).
 	AbandonGrace time.Duration `json:"abandon_grace,omitempty"`
+	// CacheSize bounds the cache of modules and inputs this node fetched
+	// as a provider; 0 is the node's default (1GiB).
+	CacheSize uint64 `json:"cache_size,omitempty"`
 }
 
 // DefaultSettings are used for every key the file and environment leave out.
@@ -47,7 +50,7 @@ func DefaultSettings() Settings {
 
 // settingKeys are the config keys in file order; each also reads from
 // DMS_<KEY> in the environment.
-var settingKeys = []string{"network", "listen", "bootstrap", "swarm_key", "reserve", "price", "log_level", "abandon_grace"}
+var settingKeys = []string{"network", "listen", "bootstrap", "swarm_key", "reserve", "price", "log_level", "abandon_grace", "cache_size"}
 
 // EnvVar is the environment variable that overrides a config key.
 func EnvVar(key string) string { return "DMS_" + strings.ToUpper(key) }
@@ -105,6 +108,11 @@ log_level = ` + strings.ToLower(d.LogLevel.String()) + `
 # gone elsewhere), before it is stopped and its resources freed: 1s to 24h.
 # Empty: 15s.
 abandon_grace =
+
+# cache_size bounds what this node keeps of the modules and inputs it fetched
+# to run others' jobs, so that running one again fetches nothing; the least
+# recently used go first. 16MiB (the largest module) to 1TiB. Empty: 1GiB.
+cache_size =
 `)
 }
 
@@ -250,10 +258,30 @@ func (s *Settings) set(key, v string) error {
 			return err
 		}
 		s.AbandonGrace = d
+	case "cache_size":
+		if v == "" {
+			s.CacheSize = 0
+			return nil
+		}
+		n, err := ParseCacheSize(v)
+		if err != nil {
+			return err
+		}
+		s.CacheSize = n
 	default:
 		return fmt.Errorf("unknown key %q; known keys: %s", clipText(key), strings.Join(settingKeys, ", "))
 	}
 	return nil
+}
+
+// ParseCacheSize reads a size of 16MiB (the largest module a job may
+// send) to 1TiB.
+func ParseCacheSize(v string) (uint64, error) {
+	n, err := capability.ParseBytes(v)
+	if err != nil || n < 16*capability.MiB || n > capability.TiB {
+		return 0, fmt.Errorf("cache size %q: want a size of 16MiB to 1TiB, e.g. 1GiB or 512MiB", clipText(v))
+	}
+	return n, nil
 }
 
 // ParseAbandonGrace reads a duration of 1s to 24h.

@@ -59,6 +59,7 @@ func (n *Node) startAllocation(holdID string, inv *orchestrator.Invocation) (str
 			n.log.Error("release lock", "allocation", id, "err", err)
 		}
 		n.log.Info("allocation ended", "allocation", id, "state", res.State, "exit", res.ExitCode, "reason", res.Reason, "restarts", stats.Restarts)
+		n.orch.Ran(inv.Bid.Requester, inv.Job.Requirements, stats.RunTime.Std())
 		if n.metrics != nil {
 			n.metrics.allocRunTime.WithLabelValues(string(res.State)).Observe(stats.RunTime.Seconds())
 		}

@@ -31,6 +31,9 @@ type attacker struct {
 	key   crypto.PrivKey
 	topic p2p.Topic
 	bids  atomic.Int64
+	// got has the bids taken, for an attacker that acts on them; those
+	// that find it full are only counted.
+	got chan *orchestrator.SignedBid
 }
 
 // newAttacker starts one; with gossip, it joins the bid-request topic (one
@@ -51,9 +54,15 @@ func newAttacker(t *testing.T, ln *testnet.Local, gossip bool, boot ...peer.Addr
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	a := &attacker{host: h, key: key}
-	if err := h.HandleRequest(orchestrator.ProtocolBid, 64<<10, func(context.Context, peer.ID, []byte) ([]byte, error) {
+	a := &attacker{host: h, key: key, got: make(chan *orchestrator.SignedBid, 256)}
+	if err := h.HandleRequest(orchestrator.ProtocolBid, 64<<10, func(_ context.Context, _ peer.ID, data []byte) ([]byte, error) {
 		a.bids.Add(1)
+		if sb, err := orchestrator.OpenBid(data); err == nil {
+			select {
+			case a.got <- sb:
+			default:
+			}
+		}
 		return []byte("{}"), nil
 	}); err != nil {
 		t.Fatal(err)

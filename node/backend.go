@@ -82,6 +82,12 @@ func (b backend) CanRun(ctx context.Context, req *orchestrator.BidRequest) error
 	return nil
 }
 
+// Holds trusts the cache's index: a bid only claims, and staging checks
+// the content before it uses it.
+func (b backend) Holds(requester peer.ID, sha256 string, kind orchestrator.BlobKind) bool {
+	return b.n.blobs.usable(requester, sha256, kind)
+}
+
 // Reserve holds a bid's requirements in the ledger; an offboarding node
 // takes no more.
 func (b backend) Reserve(holdID string, c capability.Capability, expires time.Time, displaceable []string) ([]string, error) {

@@ -52,6 +52,12 @@ type Config struct {
 	// WasmCacheDir keeps compiled modules on disk across restarts ("" : in
 	// memory only). Unused when Wasm is set.
 	WasmCacheDir string
+	// CacheDir keeps the modules and inputs this node fetched as a
+	// provider, by sha256, so a job it runs again fetches none of them; ""
+	// is Home/cache/blobs. CacheBytes bounds it (least recently used go
+	// first); 0 is DefaultCacheBytes.
+	CacheDir   string
+	CacheBytes int64
 	// WorkDir holds each allocation's files while it runs (its inputs and
 	// /outputs); "" is Home/work.
 	WorkDir string
@@ -96,6 +102,10 @@ func DefaultConfig(home string) Config {
 	}
 }
 
+// DefaultCacheBytes bounds the cache of fetched modules and inputs: 64 of
+// the largest modules, or 16 of the largest inputs.
+const DefaultCacheBytes = 1 << 30
+
 // DefaultKeepResults: long enough for a requester's restart or a short
 // outage, short next to the jobs a provider runs in a day.
 const DefaultKeepResults = 10 * time.Minute
@@ -122,6 +132,15 @@ func (c *Config) Validate() error {
 	}
 	if c.OutputsDir == "" && c.Home != "" {
 		c.OutputsDir = filepath.Join(c.Home, "outputs")
+	}
+	if c.CacheDir == "" && c.Home != "" {
+		c.CacheDir = filepath.Join(c.Home, "cache", "blobs")
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
+	}
+	if c.CacheBytes < orchestrator.MaxModuleSize {
+		errs = append(errs, fmt.Errorf("cache bytes %d: want 0 (the default, %d) or at least %d, the largest module", c.CacheBytes, DefaultCacheBytes, orchestrator.MaxModuleSize))
 	}
 	if c.Datastore == nil {
 		errs = append(errs, errors.New("datastore: required"))

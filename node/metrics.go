@@ -29,6 +29,11 @@ type metrics struct {
 	bidsWon         prometheus.Counter
 	allocRunTime    *prometheus.HistogramVec
 	submitToRunning prometheus.Histogram
+	// What this node, as a provider, fetched from requesters and what it
+	// took from its cache instead, by kind (module, inputs).
+	blobFetchedBytes *prometheus.CounterVec
+	blobCacheHits    *prometheus.CounterVec
+	blobCacheBytes   *prometheus.CounterVec
 }
 
 // durationBuckets span a trivial job (milliseconds) to a long one (hours).
@@ -46,9 +51,20 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 			Help: "Run time of the allocations this node ran for others, by final state.", Buckets: durationBuckets}, []string{"state"}),
 		submitToRunning: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "dms", Name: "job_submit_to_running_seconds",
 			Help: "At the requester, from submission to a provider accepting the job.", Buckets: durationBuckets}),
+		blobFetchedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dms", Name: "blob_fetched_bytes_total",
+			Help: "Bytes this node fetched from requesters to run their jobs, by kind (module: one over the inline limit; inputs)."}, []string{"kind"}),
+		blobCacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dms", Name: "blob_cache_hits_total",
+			Help: "Modules and inputs this node took from its cache instead of fetching them, by kind."}, []string{"kind"}),
+		blobCacheBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dms", Name: "blob_cache_hit_bytes_total",
+			Help: "Bytes this node took from its cache instead of fetching them, by kind."}, []string{"kind"}),
 	}
 	for _, s := range []string{string(JobCompleted), string(JobFailed), string(JobCancelled)} {
 		m.jobsEnded.WithLabelValues(s) // every state shows, at 0 until it happens
+	}
+	for _, k := range []string{string(orchestrator.BlobModule), string(orchestrator.BlobInputs)} {
+		m.blobFetchedBytes.WithLabelValues(k)
+		m.blobCacheHits.WithLabelValues(k)
+		m.blobCacheBytes.WithLabelValues(k)
 	}
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "dms", Name: name, Help: help}, f)
@@ -57,9 +73,15 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) error {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dms", Name: name, Help: help}, f)
 	}
 	cols := []prometheus.Collector{m.jobsSubmitted, m.jobsEnded, m.bidsWon, m.allocRunTime, m.submitToRunning,
+		m.blobFetchedBytes, m.blobCacheHits, m.blobCacheBytes,
+		gauge("blob_cache_bytes", "Bytes of modules and inputs this node keeps in its cache.", func() float64 { return float64(n.blobs.store.Size()) }),
 		counter("bids_placed_total", "Bids this node sent as a provider.", func() float64 { return float64(n.orch.Stats().BidsSent) }),
 		counter("bids_received_total", "Bids that reached this node as a requester, taken or not.", func() float64 { return float64(n.orch.Stats().BidsReceived) }),
 		counter("bid_requests_seen_total", "Bid requests this node heard as a provider.", func() float64 { return float64(n.orch.Stats().RequestsSeen) }),
+		counter("requesters_throttled_total", "Times a requester came to hold far more of this provider's offer than it ran, and was refused bids for it (see docs/security.md, Standing).",
+			func() float64 { return float64(n.orch.Stats().RequestersThrottled) }),
+		counter("holds_displaced_total", "Unclaimed holds this provider dropped to make room for another requester's bid.",
+			func() float64 { return float64(n.orch.Stats().HoldsDisplaced) }),
 		gauge("peers", "Peers this node holds a connection to.", func() float64 { return float64(len(n.host.Peers())) }),
 		gauge("topic_peers", "Peers sharing the bid-request topic with this node.", func() float64 { return float64(n.topicPeers()) }),
 		gauge("onboarded", "1 when this node offers capacity to the mesh.", func() float64 {
@@ -131,5 +153,18 @@ func (m *metrics) jobEnded(state JobState) {
 func (m *metrics) jobRunning(submitted time.Time, at time.Time) {
 	if m != nil {
 		m.submitToRunning.Observe(at.Sub(submitted).Seconds())
+	}
+}
+
+func (m *metrics) blobFetched(kind orchestrator.BlobKind, n int) {
+	if m != nil {
+		m.blobFetchedBytes.WithLabelValues(string(kind)).Add(float64(n))
+	}
+}
+
+func (m *metrics) blobFromCache(kind orchestrator.BlobKind, n int) {
+	if m != nil {
+		m.blobCacheHits.WithLabelValues(string(kind)).Inc()
+		m.blobCacheBytes.WithLabelValues(string(kind)).Add(float64(n))
 	}
 }

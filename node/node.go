@@ -26,6 +26,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dms-project/dms/cache"
 	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/executor"
 	"github.com/dms-project/dms/internal/seconds"
@@ -63,6 +64,7 @@ type Node struct {
 	native     *executor.Native
 	nativeErr  error
 	jobs       *jobs
+	blobs      *blobCache // what this node fetched as a provider (cache.go)
 	prefs      atomic.Pointer[orchestrator.Preferences]
 	started    time.Time
 
@@ -151,6 +153,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
+	store, err := cache.Open(cfg.CacheDir, cfg.CacheBytes, log.With("subsystem", "cache"))
+	if err != nil {
+		return nil, err
+	}
+	n.blobs = newBlobCache(store)
 	if cfg.MonitorInterval > 0 {
 		if err := n.startMonitor(); err != nil {
 			return nil, err

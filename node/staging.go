@@ -79,14 +79,14 @@ func (n *Node) stageFiles(ctx context.Context, dir string, requester peer.ID, jo
 		return spec, err
 	}
 	if b := job.ModuleBlob; b != nil {
-		m, err := n.orch.Fetch(ctx, requester, *b, orchestrator.MaxModuleSize)
+		m, err := n.fetch(ctx, requester, *b, orchestrator.MaxModuleSize, orchestrator.BlobModule)
 		if err != nil {
 			return spec, fmt.Errorf("module: %w", err)
 		}
 		spec.Module = m
 	}
 	if b := job.Inputs; b != nil {
-		data, err := n.orch.Fetch(ctx, requester, *b, orchestrator.MaxInputSize)
+		data, err := n.fetch(ctx, requester, *b, orchestrator.MaxInputSize, orchestrator.BlobInputs)
 		if err != nil {
 			return spec, fmt.Errorf("inputs: %w", err)
 		}
@@ -122,6 +122,26 @@ func (n *Node) stageFiles(ctx context.Context, dir string, requester peer.ID, jo
 	}
 	spec.OutputDir = out
 	return spec, spec.Validate()
+}
+
+// fetch returns the content b names: from the cache when this node kept it
+// from an earlier job (and may use it for this requester, see cache.go),
+// else from the requester, keeping it for the next.
+func (n *Node) fetch(ctx context.Context, requester peer.ID, b orchestrator.Blob, limit int64, kind orchestrator.BlobKind) ([]byte, error) {
+	if data, ok := n.blobs.get(requester, b.SHA256, kind); ok && int64(len(data)) == b.Size {
+		n.metrics.blobFromCache(kind, len(data))
+		return data, nil
+	}
+	data, err := n.orch.Fetch(ctx, requester, b, limit)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics.blobFetched(kind, len(data))
+	if err := n.blobs.put(requester, b.SHA256, data, kind); err != nil {
+		// The job runs all the same; the next one fetches again.
+		n.log.Warn("not cached", "kind", kind, "sha256", b.SHA256, "err", err)
+	}
+	return data, nil
 }
 
 // inputMounts maps each top-level directory of the inputs to its guest

@@ -17,12 +17,26 @@ import (
 // per-requester bound alone does not stop a peer with many of them. The
 // requesters a provider has never run a job for (newcomers) may fill an
 // idle offer, but their holds are tentative: a requester that has run jobs
-// here displaces them when they leave it no room, so a crowd of fresh
-// identities never keeps the offer from known requesters. Newcomers may
-// also be held to a share of the offer together (NewcomerShare; all of it
-// by default). A requester that lets holds lapse (neither invoked nor
-// released before they expire) loses its standing and gets no more bids
-// until it is forgotten.
+// here displaces them, once they have held a moment unrun, when they leave
+// it no room, so a crowd of fresh identities never keeps the offer from
+// known requesters. Newcomers may also be held to a share of the offer
+// together (NewcomerShare; all of it by default). A requester that lets
+// holds lapse (neither invoked nor released before they expire) loses its
+// standing and gets no more bids until it is forgotten.
+//
+// One invocation does not buy the offer, though. Every hold that ends
+// without an invocation (released, superseded, lapsed, refused) costs its
+// requester what it held: its share of the offer times the seconds held
+// (offer-seconds, see dominantShare). What the requester runs here pays
+// that back, and so does each invocation, for the bids its job asked for
+// beyond the one it invoked (WantBids-1 holds as long as the invoked one,
+// the honest norm of releases); time forgives a steady trickle on top
+// (IdleHoldForgiven). A requester that owes more than IdleHoldLimit is
+// throttled: no bids, and its holds give way to anyone. Below that, the
+// holds of a requester beyond the share it has earned by running
+// (earnedShare) give way to a requester that owes less by IdleHoldMargin:
+// whoever has held more without running yields. The rules are pure
+// (account, mayDisplace); the book keeps their inputs.
 
 // Standing is how a provider sees a requester.
 type Standing int
@@ -35,6 +49,9 @@ const (
 	Known
 	// Lapsing: let more holds lapse than it invoked, by the allowance.
 	Lapsing
+	// Throttled: owes more than IdleHoldLimit offer-seconds held without
+	// running.
+	Throttled
 )
 
 func (s Standing) String() string {
@@ -45,6 +62,8 @@ func (s Standing) String() string {
 		return "known"
 	case Lapsing:
 		return "lapsing"
+	case Throttled:
+		return "throttled"
 	}
 	return fmt.Sprintf("Standing(%d)", int(s))
 }
@@ -83,7 +102,9 @@ type placedBid struct {
 	Newcomer bool
 
 	claimed bool
-	seq     uint64 // placement order, for "newest first"
+	seq     uint64    // placement order, for "newest first"
+	placed  time.Time // when its hold was reserved
+	share   float64   // of the offer, in its largest dimension (dominantShare)
 }
 
 // maxRequesters bounds the standing book; the least recently seen are
@@ -106,6 +127,8 @@ type book struct {
 	bids   map[string]*placedBid // by HoldID: open or claimed
 	seq    uint64
 	byPeer map[peer.ID]*requesterRecord
+	// throttled counts requesters refused bids for holding without running.
+	throttled int64
 
 	// History, for RegisteredBids and Declined: every bid sent, invoked or
 	// not, and why this node did not bid for a job it could have; the
@@ -117,8 +140,30 @@ type book struct {
 
 type requesterRecord struct {
 	invoked, lapsed int
-	open            map[string]time.Time // job ID -> hold expiry, of bids neither invoked nor released
-	lastSeen        time.Time
+	open            map[string]openHold // by job ID: bids neither invoked nor released
+	// debt is the offer-seconds held without running, as of debtAt (time
+	// forgives it from then on); ran, the offer-seconds run here.
+	debt      float64
+	debtAt    time.Time
+	ran       float64
+	throttled bool // as last reported, so that a change is logged once
+	lastSeen  time.Time
+}
+
+// openHold is what a requester's open bid will cost it if it ends unrun.
+type openHold struct {
+	placed, expires time.Time
+	share           float64
+}
+
+// owed is the record's debt as of now, after time forgave what it does.
+func (r *requesterRecord) owed(now time.Time, forgiven float64) float64 {
+	return max(0, r.debt-forgiven*now.Sub(r.debtAt).Seconds())
+}
+
+// charge adds offer-seconds to the debt (or, negative, pays it back).
+func (r *requesterRecord) charge(x float64, now time.Time, forgiven float64) {
+	r.debt, r.debtAt = max(0, r.owed(now, forgiven)+x), now
 }
 
 func newBook(cfg ProviderConfig, capacity Capacity) *book {
@@ -134,17 +179,62 @@ func newBook(cfg ProviderConfig, capacity Capacity) *book {
 func (b *book) standing(p peer.ID, now time.Time) Standing {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	s, _ := b.standingLocked(p, now)
+	return s
+}
+
+// standingLocked is p's standing now, and whether it changed from or to
+// Throttled since last asked (so that the change is logged once).
+func (b *book) standingLocked(p peer.ID, now time.Time) (Standing, bool) {
 	r := b.recordLocked(p, now, false)
 	if r == nil {
-		return Newcomer
+		return Newcomer, false
+	}
+	throttled := b.accountLocked(p, r.invoked > 0, now).throttled(b.cfg)
+	changed := throttled != r.throttled
+	if changed {
+		r.throttled = throttled
+		if throttled {
+			b.throttled++
+		}
 	}
 	switch {
 	case r.lapsed > r.invoked+b.cfg.LapseAllowance:
-		return Lapsing
+		return Lapsing, changed
+	case throttled:
+		return Throttled, changed
 	case r.invoked > 0:
-		return Known
+		return Known, changed
 	}
-	return Newcomer
+	return Newcomer, changed
+}
+
+// assessment is what the book says of a requester asking for a bid.
+type assessment struct {
+	Standing Standing
+	// Displaceable is what its bid could push aside of others' holds.
+	Displaceable capability.Capability
+	// Throttled and Unthrottled: the requester has just crossed the
+	// idle-hold limit, one way or the other (log it once).
+	Throttled, Unthrottled bool
+	Owed                   float64
+}
+
+// assess says where req's requester stands and what its bid could
+// displace; registered is the whole offer, that the shares are of.
+func (b *book) assess(req *BidRequest, registered capability.Capability, now time.Time) assessment {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.expireLocked(now)
+	s, changed := b.standingLocked(req.Requester, now)
+	a := assessment{Standing: s, Throttled: changed && s == Throttled, Unthrottled: changed && s != Throttled}
+	a.Owed = b.accountLocked(req.Requester, s != Newcomer, now).Owed
+	if s == Newcomer || s == Known {
+		for _, pb := range b.displaceableLocked(req.Requester, s == Newcomer, dominantShare(req.Requirements, registered), now) {
+			a.Displaceable = addResources(a.Displaceable, pb.Request.Requirements)
+		}
+	}
+	return a
 }
 
 // supersede is called for every request before deciding: when a bid of
@@ -180,7 +270,7 @@ func (b *book) place(pb *placedBid, registered capability.Capability, now time.T
 	if _, dup := b.bids[id]; dup {
 		return nil, fmt.Errorf("already bid for job %s of %s", req.JobID, req.Requester)
 	}
-	displaceable, err := b.admitLocked(req, pb.Newcomer, registered)
+	displaceable, err := b.admitLocked(req, pb.Newcomer, registered, now)
 	if err != nil {
 		return nil, err
 	}
@@ -192,15 +282,17 @@ func (b *book) place(pb *placedBid, registered capability.Capability, now time.T
 		d := b.bids[did]
 		b.dropLocked(did, false) // the capacity dropped its hold already
 		if d != nil {
-			// Not the newcomer's doing: its bid is void, not lapsed.
-			b.settleLocked(d.Request.Requester, d.Request.JobID, false, now)
+			// Not a newcomer's doing: its bid is void, not lapsed, and
+			// costs it nothing. A known requester pushed aside had held
+			// more than it earned, and what it held counts.
+			b.settleLocked(d.Request.Requester, d.Request.JobID, false, !d.Newcomer, now)
 			displaced = append(displaced, d)
 		}
 	}
 	b.seq++
-	pb.seq, pb.claimed = b.seq, false
+	pb.seq, pb.claimed, pb.placed, pb.share = b.seq, false, now, dominantShare(req.Requirements, registered)
 	b.bids[id] = pb
-	b.recordLocked(req.Requester, now, true).open[req.JobID] = bid.HoldExpires
+	b.recordLocked(req.Requester, now, true).open[req.JobID] = openHold{placed: now, expires: bid.HoldExpires, share: pb.share}
 	b.rememberLocked(bid)
 	return displaced, nil
 }
@@ -239,11 +331,14 @@ func (b *book) withdraw(requester peer.ID, jobID string, now time.Time) bool {
 }
 
 // release gives back the bid for the requester's job, claimed or not: its
-// invocation was refused, or it never reached the requester. Not a lapse.
-func (b *book) release(requester peer.ID, jobID string, now time.Time) {
+// invocation was refused, or it never reached the requester. Not a lapse;
+// with charge (it was refused: the requester held it until then), what it
+// held is owed.
+func (b *book) release(requester peer.ID, jobID string, charge bool, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.voidLocked(requester, jobID, now)
+	b.dropLocked(HoldID(requester, jobID), true)
+	b.settleLocked(requester, jobID, false, charge, now)
 }
 
 // unclaimedLocked is the requester's open bid for the job that no
@@ -258,11 +353,11 @@ func (b *book) unclaimedLocked(requester peer.ID, jobID string, now time.Time) (
 }
 
 // voidLocked forgets the requester's bid for the job and gives its hold
-// back, settled as not invoked and not lapsed: the bid ended by no fault of
-// the requester's, or by its own release.
+// back, settled as not invoked and not lapsed, but held without running:
+// the requester released it, asked again, or never took it.
 func (b *book) voidLocked(requester peer.ID, jobID string, now time.Time) {
 	b.dropLocked(HoldID(requester, jobID), true)
-	b.settleLocked(requester, jobID, false, now)
+	b.settleLocked(requester, jobID, false, true, now)
 }
 
 // invoked closes the requester's claimed bid for the job, whose hold the
@@ -271,8 +366,28 @@ func (b *book) voidLocked(requester peer.ID, jobID string, now time.Time) {
 func (b *book) invoked(requester peer.ID, jobID string, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.bids, HoldID(requester, jobID))
-	b.settleLocked(requester, jobID, true, now)
+	id := HoldID(requester, jobID)
+	if pb := b.bids[id]; pb != nil {
+		// A job that asked for n bids invokes one and releases the rest,
+		// each held about as long as this one: forgive that much.
+		n := min(max(pb.Request.WantBids, 1), b.cfg.MaxHoldsPerRequester)
+		r := b.recordLocked(requester, now, true)
+		r.charge(-float64(n-1)*pb.share*max(0, now.Sub(pb.placed).Seconds()), now, b.cfg.IdleHoldForgiven)
+	}
+	delete(b.bids, id)
+	b.settleLocked(requester, jobID, true, false, now)
+}
+
+// ran credits the requester with an allocation that ran here: share of
+// the offer (dominantShare) for d. It pays back what the requester owes
+// and earns it a share of the offer it may hold firmly.
+func (b *book) ran(requester peer.ID, share float64, d time.Duration, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	x := share * max(0, d.Seconds())
+	r := b.recordLocked(requester, now, true)
+	r.ran += x
+	r.charge(-x, now, b.cfg.IdleHoldForgiven)
 }
 
 // open returns the open bids for a job, to any requester.
@@ -367,17 +482,24 @@ func (b *book) recordLocked(p peer.ID, now time.Time, create bool) *requesterRec
 		if len(b.byPeer) >= maxRequesters {
 			b.forgetOldestLocked()
 		}
-		r = &requesterRecord{open: map[string]time.Time{}}
+		r = &requesterRecord{open: map[string]openHold{}, debtAt: now}
 		b.byPeer[p] = r
 	}
-	for job, exp := range r.open {
-		if !now.Before(exp) {
-			delete(r.open, job)
-			r.lapsed++
-		}
-	}
+	b.lapseLocked(r, now)
 	r.lastSeen = now
 	return r
+}
+
+// lapseLocked settles the record's holds that expired unrun: lapses, and
+// owed for all they held.
+func (b *book) lapseLocked(r *requesterRecord, now time.Time) {
+	for job, h := range r.open {
+		if !now.Before(h.expires) {
+			delete(r.open, job)
+			r.lapsed++
+			r.charge(h.share*h.expires.Sub(h.placed).Seconds(), now, b.cfg.IdleHoldForgiven)
+		}
+	}
 }
 
 func (b *book) forgetOldestLocked() {
@@ -392,32 +514,28 @@ func (b *book) forgetOldestLocked() {
 }
 
 // settleLocked closes p's open bid for the job: invoked, or released (by
-// the requester, or by us when the bid never reached it or was void).
-func (b *book) settleLocked(p peer.ID, jobID string, invoked bool, now time.Time) {
+// the requester, or by us when the bid never reached it or was void); with
+// charge, what it held until now is owed.
+func (b *book) settleLocked(p peer.ID, jobID string, invoked, charge bool, now time.Time) {
 	r := b.recordLocked(p, now, true)
+	h, open := r.open[jobID]
 	delete(r.open, jobID)
 	if invoked {
 		r.invoked++
+	}
+	if open && charge && !invoked {
+		r.charge(h.share*max(0, now.Sub(h.placed).Seconds()), now, b.cfg.IdleHoldForgiven)
 	}
 }
 
 // admitLocked checks a new bid against the open ones: it is refused when
 // its requester already holds too much, or when newcomers together would
-// hold more than their share. A known requester may displace newcomers'
-// bids, newest first, when they leave it no room: a crowd of fresh
-// identities can fill an idle offer, but never keep it from the requesters
-// that have run jobs here. It returns the holds that may be displaced, in
-// the order to drop them.
-func (b *book) admitLocked(req *BidRequest, newcomer bool, registered capability.Capability) ([]string, error) {
-	open := make([]*placedBid, 0, len(b.bids))
-	for _, pb := range b.bids {
-		open = append(open, pb)
-	}
-	slices.SortFunc(open, func(x, y *placedBid) int { return cmp.Compare(y.seq, x.seq) }) // newest first
+// hold more than their share. It returns the holds that may be displaced
+// to make room (see mayDisplace), in the order to drop them.
+func (b *book) admitLocked(req *BidRequest, newcomer bool, registered capability.Capability, now time.Time) ([]string, error) {
 	var mine, newcomers capability.Capability
-	var displaceable []string
 	n := 0
-	for _, pb := range open {
+	for _, pb := range b.bids {
 		if pb.Request.Requester == req.Requester {
 			n++
 			mine = addResources(mine, pb.Request.Requirements)
@@ -425,9 +543,6 @@ func (b *book) admitLocked(req *BidRequest, newcomer bool, registered capability
 		}
 		if pb.Newcomer {
 			newcomers = addResources(newcomers, pb.Request.Requirements)
-			if !newcomer && !pb.claimed {
-				displaceable = append(displaceable, HoldID(pb.Request.Requester, pb.Request.JobID))
-			}
 		}
 	}
 	if n >= b.cfg.MaxHoldsPerRequester {
@@ -445,7 +560,138 @@ func (b *book) admitLocked(req *BidRequest, newcomer bool, registered capability
 			return nil, fmt.Errorf("requesters new to this provider would together hold more than %.0f%% of its %s", 100*b.cfg.NewcomerShare, dim)
 		}
 	}
+	var displaceable []string
+	for _, pb := range b.displaceableLocked(req.Requester, newcomer, dominantShare(req.Requirements, registered), now) {
+		displaceable = append(displaceable, HoldID(pb.Request.Requester, pb.Request.JobID))
+	}
 	return displaceable, nil
+}
+
+// displaceableLocked is the unclaimed bids of others that a bid of p for
+// share of the offer may push aside: those of the requesters that owe
+// most first, then the newest first.
+func (b *book) displaceableLocked(p peer.ID, newcomer bool, share float64, now time.Time) []*placedBid {
+	acc := b.accountsLocked(p, !newcomer, now)
+	acc[p].Holding += share
+	var out []*placedBid
+	for _, pb := range b.bids {
+		q := pb.Request.Requester
+		if q != p && !pb.claimed && mayDisplace(*acc[p], *acc[q], b.cfg) {
+			out = append(out, pb)
+		}
+	}
+	slices.SortFunc(out, func(x, y *placedBid) int {
+		if c := cmp.Compare(acc[y.Request.Requester].Owed, acc[x.Request.Requester].Owed); c != 0 {
+			return c
+		}
+		return cmp.Compare(y.seq, x.seq)
+	})
+	return out
+}
+
+// accountsLocked sums up, in one pass over the open bids, the account of
+// each requester that holds any, and of p (known or not) whether it does
+// or not.
+func (b *book) accountsLocked(p peer.ID, pKnown bool, now time.Time) map[peer.ID]*account {
+	acc := map[peer.ID]*account{}
+	get := func(q peer.ID) *account {
+		a := acc[q]
+		if a == nil {
+			a = &account{}
+			if r := b.byPeer[q]; r != nil {
+				b.lapseLocked(r, now)
+				a.Owed, a.Earned = r.owed(now, b.cfg.IdleHoldForgiven), earnedShare(r.ran, b.cfg)
+			}
+			acc[q] = a
+		}
+		return a
+	}
+	get(p).Known = pKnown
+	for _, pb := range b.bids {
+		a := get(pb.Request.Requester)
+		a.Holding += pb.share
+		a.Known = a.Known || !pb.Newcomer
+		if !pb.claimed {
+			a.Owed += pb.share * max(0, now.Sub(pb.placed).Seconds())
+		}
+	}
+	return acc
+}
+
+// accountLocked is p's account now.
+func (b *book) accountLocked(p peer.ID, known bool, now time.Time) account {
+	return *b.accountsLocked(p, known, now)[p]
+}
+
+// account is what the displacement rule weighs of one requester, as a
+// provider sees it now.
+type account struct {
+	// Known: it has invoked a bid here (its holds are not a newcomer's).
+	Known bool
+	// Owed is what it held here without running, in offer-seconds: its
+	// debt after what it ran and what time forgave, and what its
+	// unclaimed holds have held so far.
+	Owed float64
+	// Holding is the share of the offer its open bids hold (for the one
+	// asking, with the bid it asks for); Earned, the share it may hold
+	// firmly, from what it ran (earnedShare).
+	Holding, Earned float64
+}
+
+// throttled: it owes more than the limit, and gets no bids.
+func (a account) throttled(cfg ProviderConfig) bool { return a.Owed > cfg.IdleHoldLimit }
+
+// firm: its holds give way to nobody. A known requester within the share
+// it earned by running, and not throttled.
+func (a account) firm(cfg ProviderConfig) bool {
+	return a.Known && !a.throttled(cfg) && a.Holding <= a.Earned
+}
+
+// mayDisplace says whether a bid of r may push aside an unclaimed hold of
+// q. A throttled requester displaces nobody, and a firm hold gives way to
+// nobody; a throttled requester's holds give way to anyone else.
+// Otherwise the one that has held more without running yields: q, when
+// it owes more than r by the margin, whoever r is (an honest newcomer
+// too), so that holding without running buys nothing. The margin is
+// about one hold of a whole offer kept to its end: a fresh hold stands
+// against anyone, and many identities, each owing little, cannot keep
+// the offer in fresh holds by pushing each other's aside. A known
+// requester also displaces a newcomer's hold, fresh or not, unless it
+// owes more than the newcomer by the margin, so that a crowd of fresh
+// identities never keeps the offer from requesters that run jobs here;
+// a newcomer pushed aside owes nothing for it (see place).
+func mayDisplace(r, q account, cfg ProviderConfig) bool {
+	switch {
+	case r.throttled(cfg) || q.firm(cfg):
+		return false
+	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
+		return true
+	}
+	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
+}
+
+// earnedShare is the share of the offer a requester that ran ran
+// offer-seconds here may hold firmly: all of it once it has run
+// FullShareAfter (0: at once), in proportion before. One tiny job earns
+// next to nothing. (RequesterShare still bounds its holds beyond the
+// first.)
+func earnedShare(ran float64, cfg ProviderConfig) float64 {
+	if cfg.FullShareAfter <= 0 {
+		return 1
+	}
+	return min(1, ran/cfg.FullShareAfter)
+}
+
+// dominantShare is the share of registered that c takes in its largest
+// dimension of cpu, memory and disk (GPUs go with the cpu they need).
+func dominantShare(c, registered capability.Capability) float64 {
+	share := func(u, r uint64) float64 {
+		if r == 0 {
+			return 0
+		}
+		return float64(u) / float64(r)
+	}
+	return min(1, max(share(c.CPU.MilliCores, registered.CPU.MilliCores), share(c.Memory, registered.Memory), share(c.Disk, registered.Disk)))
 }
 
 // addResources adds the CPU, memory and disk of b to a (what the shares
@@ -470,4 +716,11 @@ func overShare(used, registered capability.Capability, share float64) string {
 		return "disk"
 	}
 	return ""
+}
+
+// throttledCount is how many times a requester was throttled here.
+func (b *book) throttledCount() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.throttled
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func cpuCap(m uint64) capability.Capability {
 // bid is a bid for a new job of r, open for ttl.
 func (tb *testBook) bid(r peer.ID, cpu uint64, newcomer bool, ttl time.Duration) *placedBid {
 	tb.jobs++
-	req := &BidRequest{JobID: fmt.Sprintf("job-%05d", tb.jobs), Requester: r, Requirements: cpuCap(cpu)}
+	req := &BidRequest{JobID: fmt.Sprintf("job-%05d", tb.jobs), Requester: r, Requirements: cpuCap(cpu), WantBids: 3}
 	return &placedBid{Bid: &SignedBid{Bid: Bid{JobID: req.JobID, Requester: r, HoldExpires: tb.now.Add(ttl)}}, Request: req, Newcomer: newcomer}
 }
 
@@ -130,7 +131,7 @@ func TestBookQuotas(t *testing.T) {
 	tb := newTestBook(t, cfg, reg)
 	// One bid of any size, then within the requester's share.
 	whole := tb.mustPlace(known, 1000, false)
-	tb.release(known, whole.Request.JobID, tb.now)
+	tb.release(known, whole.Request.JobID, true, tb.now)
 	tb.mustPlace(known, 400, false)
 	if _, _, err := tb.place(known, 200, false); err == nil || !strings.Contains(err.Error(), "50%") {
 		t.Fatalf("a second bid past the requester's share: %v", err)
@@ -158,9 +159,9 @@ func TestBookQuotas(t *testing.T) {
 	}
 }
 
-// A known requester displaces newcomers' bids, newest first, the fewest
-// that make room, never a claimed one; a newcomer displaces nobody; a
-// displaced bid is void, not lapsed.
+// A known requester displaces newcomers' bids, those that owe most first,
+// the fewest that make room, never a claimed one; a newcomer that owes no
+// less displaces nobody; a displaced bid is void, not lapsed.
 func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	cfg := DefaultProviderConfig()
 	cfg.LapseAllowance = 0 // a single lapse would show
@@ -179,15 +180,20 @@ func TestBookKnownRequesterDisplacesNewcomers(t *testing.T) {
 	older := tb.mustPlace(other, 300, true)
 	tb.mustPlace(knownToo, 100, false)
 	newer := tb.mustPlace(stranger, 100, true)
+	// Held 6 s unrun: the older newcomer's hold owes 1.8 offer-seconds,
+	// the newer's 0.6 (so the older goes first); the known requester's 0.6
+	// is within the margin.
+	tb.now = tb.now.Add(6 * time.Second)
 	// 300m free. A newcomer that does not fit displaces nobody.
 	if _, displaced, err := tb.place(stranger, 350, true); !errors.Is(err, capability.ErrInsufficient) || len(displaced) != 0 {
 		t.Fatalf("a newcomer that does not fit: displaced %d, %v", len(displaced), err)
 	}
-	// 700m for a known requester: the newer newcomer (100m) is not enough,
-	// the older (300m) too makes room; the claimed one stays.
+	// 700m for a known requester: the older newcomer (300m, owing most)
+	// is not enough, the newer (100m) too makes room; the claimed one
+	// stays.
 	_, displaced, err := tb.place(known, 700, false)
-	if err != nil || len(displaced) != 2 || displaced[0] != newer || displaced[1] != older {
-		t.Fatalf("displaced %v, %v; want the newer newcomer, then the older", displaced, err)
+	if err != nil || len(displaced) != 2 || displaced[0] != older || displaced[1] != newer {
+		t.Fatalf("displaced %v, %v; want the older newcomer, then the newer", displaced, err)
 	}
 	for _, pb := range displaced {
 		if tb.ledger.HasHold(HoldID(pb.Request.Requester, pb.Request.JobID)) || len(tb.open(pb.Request.JobID)) != 0 {
@@ -272,7 +278,7 @@ func TestBookClaim(t *testing.T) {
 	if tb.withdraw(p, job, tb.now) {
 		t.Fatal("a claimed bid was withdrawn")
 	}
-	tb.release(p, job, tb.now)
+	tb.release(p, job, true, tb.now)
 	if tb.ledger.HasHold(HoldID(p, job)) || len(tb.open(job)) != 0 {
 		t.Fatal("a released bid kept its hold")
 	}
@@ -314,5 +320,172 @@ func TestBookHistory(t *testing.T) {
 	}
 	if len(tb.order) != maxPlaced || len(tb.declined) != maxPlaced {
 		t.Fatalf("history of %d jobs (%d declined), want %d", len(tb.order), len(tb.declined), maxPlaced)
+	}
+}
+
+// The attack of issue 20: a requester runs one tiny job to be known, then
+// keeps a whole offer held, releasing each hold just before it lapses. It
+// comes to owe what it held, gives way to others, and is throttled once
+// per crossing of the limit; time lets it back.
+func TestBookHoldingWithoutRunningIsThrottled(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	_, attacker := testPeer(t)
+	_, honest := testPeer(t)
+	tb := newTestBook(t, cfg, cpuCap(1000))
+	tb.invoke(tb.mustPlace(attacker, 10, true))
+	tb.ran(attacker, 0.01, time.Second, tb.now)
+	if s := tb.standing(attacker, tb.now); s != Known {
+		t.Fatalf("after a tiny job: %s, want known", s)
+	}
+	hold := 9500 * time.Millisecond // released half a second before a 10 s hold lapses
+	cycles := 0
+	for ; tb.standing(attacker, tb.now) == Known; cycles++ {
+		if cycles > 20 {
+			t.Fatal("still known after 20 whole holds released unrun")
+		}
+		pb := tb.mustPlace(attacker, 1000, false)
+		tb.now = tb.now.Add(hold)
+		if !tb.withdraw(attacker, pb.Request.JobID, tb.now) {
+			t.Fatal("the release found no hold")
+		}
+	}
+	// What it held, less what time forgave: 9.5 offer-seconds a cycle,
+	// 2.375 of them forgiven from the second on (4 cycles: 30.9 > 30).
+	if cycles != 4 || tb.standing(attacker, tb.now) != Throttled || tb.throttledCount() != 1 {
+		t.Fatalf("after %d cycles: %s, throttled %d times; want throttled, once, after 4", cycles, tb.standing(attacker, tb.now), tb.throttledCount())
+	}
+	a := tb.assess(&BidRequest{Requester: attacker}, tb.reg, tb.now)
+	if a.Standing != Throttled || a.Throttled || !a.Displaceable.IsZero() {
+		t.Fatalf("assessed again: %+v, want throttled, no new crossing, nothing to displace", a)
+	}
+	// Time forgives: back to known, and the next crossing counts again.
+	tb.now = tb.now.Add(10 * time.Second)
+	if a := tb.assess(&BidRequest{Requester: attacker}, tb.reg, tb.now); a.Standing != Known || !a.Unthrottled {
+		t.Fatalf("10 s later: %+v, want known again", a)
+	}
+	// Still owing more than the margin, its new hold gives way at once.
+	pb := tb.mustPlace(attacker, 1000, false)
+	hb, displaced, err := tb.place(honest, 500, true)
+	if err != nil || len(displaced) != 1 || displaced[0] != pb {
+		t.Fatalf("a newcomer against a requester that owes: displaced %v, %v", displaced, err)
+	}
+	tb.release(honest, hb.Request.JobID, true, tb.now)
+	// Owing nothing any more, its hold beyond what it earned gives way to
+	// an honest newcomer once it has held it longer than the margin...
+	tb.now = tb.now.Add(10 * time.Minute)
+	pb = tb.mustPlace(attacker, 1000, false)
+	margin := time.Duration(cfg.IdleHoldMargin * float64(time.Second)) // for a whole offer
+	tb.now = tb.now.Add(margin / 2)
+	if _, _, err := tb.place(honest, 500, true); !errors.Is(err, capability.ErrInsufficient) {
+		t.Fatalf("a newcomer against a hold held unrun for half the margin: %v, want insufficient", err)
+	}
+	tb.now = tb.now.Add(margin)
+	if a := tb.assess(&BidRequest{Requester: honest, Requirements: cpuCap(500)}, tb.reg, tb.now); a.Displaceable.CPU.MilliCores != 1000 {
+		t.Fatalf("the newcomer may displace %s, want the whole hold", a.Displaceable)
+	}
+	_, displaced, err = tb.place(honest, 500, true)
+	if err != nil || len(displaced) != 1 || displaced[0] != pb {
+		t.Fatalf("a newcomer against a hold held unrun past the margin: displaced %v, %v", displaced, err)
+	}
+	// ...and, pushed aside, it owes what it held; it cannot take the room back.
+	if a := tb.assess(&BidRequest{Requester: attacker}, tb.reg, tb.now); a.Owed < 1.49*cfg.IdleHoldMargin || !a.Displaceable.IsZero() {
+		t.Fatalf("the displaced attacker: %+v, want 3 offer-seconds owed, nothing to displace", a)
+	}
+}
+
+// Honest patterns stay known: a requester that wins one job in three here
+// and releases the others soon after bidding, one that always loses here,
+// one that runs long jobs and holds much.
+func TestBookHonestReleasesAreNotThrottled(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	for _, tc := range []struct {
+		name      string
+		cpu       uint64
+		held, gap time.Duration // a bid open for held, then the next job gap later
+		winEvery  int           // invoked one job in this many (0: never)
+		run       time.Duration
+		byTime    bool // time forgives too
+	}{
+		{"wins one in three, a machine so slow that bids wait 5 s, nothing forgiven by time", 500, 5 * time.Second, 0, 3, 10 * time.Millisecond, false},
+		{"wins one in three, short jobs", 500, 300 * time.Millisecond, 100 * time.Millisecond, 3, 50 * time.Millisecond, true},
+		{"always loses here", 500, 500 * time.Millisecond, 500 * time.Millisecond, 0, 0, true},
+		{"whole offers, slow bidding on a busy machine, wins one in three", 1000, 2 * time.Second, 2 * time.Second, 3, time.Second, true},
+		{"long jobs, every one here", 1000, 3 * time.Second, 0, 1, time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, p := testPeer(t)
+			cfg := cfg
+			if !tc.byTime {
+				cfg.IdleHoldForgiven = 0
+			}
+			tb := newTestBook(t, cfg, cpuCap(1000))
+			maxOwed := 0.0
+			for job := 1; job <= 2000; job++ {
+				pb := tb.mustPlace(p, tc.cpu, tb.standing(p, tb.now) == Newcomer)
+				tb.now = tb.now.Add(tc.held)
+				maxOwed = max(maxOwed, tb.assess(&BidRequest{Requester: p}, tb.reg, tb.now).Owed)
+				if tc.winEvery > 0 && job%tc.winEvery == 0 {
+					tb.invoke(pb)
+					tb.now = tb.now.Add(tc.run)
+					tb.ran(p, float64(tc.cpu)/1000, tc.run, tb.now)
+				} else if !tb.withdraw(p, pb.Request.JobID, tb.now) {
+					t.Fatal("the release found no hold")
+				}
+				tb.now = tb.now.Add(tc.gap)
+				if s := tb.standing(p, tb.now); s == Throttled || s == Lapsing {
+					t.Fatalf("job %d: %s", job, s)
+				}
+			}
+			t.Logf("owed at most %.2f offer-seconds (limit %v)", maxOwed, cfg.IdleHoldLimit)
+			if tb.throttledCount() != 0 {
+				t.Fatal("throttled")
+			}
+		})
+	}
+}
+
+// Who gives way to whom: a pure rule over what each requester owes, holds
+// and earned.
+func TestMayDisplace(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	newcomer := account{}
+	known := account{Known: true, Holding: 0.5}
+	ran := account{Known: true, Holding: 0.5, Earned: 0.5} // what it asks for included
+	owing := func(a account, owed float64) account { a.Owed = owed; return a }
+	m := cfg.IdleHoldMargin
+	earned := account{Known: true, Holding: 0.5, Earned: 0.5, Owed: 20}
+	for _, tc := range []struct {
+		name string
+		r, q account
+		want bool
+	}{
+		{"a requester that earned what it asks for, a newcomer", ran, newcomer, true},
+		{"a known requester, a newcomer", known, newcomer, true},
+		{"a known requester that owes more within the margin, a newcomer", owing(known, 0.9*m), newcomer, true},
+		{"a requester that earned what it asks for, a known requester", ran, known, false},
+		{"a newcomer, a known requester", newcomer, known, false},
+		{"a newcomer, a newcomer", newcomer, newcomer, false},
+		{"a known requester, a known requester", known, known, false},
+		{"a newcomer, a known requester that owes more by the margin", newcomer, owing(known, 1.1*m), true},
+		{"a newcomer, a known requester that owes more within the margin", newcomer, owing(known, 0.9*m), false},
+		{"a requester that owes more by the margin, a newcomer", owing(ran, 2.1*m), owing(newcomer, m), false},
+		{"a known requester, one that owes more", owing(known, 1), owing(known, 1.1+m), true},
+		{"a throttled requester, a newcomer", owing(known, 31), newcomer, false},
+		{"anyone, a throttled requester", owing(known, 29), owing(earned, 31), true},
+		{"anyone, a hold within what was earned", newcomer, earned, false},
+		{"anyone, a hold beyond what was earned", newcomer, account{Known: true, Holding: 0.6, Earned: 0.5, Owed: 20}, true},
+	} {
+		if got := mayDisplace(tc.r, tc.q, cfg); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ ran, want float64 }{{0, 0}, {0.01, 0.01 / 120}, {60, 0.5}, {120, 1}, {1e6, 1}} {
+		if got := earnedShare(tc.ran, cfg); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("earned share after %v offer-seconds: %v, want %v", tc.ran, got, tc.want)
+		}
+	}
+	reg := capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB}
+	if got := dominantShare(capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: capability.GiB / 2}, reg); got != 0.5 {
+		t.Errorf("dominant share %v, want 0.5 (memory)", got)
 	}
 }

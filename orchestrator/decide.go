@@ -25,7 +25,10 @@ type decisionInput struct {
 	// bid later.
 	Distance float64
 	Standing Standing
-	Offer    Offer
+	// Displaceable is what the requester's bid could push aside of
+	// others' holds (book.assess): room beyond Available.
+	Displaceable capability.Capability
+	Offer        Offer
 	// Load is how busy the provider is, 0 to 1: busier ones bid later.
 	Load float64
 	// CanRun is Backend.CanRun's answer, when Checked. It may ask a
@@ -78,9 +81,14 @@ func decide(req *BidRequest, in decisionInput) decision {
 	if in.Standing == Lapsing {
 		return decline(ReasonLapsing, "refuses this requester: it let holds lapse there", "requester %s let more holds lapse than it invoked", req.Requester)
 	}
-	// A known requester may find room by displacing newcomers' bids: only
-	// placing the bid can tell.
-	if !req.Requirements.Fits(in.Offer.Available) && in.Standing != Known {
+	if in.Standing == Throttled {
+		return decline(ReasonThrottled, "refuses this requester: it held the offer far longer than it ran jobs there",
+			"requester %s held this provider's offer far longer than it ran jobs on it", req.Requester)
+	}
+	// Holds that would give way to this requester are room too; placing
+	// the bid finds out for sure.
+	room := addResources(in.Offer.Available, in.Displaceable)
+	if !req.Requirements.Fits(room) {
 		code, short := tooSmall(req.Requirements, in.Offer.Registered, in.Offer.Available)
 		return decline(code, short, "requirements %s do not fit available %s", req.Requirements, in.Offer.Available)
 	}
@@ -108,13 +116,7 @@ func decide(req *BidRequest, in decisionInput) decision {
 		expires = w
 	}
 	expires = expires.Add(in.Config.HoldGrace)
-	offered := in.Offer.Available
-	if in.Standing == Known {
-		// What displacing newcomers would free, at least what is asked.
-		offered.CPU.MilliCores = max(offered.CPU.MilliCores, req.Requirements.CPU.MilliCores)
-		offered.Memory = max(offered.Memory, req.Requirements.Memory)
-		offered.Disk = max(offered.Disk, req.Requirements.Disk)
-	}
+	offered := room
 	offered.Price = price
 	offered.CPU.Score = in.Offer.Score
 	// Gossip-borne fields such as listen addresses would bloat every bid.

@@ -51,7 +51,9 @@ func TestDecide(t *testing.T) {
 		{"a newcomer's request that fits", req(nil), in(nil), "", false},
 		{"a lapsing requester", req(nil), in(func(i *decisionInput) { i.Standing = Lapsing }), "let more holds lapse", false},
 		{"requirements that do not fit", req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(nil), "do not fit available", false},
-		{"a known requester beyond what is available", req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Standing = Known }), "", false},
+		{"beyond what is available, within what would give way", req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Displaceable = cpu(1000) }), "", false},
+		{"beyond what is available and what would give way", req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Standing, i.Displaceable = Known, cpu(500) }), "do not fit available", false},
+		{"a throttled requester", req(nil), in(func(i *decisionInput) { i.Standing = Throttled }), "far longer than it ran", false},
 		{"a lapsing requester whose job fits nowhere", req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Standing = Lapsing }), "let more holds lapse", false},
 		{"a job the node cannot run", req(nil), in(func(i *decisionInput) { i.CanRun = errors.New("no such image") }), "no such image", true},
 		{"over the max price", req(func(r *BidRequest) { r.MaxPrice = maxPrice(1.5) }), in(nil), "over max price", false},
@@ -90,10 +92,10 @@ func TestDecide(t *testing.T) {
 		if len(d.Offered.Connectivity.ListenAddrs) != 0 {
 			t.Errorf("offered carries listen addresses %v", d.Offered.Connectivity.ListenAddrs)
 		}
-		// A known requester is offered at least what it asks for.
-		d = decide(req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Standing = Known }))
-		if d.Offered.CPU.MilliCores != 3000 {
-			t.Errorf("offered a known requester %d millicores, want the 3000 it asked", d.Offered.CPU.MilliCores)
+		// What would give way to the requester is offered too.
+		d = decide(req(func(r *BidRequest) { r.Requirements = cpu(3000) }), in(func(i *decisionInput) { i.Standing, i.Displaceable = Known, cpu(1500) }))
+		if d.Offered.CPU.MilliCores != 3500 {
+			t.Errorf("offered %d millicores, want the 2000 available and the 1500 that would give way", d.Offered.CPU.MilliCores)
 		}
 	})
 

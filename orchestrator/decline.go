@@ -56,6 +56,9 @@ const (
 	// ReasonLapsing: the requester let too many of this provider's holds
 	// lapse, and gets no bids from it for a while.
 	ReasonLapsing = "lapsing"
+	// ReasonThrottled: the requester held far more of this provider's
+	// offer than it ran, and gets no bids from it for a while.
+	ReasonThrottled = "throttled"
 	// ReasonConstraint: the provider does not meet a placement constraint
 	// of the job.
 	ReasonConstraint = "constraint"

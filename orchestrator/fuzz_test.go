@@ -15,7 +15,8 @@ func FuzzDecodeBidRequest(f *testing.F) {
 	good, _ := Encode(validRequest(id, time.Now()))
 	newer := append(good[:len(good)-1:len(good)-1], []byte(`,"priority":"high"}`)...)
 	placed := append(good[:len(good)-1:len(good)-1], []byte(`,"constraints":["region in (eu-west,eu-north)","!gpu","tier=gold"]}`)...)
-	for _, s := range [][]byte{good, newer, placed, []byte("{}"), []byte(`{"job_id":"abcdefgh","duration":-1}`), nil} {
+	hashed := append(good[:len(good)-1:len(good)-1], []byte(`,"module_hash":"`+ModuleHash([]byte("m"))+`","inputs_hash":"`+ModuleHash([]byte("i"))+`","input_size":1}`)...)
+	for _, s := range [][]byte{good, newer, placed, hashed, []byte("{}"), []byte(`{"job_id":"abcdefgh","duration":-1}`), nil} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -52,6 +53,8 @@ func FuzzDecodeBid(f *testing.F) {
 	f.Add([]byte(`{"job_id":"abcdefgh","price":-1}`))
 	labelled, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now(), Labels: Labels{"region": "eu-west", "tier": "gold"}})
 	f.Add(labelled)
+	cached, _ := Encode(&Bid{JobID: NewJobID(), Nonce: "abcdefgh", Provider: id, Requester: id, HoldExpires: time.Now(), HasModule: true, HasInputs: true})
+	f.Add(cached)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if b, err := DecodeBid(data); err == nil && b.check() != nil {
 			t.Fatalf("accepted an invalid bid: %q", data)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,8 @@ type fakeBackend struct {
 	allocs    map[string][]Event
 	price     capability.PriceInformation
 	score     float64
-	labels    Labels // set before the service starts
+	labels    Labels   // set before the service starts
+	held      []string // sha256s of content it keeps; set before the service starts
 	// key signs the allocations' receipts, as the node's does (setKey);
 	// forge sends other output than the receipt accounts for.
 	key   crypto.PrivKey
@@ -193,6 +195,10 @@ func (f *fakeBackend) Cancel(string, peer.ID) error { return nil }
 func (f *fakeBackend) CanRun(context.Context, *BidRequest) error { return nil }
 
 func (f *fakeBackend) Load() float64 { return 0 }
+
+func (f *fakeBackend) Holds(_ peer.ID, sha256 string, _ BlobKind) bool {
+	return slices.Contains(f.held, sha256)
+}
 
 func (f *fakeBackend) heldCount() int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.holds) }
 

@@ -88,10 +88,13 @@ type BidRequest struct {
 	// Image is the container image a docker job runs; a provider bids only
 	// when it has the image.
 	Image string `json:"image,omitempty"`
-	// InputSize is the size of the inputs' archive the winner will fetch.
-	InputSize int64     `json:"input_size,omitempty"`
-	Deadline  time.Time `json:"deadline"` // bidding closes
-	Nonce     string    `json:"nonce"`
+	// InputSize is the size of the inputs' archive the winner will fetch,
+	// InputsHash its hex sha256: a provider that holds it says so in its
+	// bid (Bid.HasInputs).
+	InputSize  int64     `json:"input_size,omitempty"`
+	InputsHash string    `json:"inputs_hash,omitempty"`
+	Deadline   time.Time `json:"deadline"` // bidding closes
+	Nonce      string    `json:"nonce"`
 	// WantBids is how many acceptable bids the requester will wait for; a
 	// provider may stay silent when it expects enough nearer bids.
 	WantBids int `json:"want_bids,omitempty"`
@@ -124,6 +127,14 @@ type Bid struct {
 	// checks them against the job's constraints and ranks by its
 	// preferences.
 	Labels Labels `json:"labels,omitempty"`
+	// HasModule and HasInputs say the provider already holds the module
+	// (one over MaxInlineModule) or the inputs (ones this requester sent
+	// it before) the request names by hash, so a job it wins moves no such
+	// bytes. The requester prefers such a
+	// bid when prices tie (cachedFirst); a provider that claims one
+	// falsely gains only that tie and then fetches as any other.
+	HasModule bool `json:"has_module,omitempty"`
+	HasInputs bool `json:"has_inputs,omitempty"`
 }
 
 // JobSpec is what runs: it travels only in the invocation, to the winner.
@@ -160,6 +171,17 @@ type Blob struct {
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
 }
+
+// BlobKind says what a fetched blob is to the job. A provider keeps both
+// kinds, but uses a module for anyone's job and inputs only for the
+// requester it fetched them from (see node/cache.go).
+type BlobKind string
+
+// Blob kinds a provider fetches.
+const (
+	BlobModule BlobKind = "module"
+	BlobInputs BlobKind = "inputs"
+)
 
 // Outputs are what a job left in /outputs: a tar archive the requester
 // fetches from the provider (the files' own hashes come from unpacking
@@ -533,6 +555,16 @@ func (r *BidRequest) check() error {
 	}
 	if r.InputSize < 0 || r.InputSize > MaxInputSize {
 		return invalid("input size %d: at most %d bytes", r.InputSize, MaxInputSize)
+	}
+	if r.ModuleHash != "" {
+		if err := checkHash("module", r.ModuleHash); err != nil {
+			return err
+		}
+	}
+	if r.InputsHash != "" {
+		if err := checkHash("inputs", r.InputsHash); err != nil {
+			return err
+		}
 	}
 	if (r.Executor == ExecutorDocker) != (r.Image != "") {
 		return invalid("executor %s with image %q: a docker job names an image, others none", r.Executor, clip(r.Image))

@@ -65,6 +65,8 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		"short nonce":    func(r *BidRequest) { r.Nonce = "x" },
 		"module too big": func(r *BidRequest) { r.ModuleSize = MaxModuleSize + 1 },
 		"oversized":      func(r *BidRequest) { r.Nonce = big },
+		"module hash":    func(r *BidRequest) { r.ModuleHash = "../../etc/passwd" },
+		"inputs hash":    func(r *BidRequest) { r.InputsHash = strings.Repeat("A", 64) },
 	}
 	for name, mutate := range cases {
 		r := validRequest(id, time.Now())

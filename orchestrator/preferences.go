@@ -125,8 +125,10 @@ func (p Preferences) refusal(req *BidRequest) (short *DeclineError, long error) 
 // better than b.
 type CapabilityComparator func(req *BidRequest, a, b *Bid) int
 
-// Comparator builds the comparator the ranking names. Ties fall back to the
-// provider ID so the order is total and the same on every run.
+// Comparator builds the comparator the ranking names. Equal prices go to
+// the provider that holds the job's module or inputs already
+// (cachedFirst); other ties fall back to that, then to the provider ID, so
+// the order is total and the same on every run.
 func (p Preferences) Comparator() CapabilityComparator {
 	ranking := p.Ranking
 	if len(ranking) == 0 {
@@ -137,7 +139,9 @@ func (p Preferences) Comparator() CapabilityComparator {
 			var c int
 			switch r {
 			case "price":
-				c = cmp.Compare(a.Price, b.Price)
+				if c = cmp.Compare(a.Price, b.Price); c == 0 {
+					c = cachedFirst(req, a, b)
+				}
 			case "score":
 				c = cmp.Compare(b.Score, a.Score) // higher is better
 			case "headroom":
@@ -147,8 +151,32 @@ func (p Preferences) Comparator() CapabilityComparator {
 				return c
 			}
 		}
+		if c := cachedFirst(req, a, b); c != 0 {
+			return c
+		}
 		return cmp.Compare(a.Provider, b.Provider)
 	}
+}
+
+// cachedFirst breaks a tie in favour of the bid whose provider already
+// holds more of the bytes the job would move (a module over
+// MaxInlineModule, the inputs): they run sooner and cost the requester no
+// upload. It decides nothing else: a cheaper bid still wins.
+func cachedFirst(req *BidRequest, a, b *Bid) int {
+	return cmp.Compare(cachedBytes(req, b), cachedBytes(req, a))
+}
+
+// cachedBytes is how many of the bytes req would send its winner the
+// bid's provider says it already holds.
+func cachedBytes(req *BidRequest, b *Bid) int64 {
+	var n int64
+	if b.HasModule && req.ModuleHash != "" && req.ModuleSize > MaxInlineModule {
+		n += int64(req.ModuleSize)
+	}
+	if b.HasInputs && req.InputsHash != "" {
+		n += req.InputSize
+	}
+	return n
 }
 
 // headroom is how many times over the offer covers the requirement, in its

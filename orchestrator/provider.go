@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -50,6 +51,10 @@ type Backend interface {
 	Watch(ctx context.Context, allocationID string, requester peer.ID) (<-chan Event, error)
 	// Cancel stops an allocation on behalf of its requester.
 	Cancel(allocationID string, requester peer.ID) error
+	// Holds reports whether the node keeps content of this sha256 (a
+	// module or inputs it fetched for an earlier job) and would use it for
+	// requester's job, so that a bid can say the job would move none of it.
+	Holds(requester peer.ID, sha256 string, kind BlobKind) bool
 }
 
 // ProviderConfig tunes the provider side.
@@ -76,6 +81,23 @@ type ProviderConfig struct {
 	// this gets no bids, until StandingMemory after it was last seen.
 	LapseAllowance int
 	StandingMemory time.Duration
+	// A requester owes, in offer-seconds (its share of the offer, in the
+	// largest dimension, times seconds), what its holds held without
+	// running: released, superseded or lapsed. What it runs here pays it
+	// back, and IdleHoldForgiven a second is forgiven (about what an
+	// honest requester's released bids come to; a requester may keep that
+	// share of the offer held unrun for good). One that owes more than
+	// IdleHoldLimit gets no bids until it owes less; the unclaimed holds
+	// of one that owes more than another by IdleHoldMargin give way to
+	// the other's bids, beyond the share it earned by running (see
+	// book.go).
+	IdleHoldLimit    float64
+	IdleHoldForgiven float64
+	IdleHoldMargin   float64
+	// FullShareAfter is the offer-seconds a requester must have run here
+	// before it may hold the whole offer firmly (safe from displacement);
+	// less earns a share in proportion.
+	FullShareAfter float64
 	// FollowTimeout: a requester watching an allocation that sends no
 	// keepalive for this long is taken as gone. AbandonGrace: an allocation
 	// nobody watches for this long is stopped and its lock released (its
@@ -96,6 +118,7 @@ func DefaultProviderConfig() ProviderConfig {
 		HoldWindow: 5 * time.Second, HoldGrace: 5 * time.Second,
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
+		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 8, FullShareAfter: 120,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
@@ -127,6 +150,10 @@ func (c ProviderConfig) Validate() error {
 	if c.LapseAllowance < 0 || c.MaxBidDelay < 0 {
 		errs = append(errs, errors.New("lapse allowance and max bid delay must not be negative"))
 	}
+	if !(c.IdleHoldLimit > 0) || !(c.IdleHoldForgiven >= 0) || !(c.IdleHoldMargin >= 0 && c.IdleHoldMargin <= c.IdleHoldLimit) || !(c.FullShareAfter >= 0) {
+		errs = append(errs, fmt.Errorf("idle hold limit %v, forgiven %v, margin %v, full share after %v: want a limit above 0, a margin from 0 to the limit, none negative",
+			c.IdleHoldLimit, c.IdleHoldForgiven, c.IdleHoldMargin, c.FullShareAfter))
+	}
 	return errors.Join(errs...)
 }
 
@@ -140,6 +167,7 @@ type Provider struct {
 	now     func() time.Time
 
 	bidsSent     atomic.Int64
+	displaced    atomic.Int64
 	requestsSeen atomic.Int64
 
 	book *book // open bids, requesters' standing, history
@@ -187,6 +215,21 @@ func (p *Provider) Close() {
 
 // RequestsSeen counts the bid requests that reached this provider.
 func (p *Provider) RequestsSeen() int64 { return p.requestsSeen.Load() }
+
+// Ran credits a requester with an allocation that ran here: used for d.
+// What a requester runs pays back the holds it released unrun and earns
+// it a firm share of the offer (see book.go).
+func (p *Provider) Ran(requester peer.ID, used capability.Capability, d time.Duration) {
+	p.book.ran(requester, dominantShare(used, p.backend.Offer().Registered), d, p.now())
+}
+
+// Throttled counts the times a requester came to hold far more of this
+// provider's offer than it ran, and was refused bids for it.
+func (p *Provider) Throttled() int64 { return p.book.throttledCount() }
+
+// Displaced counts the unclaimed holds this provider dropped for another
+// requester's bid.
+func (p *Provider) Displaced() int64 { return p.displaced.Load() }
 
 // BidsSent counts the bids this provider has sent.
 func (p *Provider) BidsSent() int64 { return p.bidsSent.Load() }
@@ -265,9 +308,18 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 	if err := p.book.supersede(req, p.now()); err != nil {
 		return err
 	}
+	offer := p.backend.Offer()
+	a := p.book.assess(req, offer.Registered, p.now())
+	switch {
+	case a.Throttled:
+		p.log.Warn("requester throttled: it held this provider's offer far longer than it ran jobs on it; no bids until it owes less",
+			"requester", req.Requester, "owed_offer_seconds", a.Owed, "limit", p.cfg.IdleHoldLimit)
+	case a.Unthrottled:
+		p.log.Info("requester no longer throttled", "requester", req.Requester, "owed_offer_seconds", a.Owed)
+	}
 	in := decisionInput{
-		Now: p.now(), Distance: distance, Standing: p.book.standing(req.Requester, p.now()),
-		Offer: p.backend.Offer(), Load: p.backend.Load(), Config: p.cfg, Labels: p.backend.Preferences().Labels,
+		Now: p.now(), Distance: distance, Standing: a.Standing, Displaceable: a.Displaceable,
+		Offer: offer, Load: p.backend.Load(), Config: p.cfg, Labels: p.backend.Preferences().Labels,
 	}
 	d := decide(req, in)
 	if d.CheckCanRun {
@@ -283,6 +335,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 			return p.ctx.Err()
 		}
 		in.Now, in.Offer, in.Waited = p.now(), p.backend.Offer(), true
+		in.Displaceable = p.book.assess(req, in.Offer.Registered, in.Now).Displaceable
 		d = decide(req, in)
 	}
 	if d.Decline != "" {
@@ -297,6 +350,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		Price: d.Quote, Currency: in.Offer.Price.Currency, Offered: d.Offered, Score: in.Offer.Score, HoldExpires: d.Expires,
 		Labels: in.Labels,
 	}
+	b.HasModule, b.HasInputs = p.holds(req)
 	sb, err := SealBid(b, p.key)
 	if err != nil {
 		return err
@@ -310,14 +364,16 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 		p.tellWhy(req, code, short)
 		return err
 	}
+	p.displaced.Add(int64(len(displaced)))
 	for _, o := range displaced {
-		p.log.Debug("newcomer's hold displaced by a known requester", "job", o.Request.JobID, "newcomer", o.Request.Requester, "by", req.Requester)
+		p.log.Debug("hold displaced", "job", o.Request.JobID, "holder", o.Request.Requester, "newcomer", o.Newcomer, "by", req.Requester)
 	}
 	ctx, cancel := context.WithDeadline(p.ctx, minTime(req.Deadline, d.Expires))
 	defer cancel()
 	p.bidsSent.Add(1)
 	if _, err := p.host.Request(ctx, req.Requester, ProtocolBid, sb.Envelope, MaxReplySize); err != nil {
-		p.book.release(req.Requester, req.JobID, p.now())
+		// Late for bidding, or the requester gone: not its holding.
+		p.book.release(req.Requester, req.JobID, false, p.now())
 		return fmt.Errorf("send bid to %s: %w", req.Requester, err)
 	}
 	return nil
@@ -401,14 +457,16 @@ func (p *Provider) invoke(from peer.ID, inv *Invocation) *InvokeReply {
 		why = fmt.Sprintf("job %s: module does not match the hash in the bid request", bid.JobID)
 	case inv.Job.Inputs != nil && inv.Job.Inputs.Size != req.InputSize:
 		why = fmt.Sprintf("job %s: inputs of %d bytes, the bid request said %d", bid.JobID, inv.Job.Inputs.Size, req.InputSize)
+	case inv.Job.Inputs != nil && req.InputsHash != "" && inv.Job.Inputs.SHA256 != req.InputsHash:
+		why = fmt.Sprintf("job %s: inputs do not match the hash in the bid request", bid.JobID)
 	}
 	if why != "" {
-		p.book.release(from, bid.JobID, p.now())
+		p.book.release(from, bid.JobID, true, p.now())
 		return refuse("%s", why)
 	}
 	id, err := p.backend.Accept(HoldID(from, bid.JobID), inv)
 	if err != nil {
-		p.book.release(from, bid.JobID, p.now())
+		p.book.release(from, bid.JobID, true, p.now())
 		return refuse("job %s: %v", bid.JobID, err)
 	}
 	p.book.invoked(from, bid.JobID, p.now())
@@ -498,6 +556,15 @@ func (p *Provider) handleAllocation(ctx context.Context, from peer.ID, s p2p.Fra
 			return
 		}
 	}
+}
+
+// holds says which of what req names by hash this node already keeps: the
+// module only when it is over MaxInlineModule (a smaller one travels in the
+// invocation anyway), the inputs when there are some.
+func (p *Provider) holds(req *BidRequest) (module, inputs bool) {
+	module = req.ModuleHash != "" && req.ModuleSize > MaxInlineModule && p.backend.Holds(req.Requester, req.ModuleHash, BlobModule)
+	inputs = req.InputsHash != "" && req.InputSize > 0 && p.backend.Holds(req.Requester, req.InputsHash, BlobInputs)
+	return module, inputs
 }
 
 // moduleHashOf is the hash of the job's module, inline or fetched (the

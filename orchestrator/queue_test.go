@@ -485,3 +485,41 @@ func TestLostProviderIsNotInvokedInTheNextAttempt(t *testing.T) {
 		t.Fatalf("steps %v: no retry", steps)
 	}
 }
+
+// A provider that only refused an invocation (its hold had lapsed) is left
+// out while another bids, and asked again when it is the only one; one
+// that lost the job is never asked again.
+func TestAvoidingLeavesOutTheLostAlwaysAndTheRefusingWhenOthersBid(t *testing.T) {
+	bid := func(p string) *SignedBid { return &SignedBid{Bid: Bid{Provider: peer.ID(p)}} }
+	names := func(bs []*SignedBid) (out []string) {
+		for _, b := range bs {
+			out = append(out, string(b.Bid.Provider))
+		}
+		return out
+	}
+	cases := []struct {
+		name       string
+		bids       []string
+		avoid      map[peer.ID]bool
+		kept, drop string
+	}{
+		{"none avoided", []string{"a", "b"}, nil, "a b", ""},
+		{"a refuser beside another", []string{"a", "b"}, map[peer.ID]bool{"a": false}, "b", "a"},
+		{"a refuser alone is asked again", []string{"a"}, map[peer.ID]bool{"a": false}, "a", ""},
+		{"a lost provider alone is not", []string{"a"}, map[peer.ID]bool{"a": true}, "", "a"},
+		{"lost and refuser: the refuser", []string{"a", "b"}, map[peer.ID]bool{"a": true, "b": false}, "b", "a"},
+	}
+	for _, c := range cases {
+		var bids []*SignedBid
+		for _, p := range c.bids {
+			bids = append(bids, bid(p))
+		}
+		kept, dropped := avoiding(bids, c.avoid)
+		if got := strings.Join(names(kept), " "); got != c.kept {
+			t.Errorf("%s: kept %q, want %q", c.name, got, c.kept)
+		}
+		if got := strings.Join(names(dropped), " "); got != c.drop {
+			t.Errorf("%s: dropped %q, want %q", c.name, got, c.drop)
+		}
+	}
+}

@@ -434,17 +434,42 @@ type attemptError struct {
 func (e *attemptError) Error() string { return e.err.Error() }
 func (e *attemptError) Unwrap() error { return e.err }
 
-// blamed returns the providers an attempt's error blames.
+// blamed returns the providers an attempt's error blames, each mapped to
+// whether it must be left out whatever else bids: one that lost the job
+// must; one that only refused the invocation (its hold had lapsed, or was
+// displaced) is left out when another bids, and asked again when none does.
 func blamed(err error) map[peer.ID]bool {
 	var ae *attemptError
 	if !errors.As(err, &ae) || len(ae.culprit) == 0 {
 		return nil
 	}
+	lost := errors.Is(err, ErrProviderLost)
 	out := map[peer.ID]bool{}
 	for _, p := range ae.culprit {
-		out[p] = true
+		out[p] = lost
 	}
 	return out
+}
+
+// avoiding splits bids into those to invoke and those to release, leaving
+// out the providers avoid names (see blamed).
+func avoiding(bids []*SignedBid, avoid map[peer.ID]bool) (kept, dropped []*SignedBid) {
+	var soft []*SignedBid
+	for _, b := range bids {
+		strict, ok := avoid[b.Bid.Provider]
+		switch {
+		case !ok:
+			kept = append(kept, b)
+		case strict:
+			dropped = append(dropped, b)
+		default:
+			soft = append(soft, b)
+		}
+	}
+	if len(kept) == 0 {
+		return soft, dropped
+	}
+	return kept, append(dropped, soft...)
 }
 
 // waiting is one submission's place in the requester's queue and what it
@@ -563,22 +588,15 @@ func (w *waiting) sleep(ctx context.Context, d time.Duration, bounded bool) erro
 
 func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, attempt int, avoid map[peer.ID]bool, w *waiting) (*Result, error) {
 	job := st.job
-	bids, req, err := r.collect(ctx, job, int64(len(st.inputs)), maxPrice, attempt, w.report)
+	bids, req, err := r.collect(ctx, job, st.inputs, maxPrice, attempt, w.report)
 	if err != nil {
 		return nil, err
 	}
 	if len(avoid) > 0 {
-		var kept, dropped []*SignedBid
-		for _, b := range bids {
-			if avoid[b.Bid.Provider] {
-				dropped = append(dropped, b)
-			} else {
-				kept = append(kept, b)
-			}
-		}
+		kept, dropped := avoiding(bids, avoid)
 		r.release(dropped)
 		if len(kept) == 0 {
-			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which refused or lost this job in the attempt before", ErrNoBids, len(dropped))
+			return nil, fmt.Errorf("%w: only %d provider(s) bid, each of which lost this job in the attempt before", ErrNoBids, len(dropped))
 		}
 		bids = kept
 	}
@@ -641,12 +659,12 @@ func (s *staged) unshare() {
 
 // collect publishes the bid request and gathers acceptable bids until
 // WantBids are in, Grace has passed since the first, or the window closes.
-func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
+func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, maxPrice *float64, attempt int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
 	now := r.now()
 	want := max(r.cfg.WantBids, 1)
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
-		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: inputSize, Deadline: now.Add(r.cfg.BiddingWindow),
+		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: int64(len(inputs)), Deadline: now.Add(r.cfg.BiddingWindow),
 		Nonce: randid.Hex(12), WantBids: want, SentAt: now, Attempt: attempt,
 		// Erring low on the network's size only widens the spread; a
 		// spread too narrow (peers that left still counted) is made up
@@ -656,6 +674,9 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputSize int64, m
 	}
 	if len(job.Module) > 0 {
 		req.ModuleHash, req.ModuleSize = ModuleHash(job.Module), len(job.Module)
+	}
+	if len(inputs) > 0 {
+		req.InputsHash = ModuleHash(inputs) // the same sha256 names any content
 	}
 	open := &openJob{nonces: map[string]float64{req.Nonce: req.Spread}, bids: make(chan *SignedBid, 4*want+16)}
 	r.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
 
+	"github.com/dms-project/dms/capability"
 	"github.com/dms-project/dms/p2p"
 )
 
@@ -173,12 +174,19 @@ type Stats struct {
 	// RequestsDropped counts the bid requests the topic validator
 	// dropped, by reason (DropReason's names).
 	RequestsDropped map[string]int64 `json:"requests_dropped"`
+	// RequestersThrottled counts the times a requester, as this provider
+	// saw it, came to hold far more than it ran and was refused bids.
+	RequestersThrottled int64 `json:"requesters_throttled"`
+	// HoldsDisplaced counts the unclaimed holds this provider dropped for
+	// another requester's bid (see mayDisplace).
+	HoldsDisplaced int64 `json:"holds_displaced"`
 }
 
 // Stats returns the protocol's counters.
 func (s *Service) Stats() Stats {
 	st := Stats{RequestsSeen: s.provider.RequestsSeen(), BidsSent: s.provider.BidsSent(), BidsReceived: s.BidsReceived(),
-		SignaturesVerified: s.validator.Verified(), RequestsDropped: map[string]int64{}}
+		SignaturesVerified: s.validator.Verified(), RequestsDropped: map[string]int64{},
+		RequestersThrottled: s.provider.Throttled(), HoldsDisplaced: s.provider.Displaced()}
 	for r, n := range s.validator.Dropped() {
 		st.RequestsDropped[r.String()] = n
 	}
@@ -197,6 +205,12 @@ func (s *Service) Probe(ctx context.Context, jobID string) error {
 		return err
 	}
 	return s.topic.Publish(ctx, data)
+}
+
+// Ran tells the provider side that an allocation of requester's ran
+// here, using used for d: its standing grows with what it runs.
+func (s *Service) Ran(requester peer.ID, used capability.Capability, d time.Duration) {
+	s.provider.Ran(requester, used, d)
 }
 
 // Standing says how this node, as a provider, sees a requester.

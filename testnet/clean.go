@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/dms-project/dms/home"
@@ -18,7 +17,20 @@ import (
 // nothing.
 var ErrHomeHeld = errors.New("a node still runs on a home in the test network directory; nothing removed")
 
-var testnetHomeName = regexp.MustCompile(`^node-[0-9]+$`)
+// isNodeHomeName reports whether name is node-N, the name a test network
+// gives its homes.
+func isNodeHomeName(name string) bool {
+	n, ok := strings.CutPrefix(name, "node-")
+	if !ok || n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if n[i] < '0' || n[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Clean removes what test networks leave in dir (homes named node-N, the
 // swarm key, the binary copy, the shared wasm cache, the build context of
@@ -36,7 +48,7 @@ func Clean(dir string) (homes int, err error) {
 	// anything else: the caller stops it first (Stop finds it by its home).
 	var held []string
 	for _, ent := range entries {
-		if !ent.IsDir() || !testnetHomeName.MatchString(ent.Name()) {
+		if !ent.IsDir() || !isNodeHomeName(ent.Name()) {
 			continue
 		}
 		if pid := (home.Home{Dir: filepath.Join(dir, ent.Name())}).LockHolder(); pid > 0 && ProcessAlive(pid) {
@@ -50,7 +62,7 @@ func Clean(dir string) (homes int, err error) {
 	for _, ent := range entries {
 		p := filepath.Join(dir, ent.Name())
 		switch {
-		case ent.IsDir() && testnetHomeName.MatchString(ent.Name()):
+		case ent.IsDir() && isNodeHomeName(ent.Name()):
 			if _, err := os.Stat(filepath.Join(p, home.IdentityFile)); err != nil {
 				continue // not a home of ours
 			}

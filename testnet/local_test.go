@@ -15,7 +15,7 @@ import (
 
 func TestLocalNetworkRunsAJobFromANonBootstrapNode(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ln, err := StartLocal(ctx, LocalConfig{Nodes: 5, Requesters: []int{1}})
 	if err != nil {

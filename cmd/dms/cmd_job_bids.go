@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/dms-project/dms/api"
@@ -57,6 +58,11 @@ func printBids(w io.Writer, bids []orchestrator.Bid, winner peer.ID, name func(p
 	if labelled {
 		header += "\tLABELS"
 	}
+	// What a provider already holds is why it won a price tie.
+	holding := slices.ContainsFunc(bids, func(b orchestrator.Bid) bool { return b.HasModule || b.HasInputs })
+	if holding {
+		header += "\tHOLDS"
+	}
 	fmt.Fprintln(tw, header)
 	for _, b := range bids {
 		mark := ""
@@ -68,10 +74,29 @@ func printBids(w io.Writer, bids []orchestrator.Bid, winner peer.ID, name func(p
 		if labelled {
 			fmt.Fprintf(tw, "\t%s", describeLabels(b.Labels))
 		}
+		if holding {
+			fmt.Fprintf(tw, "\t%s", describeHolds(b))
+		}
 		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return writeTrimmed(w, buf.Bytes())
+}
+
+// describeHolds says which of the job's module and inputs the bid's
+// provider already had, so the job moved none of their bytes to it.
+func describeHolds(b orchestrator.Bid) string {
+	var what []string
+	if b.HasModule {
+		what = append(what, "module")
+	}
+	if b.HasInputs {
+		what = append(what, "inputs")
+	}
+	if len(what) == 0 {
+		return "-"
+	}
+	return strings.Join(what, ",")
 }

@@ -149,6 +149,7 @@ func (e *env) runNode(c *cli.Context) (err error) {
 	if settings.AbandonGrace > 0 {
 		cfg.Orchestrator.Provider.AbandonGrace = settings.AbandonGrace
 	}
+	cfg.CacheBytes = int64(settings.CacheSize)
 	cfg.WasmCacheDir = h.WasmCachePath()
 	if c.IsSet("monitor-interval") {
 		if d := c.Duration("monitor-interval"); d < 0 || (d > 0 && d < 100*time.Millisecond) {

@@ -55,6 +55,10 @@ func (f parseCopy) Apply(set *flag.FlagSet) error {
 	return c.Apply(set)
 }
 
+// buildFlags are those of every build of dms (README.md, Dockerfile,
+// docs/operations.md): TestBuildsLeaveOutCLIDocs holds them to it.
+var buildFlags = []string{"-tags", cliNoDocsTag}
+
 var (
 	buildOnce sync.Once
 	binDir    string
@@ -65,7 +69,7 @@ var (
 // buildDMS returns the dms binary, built once for all the tests of the
 // package. It is static (no cgo), as a FROM scratch container image needs
 // it, so that the process and the container tests share it.
-func buildDMS(t *testing.T) string {
+func buildDMS(t testing.TB) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -76,7 +80,7 @@ func buildDMS(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "dms")
-		cmd := exec.Command(gobin, "build", "-o", binPath, ".")
+		cmd := exec.Command(gobin, append([]string{"build"}, append(buildFlags, "-o", binPath, ".")...)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)

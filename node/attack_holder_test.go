@@ -1,0 +1,313 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/capability"
+	"github.com/dms-project/dms/examples"
+	"github.com/dms-project/dms/internal/poll"
+	"github.com/dms-project/dms/internal/seconds"
+	"github.com/dms-project/dms/node"
+	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/testnet"
+)
+
+// TestAKnownRequesterCannotHoldEveryOffer: a peer runs one tiny job on
+// every provider, so that each knows it, then asks for whole offers as
+// fast as it may and releases every hold just before it would lapse: no
+// lapse, no job, every offer held. An honest requester new to the
+// providers submits 20 jobs of the sample module meanwhile; all of them
+// complete. Holds released without running cost their requester in
+// proportion to what they held, and one that has held far more than it
+// ran gives way to others.
+//
+// With DMS_TEST_SYBILS=1, fifty identities share the work too, each at 2
+// requests a second: fifty hosts in one process, a minute more on a busy
+// machine, whose load it then measures as much as the protocol.
+//
+// Not parallel: the attacker publishes 100 requests a second, and tests
+// beside it would then measure the load, not the protocol.
+func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		identities int
+		every      time.Duration // each identity asks this often
+	}{
+		{"one identity, 100 requests a second", 1, 10 * time.Millisecond},
+		{"50 identities, 2 requests a second each", 50, 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.identities > 1 && os.Getenv("DMS_TEST_SYBILS") == "" {
+				t.Skip("set DMS_TEST_SYBILS=1 to run the attack with fifty identities")
+			}
+			holdEveryOffer(t, tc.identities, tc.every)
+		})
+	}
+}
+
+// holdEveryOffer runs the attack with identities identities, each asking
+// for a whole offer every so often, beside an honest requester's 20 jobs.
+func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
+		Nodes: 4, Requesters: []int{1}, Wasm: sharedWasm,
+		Configure: func(i int, c *node.Config) {
+			if i == 1 {
+				// Asks every provider: attacking peers would otherwise
+				// count in its estimate of the network and shrink the
+				// share it asks to bid, another attack with a test of its
+				// own; this one is about holds.
+				c.Orchestrator.Requester.SpreadFactor = 0
+			}
+		},
+		Offer: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	// The sample module is compiled once per process, ahead: a minute of
+	// it under the race detector is not what the honest jobs measure.
+	if err := sharedWasm.Compile(ctx, examples.HelloWasm); err != nil {
+		t.Fatal(err)
+	}
+	honest := ln.Nodes[1]
+	var providers []*node.Node
+	for i, n := range ln.Nodes {
+		if i != 1 {
+			providers = append(providers, n)
+		}
+	}
+	// One machine publishes for every identity (gossip carries no
+	// author); each identity has a light host of its own for its bids.
+	publisher := newAttacker(t, ln, true, providers[0].AddrInfo(), providers[1].AddrInfo())
+	attackers := make([]*attacker, identities)
+	var wg sync.WaitGroup
+	for i := range attackers {
+		if i == 0 {
+			attackers[i] = publisher
+			continue
+		}
+		wg.Go(func() {
+			attackers[i] = newAttacker(t, ln, false, providers[i%len(providers)].AddrInfo(), providers[(i+1)%len(providers)].AddrInfo())
+		})
+	}
+	wg.Wait()
+
+	// One tiny job on each provider (10 millicores, 1 s at most), invoked
+	// by the protocol as dms does: from then on every provider knows each
+	// identity.
+	tiny := orchestrator.JobSpec{
+		Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 10}, Memory: 64 * capability.MiB},
+		Duration:     seconds.Duration(time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
+	}
+	var tinyRun atomic.Int64
+	for _, a := range attackers {
+		wg.Go(func() {
+			ranOn := map[peer.ID]bool{}
+			tinyJobs := map[string]bool{}
+			deadline := time.Now().Add(3 * time.Minute)
+			for len(ranOn) < len(providers) && time.Now().Before(deadline) {
+				job := tiny
+				job.ID = orchestrator.NewJobID()
+				tinyJobs[job.ID] = true
+				if err := publisher.publishFor(ctx, a, &job, time.Now().Add(5*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+				wait := time.NewTimer(2 * time.Second)
+			collect:
+				for len(ranOn) < len(providers) {
+					select {
+					case sb := <-a.got:
+						if !tinyJobs[sb.Bid.JobID] || ranOn[sb.Bid.Provider] {
+							continue
+						}
+						job.ID = sb.Bid.JobID
+						if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{Invocation: &orchestrator.Invocation{Bid: *sb, Job: job}}); err == nil && reply.Accepted {
+							ranOn[sb.Bid.Provider] = true
+							tinyRun.Add(1)
+						}
+					case <-wait.C:
+						break collect
+					}
+				}
+				wait.Stop()
+			}
+		})
+	}
+	wg.Wait()
+	if n := tinyRun.Load(); n != int64(identities*len(providers)) {
+		t.Fatalf("the attackers ran %d tiny jobs, want one on each provider for each of %d identities", n, identities)
+	}
+
+	// Whole offers, each identity asking every so often, each hold
+	// released half a second before it would lapse.
+	attack, stop := context.WithCancel(ctx)
+	defer stop()
+	var published, released atomic.Int64
+	var releases sync.WaitGroup
+	for k, a := range attackers {
+		wg.Go(func() {
+			// Staggered, so that fifty do not all ask at once.
+			select {
+			case <-time.After(time.Duration(k) * every / time.Duration(len(attackers))):
+			case <-attack.Done():
+				return
+			}
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			whole := orchestrator.JobSpec{
+				Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: 64 * capability.MiB},
+				Duration:     seconds.Duration(time.Hour), Executor: orchestrator.ExecutorWasm,
+			}
+			for {
+				whole.ID = orchestrator.NewJobID()
+				if publisher.publishFor(attack, a, &whole, time.Now().Add(orchestrator.MaxBiddingWindow)) == nil {
+					published.Add(1)
+				}
+				select {
+				case <-tick.C:
+				case <-attack.Done():
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for {
+				select {
+				case sb := <-a.got:
+					releases.Add(1)
+					time.AfterFunc(time.Until(sb.Bid.HoldExpires.Add(-500*time.Millisecond)), func() {
+						defer releases.Done()
+						// Accepted: the hold was still there to release.
+						if reply, err := a.send(ctx, sb.Bid.Provider, &orchestrator.InvokeMessage{ReleaseJob: sb.Bid.JobID}); err == nil && reply.Accepted {
+							released.Add(1)
+						}
+					})
+				case <-attack.Done():
+					return
+				}
+			}
+		})
+	}
+	isAttacker := map[string]bool{}
+	for _, a := range attackers {
+		isAttacker[a.host.ID().String()] = true
+	}
+	attackerHolds := func(n *node.Node) int {
+		held := 0
+		for _, h := range n.HeldCapabilities() {
+			if _, requester, ok := strings.Cut(h.ID, ":"); ok && isAttacker[requester] {
+				held++
+			}
+		}
+		return held
+	}
+	// The attack is under way, as the honest requester finds it: every
+	// offer held, two holds on each released unrun already. (Before that,
+	// an attacker is no different from a requester holding bids for its
+	// jobs while bidding is open.)
+	poll.Until(t, 2*time.Minute, "the attackers to hold on every provider, and to have released holds", func() bool {
+		for _, p := range providers {
+			if attackerHolds(p) == 0 {
+				return false
+			}
+		}
+		return released.Load() >= int64(2*len(providers))
+	})
+
+	const jobs = 20
+	completed := 0
+	var took []time.Duration
+	for range jobs {
+		sub := tinyJob()
+		sub.Job.Module = examples.HelloWasm
+		sub.Job.Args = []string{"world"}
+		// Generous, for a busy machine: a job that no attack hinders
+		// takes well under a second.
+		jctx, jcancel := context.WithTimeout(ctx, time.Minute)
+		start := time.Now()
+		rec, err := honest.SubmitJob(jctx, sub, nil)
+		jcancel()
+		if err == nil && rec.State == node.JobCompleted {
+			completed++
+			took = append(took, time.Since(start).Round(time.Millisecond))
+		} else {
+			t.Logf("honest job: %s %v", rec.State, err)
+		}
+	}
+	held := 0
+	for _, p := range providers {
+		if attackerHolds(p) > 0 {
+			held++
+		}
+	}
+	stop()
+	wg.Wait()
+	releases.Wait()
+	var bids, throttled, displaced int64
+	for _, a := range attackers {
+		bids += a.bids.Load()
+	}
+	for _, p := range providers {
+		s := p.Diagnostics().Stats()
+		throttled, displaced = throttled+s.RequestersThrottled, displaced+s.HoldsDisplaced
+	}
+	t.Logf("%d attacking identities: %d tiny jobs run, %d bid requests published, %d bids taken, %d holds released unrun; holding on %d of %d providers at the end; providers throttled them %d times and displaced %d holds",
+		identities, tinyRun.Load(), published.Load(), bids, released.Load(), held, len(providers), throttled, displaced)
+	t.Logf("honest requester: %d of %d jobs completed, taking %v", completed, jobs, took)
+	if completed != jobs {
+		t.Fatalf("the honest requester completed %d of %d jobs beside requesters that hold without running", completed, jobs)
+	}
+	if identities == 1 && throttled+displaced == 0 {
+		// Fifty identities may each hold briefly enough to owe little,
+		// and leave free capacity often enough: nothing to push aside.
+		t.Fatal("no provider throttled the requesters that held without running, or displaced their holds")
+	}
+}
+
+// publishFor sends a bid request for job, sealed by (and so from) as,
+// through a's gossip, bidding open until deadline.
+func (a *attacker) publishFor(ctx context.Context, as *attacker, job *orchestrator.JobSpec, deadline time.Time) error {
+	req := &orchestrator.BidRequest{
+		JobID: job.ID, Requester: as.host.ID(), Requirements: job.Requirements, Duration: job.Duration,
+		Executor: job.Executor, Deadline: deadline, Nonce: orchestrator.NewJobID(), SentAt: time.Now(), WantBids: 3,
+	}
+	data, err := orchestrator.SealBidRequest(req, as.key)
+	if err != nil {
+		return err
+	}
+	return a.topic.Publish(ctx, data)
+}
+
+// send is one message on the invoke protocol, as a requester sends it.
+func (a *attacker) send(ctx context.Context, to peer.ID, msg *orchestrator.InvokeMessage) (*orchestrator.InvokeReply, error) {
+	data, err := orchestrator.EncodeInvokeMessage(msg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := a.host.Request(ctx, to, orchestrator.ProtocolInvoke, data, orchestrator.MaxReplySize)
+	if err != nil {
+		return nil, err
+	}
+	if msg.ReleaseJob != "" {
+		// A release's reply has no allocation, which DecodeInvokeReply
+		// takes for a malformed acceptance.
+		var reply orchestrator.InvokeReply
+		return &reply, json.Unmarshal(out, &reply)
+	}
+	return orchestrator.DecodeInvokeReply(out)
+}
