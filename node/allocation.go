@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -223,10 +225,16 @@ var _ executor.Output = (*output)(nil)
 // work is what an allocation runs, in three steps: stage fetches and lays
 // out its files and says which executor runs which spec; collect packs what
 // the job left in /outputs into the result; cleanup removes its files.
+//
+// The allocation's receipt starts as what the invocation says (receipt)
+// and is completed by run with how it went; seal adds the files and signs
+// it (nil, or no bytes: none).
 type work struct {
 	stage   func(ctx context.Context) (executor.Executor, executor.Spec, error)
 	collect func(res *orchestrator.Result)
 	cleanup func()
+	receipt orchestrator.Receipt
+	seal    func(r *orchestrator.Receipt) []byte
 }
 
 // run drives the allocation to its end under the supervisor. finish is
@@ -304,16 +312,49 @@ func (a *allocation) run(ctx context.Context, w work, sup Supervisor, abandonAft
 	if w.collect != nil && result.State != orchestrator.StateCancelled {
 		w.collect(result)
 	}
+	ended := time.Now()
+	if w.seal != nil {
+		r := a.receipt(w.receipt, result, ended)
+		result.Receipt = w.seal(&r)
+	}
 	finish(result, stats)
 	a.mu.Lock()
 	a.info.State = result.State
-	a.info.Ended = time.Now()
+	a.info.Ended = ended
 	a.info.Result = result
 	a.info.Stats = stats
 	a.finished = true
 	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventState, State: result.State, Time: a.info.Ended, Message: result.Reason})
 	a.emitLocked(orchestrator.Event{Kind: orchestrator.EventResult, Time: a.info.Ended, Result: result})
 	a.mu.Unlock()
+}
+
+// receipt completes base with how the allocation went. Its stdout and
+// stderr are hashed as the event log holds them, which is what every watch
+// replays to the requester.
+func (a *allocation) receipt(base orchestrator.Receipt, res *orchestrator.Result, ended time.Time) orchestrator.Receipt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	stdout, stderr := sha256.New(), sha256.New()
+	for _, e := range a.events {
+		switch e.Kind {
+		case orchestrator.EventStdout:
+			stdout.Write(e.Data)
+			base.StdoutSize += int64(len(e.Data))
+		case orchestrator.EventStderr:
+			stderr.Write(e.Data)
+			base.StderrSize += int64(len(e.Data))
+		}
+	}
+	base.AllocationID = a.info.ID
+	base.StdoutSHA256, base.StderrSHA256 = hex.EncodeToString(stdout.Sum(nil)), hex.EncodeToString(stderr.Sum(nil))
+	base.State, base.ExitCode = res.State, res.ExitCode
+	base.Started, base.Ended = a.info.Started, ended
+	base.Duration, base.Restarts = res.Duration, res.Restarts
+	if res.Outputs != nil {
+		base.OutputsSHA256 = res.Outputs.Archive.SHA256
+	}
+	return base
 }
 
 func (a *allocation) id() string { return a.info.ID } // set once, at creation

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -181,6 +182,11 @@ func TestForgerFailsAJobAllMustAgreeOn(t *testing.T) {
 	}
 	if err == nil || rec.State != node.JobFailed {
 		t.Fatalf("job with a forger among replicas that must all agree: %s, %v; want failed for the disagreement", rec.State, err)
+	}
+	// The forger signs a receipt for what it made up, so the receipt
+	// alone passes: only the other replica shows the forgery.
+	if !errors.Is(err, orchestrator.ErrDisagreed) {
+		t.Fatalf("failed with %v, want the replicas' disagreement", err)
 	}
 	if rec.Result != nil && string(rec.Result.Stdout) == cheat.Forged {
 		t.Fatalf("the failed job carries the forged output %q", rec.Result.Stdout)

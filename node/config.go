@@ -92,7 +92,7 @@ type Config struct {
 	// node: tests put a provider built to cheat there (export_test.go,
 	// internal/cheat). Unexported, so that nothing outside the node's own
 	// tests can make a node cheat.
-	wrapBackend func(orchestrator.Backend) orchestrator.Backend
+	wrapBackend func(orchestrator.Backend, crypto.PrivKey) orchestrator.Backend
 }
 
 // DefaultConfig is for a real node on its own machine.

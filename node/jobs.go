@@ -100,6 +100,10 @@ type JobRecord struct {
 	// one whose result and outputs were delivered.
 	Replication *orchestrator.Replication `json:"replication,omitempty"`
 	Replicas    []orchestrator.Replica    `json:"replicas,omitempty"`
+	// Receipt is the provider's signed receipt (orchestrator.Receipt) as
+	// it came with the result, the envelope's exact bytes: verified on
+	// arrival, or kept as the evidence of a job failed for it.
+	Receipt []byte `json:"receipt,omitempty"`
 }
 
 // JobOutputs are a job's output files as the requester keeps them.
@@ -361,6 +365,12 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 		rec.State = JobFailed
 		rec.Error = res.Reason
 	}
+	if res != nil && len(res.Receipt) > 0 {
+		// One copy, in the record's own field.
+		cp := *res
+		rec.Receipt, cp.Receipt = res.Receipt, nil
+		res = &cp
+	}
 	rec.Result = res
 	delete(j.cancels, id)
 	if ch, ok := j.ended[id]; ok {
@@ -397,7 +407,7 @@ func (j *jobs) list() []JobRecord {
 	out := make([]JobRecord, 0, len(j.byID))
 	for _, r := range j.byID {
 		c := *r
-		c.Progress = nil
+		c.Progress, c.Receipt = nil, nil
 		if c.Result != nil {
 			res := *c.Result
 			res.Stdout, res.Stderr = nil, nil

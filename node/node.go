@@ -186,9 +186,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	ocfg.SaveRecord = providerRecordSaver(cfg.Datastore)
 	var be orchestrator.Backend = backend{n}
 	if cfg.wrapBackend != nil {
-		be = cfg.wrapBackend(be)
+		be = cfg.wrapBackend(be, cfg.Key)
 	} else if nodehook.Backend != nil {
-		be = nodehook.Backend(be)
+		be = nodehook.Backend(be, cfg.Key)
 	}
 	if n.orch, err = orchestrator.NewService(n.host, cfg.Key, be, ocfg); err != nil {
 		return nil, err

@@ -100,6 +100,9 @@ func (n *Node) resumeJob(rec JobRecord) {
 		n.log.Info("following a job again after a restart", "job", rec.ID, "provider", rec.Provider, "allocation", rec.AllocationID)
 		n.jobs.resumed(ctx, rec.ID, fmt.Sprintf("this node started again: following allocation %s again", rec.AllocationID), cancel)
 		res, err = n.orch.Reattach(ctx, rec.ID, rec.Provider, rec.AllocationID, lastAttempt(rec), reattachWithin, progress)
+		if err == nil && kept {
+			err = checkKeptSpec(res, sub)
+		}
 		switch {
 		case err == nil || ctx.Err() != nil:
 		case errors.Is(err, orchestrator.ErrProviderLost) && kept:
@@ -142,6 +145,7 @@ func (n *Node) concludeJob(ctx context.Context, id string, res *orchestrator.Res
 	var outs *JobOutputs
 	if err == nil && res.Outputs != nil {
 		outs = n.fetchOutputs(ctx, id, res.Outputs)
+		err = checkOutputs(res, outs)
 	}
 	if n.ctx.Err() != nil && (err != nil || (outs != nil && outs.Error != "")) {
 		rec := n.jobs.interrupt(context.Background(), id, "this node stopped: the job is taken up again when it starts")

@@ -27,12 +27,27 @@ func (n *Node) workFor(id string, ex executor.Executor, inv *orchestrator.Invoca
 	requester := inv.Bid.Requester
 	job := inv.Job
 	outDir := filepath.Join(dir, "out")
+	// The files' hashes, for the receipt: written by stage and collect,
+	// read by seal, all on the allocation's run goroutine.
+	var inputs, outputs []archive.File
 	return work{
 		stage: func(ctx context.Context) (executor.Executor, executor.Spec, error) {
-			spec, err := n.stage(ctx, dir, requester, &job)
+			spec, files, err := n.stage(ctx, dir, requester, &job)
+			inputs = files
 			return ex, spec, err
 		},
-		collect: func(res *orchestrator.Result) { n.collect(outDir, requester, res) },
+		collect: func(res *orchestrator.Result) { outputs = n.collect(outDir, requester, res) },
+		receipt: orchestrator.NewReceipt(inv, n.ID()),
+		seal: func(r *orchestrator.Receipt) []byte {
+			r.Inputs, r.Outputs = inputs, outputs
+			env, err := orchestrator.SealReceipt(r, n.cfg.Key)
+			if err != nil {
+				// The requester fails the job for want of a receipt: say
+				// why here, where it can be fixed.
+				n.log.Error("receipt not sealed", "allocation", id, "job", job.ID, "err", err)
+			}
+			return env
+		},
 		cleanup: func() {
 			if err := os.RemoveAll(dir); err != nil {
 				n.log.Warn("remove allocation files", "allocation", id, "err", err)
@@ -42,8 +57,14 @@ func (n *Node) workFor(id string, ex executor.Executor, inv *orchestrator.Invoca
 }
 
 // stage fetches what the job names (a large module, the inputs), lays out
-// its files and returns the spec it runs with.
-func (n *Node) stage(ctx context.Context, dir string, requester peer.ID, job *orchestrator.JobSpec) (executor.Spec, error) {
+// its files and returns the spec it runs with and the input files.
+func (n *Node) stage(ctx context.Context, dir string, requester peer.ID, job *orchestrator.JobSpec) (executor.Spec, []archive.File, error) {
+	var inputs []archive.File
+	spec, err := n.stageFiles(ctx, dir, requester, job, &inputs)
+	return spec, inputs, err
+}
+
+func (n *Node) stageFiles(ctx context.Context, dir string, requester peer.ID, job *orchestrator.JobSpec, inputs *[]archive.File) (executor.Spec, error) {
 	spec := executor.Spec{
 		Kind: executor.Kind(job.Executor), Module: job.Module, Image: job.Image, Entrypoint: job.Entrypoint,
 		Command: job.Command, Args: job.Args, Env: job.Env, Stdin: job.Stdin,
@@ -73,9 +94,11 @@ func (n *Node) stage(ctx context.Context, dir string, requester peer.ID, job *or
 			return spec, fmt.Errorf("inputs: %w", err)
 		}
 		in := filepath.Join(dir, "in")
-		if _, err := archive.Unpack(data, in, orchestrator.MaxInputSize); err != nil {
+		files, err := archive.Unpack(data, in, orchestrator.MaxInputSize)
+		if err != nil {
 			return spec, fmt.Errorf("inputs: %w", err)
 		}
+		*inputs = files
 		if spec.Mounts, err = inputMounts(in); err != nil {
 			return spec, err
 		}
@@ -145,11 +168,11 @@ func inputMounts(in string) (map[string]string, error) {
 }
 
 // collect packs what the job left in /outputs into res and shares it with
-// the requester. A job that left more than MaxOutputSize fails, naming the
-// limit.
-func (n *Node) collect(out string, requester peer.ID, res *orchestrator.Result) {
+// the requester, and returns the files. A job that left more than
+// MaxOutputSize fails, naming the limit.
+func (n *Node) collect(out string, requester peer.ID, res *orchestrator.Result) []archive.File {
 	if _, err := os.Stat(out); err != nil {
-		return // the job never got as far as its files
+		return nil // the job never got as far as its files
 	}
 	limit := n.cfg.MaxOutputBytes
 	if limit == 0 {
@@ -160,18 +183,19 @@ func (n *Node) collect(out string, requester peer.ID, res *orchestrator.Result) 
 	case errors.Is(err, archive.ErrTooLarge):
 		res.State = orchestrator.StateFailed
 		res.Reason = fmt.Sprintf("the job left more in %s than the limit of %s", executor.OutputsPath, capability.FormatBytes(uint64(limit)))
-		return
+		return nil
 	case err != nil:
 		res.State = orchestrator.StateFailed
 		res.Reason = fmt.Sprintf("collecting %s: %v", executor.OutputsPath, err)
-		return
+		return nil
 	case len(files) == 0:
-		return
+		return nil
 	}
 	// Kept as long as the result is: a requester that was away when the
 	// job ended fetches them when it follows the allocation again.
 	b := n.orch.Share(data, requester, n.cfg.KeepResults)
 	res.Outputs = &orchestrator.Outputs{Archive: b, Files: len(files)}
+	return files
 }
 
 // lockedGPUs are the device UUIDs the job's lock names.

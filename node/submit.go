@@ -104,7 +104,8 @@ func (n *Node) WaitJob(ctx context.Context, id string) (JobRecord, error) {
 	return n.jobs.wait(ctx, id)
 }
 
-// Jobs lists the jobs this node submitted, oldest first, without output.
+// Jobs lists the jobs this node submitted, oldest first, without output
+// or receipts.
 func (n *Node) Jobs() []JobRecord { return n.jobs.list() }
 
 // CancelJob stops a job this node submitted (named as FindJob takes it): a
@@ -158,4 +159,39 @@ func (n *Node) fetchOutputs(ctx context.Context, jobID string, o *orchestrator.O
 // once: its output is in its record.
 func (n *Node) FollowJob(ctx context.Context, id string) <-chan orchestrator.Event {
 	return n.jobs.follow(ctx, id)
+}
+
+// checkOutputs checks the output files fetched against the receipt's
+// list of them (the archive's hash was checked on arrival and by the
+// fetch; this names the file that differs). Outputs that could not be
+// fetched are not checked: their error is recorded with them.
+func checkOutputs(res *orchestrator.Result, outs *JobOutputs) error {
+	if outs == nil || outs.Error != "" || len(res.Receipt) == 0 {
+		return nil
+	}
+	r, err := orchestrator.OpenReceipt(res.Receipt)
+	if err != nil {
+		return fmt.Errorf("%w: %v", orchestrator.ErrReceipt, err)
+	}
+	if r.FilesOmitted {
+		return nil
+	}
+	if ms := orchestrator.CompareFiles("output", "fetched", r.Outputs, outs.Files); len(ms) > 0 {
+		return &orchestrator.MismatchError{Mismatches: ms}
+	}
+	return nil
+}
+
+// checkKeptSpec checks the receipt of a job followed again after this node
+// restarted against the submission it kept: the requester that invoked
+// the job is gone, and with it what Reattach could check the spec by.
+func checkKeptSpec(res *orchestrator.Result, sub orchestrator.Submission) error {
+	r, err := orchestrator.OpenReceipt(res.Receipt)
+	if err != nil {
+		return fmt.Errorf("%w: %v", orchestrator.ErrReceipt, err)
+	}
+	if want := orchestrator.SubmittedSpecHash(sub.Job, sub.Inputs); r.SpecSHA256 != want {
+		return &orchestrator.MismatchError{Mismatches: []orchestrator.Mismatch{{Field: "spec", Receipt: r.SpecSHA256, Found: want + " expected"}}}
+	}
+	return nil
 }

@@ -180,3 +180,26 @@ func FuzzParseConstraint(f *testing.F) {
 		_ = Unmet([]Constraint{c}, labels)
 	})
 }
+
+// FuzzOpenReceipt: what arrives in a result event, a sealed receipt.
+func FuzzOpenReceipt(f *testing.F) {
+	k, id := testPeer(f)
+	r := Receipt{
+		JobID: NewJobID(), AllocationID: "alloc-1", Requester: id, Provider: id, Executor: ExecutorWasm,
+		BidSHA256: StreamHash(nil), SpecSHA256: StreamHash(nil), StdoutSHA256: StreamHash(nil), StderrSHA256: StreamHash(nil),
+		State: StateCompleted, Ended: time.Now(),
+	}
+	good, _ := SealReceipt(&r, k)
+	body, _ := Encode(&r)
+	wrongDomain, _ := seal(&jsonRecord{domain: bidDomain, codec: receiptCodec, raw: body}, k)
+	badPath, _ := seal(&jsonRecord{domain: receiptDomain, codec: receiptCodec, raw: append(body[:len(body)-1:len(body)-1], []byte(`,"outputs":[{"path":"../x","sha256":"00"}]}`)...)}, k)
+	for _, s := range [][]byte{good, wrongDomain, badPath, good[:len(good)/2], nil} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := OpenReceipt(data)
+		if err == nil && (len(data) > MaxReceiptSize+envelopeOverhead || r.check() != nil) {
+			t.Fatalf("accepted an invalid receipt: %q", data)
+		}
+	})
+}

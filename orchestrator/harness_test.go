@@ -34,6 +34,52 @@ type fakeBackend struct {
 	score     float64
 	labels    Labels   // set before the service starts
 	held      []string // sha256s of content it keeps; set before the service starts
+	// key signs the allocations' receipts, as the node's does (setKey);
+	// forge sends other output than the receipt accounts for.
+	key   crypto.PrivKey
+	forge bool
+}
+
+func (f *fakeBackend) setKey(k crypto.PrivKey) { f.mu.Lock(); defer f.mu.Unlock(); f.key = k }
+
+// withKey gives a fake backend its provider's key, for receipts.
+func withKey(b Backend, k crypto.PrivKey) {
+	if kb, ok := b.(interface{ setKey(crypto.PrivKey) }); ok {
+		kb.setKey(k)
+	}
+}
+
+// fakeReceipt seals the receipt a node would for an allocation that
+// replays evs and ends with res.
+func fakeReceipt(key crypto.PrivKey, inv *Invocation, allocID string, evs []Event, res *Result) []byte {
+	if key == nil {
+		return nil
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	r := NewReceipt(inv, id)
+	var stdout, stderr []byte
+	for _, e := range evs {
+		switch e.Kind {
+		case EventStdout:
+			stdout = append(stdout, e.Data...)
+		case EventStderr:
+			stderr = append(stderr, e.Data...)
+		}
+	}
+	r.AllocationID, r.State, r.ExitCode, r.Ended = allocID, res.State, res.ExitCode, time.Now()
+	r.StdoutSHA256, r.StdoutSize = StreamHash(stdout), int64(len(stdout))
+	r.StderrSHA256, r.StderrSize = StreamHash(stderr), int64(len(stderr))
+	if res.Outputs != nil {
+		r.OutputsSHA256 = res.Outputs.Archive.SHA256
+	}
+	env, err := SealReceipt(&r, key)
+	if err != nil {
+		panic(err)
+	}
+	return env
 }
 
 func newFakeBackend(cpu uint64) *fakeBackend {
@@ -114,11 +160,16 @@ func (f *fakeBackend) Accept(holdID string, inv *Invocation) (string, error) {
 	id := "alloc-" + inv.Job.ID
 	delete(f.holds, holdID) // the hold becomes the allocation's lock
 	f.accepted = append(f.accepted, inv.Job.ID)
-	f.allocs[id] = []Event{
+	evs := []Event{
 		{Seq: 0, Kind: EventState, State: StateRunning, Time: time.Now()},
 		{Seq: 1, Kind: EventStdout, Data: fmt.Appendf(nil, "ran %v", inv.Job.Args), Time: time.Now()},
-		{Seq: 2, Kind: EventResult, Result: &Result{State: StateCompleted}, Time: time.Now()},
 	}
+	res := &Result{State: StateCompleted}
+	res.Receipt = fakeReceipt(f.key, inv, id, evs, res)
+	if f.forge {
+		evs[1].Data = []byte("forged")
+	}
+	f.allocs[id] = append(evs, Event{Seq: 2, Kind: EventResult, Result: res, Time: time.Now()})
 	return id, nil
 }
 
@@ -184,6 +235,7 @@ func newMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*testNode
 		}
 		t.Cleanup(func() { h.Close() })
 		b := backends(i)
+		withKey(b, key)
 		svc, err := NewService(h, key, b, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -295,6 +295,9 @@ type Result struct {
 	Restarts    int              `json:"restarts,omitempty"`
 	// Outputs is set when the job left files in /outputs.
 	Outputs *Outputs `json:"outputs,omitempty"`
+	// Receipt is the provider's signed account of the allocation, a
+	// sealed Receipt (receipt.go): the requester verifies it on arrival.
+	Receipt []byte `json:"receipt,omitempty"`
 }
 
 // Encode marshals a message; it is the one encoder of the protocol.
@@ -460,6 +463,9 @@ func DecodeEvent(data []byte) (*Event, error) {
 			if o.Files < 0 {
 				return nil, invalid("outputs of %d files", o.Files)
 			}
+		}
+		if n, limit := len(e.Result.Receipt), MaxReceiptSize+envelopeOverhead; n > limit {
+			return nil, invalid("receipt of %d bytes exceeds the limit of %d", n, limit)
 		}
 	default:
 		return nil, invalid("event kind %q: want state, stdout, stderr, result or heartbeat", e.Kind)

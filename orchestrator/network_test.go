@@ -90,6 +90,7 @@ func newFakeMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*fake
 		}
 		h := fn.host(id)
 		b := &recordingBackend{fakeBackend: backends(i)}
+		withKey(b, key)
 		svc, err := NewService(h, key, b, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -183,6 +183,7 @@ func newPickyMesh(t *testing.T, backends []Backend) []*Service {
 		if err != nil {
 			t.Fatal(err)
 		}
+		withKey(b, key)
 		svc, err := NewService(fn.host(id), key, b, LocalConfig())
 		if err != nil {
 			t.Fatal(err)

@@ -144,7 +144,8 @@ type slotBackend struct {
 	order   []string // job IDs in the order they were accepted
 	running map[string]chan Event
 	locks   map[string]capability.Capability
-	auto    bool // end each job as soon as it starts
+	invs    map[string]*Invocation // for the receipts
+	auto    bool                   // end each job as soon as it starts
 }
 
 func newSlotBackend(cpu uint64) *slotBackend {
@@ -165,6 +166,10 @@ func (s *slotBackend) Accept(holdID string, inv *Invocation) (string, error) {
 	ch := make(chan Event, 4)
 	ch <- Event{Kind: EventState, State: StateRunning, Time: time.Now()}
 	s.smu.Lock()
+	if s.invs == nil {
+		s.invs = map[string]*Invocation{}
+	}
+	s.invs[id] = inv
 	s.order = append(s.order, inv.Job.ID)
 	s.running[id], s.locks[id] = ch, h.c
 	auto := s.auto
@@ -178,7 +183,8 @@ func (s *slotBackend) Accept(holdID string, inv *Invocation) (string, error) {
 // end ends an allocation and gives its capacity back.
 func (s *slotBackend) end(id string) {
 	s.smu.Lock()
-	ch, c := s.running[id], s.locks[id]
+	ch, c, inv := s.running[id], s.locks[id], s.invs[id]
+	delete(s.invs, id)
 	delete(s.running, id)
 	delete(s.locks, id)
 	s.smu.Unlock()
@@ -190,7 +196,11 @@ func (s *slotBackend) end(id string) {
 	s.fakeBackend.mu.Unlock()
 	var ended []Event // what a later watch replays
 	if !s.lose {
-		ev := Event{Kind: EventResult, Result: &Result{State: StateCompleted, ExitCode: s.exit}, Time: time.Now()}
+		res := &Result{State: StateCompleted, ExitCode: s.exit}
+		s.fakeBackend.mu.Lock()
+		res.Receipt = fakeReceipt(s.key, inv, id, nil, res)
+		s.fakeBackend.mu.Unlock()
+		ev := Event{Kind: EventResult, Result: res, Time: time.Now()}
 		ch <- ev
 		ended = append(ended, ev)
 	}
@@ -253,6 +263,7 @@ func slotMesh(t *testing.T, providers ...*slotBackend) *Service {
 		if err != nil {
 			t.Fatal(err)
 		}
+		withKey(b, key)
 		svc, err := NewService(fn.host(id), key, b, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -30,8 +30,8 @@ func (h *flakyHost) OpenStream(ctx context.Context, p peer.ID, name string) (p2p
 }
 
 // reattachMesh runs one job from node 0 on node 1 and returns the
-// requester's flaky host and the allocation's ID.
-func reattachMesh(t *testing.T) ([]*fakeNode, *flakyHost, string) {
+// requester's flaky host, the allocation's ID and the job's.
+func reattachMesh(t *testing.T) ([]*fakeNode, *flakyHost, string, string) {
 	t.Helper()
 	nodes := newFakeMesh(t, 2, func(i int) *fakeBackend {
 		b := newFakeBackend(2000)
@@ -41,21 +41,23 @@ func reattachMesh(t *testing.T) ([]*fakeNode, *flakyHost, string) {
 	flaky := &flakyHost{fakeHost: nodes[0].host}
 	nodes[0].svc.Requester.host = flaky // before any of its goroutines runs
 	var allocID string
-	if _, err := nodes[0].svc.Submit(context.Background(), wasmJob("once"), func(p Progress) {
+	sub := wasmJob("once")
+	sub.Job.ID = NewJobID()
+	if _, err := nodes[0].svc.Submit(context.Background(), sub, func(p Progress) {
 		if p.Kind == ProgressAccepted {
 			allocID = p.AllocationID
 		}
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return nodes, flaky, allocID
+	return nodes, flaky, allocID, sub.Job.ID
 }
 
 // A requester that restarted follows its allocation again: it keeps asking
 // a provider it cannot reach yet, and once it can, gets the allocation's
 // events from the first (its whole output) and its result.
 func TestReattachFollowsTheAllocationAgainOnceItsProviderAnswers(t *testing.T) {
-	nodes, flaky, allocID := reattachMesh(t)
+	nodes, flaky, allocID, jobID := reattachMesh(t)
 	flaky.down.Store(true)
 	before := flaky.opens.Load()
 	type outcome struct {
@@ -65,7 +67,7 @@ func TestReattachFollowsTheAllocationAgainOnceItsProviderAnswers(t *testing.T) {
 	done := make(chan outcome, 1)
 	var replayed atomic.Int32
 	go func() {
-		res, err := nodes[0].svc.Reattach(context.Background(), "job", nodes[1].host.ID(), allocID, 0, time.Hour, func(p Progress) {
+		res, err := nodes[0].svc.Reattach(context.Background(), jobID, nodes[1].host.ID(), allocID, 0, time.Hour, func(p Progress) {
 			if p.Kind == ProgressEvent && p.Event.Kind == EventState && p.Event.State == StateRunning {
 				replayed.Add(1)
 			}
@@ -91,7 +93,7 @@ func TestReattachFollowsTheAllocationAgainOnceItsProviderAnswers(t *testing.T) {
 // reattaching at once, saying so; one never reached is given up on after
 // the time allowed, as lost.
 func TestReattachGivesUpClearly(t *testing.T) {
-	nodes, flaky, _ := reattachMesh(t)
+	nodes, flaky, _, _ := reattachMesh(t)
 	ctx := context.Background()
 	_, err := nodes[0].svc.Reattach(ctx, "job", nodes[1].host.ID(), "alloc-unknown", 0, time.Hour, nil)
 	if err == nil || errors.Is(err, ErrProviderLost) || !strings.Contains(err.Error(), "alloc-unknown: not found") {

@@ -418,10 +418,11 @@ func (r *Requester) replicaRound(ctx context.Context, st *staged, maxPrice *floa
 		return nil, err
 	}
 	w.placed()
-	rankSigned(req, bids, preferring(job.Prefer, r.prefs().Comparator()))
+	r.rank(req, bids, job.Prefer)
 	type started struct {
 		provider peer.ID
 		alloc    string
+		bid      *SignedBid
 	}
 	var (
 		running       []started
@@ -459,7 +460,7 @@ func (r *Requester) replicaRound(ctx context.Context, st *staged, maxPrice *floa
 		for _, n := range nets {
 			taken[n] = true
 		}
-		running = append(running, started{p, alloc})
+		running = append(running, started{p, alloc, b})
 	}
 	r.release(unused)
 	if len(running) == 0 {
@@ -480,6 +481,12 @@ func (r *Requester) replicaRound(ctx context.Context, st *staged, maxPrice *floa
 			// single run's provider is; its result's worth is judged below.
 			if o := outcomeOf(res, err); o != "" && o != OutcomeCompleted && ctx.Err() == nil {
 				r.rep.Record(s.provider, o, job.ID)
+			}
+			// A replica whose receipt does not match what it sent has no vote.
+			if err == nil {
+				if err = r.checkReceipt(st, []*SignedBid{s.bid}, s.provider, res); err != nil {
+					r.rep.Record(s.provider, OutcomeBadReceipt, job.ID)
+				}
 			}
 			out[i] = r.judgeReplica(ctx, s.provider, s.alloc, res, err)
 		})

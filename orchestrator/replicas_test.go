@@ -113,8 +113,12 @@ type forgingBackend struct{ *fakeBackend }
 func (f forgingBackend) Accept(holdID string, inv *Invocation) (string, error) {
 	id, err := f.fakeBackend.Accept(holdID, inv)
 	if err == nil {
+		// A consistent cheat: its receipt signs the output it made up, so
+		// only the other replicas can tell.
 		f.mu.Lock()
-		f.allocs[id][1].Data = []byte("forged result")
+		evs := f.allocs[id]
+		evs[1].Data = []byte("forged result")
+		evs[2].Result.Receipt = fakeReceipt(f.key, inv, id, evs[:2], evs[2].Result)
 		f.mu.Unlock()
 	}
 	return id, err
@@ -138,6 +142,7 @@ func replicaMesh(t *testing.T, providers ...Backend) (*Service, []peer.ID) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		withKey(b, key)
 		svc, err := NewService(fn.host(id), key, b, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -438,6 +438,10 @@ func (r *Requester) Submit(ctx context.Context, sub Submission, progress func(Pr
 			continue
 		case err == nil:
 			return res, nil
+		case errors.Is(err, ErrReceipt):
+			// The result is kept with the error: it and its receipt are
+			// the evidence.
+			return res, fmt.Errorf("job %s: %w", job.ID, err)
 		case errors.Is(err, ErrNoBids) && sub.QueueTimeout > 0 && ctx.Err() == nil:
 			if !r.now().Before(w.deadline) {
 				return nil, fmt.Errorf("job %s: %w", job.ID, queuedFor(sub.QueueTimeout, err))
@@ -681,7 +685,13 @@ func (r *Requester) attempt(ctx context.Context, st *staged, maxPrice *float64, 
 	}
 	lim := watchLimits{accepted: r.now(), stall: r.cfg.StallTimeout, run: runLimit(job.Duration.Std(), r.cfg.DeadlineMargin)}
 	res, err := r.follow(ctx, job.ID, winner, allocID, attempt, w.report, lim)
-	if o := outcomeOf(res, err); o != "" && ctx.Err() == nil {
+	o := outcomeOf(res, err)
+	if err == nil {
+		if err = r.checkReceipt(st, bids, winner, res); err != nil {
+			o = OutcomeBadReceipt
+		}
+	}
+	if o != "" && ctx.Err() == nil {
 		r.rep.Record(winner, o, job.ID)
 	}
 	if err != nil && errors.Is(err, ErrProviderLost) {
@@ -1104,7 +1114,13 @@ func (r *Requester) Reattach(ctx context.Context, jobID string, provider peer.ID
 		// The accept is long past, its time unknown here: no stall timeout,
 		// no deadline of the requester's own.
 		res, err := r.watch(ctx, jobID, provider, allocID, attempt, progress, watchLimits{})
-		if err == nil || !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
+		if err == nil {
+			// The bid and spec invoked are gone with the process that
+			// invoked them: the rest of the receipt is checked.
+			_, err = VerifyReceipt(res.Receipt, ReceiptExpect{JobID: jobID, Requester: r.host.ID(), Provider: provider, Result: res})
+			return res, err
+		}
+		if !errors.Is(err, ErrProviderLost) || ctx.Err() != nil {
 			return res, err
 		}
 		if !r.now().Add(wait).Before(deadline) {

@@ -98,6 +98,7 @@ func (e *env) app() *cli.App {
 	cmds = append(cmds, e.meshCommands()...)
 	cmds = append(cmds, e.providersCommand())
 	cmds = append(cmds, e.jobCommands()...)
+	cmds = append(cmds, e.receiptCommand())
 	cmds = append(cmds, e.benchCommand(), e.completionCommand())
 	for _, c := range cmds {
 		c.Flags = append(c.Flags, globalFlags(false)...)

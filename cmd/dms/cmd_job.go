@@ -19,7 +19,7 @@ func (e *env) jobCommand() *cli.Command {
 	subs := []*cli.Command{
 		e.jobSubmitCommand(), e.jobListCommand(), e.jobIDCommand("status", "show a job: state, provider, result and each step", e.jobStatus),
 		e.jobIDCommand("logs", "print a job's output, its stdout to stdout and its stderr to stderr; -f follows a running job", e.jobLogs),
-		e.jobGetCommand(),
+		e.jobGetCommand(), e.jobReceiptCommand(),
 		e.jobIDCommand("cancel", "stop a job: a running one is stopped on its provider, one still bidding is dropped", e.jobCancel),
 		e.jobIDCommand("bids", "show the bids for a job: those received as its requester, those placed as a provider", e.jobBids),
 	}

@@ -81,6 +81,9 @@ func (e *env) jobStatus(c *cli.Context, cl *api.Client, id string) error {
 			fmt.Fprintf(w, "outputs:    %d %s, %s, kept in %s (dms job get %s)\n", len(o.Files), plural(len(o.Files), "file", "files"), capability.FormatBytes(uint64(totalSize(o.Files))), o.Dir, shortJobID(rec.ID))
 		}
 	}
+	if len(rec.Receipt) > 0 {
+		fmt.Fprintf(w, "receipt:    %s (dms job receipt %s)\n", describeReceipt(rec), shortJobID(rec.ID))
+	}
 	if rec.Error != "" {
 		fmt.Fprintf(w, "error:      %s\n", rec.Error)
 	}

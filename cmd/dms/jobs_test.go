@@ -190,12 +190,25 @@ func TestJobCommands(t *testing.T) {
 		r.want(t, 0, "file a.txt: 6 bytes", "2 files, 11 bytes", "Wrote 3 files", archive.Sum([]byte("ALPHA\n"))[:16])
 		checkDir(t, out)
 		id := jobID(t, r)
-		job("status", id).want(t, 0, "inputs:     2 files, 11B", "outputs:    3 files")
+		job("status", id).want(t, 0, "inputs:     2 files, 11B", "outputs:    3 files", "receipt:    signed by ", ", verified (dms job receipt")
 		// job get writes them again elsewhere, and never over files there.
 		again := filepath.Join(t.TempDir(), "again")
 		job("get", id, "--dir", again).want(t, 0, "Wrote 3 files")
 		checkDir(t, again)
 		job("get", id, "--dir", again).want(t, 1, "file exists")
+		// Its receipt, exported, verifies offline against the files;
+		// one changed after the fact is named.
+		receipt := filepath.Join(t.TempDir(), "r.json")
+		var rec node.JobRecord
+		if st := job("status", id, "--json"); json.Unmarshal([]byte(st.stdout), &rec) != nil || rec.Provider == "" {
+			t.Fatalf("status --json: %s", st.stdout)
+		}
+		job("receipt", id, "--out", receipt).want(t, 0, "signed by "+rec.Provider.String())
+		dms(t, "receipt", "verify", receipt, "--outputs", out).want(t, 0, "signature: valid", "ok        output summary.txt")
+		if err := os.WriteFile(filepath.Join(out, "a.txt.upper"), []byte("FORGED\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dms(t, "receipt", "verify", receipt, "--outputs", out).want(t, 1, "MISMATCH  output a.txt.upper: sha256 "+archive.Sum([]byte("ALPHA\n")))
 		// A job that left none says so.
 		job("get", first.ID, "--dir", t.TempDir()).want(t, 1, "left no files in /outputs")
 	})

@@ -25,7 +25,7 @@ const requester = peer.ID("requester")
 func invoked(t *testing.T, m cheat.Mode) (*cheat.Backend, orchestrator.Backend, string) {
 	t.Helper()
 	c := cheat.New(m)
-	b := c.Wrap(honest{})
+	b := c.Wrap(honest{}, nil)
 	inv := &orchestrator.Invocation{}
 	inv.Bid.Bid.Requester = requester
 	id, err := b.Accept("hold", inv)
@@ -39,7 +39,7 @@ func invoked(t *testing.T, m cheat.Mode) (*cheat.Backend, orchestrator.Backend, 
 }
 
 func TestCheatBidsBestOnEverything(t *testing.T) {
-	b := cheat.New(cheat.Forge).Wrap(honest{})
+	b := cheat.New(cheat.Forge).Wrap(honest{}, nil)
 	o := b.Offer()
 	if !o.Price.IsZero() || o.Score != cheat.Score || o.Available.CPU.Score != cheat.Score {
 		t.Fatalf("offer %+v: want price 0 and score %v", o, cheat.Score)

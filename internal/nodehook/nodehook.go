@@ -5,8 +5,12 @@
 // stays nil and nodes are what they seem.
 package nodehook
 
-import "github.com/dms-project/dms/orchestrator"
+import (
+	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/dms-project/dms/orchestrator"
+)
 
 // Backend, when set, wraps the backend of each node the process starts
 // (unless the node's own config wraps it).
-var Backend func(orchestrator.Backend) orchestrator.Backend
+var Backend func(orchestrator.Backend, crypto.PrivKey) orchestrator.Backend
