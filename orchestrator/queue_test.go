@@ -182,33 +182,31 @@ func (s *slotBackend) Accept(holdID string, inv *Invocation) (string, error) {
 
 // end ends an allocation and gives its capacity back.
 func (s *slotBackend) end(id string) {
+	// One critical section moves the allocation from running to ended, so
+	// that a watch in between never finds it in neither.
 	s.smu.Lock()
 	ch, c, inv := s.running[id], s.locks[id], s.invs[id]
+	if ch == nil {
+		s.smu.Unlock()
+		return
+	}
 	delete(s.invs, id)
 	delete(s.running, id)
 	delete(s.locks, id)
-	s.smu.Unlock()
-	if ch == nil {
-		return
-	}
-	s.fakeBackend.mu.Lock()
-	s.avail, _ = s.avail.Add(c)
-	s.fakeBackend.mu.Unlock()
 	var ended []Event // what a later watch replays
+	s.fakeBackend.mu.Lock()
 	if !s.lose {
 		res := &Result{State: StateCompleted, ExitCode: s.exit}
-		s.fakeBackend.mu.Lock()
 		res.Receipt = fakeReceipt(s.key, inv, id, nil, res)
-		s.fakeBackend.mu.Unlock()
-		ev := Event{Kind: EventResult, Result: res, Time: time.Now()}
-		ch <- ev
-		ended = append(ended, ev)
+		ended = append(ended, Event{Kind: EventResult, Result: res, Time: time.Now()})
 	}
-	s.smu.Lock()
-	s.fakeBackend.mu.Lock()
 	s.allocs[id] = ended
+	s.avail, _ = s.avail.Add(c)
 	s.fakeBackend.mu.Unlock()
 	s.smu.Unlock()
+	for _, ev := range ended {
+		ch <- ev
+	}
 	close(ch)
 }
 

@@ -240,6 +240,7 @@ func reputationMesh(t *testing.T, cfg Config, providers ...*misbehaving) *Servic
 			t.Fatal(err)
 		}
 		h := fn.host(id)
+		withKey(b, key) // honest providers seal receipts, as nodes do
 		svc, err := NewService(h, key, b, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -268,8 +268,15 @@ func TestForcedOffboardStopsRunningAllocations(t *testing.T) {
 		t.Fatalf("capability after onboarding again: available %s, locks %+v", c.Available, c.Locks)
 	}
 	dms(t, "--home", provider, "allocations").want(t, 0, alloc.ID, "cancelled")
+	var last node.JobRecord
+	defer func() {
+		if t.Failed() {
+			t.Logf("the requester's record of the job, last seen: %s %q, steps %+v", last.State, last.Error, last.Progress)
+		}
+	}()
 	poll.Until(t, 2*time.Minute, "the requester to hear that its job was stopped", func() bool {
-		return jsonOut[node.JobRecord](t, dms(t, "--home", requester, "job", "status", id, "--json")).State.Final()
+		last = jsonOut[node.JobRecord](t, dms(t, "--home", requester, "job", "status", id, "--json"))
+		return last.State.Final()
 	})
 	dms(t, "--home", requester, "job", "status", id).want(t, 0, "cancelled", "the provider offboarded")
 }
