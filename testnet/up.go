@@ -153,7 +153,11 @@ func Up(ctx context.Context, opts Options) (_ *Record, err error) {
 	progress(opts.Progress, "Starting %s (network %s)", rec.Nodes[0].Name, rec.Network)
 	for first := 0; first < len(rec.Nodes); {
 		last := min(len(rec.Nodes), nextWave(first))
-		if first > 0 {
+		switch {
+		case first == 0:
+		case last-first == 1:
+			progress(opts.Progress, "Starting %s", rec.Nodes[first].Name)
+		default:
 			progress(opts.Progress, "Starting %s to %s", rec.Nodes[first].Name, rec.Nodes[last-1].Name)
 		}
 		wave := make([]*child, 0, last-first)
