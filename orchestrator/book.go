@@ -17,9 +17,12 @@ import (
 // per-requester bound alone does not stop a peer with many of them. The
 // requesters a provider has never run a job for (newcomers) may fill an
 // idle offer, but their holds are tentative: a requester that has run jobs
-// here displaces them, once they have held a moment unrun, when they leave
-// it no room, so a crowd of fresh identities never keeps the offer from
-// known requesters. Newcomers may also be held to a share of the offer
+// here displaces them when they leave it no room, so a crowd of fresh
+// identities never keeps the offer from known requesters. A newcomer's
+// hold younger than FreshHold, though, gives way only to a requester that
+// has earned by running what it asks for, so that identities known by one
+// tiny job each cannot push an honest newcomer's bid aside before it is
+// invoked. Newcomers may also be held to a share of the offer
 // together (NewcomerShare; all of it by default). A requester that lets
 // holds lapse (neither invoked nor released before they expire) loses its
 // standing and gets no more bids until it is forgotten.
