@@ -100,8 +100,9 @@ type ProviderConfig struct {
 	FullShareAfter float64
 	// FreshHold: a newcomer's hold younger than this gives way only to a
 	// requester that has earned, by running, the share it asks for: the
-	// moment between a bid and its invocation, which is the bidding
-	// window's Grace and a round trip, and seconds on a busy machine.
+	// moment between a bid and its invocation (the bidding window's Grace
+	// and a round trip). Longer, it keeps known requesters from the offer
+	// that a crowd of fresh identities takes in turns.
 	FreshHold time.Duration
 	// FollowTimeout: a requester watching an allocation that sends no
 	// keepalive for this long is taken as gone. AbandonGrace: an allocation
@@ -124,7 +125,7 @@ func DefaultProviderConfig() ProviderConfig {
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
 		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 8, FullShareAfter: 120,
-		FreshHold:     2 * time.Second,
+		FreshHold:     500 * time.Millisecond,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
