@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,8 +32,12 @@ import (
 // ran gives way to others.
 //
 // With DMS_TEST_SYBILS=1, fifty identities share the work too, each at 2
-// requests a second: fifty hosts in one process, a minute more on a busy
-// machine, whose load it then measures as much as the protocol.
+// requests a second, each known by a tiny job on every provider. They
+// cannot push the honest requester's fresh bids aside (FreshHold), but
+// capacity that comes free still goes to whoever asks first: when the
+// machine slows the attackers down the honest jobs all complete, when it
+// does not (or under the race detector) its bidding windows close with no
+// room found, 0 of 20. It fails; it is not run by default.
 //
 // Not parallel: the attacker publishes 100 requests a second, and tests
 // beside it would then measure the load, not the protocol.
@@ -218,13 +223,19 @@ func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
 	// offer held, two holds on each released unrun already. (Before that,
 	// an attacker is no different from a requester holding bids for its
 	// jobs while bidding is open.)
-	poll.Until(t, 2*time.Minute, "the attackers to hold on every provider, and to have released holds", func() bool {
-		for _, p := range providers {
-			if attackerHolds(p) == 0 {
-				return false
-			}
+	// Minutes: fifty hosts under the race detector on a busy machine.
+	var seen []int
+	defer func() {
+		if t.Failed() {
+			t.Logf("attackers' holds by provider, as last seen: %v; %d released unrun", seen, released.Load())
 		}
-		return released.Load() >= int64(2*len(providers))
+	}()
+	poll.Until(t, 4*time.Minute, "the attackers to hold on every provider, and to have released holds", func() bool {
+		seen = seen[:0]
+		for _, p := range providers {
+			seen = append(seen, attackerHolds(p))
+		}
+		return !slices.Contains(seen, 0) && released.Load() >= int64(2*len(providers))
 	})
 
 	const jobs = 20

@@ -17,9 +17,12 @@ import (
 // per-requester bound alone does not stop a peer with many of them. The
 // requesters a provider has never run a job for (newcomers) may fill an
 // idle offer, but their holds are tentative: a requester that has run jobs
-// here displaces them, once they have held a moment unrun, when they leave
-// it no room, so a crowd of fresh identities never keeps the offer from
-// known requesters. Newcomers may also be held to a share of the offer
+// here displaces them when they leave it no room, so a crowd of fresh
+// identities never keeps the offer from known requesters. A newcomer's
+// hold younger than FreshHold, though, gives way only to a requester that
+// has earned by running what it asks for, so that identities known by one
+// tiny job each cannot push an honest newcomer's bid aside before it is
+// invoked. Newcomers may also be held to a share of the offer
 // together (NewcomerShare; all of it by default). A requester that lets
 // holds lapse (neither invoked nor released before they expire) loses its
 // standing and gets no more bids until it is forgotten.
@@ -576,7 +579,12 @@ func (b *book) displaceableLocked(p peer.ID, newcomer bool, share float64, now t
 	var out []*placedBid
 	for _, pb := range b.bids {
 		q := pb.Request.Requester
-		if q != p && !pb.claimed && mayDisplace(*acc[p], *acc[q], b.cfg) {
+		if q == p || pb.claimed {
+			continue
+		}
+		qa := *acc[q]
+		qa.Fresh = now.Sub(pb.placed) < b.cfg.FreshHold
+		if mayDisplace(*acc[p], qa, b.cfg) {
 			out = append(out, pb)
 		}
 	}
@@ -636,6 +644,9 @@ type account struct {
 	// asking, with the bid it asks for); Earned, the share it may hold
 	// firmly, from what it ran (earnedShare).
 	Holding, Earned float64
+	// Fresh: the hold weighed was placed less than FreshHold ago (its
+	// requester is most likely about to invoke it).
+	Fresh bool
 }
 
 // throttled: it owes more than the limit, and gets no bids.
@@ -659,13 +670,19 @@ func (a account) firm(cfg ProviderConfig) bool {
 // requester also displaces a newcomer's hold, fresh or not, unless it
 // owes more than the newcomer by the margin, so that a crowd of fresh
 // identities never keeps the offer from requesters that run jobs here;
-// a newcomer pushed aside owes nothing for it (see place).
+// a newcomer pushed aside owes nothing for it (see place). But a fresh
+// hold of a newcomer gives way only to a requester that has earned by
+// running what it asks for: one tiny job makes a requester known, and
+// identities known that way, taking turns, would otherwise push every
+// honest newcomer's bid aside in the moment between bid and invocation.
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	switch {
 	case r.throttled(cfg) || q.firm(cfg):
 		return false
 	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
 		return true
+	case q.Fresh && r.Holding > r.Earned:
+		return false
 	}
 	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
 }

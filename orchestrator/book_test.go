@@ -452,6 +452,7 @@ func TestMayDisplace(t *testing.T) {
 	known := account{Known: true, Holding: 0.5}
 	ran := account{Known: true, Holding: 0.5, Earned: 0.5} // what it asks for included
 	owing := func(a account, owed float64) account { a.Owed = owed; return a }
+	fresh := func(a account) account { a.Fresh = true; return a }
 	m := cfg.IdleHoldMargin
 	earned := account{Known: true, Holding: 0.5, Earned: 0.5, Owed: 20}
 	for _, tc := range []struct {
@@ -474,6 +475,10 @@ func TestMayDisplace(t *testing.T) {
 		{"anyone, a throttled requester", owing(known, 29), owing(earned, 31), true},
 		{"anyone, a hold within what was earned", newcomer, earned, false},
 		{"anyone, a hold beyond what was earned", newcomer, account{Known: true, Holding: 0.6, Earned: 0.5, Owed: 20}, true},
+		{"a known requester, a newcomer's fresh hold", known, fresh(newcomer), false},
+		{"a requester that earned what it asks for, a newcomer's fresh hold", ran, fresh(newcomer), true},
+		{"a newcomer, a fresh hold that owes more by the margin", newcomer, fresh(owing(known, 1.1*m)), true},
+		{"anyone, a throttled requester's fresh hold", known, fresh(owing(newcomer, 31)), true},
 	} {
 		if got := mayDisplace(tc.r, tc.q, cfg); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -487,5 +492,43 @@ func TestMayDisplace(t *testing.T) {
 	reg := capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB}
 	if got := dominantShare(capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: capability.GiB / 2}, reg); got != 0.5 {
 		t.Errorf("dominant share %v, want 0.5 (memory)", got)
+	}
+}
+
+// Fifty identities, each known by one tiny job, ask for the whole offer
+// in turn: an honest newcomer's bid, placed in a moment the offer was
+// free, stands against all of them until it is invoked (FreshHold), and
+// only then gives way to them as before.
+func TestBookFreshNewcomerBidStandsAgainstIdentitiesKnownByATinyJob(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	tb := newTestBook(t, cfg, cpuCap(1000))
+	attackers := make([]peer.ID, 50)
+	for i := range attackers {
+		_, attackers[i] = testPeer(t)
+		tb.invoke(tb.mustPlace(attackers[i], 10, true))
+		tb.ran(attackers[i], 0.01, time.Second, tb.now)
+	}
+	_, honest := testPeer(t)
+	hb := tb.mustPlace(honest, 500, true)
+	tb.now = tb.now.Add(cfg.FreshHold / 2)
+	for _, a := range attackers {
+		if a := tb.assess(&BidRequest{Requester: a, Requirements: cpuCap(1000)}, tb.reg, tb.now); !a.Displaceable.IsZero() {
+			t.Fatalf("an identity known by a tiny job may displace %s of a fresh newcomer's hold", a.Displaceable)
+		}
+		if _, _, err := tb.place(a, 1000, false); !errors.Is(err, capability.ErrInsufficient) {
+			t.Fatalf("an identity known by a tiny job against a fresh newcomer's hold: %v, want insufficient", err)
+		}
+	}
+	if _, err := tb.claim(honest, hb.Request.JobID, tb.now); err != nil {
+		t.Fatalf("the honest newcomer's invocation: %v", err)
+	}
+	// Not invoked in time, a newcomer's hold gives way to known
+	// requesters as before.
+	_, late := testPeer(t)
+	lb := tb.mustPlace(late, 500, true)
+	tb.now = tb.now.Add(cfg.FreshHold)
+	_, displaced, err := tb.place(attackers[0], 500, false)
+	if err != nil || len(displaced) != 1 || displaced[0] != lb {
+		t.Fatalf("a known requester against a newcomer's hold past FreshHold: displaced %v, %v", displaced, err)
 	}
 }

@@ -98,6 +98,12 @@ type ProviderConfig struct {
 	// before it may hold the whole offer firmly (safe from displacement);
 	// less earns a share in proportion.
 	FullShareAfter float64
+	// FreshHold: a newcomer's hold younger than this gives way only to a
+	// requester that has earned, by running, the share it asks for: the
+	// moment between a bid and its invocation (the bidding window's Grace
+	// and a round trip). Longer, it keeps known requesters from the offer
+	// that a crowd of fresh identities takes in turns.
+	FreshHold time.Duration
 	// FollowTimeout: a requester watching an allocation that sends no
 	// keepalive for this long is taken as gone. AbandonGrace: an allocation
 	// nobody watches for this long is stopped and its lock released (its
@@ -119,6 +125,7 @@ func DefaultProviderConfig() ProviderConfig {
 		MaxHoldsPerRequester: 4, RequesterShare: 0.5, NewcomerShare: 1,
 		LapseAllowance: 1, StandingMemory: time.Hour,
 		IdleHoldLimit: 30, IdleHoldForgiven: 0.25, IdleHoldMargin: 8, FullShareAfter: 120,
+		FreshHold:     500 * time.Millisecond,
 		FollowTimeout: 5 * time.Second, AbandonGrace: DefaultAbandonGrace,
 		Heartbeat: time.Second, MaxBidDelay: 10 * time.Millisecond,
 	}
@@ -150,9 +157,9 @@ func (c ProviderConfig) Validate() error {
 	if c.LapseAllowance < 0 || c.MaxBidDelay < 0 {
 		errs = append(errs, errors.New("lapse allowance and max bid delay must not be negative"))
 	}
-	if !(c.IdleHoldLimit > 0) || !(c.IdleHoldForgiven >= 0) || !(c.IdleHoldMargin >= 0 && c.IdleHoldMargin <= c.IdleHoldLimit) || !(c.FullShareAfter >= 0) {
-		errs = append(errs, fmt.Errorf("idle hold limit %v, forgiven %v, margin %v, full share after %v: want a limit above 0, a margin from 0 to the limit, none negative",
-			c.IdleHoldLimit, c.IdleHoldForgiven, c.IdleHoldMargin, c.FullShareAfter))
+	if !(c.IdleHoldLimit > 0) || !(c.IdleHoldForgiven >= 0) || !(c.IdleHoldMargin >= 0 && c.IdleHoldMargin <= c.IdleHoldLimit) || !(c.FullShareAfter >= 0) || c.FreshHold < 0 {
+		errs = append(errs, fmt.Errorf("idle hold limit %v, forgiven %v, margin %v, full share after %v, fresh hold %v: want a limit above 0, a margin from 0 to the limit, none negative",
+			c.IdleHoldLimit, c.IdleHoldForgiven, c.IdleHoldMargin, c.FullShareAfter, c.FreshHold))
 	}
 	return errors.Join(errs...)
 }
