@@ -132,6 +132,11 @@ type book struct {
 	byPeer map[peer.ID]*requesterRecord
 	// throttled counts requesters refused bids for holding without running.
 	throttled int64
+	// pool is what the requesters that have earned little here by running
+	// (earnedShare under 1) owe together, forgiven at one rate for all of
+	// them: fifty identities each known by one tiny job, holding the offer
+	// in turns, each owe little, but together they owe what they held.
+	pool requesterRecord
 
 	// History, for RegisteredBids and Declined: every bid sent, invoked or
 	// not, and why this node did not bid for a job it could have; the
@@ -375,7 +380,7 @@ func (b *book) invoked(requester peer.ID, jobID string, now time.Time) {
 		// each held about as long as this one: forgive that much.
 		n := min(max(pb.Request.WantBids, 1), b.cfg.MaxHoldsPerRequester)
 		r := b.recordLocked(requester, now, true)
-		r.charge(-float64(n-1)*pb.share*max(0, now.Sub(pb.placed).Seconds()), now, b.cfg.IdleHoldForgiven)
+		b.chargeLocked(r, -float64(n-1)*pb.share*max(0, now.Sub(pb.placed).Seconds()), now)
 	}
 	delete(b.bids, id)
 	b.settleLocked(requester, jobID, true, false, now)
@@ -389,8 +394,8 @@ func (b *book) ran(requester peer.ID, share float64, d time.Duration, now time.T
 	defer b.mu.Unlock()
 	x := share * max(0, d.Seconds())
 	r := b.recordLocked(requester, now, true)
+	b.chargeLocked(r, -x, now)
 	r.ran += x
-	r.charge(-x, now, b.cfg.IdleHoldForgiven)
 }
 
 // open returns the open bids for a job, to any requester.
@@ -500,7 +505,7 @@ func (b *book) lapseLocked(r *requesterRecord, now time.Time) {
 		if !now.Before(h.expires) {
 			delete(r.open, job)
 			r.lapsed++
-			r.charge(h.share*h.expires.Sub(h.placed).Seconds(), now, b.cfg.IdleHoldForgiven)
+			b.chargeLocked(r, h.share*h.expires.Sub(h.placed).Seconds(), now)
 		}
 	}
 }
@@ -527,7 +532,16 @@ func (b *book) settleLocked(p peer.ID, jobID string, invoked, charge bool, now t
 		r.invoked++
 	}
 	if open && charge && !invoked {
-		r.charge(h.share*max(0, now.Sub(h.placed).Seconds()), now, b.cfg.IdleHoldForgiven)
+		b.chargeLocked(r, h.share*max(0, now.Sub(h.placed).Seconds()), now)
+	}
+}
+
+// chargeLocked charges r (negative: pays back), and the pool too while r
+// has earned little here by running.
+func (b *book) chargeLocked(r *requesterRecord, x float64, now time.Time) {
+	r.charge(x, now, b.cfg.IdleHoldForgiven)
+	if earnedShare(r.ran, b.cfg) < 1 {
+		b.pool.charge(x, now, b.cfg.IdleHoldForgiven)
 	}
 }
 
@@ -610,17 +624,30 @@ func (b *book) accountsLocked(p peer.ID, pKnown bool, now time.Time) map[peer.ID
 				b.lapseLocked(r, now)
 				a.Owed, a.Earned = r.owed(now, b.cfg.IdleHoldForgiven), earnedShare(r.ran, b.cfg)
 			}
+
 			acc[q] = a
 		}
 		return a
 	}
 	get(p).Known = pKnown
+	// What those that earned little hold unclaimed now counts against them
+	// together too, as it counts against each.
+	pooled := b.pool.owed(now, b.cfg.IdleHoldForgiven)
 	for _, pb := range b.bids {
 		a := get(pb.Request.Requester)
 		a.Holding += pb.share
 		a.Known = a.Known || !pb.Newcomer
 		if !pb.claimed {
-			a.Owed += pb.share * max(0, now.Sub(pb.placed).Seconds())
+			held := pb.share * max(0, now.Sub(pb.placed).Seconds())
+			a.Owed += held
+			if a.Earned < 1 {
+				pooled += held
+			}
+		}
+	}
+	for _, a := range acc {
+		if a.Earned < 1 {
+			a.Pooled = pooled
 		}
 	}
 	return acc
@@ -647,6 +674,9 @@ type account struct {
 	// Fresh: the hold weighed was placed less than FreshHold ago (its
 	// requester is most likely about to invoke it).
 	Fresh bool
+	// Pooled is what the requesters that earned little here owe together
+	// (book.pool), for one of them; 0 for a requester that earned its share.
+	Pooled float64
 }
 
 // throttled: it owes more than the limit, and gets no bids.
@@ -680,6 +710,14 @@ func mayDisplace(r, q account, cfg ProviderConfig) bool {
 	case r.throttled(cfg) || q.firm(cfg):
 		return false
 	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
+		return true
+	case q.Pooled > r.Owed+cfg.IdleHoldMargin && (!q.Fresh || (!r.Known && q.Known)):
+		// Those that earned little owe much together: their holds give
+		// way to one that owes little itself. A fresh one gives way only
+		// to a newcomer, and only if its holder is known: identities known
+		// by a tiny job would otherwise keep the offer in fresh holds by
+		// pushing each other's aside, while an honest newcomer's fresh bid
+		// still stands against them.
 		return true
 	case q.Fresh && r.Holding > r.Earned:
 		return false

@@ -532,3 +532,46 @@ func TestBookFreshNewcomerBidStandsAgainstIdentitiesKnownByATinyJob(t *testing.T
 		t.Fatalf("a known requester against a newcomer's hold past FreshHold: displaced %v, %v", displaced, err)
 	}
 }
+
+// Fifty identities, each known by one tiny job, hold the whole offer in
+// turns and release each hold unrun. Each owes little, but together they
+// owe what they held: once that is more than the margin, their holds past
+// FreshHold give way to an honest newcomer, which owes nothing.
+func TestBookIdentitiesTakingTurnsOweTogether(t *testing.T) {
+	cfg := DefaultProviderConfig()
+	tb := newTestBook(t, cfg, cpuCap(1000))
+	attackers := make([]peer.ID, 50)
+	for i := range attackers {
+		_, attackers[i] = testPeer(t)
+		tb.invoke(tb.mustPlace(attackers[i], 10, true))
+		tb.ran(attackers[i], 0.01, time.Second, tb.now)
+	}
+	for turn := range 30 {
+		a := attackers[turn%len(attackers)]
+		pb := tb.mustPlace(a, 1000, false)
+		tb.now = tb.now.Add(4500 * time.Millisecond)
+		if !tb.withdraw(a, pb.Request.JobID, tb.now) {
+			t.Fatalf("turn %d: the hold was not there to release", turn)
+		}
+	}
+	for _, a := range attackers {
+		if s := tb.standing(a, tb.now); s == Throttled {
+			t.Fatalf("an identity that held once or twice is throttled: the rule would not need the pool")
+		}
+	}
+	// Even a fresh hold of theirs gives way to a newcomer, but not to
+	// another of them.
+	holder := attackers[30]
+	tb.mustPlace(holder, 1000, false)
+	if _, _, err := tb.place(attackers[31], 1000, false); !errors.Is(err, capability.ErrInsufficient) {
+		t.Fatalf("another identity against a fresh hold: %v, want insufficient", err)
+	}
+	_, honest := testPeer(t)
+	pb, displaced, err := tb.place(honest, 500, true)
+	if err != nil || len(displaced) != 1 || displaced[0].Request.Requester != holder {
+		t.Fatalf("an honest newcomer beside identities that together held the offer unrun for 135 s: displaced %v, %v; want the holder's hold pushed aside", displaced, err)
+	}
+	if _, err := tb.claim(honest, pb.Request.JobID, tb.now); err != nil {
+		t.Fatalf("the honest newcomer's invocation: %v", err)
+	}
+}
