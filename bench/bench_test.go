@@ -2,8 +2,12 @@ package bench
 
 import (
 	"context"
+	"maps"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestSmoke runs a small bench end to end. It fails only if the bench
@@ -22,7 +26,47 @@ func TestSmoke(t *testing.T) {
 	if rep.Floor.N+rep.FloorIncomplete != 5 || rep.SubmitToDone.N != 6 || rep.Join <= 0 || rep.HeapPerNode == 0 {
 		t.Fatalf("report is missing figures: %+v", rep)
 	}
+	// Every job's request reached at least one other node (its winner),
+	// and no more than the other nine.
+	if rep.Reach.N != 6 || rep.Reach.Min < 1 || rep.Reach.Max > 9 || rep.DeliveriesPerJob < rep.Reach.Mean {
+		t.Fatalf("nodes reached per job %+v, deliveries per job %.1f", rep.Reach, rep.DeliveriesPerJob)
+	}
+	gossip := 0.0
+	for p, n := range rep.BytesPerJobByProtocol {
+		if strings.HasPrefix(p, "/meshsub/") {
+			gossip += n
+		}
+	}
+	if rep.BytesPerJob <= 0 || gossip <= 0 || gossip > rep.BytesPerJob || rep.CPUPerJob <= 0 || rep.PeakRSS == 0 || rep.Goroutines == 0 {
+		t.Fatalf("report is missing figures: %+v", rep)
+	}
 	t.Logf("%+v", rep)
+}
+
+func TestSpread(t *testing.T) {
+	if got := spread([]int{4, 9, 5}); got != (Spread{Mean: 6, Min: 4, Max: 9, N: 3}) {
+		t.Fatalf("spread %+v", got)
+	}
+	if (spread(nil) != Spread{}) {
+		t.Fatal("empty input should give a zero spread")
+	}
+}
+
+func TestWireCounterAddsUpByProtocol(t *testing.T) {
+	w := newWireCounter()
+	a, b := peer.ID("a"), peer.ID("b")
+	w.LogSentMessageStream(100, "/dms/local-1f2e/bid/2", a)
+	w.LogSentMessageStream(20, "/dms/other/bid/2", b)
+	w.LogSentMessageStream(7, "/meshsub/1.3.0", a)
+	w.LogSentMessageStream(3, "", b)
+	w.LogRecvMessageStream(1000, "/meshsub/1.3.0", a) // received bytes are the sender's count
+	if w.Sent() != 130 {
+		t.Fatalf("sent %d, want 130", w.Sent())
+	}
+	want := map[string]int64{"bid/2": 120, "/meshsub/1.3.0": 7, "": 3}
+	if got := w.ByProtocol(); !maps.Equal(got, want) {
+		t.Fatalf("by protocol %v, want %v", got, want)
+	}
 }
 
 func TestPercentiles(t *testing.T) {
