@@ -108,7 +108,8 @@ type Report struct {
 	Failed        int     `json:"failed"`
 	FirstError    string  `json:"first_error,omitempty"`
 	// Join: a fresh node starting until it hears its first bid request.
-	Join seconds.Duration `json:"join"`
+	Join      seconds.Duration `json:"join"`
+	JoinError string           `json:"join_error,omitempty"`
 	// Settle is how long start-up work took to die down after the mesh
 	// formed; IdleCPU is then the whole network's CPU use, in cores.
 	Settle  seconds.Duration `json:"settle"`
@@ -262,9 +263,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	say("measuring join time")
+	// A join that fails is reported with the figures already taken: they
+	// cost minutes and stand without it.
 	join, err := measureJoin(ctx, ln, obs, cfg.Logger)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		rep.JoinError = err.Error()
 	}
 	rep.Join = seconds.Duration(join)
 	rep.PeakRSS = peakRSS()

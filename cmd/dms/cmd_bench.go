@@ -130,7 +130,11 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "nodes that received each bid request\t%.1f\t\t\t(min %d, max %d over %d jobs; other than its requester)\n", r.Reach.Mean, r.Reach.Min, r.Reach.Max, r.Reach.N)
 	fmt.Fprintf(tw, "  requests delivered / signatures verified per job\t%.1f / %.1f\t\t\t(re-sent and widened requests included)\n", r.DeliveriesPerJob, r.VerifiedPerJob)
 	fmt.Fprintf(tw, "bytes sent per job (mesh)\t%.1f KiB\t\t\t(stream payload, before Noise and yamux framing%s)\n", r.BytesPerJob/1024, idleShare(r))
-	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join.Std()))
+	if r.JoinError != "" {
+		fmt.Fprintf(tw, "fresh node: start to first bid request\tfailed\t\t\t(%s)\n", r.JoinError)
+	} else {
+		fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join.Std()))
+	}
 	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup.Std()))
 	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle.Std()), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
 	fmt.Fprintf(tw, "Go heap in use per node\t%.2f MiB\t\t\t\n", float64(r.HeapPerNode)/(1<<20))
