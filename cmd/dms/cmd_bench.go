@@ -22,7 +22,7 @@ import (
 func (e *env) benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "measure the mesh in one process: gossip floor, submit to running/done, throughput, join time, memory, bids per job",
+		Usage: "measure the mesh in one process: gossip floor, submit to running/done, throughput, join time, memory, and per job the bids, the nodes reached, CPU and bytes sent",
 		Description: "bench starts --nodes nodes of a private network in this process on 127.0.0.1, onboards them,\n" +
 			"measures the gossip floor (one bid request reaching every node), then submits --jobs trivial\n" +
 			"WebAssembly jobs from --concurrency submitters on different nodes, then times a fresh node\n" +
