@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	say(fmt.Sprintf("starting %d nodes", cfg.Nodes))
 	// A network that cannot form says so instead of waiting forever; a
 	// large one on a shared machine takes seconds per node to form.
-	startCtx, cancelStart := context.WithTimeout(ctx, time.Minute+2*time.Duration(cfg.Nodes)*time.Second)
+	startCtx, cancelStart := context.WithTimeout(ctx, time.Minute+3*time.Duration(cfg.Nodes)*time.Second)
 	defer cancelStart()
 	ln, err := testnet.StartLocal(startCtx, testnet.LocalConfig{
 		Nodes: cfg.Nodes,
