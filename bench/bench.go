@@ -127,9 +127,10 @@ type Report struct {
 	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
 	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
 	// Reach is how many nodes other than its requester received each
-	// job's bid request: the nodes that decoded, verified and looked at it. Deliveries counts every request handed to a node's provider side,
-	// re-sends and widened requests included; Verified, every request
-	// whose signature a node's topic validator checked.
+	// job's bid request: the nodes that decoded, verified and looked at
+	// it. Deliveries counts every request handed to a node's provider
+	// side, re-sends and widened requests included; Verified, every
+	// request whose signature a node's topic validator checked.
 	Reach            Spread  `json:"nodes_reached"`
 	DeliveriesPerJob float64 `json:"deliveries_per_job"`
 	VerifiedPerJob   float64 `json:"verified_per_job"`
