@@ -196,7 +196,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Logger: cfg.Logger,
 		Configure: func(i int, c *node.Config) {
 			c.Orchestrator.Observe = obs.hook(i)
-			c.P2P = append(c.P2P, p2p.WithBandwidth(wire), realTimeouts)
+			c.P2P = append(c.P2P, p2p.WithBandwidth(wire), realTimeouts, fitConnections(cfg.Nodes, openFileLimit()))
 			// Bidding closes on the bids, not the window, so a longer window
 			// costs nothing when the machine keeps up; when a large run
 			// saturates it, jobs wait instead of failing for want of a bid.
@@ -298,6 +298,39 @@ func realTimeouts(c *p2p.Config) error {
 	d := p2p.DefaultConfig()
 	c.DialTimeout, c.StreamTimeout, c.NegotiationTimeout = d.DialTimeout, d.StreamTimeout, d.NegotiationTimeout
 	return nil
+}
+
+// fitConnections lowers the nodes' connection water marks so that all
+// nodes' connections fit the process's open-file limit: every connection
+// between two in-process nodes holds two descriptors, one per end, so n
+// nodes at ConnHigh hold n x ConnHigh. At 300 nodes a real node's 64 would
+// want 19,200 of the 20,000 allowed here; the network ran out while it
+// formed and never did. A quarter is kept for listeners, dials in flight
+// and connections over the high-water mark before the manager trims them.
+// Up to about 230 nodes at a limit of 20,000 nothing changes.
+func fitConnections(nodes int, limit uint64) p2p.Option {
+	return func(c *p2p.Config) error {
+		if limit == 0 || nodes < 1 {
+			return nil
+		}
+		high := int(limit * 3 / 4 / uint64(nodes))
+		if high >= c.ConnHigh {
+			return nil
+		}
+		c.ConnHigh = max(high, 4)
+		c.ConnLow = min(c.ConnLow, c.ConnHigh/2)
+		return nil
+	}
+}
+
+// openFileLimit is the process's limit on open files (Go raises the soft
+// limit to the hard one at start); 0 when unknown.
+func openFileLimit() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0
+	}
+	return l.Cur
 }
 
 // settle waits until this process's CPU use over one second is under half

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/dms-project/dms/p2p"
 )
 
 // TestSmoke runs a small bench end to end. It fails only if the bench
@@ -66,6 +68,27 @@ func TestWireCounterAddsUpByProtocol(t *testing.T) {
 	want := map[string]int64{"bid/2": 120, "/meshsub/1.3.0": 7, "": 3}
 	if got := w.ByProtocol(); !maps.Equal(got, want) {
 		t.Fatalf("by protocol %v, want %v", got, want)
+	}
+}
+
+func TestFitConnections(t *testing.T) {
+	for _, tc := range []struct {
+		nodes           int
+		limit           uint64
+		wantLow, wantHi int
+	}{
+		{100, 20000, 32, 64}, // fits: a real node's marks
+		{300, 20000, 25, 50}, // 300 x 50 = 15,000 of 20,000
+		{300, 1024, 2, 4},    // never below a handful
+		{300, 0, 32, 64},     // limit unknown: unchanged
+	} {
+		c := p2p.Config{ConnLow: 32, ConnHigh: 64}
+		if err := fitConnections(tc.nodes, tc.limit)(&c); err != nil {
+			t.Fatal(err)
+		}
+		if c.ConnLow != tc.wantLow || c.ConnHigh != tc.wantHi {
+			t.Errorf("%d nodes, limit %d: low %d high %d, want %d %d", tc.nodes, tc.limit, c.ConnLow, c.ConnHigh, tc.wantLow, tc.wantHi)
+		}
 	}
 }
 
