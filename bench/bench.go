@@ -183,6 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Nodes: cfg.Nodes, Jobs: cfg.Jobs, Concurrency: cfg.Concurrency, Cores: runtime.NumCPU()}
 	obs := newObserver()
 	wire := newWireCounter()
+	files := openFileLimit()
 	start := time.Now()
 	say(fmt.Sprintf("starting %d nodes", cfg.Nodes))
 	// A network that cannot form says so instead of waiting forever; a
@@ -196,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Logger: cfg.Logger,
 		Configure: func(i int, c *node.Config) {
 			c.Orchestrator.Observe = obs.hook(i)
-			c.P2P = append(c.P2P, p2p.WithBandwidth(wire), realTimeouts, fitConnections(cfg.Nodes, openFileLimit()))
+			c.P2P = append(c.P2P, p2p.WithBandwidth(wire), realTimeouts, fitConnections(cfg.Nodes, files))
 			// Bidding closes on the bids, not the window, so a longer window
 			// costs nothing when the machine keeps up; when a large run
 			// saturates it, jobs wait instead of failing for want of a bid.
@@ -305,15 +306,16 @@ func realTimeouts(c *p2p.Config) error {
 // between two in-process nodes holds two descriptors, one per end, so n
 // nodes at ConnHigh hold n x ConnHigh. At 300 nodes a real node's 64 would
 // want 19,200 of the 20,000 allowed here; the network ran out while it
-// formed and never did. A quarter is kept for listeners, dials in flight
-// and connections over the high-water mark before the manager trims them.
-// Up to about 230 nodes at a limit of 20,000 nothing changes.
+// formed and never did, and did again with three quarters of the limit:
+// nodes that start at once overshoot the high-water mark until the
+// manager trims them. So half is kept for that, listeners and dials in
+// flight. Up to about 150 nodes at a limit of 20,000 nothing changes.
 func fitConnections(nodes int, limit uint64) p2p.Option {
 	return func(c *p2p.Config) error {
 		if limit == 0 || nodes < 1 {
 			return nil
 		}
-		high := int(limit * 3 / 4 / uint64(nodes))
+		high := int(limit / 2 / uint64(nodes))
 		if high >= c.ConnHigh {
 			return nil
 		}
@@ -323,12 +325,20 @@ func fitConnections(nodes int, limit uint64) p2p.Option {
 	}
 }
 
-// openFileLimit is the process's limit on open files (Go raises the soft
-// limit to the hard one at start); 0 when unknown.
+// openFileLimit raises the process's limit on open files as far as it is
+// allowed (past the hard limit only with the privilege to; Go has already
+// raised the soft limit to the hard one) and returns it; 0 when unknown.
 func openFileLimit() uint64 {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return 0
+	}
+	const want = 1 << 20 // Linux's default ceiling (fs.nr_open)
+	if l.Max < want {
+		raised := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			return want
+		}
 	}
 	return l.Cur
 }

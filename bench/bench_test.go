@@ -78,7 +78,7 @@ func TestFitConnections(t *testing.T) {
 		wantLow, wantHi int
 	}{
 		{100, 20000, 32, 64}, // fits: a real node's marks
-		{300, 20000, 25, 50}, // 300 x 50 = 15,000 of 20,000
+		{300, 20000, 16, 33}, // 300 x 33 = 9,900 of 20,000
 		{300, 1024, 2, 4},    // never below a handful
 		{300, 0, 32, 64},     // limit unknown: unchanged
 	} {
