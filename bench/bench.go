@@ -26,6 +26,7 @@ import (
 	"github.com/dms-project/dms/internal/seconds"
 	"github.com/dms-project/dms/node"
 	"github.com/dms-project/dms/orchestrator"
+	"github.com/dms-project/dms/p2p"
 	"github.com/dms-project/dms/testnet"
 )
 
@@ -107,7 +108,8 @@ type Report struct {
 	Failed        int     `json:"failed"`
 	FirstError    string  `json:"first_error,omitempty"`
 	// Join: a fresh node starting until it hears its first bid request.
-	Join seconds.Duration `json:"join"`
+	Join      seconds.Duration `json:"join"`
+	JoinError string           `json:"join_error,omitempty"`
 	// Settle is how long start-up work took to die down after the mesh
 	// formed; IdleCPU is then the whole network's CPU use, in cores.
 	Settle  seconds.Duration `json:"settle"`
@@ -118,9 +120,55 @@ type Report struct {
 	// by jobs and nodes: what one job costs one node, which does not depend
 	// on how many nodes share this machine (a real provider runs alone).
 	CPUPerJobPerNode seconds.Duration `json:"cpu_per_job_per_node"`
+	// CPUPerJob is the same CPU time divided by jobs alone: what one job
+	// costs the whole mesh, summed over its nodes.
+	CPUPerJob seconds.Duration `json:"cpu_per_job"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
 	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
 	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
+	// Reach is how many nodes other than its requester received each
+	// job's bid request: the nodes that decoded, verified and looked at
+	// it. Deliveries counts every request handed to a node's provider
+	// side, re-sends and widened requests included; Verified, every
+	// request whose signature a node's topic validator checked.
+	Reach            Spread  `json:"nodes_reached"`
+	DeliveriesPerJob float64 `json:"deliveries_per_job"`
+	VerifiedPerJob   float64 `json:"verified_per_job"`
+	// BytesPerJob: the bytes all nodes wrote to their streams during the
+	// jobs phase, divided by jobs; by protocol in BytesPerJobByProtocol.
+	// Stream payload, before Noise and yamux framing (see wireCounter).
+	// IdleBytesPerSecond is the same mesh's traffic while idle, before the
+	// jobs: the part of BytesPerJob that is background is about
+	// IdleBytesPerSecond times the jobs phase's length, divided by jobs.
+	BytesPerJob           float64            `json:"bytes_per_job"`
+	BytesPerJobByProtocol map[string]float64 `json:"bytes_per_job_by_protocol"`
+	IdleBytesPerSecond    float64            `json:"idle_bytes_per_second"`
+	JobsWall              seconds.Duration   `json:"jobs_wall"`
+	// Goroutines once the network has settled; PeakRSS is the process's
+	// largest resident memory over the whole run (the kernel's maxrss).
+	Goroutines int    `json:"goroutines"`
+	PeakRSS    uint64 `json:"peak_rss"`
+}
+
+// Spread summarises a count taken once per job.
+type Spread struct {
+	Mean float64 `json:"mean"`
+	Min  int     `json:"min"`
+	Max  int     `json:"max"`
+	N    int     `json:"n"`
+}
+
+func spread(counts []int) Spread {
+	if len(counts) == 0 {
+		return Spread{}
+	}
+	s := Spread{Min: slices.Min(counts), Max: slices.Max(counts), N: len(counts)}
+	sum := 0
+	for _, c := range counts {
+		sum += c
+	}
+	s.Mean = float64(sum) / float64(len(counts))
+	return s
 }
 
 // Run starts the network, measures and tears it down.
@@ -134,10 +182,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Nodes: cfg.Nodes, Jobs: cfg.Jobs, Concurrency: cfg.Concurrency, Cores: runtime.NumCPU()}
 	obs := newObserver()
+	wire := newWireCounter()
+	files := openFileLimit()
 	start := time.Now()
 	say(fmt.Sprintf("starting %d nodes", cfg.Nodes))
-	// A network that cannot form says so instead of waiting forever.
-	startCtx, cancelStart := context.WithTimeout(ctx, 30*time.Second+time.Duration(cfg.Nodes)*time.Second)
+	// A network that cannot form says so instead of waiting forever; a
+	// large one on a shared machine takes seconds per node to form.
+	startCtx, cancelStart := context.WithTimeout(ctx, time.Minute+3*time.Duration(cfg.Nodes)*time.Second)
 	defer cancelStart()
 	ln, err := testnet.StartLocal(startCtx, testnet.LocalConfig{
 		Nodes: cfg.Nodes,
@@ -146,6 +197,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Logger: cfg.Logger,
 		Configure: func(i int, c *node.Config) {
 			c.Orchestrator.Observe = obs.hook(i)
+			c.P2P = append(c.P2P, p2p.WithBandwidth(wire), realTimeouts, fitConnections(cfg.Nodes, files))
 			// Bidding closes on the bids, not the window, so a longer window
 			// costs nothing when the machine keeps up; when a large run
 			// saturates it, jobs wait instead of failing for want of a bid.
@@ -167,6 +219,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	say("waiting for start-up work to settle")
 	settled, idle := settle(ctx, 3*time.Second, 45*time.Second)
 	rep.Settle, rep.IdleCPU = seconds.Duration(settled), idle
+	rep.Goroutines = runtime.NumGoroutine()
+	// The idle mesh's own traffic (gossip heartbeats, DHT refreshes), to
+	// tell it from what the jobs send.
+	b0, t0 := wire.Sent(), time.Now()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(2 * time.Second):
+	}
+	rep.IdleBytesPerSecond = float64(wire.Sent()-b0) / time.Since(t0).Seconds()
 
 	runtime.GC()
 	var ms runtime.MemStats
@@ -187,8 +249,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	cpu0 := processCPU()
-	err = runJobs(ctx, ln, cfg, rep)
-	rep.CPUPerJobPerNode = seconds.Duration((processCPU() - cpu0) / time.Duration(cfg.Jobs*cfg.Nodes))
+	err = runJobs(ctx, ln, obs, wire, cfg, rep)
+	cpu := processCPU() - cpu0
+	rep.CPUPerJobPerNode = seconds.Duration(cpu / time.Duration(cfg.Jobs*cfg.Nodes))
+	rep.CPUPerJob = seconds.Duration(cpu / time.Duration(cfg.Jobs))
 	if cfg.JobsProfile != nil {
 		pprof.StopCPUProfile()
 	}
@@ -201,12 +265,82 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	say("measuring join time")
+	// A join that fails is reported with the figures already taken: they
+	// cost minutes and stand without it.
 	join, err := measureJoin(ctx, ln, obs, cfg.Logger)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		rep.JoinError = err.Error()
 	}
 	rep.Join = seconds.Duration(join)
+	rep.PeakRSS = peakRSS()
 	return rep, nil
+}
+
+// peakRSS is the largest resident memory this process has had, in bytes.
+func peakRSS() uint64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return uint64(ru.Maxrss) * 1024 // kilobytes on Linux
+}
+
+// realTimeouts gives the bench's nodes a real node's dial, stream and
+// negotiation timeouts (p2p.DefaultConfig) instead of the test network's
+// short ones. Hundreds of nodes starting at once on two shared cores take
+// seconds to finish a handshake, and a node whose three bootstrap dials
+// all time out stays alone: at 300 nodes a third of them did, and the
+// network never formed. Where nothing times out, the timeouts change
+// nothing.
+func realTimeouts(c *p2p.Config) error {
+	d := p2p.DefaultConfig()
+	c.DialTimeout, c.StreamTimeout, c.NegotiationTimeout = d.DialTimeout, d.StreamTimeout, d.NegotiationTimeout
+	return nil
+}
+
+// fitConnections lowers the nodes' connection water marks so that all
+// nodes' connections fit the process's open-file limit: every connection
+// between two in-process nodes holds two descriptors, one per end, so n
+// nodes at ConnHigh hold n x ConnHigh. At 300 nodes a real node's 64 would
+// want 19,200 of the 20,000 allowed here; the network ran out while it
+// formed and never did, and did again with three quarters of the limit:
+// nodes that start at once overshoot the high-water mark until the
+// manager trims them. So half is kept for that, listeners and dials in
+// flight. Up to about 150 nodes at a limit of 20,000 nothing changes.
+func fitConnections(nodes int, limit uint64) p2p.Option {
+	return func(c *p2p.Config) error {
+		if limit == 0 || nodes < 1 {
+			return nil
+		}
+		high := int(limit / 2 / uint64(nodes))
+		if high >= c.ConnHigh {
+			return nil
+		}
+		c.ConnHigh = max(high, 4)
+		c.ConnLow = min(c.ConnLow, c.ConnHigh/2)
+		return nil
+	}
+}
+
+// openFileLimit raises the process's limit on open files as far as it is
+// allowed (past the hard limit only with the privilege to; Go has already
+// raised the soft limit to the hard one) and returns it; 0 when unknown.
+func openFileLimit() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0
+	}
+	const want = 1 << 20 // Linux's default ceiling (fs.nr_open)
+	if l.Max < want {
+		raised := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			return want
+		}
+	}
+	return l.Cur
 }
 
 // settle waits until this process's CPU use over one second is under half
@@ -290,6 +424,18 @@ func (o *observer) track(jobID string) {
 	o.mu.Unlock()
 }
 
+// reach is how many nodes heard each of jobIDs, and forgets them.
+func (o *observer) reach(jobIDs []string) []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]int, 0, len(jobIDs))
+	for _, id := range jobIDs {
+		out = append(out, len(o.seen[id]))
+		delete(o.seen, id)
+	}
+	return out
+}
+
 func (o *observer) heard(jobID string) (int, time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -349,19 +495,28 @@ func measureFloor(ctx context.Context, ln *testnet.Local, obs *observer, samples
 	return out, incomplete, nil
 }
 
-func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) error {
-	var bidsRecv0, bidsSent0 int64
+// meshStats adds up the nodes' bidding counters.
+func meshStats(ln *testnet.Local) (st orchestrator.Stats) {
 	for _, n := range ln.Nodes {
-		st := n.Diagnostics().Stats()
-		bidsRecv0 += st.BidsReceived
-		bidsSent0 += st.BidsSent
+		s := n.Diagnostics().Stats()
+		st.BidsReceived += s.BidsReceived
+		st.BidsSent += s.BidsSent
+		st.RequestsSeen += s.RequestsSeen
+		st.SignaturesVerified += s.SignaturesVerified
 	}
+	return st
+}
+
+func runJobs(ctx context.Context, ln *testnet.Local, obs *observer, wire *wireCounter, cfg Config, rep *Report) error {
+	st0 := meshStats(ln)
+	bytes0, byPro0 := wire.Sent(), wire.ByProtocol()
 	var (
 		mu               sync.Mutex
 		running, done    []time.Duration
 		phases           [numPhases][]time.Duration
 		completed, fails int
 		firstErr         string
+		jobIDs           []string
 		next             atomic.Int64
 		wg               sync.WaitGroup
 	)
@@ -372,7 +527,10 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(cfg.Jobs) {
+				id := orchestrator.NewJobID()
+				obs.track(id)
 				sub := orchestrator.Submission{Job: orchestrator.JobSpec{
+					ID:           id,
 					Requirements: capability.Capability{CPU: capability.CPU{MilliCores: 100}, Memory: 16 * capability.MiB},
 					Duration:     seconds.Duration(10 * time.Second), Executor: orchestrator.ExecutorWasm, Module: examples.TinyWasm,
 				}}
@@ -396,6 +554,7 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 				})
 				tDone := time.Since(t0)
 				mu.Lock()
+				jobIDs = append(jobIDs, id)
 				if err == nil && rec.State == node.JobCompleted {
 					completed++
 					running = append(running, tRun)
@@ -425,14 +584,21 @@ func runJobs(ctx context.Context, ln *testnet.Local, cfg Config, rep *Report) er
 		rep.Phases[name] = percentiles(phases[i]).P50
 	}
 	rep.JobsPerSecond = float64(completed) / wall.Seconds()
-	var bidsRecv, bidsSent int64
-	for _, n := range ln.Nodes {
-		st := n.Diagnostics().Stats()
-		bidsRecv += st.BidsReceived
-		bidsSent += st.BidsSent
+	rep.JobsWall = seconds.Duration(wall)
+	perJob := func(n int64) float64 { return float64(n) / float64(cfg.Jobs) }
+	st := meshStats(ln)
+	rep.BidsReceivedPerJob = perJob(st.BidsReceived - st0.BidsReceived)
+	rep.BidsSentPerJob = perJob(st.BidsSent - st0.BidsSent)
+	rep.DeliveriesPerJob = perJob(st.RequestsSeen - st0.RequestsSeen)
+	rep.VerifiedPerJob = perJob(st.SignaturesVerified - st0.SignaturesVerified)
+	rep.Reach = spread(obs.reach(jobIDs))
+	rep.BytesPerJob = perJob(wire.Sent() - bytes0)
+	rep.BytesPerJobByProtocol = map[string]float64{}
+	for p, n := range wire.ByProtocol() {
+		if d := n - byPro0[p]; d > 0 {
+			rep.BytesPerJobByProtocol[p] = perJob(d)
+		}
 	}
-	rep.BidsReceivedPerJob = float64(bidsRecv-bidsRecv0) / float64(cfg.Jobs)
-	rep.BidsSentPerJob = float64(bidsSent-bidsSent0) / float64(cfg.Jobs)
 	if completed == 0 {
 		return fmt.Errorf("no job completed: %s", firstErr)
 	}

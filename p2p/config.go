@@ -9,6 +9,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
@@ -157,6 +158,10 @@ type Config struct {
 	// relay, hole punching, AutoNAT, resource manager) and gossipsub's;
 	// nil turns them off.
 	Metrics prometheus.Registerer
+	// Bandwidth, if set, is told the bytes of every stream read and write
+	// (libp2p's BandwidthReporter); nil, the default, costs nothing. The
+	// bench sets it to add up the mesh's traffic per job.
+	Bandwidth metrics.Reporter
 
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger

@@ -195,6 +195,9 @@ func newLibp2pHost(cfg *Config, version string, log *slog.Logger) (host.Host, er
 	} else {
 		opts = append(opts, libp2p.DisableMetrics())
 	}
+	if cfg.Bandwidth != nil {
+		opts = append(opts, libp2p.BandwidthReporter(cfg.Bandwidth))
+	}
 	opts = append(opts, natOptions(cfg)...)
 	if cfg.PSK != nil {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.PSK))

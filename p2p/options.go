@@ -7,6 +7,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/multiformats/go-multiaddr"
@@ -180,6 +181,15 @@ func WithRelayService(on bool) Option {
 func WithMetrics(reg prometheus.Registerer) Option {
 	return func(c *Config) error {
 		c.Metrics = reg
+		return nil
+	}
+}
+
+// WithBandwidth reports every stream's bytes to r (nil: off). One
+// reporter may serve many hosts, to count a whole in-process mesh.
+func WithBandwidth(r metrics.Reporter) Option {
+	return func(c *Config) error {
+		c.Bandwidth = r
 		return nil
 	}
 }

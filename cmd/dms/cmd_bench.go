@@ -1,11 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +22,7 @@ import (
 func (e *env) benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
-		Usage: "measure the mesh in one process: gossip floor, submit to running/done, throughput, join time, memory, bids per job",
+		Usage: "measure the mesh in one process: gossip floor, submit to running/done, throughput, join time, memory, and per job the bids, the nodes reached, CPU and bytes sent",
 		Description: "bench starts --nodes nodes of a private network in this process on 127.0.0.1, onboards them,\n" +
 			"measures the gossip floor (one bid request reaching every node), then submits --jobs trivial\n" +
 			"WebAssembly jobs from --concurrency submitters on different nodes, then times a fresh node\n" +
@@ -122,16 +126,53 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "submit to done / floor p50\t%.2fx\t\t\t\n", r.DoneVsFloor)
 	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
 	fmt.Fprintf(tw, "CPU per job per node\t%d µs\t\t\t(what one job costs one node, whatever shares the machine)\n", r.CPUPerJobPerNode.Std().Microseconds())
-	fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join.Std()))
+	fmt.Fprintf(tw, "CPU per job, summed over the mesh\t%s\t\t\t(all %d nodes; the job's run included)\n", ms(r.CPUPerJob.Std()), r.Nodes)
+	fmt.Fprintf(tw, "nodes that received each bid request\t%.1f\t\t\t(min %d, max %d over %d jobs; other than its requester)\n", r.Reach.Mean, r.Reach.Min, r.Reach.Max, r.Reach.N)
+	fmt.Fprintf(tw, "  requests delivered / signatures verified per job\t%.1f / %.1f\t\t\t(re-sent and widened requests included)\n", r.DeliveriesPerJob, r.VerifiedPerJob)
+	fmt.Fprintf(tw, "bytes sent per job (mesh)\t%.1f KiB\t\t\t(stream payload, before Noise and yamux framing%s)\n", r.BytesPerJob/1024, idleShare(r))
+	if r.JoinError != "" {
+		fmt.Fprintf(tw, "fresh node: start to first bid request\tfailed\t\t\t(%s)\n", r.JoinError)
+	} else {
+		fmt.Fprintf(tw, "fresh node: start to first bid request\t%s\t\t\t\n", ms(r.Join.Std()))
+	}
 	fmt.Fprintf(tw, "network start-up (%d nodes meshed)\t%s\t\t\t\n", r.Nodes, ms(r.Startup.Std()))
 	fmt.Fprintf(tw, "then start-up work settled in\t%s\t\t\t(idle network: %.2f cores, %.2f%% of a core per node)\n", ms(r.Settle.Std()), r.IdleCPU, 100*r.IdleCPU/float64(r.Nodes))
 	fmt.Fprintf(tw, "Go heap in use per node\t%.2f MiB\t\t\t\n", float64(r.HeapPerNode)/(1<<20))
+	fmt.Fprintf(tw, "peak resident memory (whole process)\t%.0f MiB\t\t\t(%d goroutines once settled)\n", float64(r.PeakRSS)/(1<<20), r.Goroutines)
 	fmt.Fprintf(tw, "bids received per job (requester)\t%.2f\t\t\t\n", r.BidsReceivedPerJob)
 	fmt.Fprintf(tw, "bid messages sent per job (mesh)\t%.2f\t\t\t\n", r.BidsSentPerJob)
 	tw.Flush()
 	fmt.Fprintf(w, "\nwhere submit to running goes (p50 from submission): published %s, first bid %s, bidding closed %s, accepted %s\n",
 		ms(r.Phases["published"].Std()), ms(r.Phases["first bid"].Std()), ms(r.Phases["bidding closed"].Std()), ms(r.Phases["accepted"].Std()))
+	if len(r.BytesPerJobByProtocol) > 0 {
+		fmt.Fprintf(w, "bytes sent per job by protocol:%s\n", byProtocol(r.BytesPerJobByProtocol))
+	}
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "\nfirst failure: %s\n", r.FirstError)
 	}
+}
+
+// idleShare says how much of the bytes per job the idle mesh would have
+// sent anyway over the jobs phase.
+func idleShare(r *bench.Report) string {
+	if r.Jobs == 0 || r.BytesPerJob == 0 {
+		return ""
+	}
+	idle := r.IdleBytesPerSecond * r.JobsWall.Std().Seconds() / float64(r.Jobs)
+	return fmt.Sprintf("; %.0f%% of it is what the idle mesh sends anyway, %.1f KiB/s", 100*idle/r.BytesPerJob, r.IdleBytesPerSecond/1024)
+}
+
+// byProtocol lists bytes per protocol, largest first.
+func byProtocol(m map[string]float64) string {
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(m[b], m[a]) })
+	var sb strings.Builder
+	for _, n := range names {
+		if n == "" {
+			fmt.Fprintf(&sb, " negotiation %.1f KiB,", m[n]/1024)
+			continue
+		}
+		fmt.Fprintf(&sb, " %s %.1f KiB,", n, m[n]/1024)
+	}
+	return strings.TrimSuffix(sb.String(), ",")
 }
