@@ -212,6 +212,14 @@ func (j *jobs) interrupt(ctx context.Context, id, why string) *JobRecord {
 	if len(rec.Progress) < maxJobProgress {
 		rec.Progress = append(rec.Progress, orchestrator.Progress{Kind: ProgressInterrupted, JobID: id, Time: time.Now(), Provider: rec.Provider, AllocationID: rec.AllocationID, Message: why})
 	}
+	return j.letGoLocked(ctx, rec, "interrupted job not written to disk")
+}
+
+// letGoLocked ends what this run keeps for a job it no longer follows (its
+// cancel, its waiters, its live output), unlocks, and writes the record,
+// saying so with failed if that cannot be done.
+func (j *jobs) letGoLocked(ctx context.Context, rec *JobRecord, failed string) *JobRecord {
+	id := rec.ID
 	delete(j.cancels, id)
 	if ch, ok := j.ended[id]; ok {
 		close(ch)
@@ -224,7 +232,7 @@ func (j *jobs) interrupt(ctx context.Context, id, why string) *JobRecord {
 	cp := *rec
 	j.mu.Unlock()
 	if err := j.save(ctx, &cp); err != nil {
-		j.log.Error("interrupted job not written to disk", "job", id, "err", err)
+		j.log.Error(failed, "job", id, "err", err)
 	}
 	return &cp
 }
@@ -372,23 +380,9 @@ func (j *jobs) finish(ctx context.Context, id string, res *orchestrator.Result, 
 		res = &cp
 	}
 	rec.Result = res
-	delete(j.cancels, id)
-	if ch, ok := j.ended[id]; ok {
-		close(ch)
-		delete(j.ended, id)
-	}
-	if l := j.live[id]; l != nil {
-		l.end()
-		delete(j.live, id)
-	}
-	cp := *rec
-	j.mu.Unlock()
-	if err := j.save(ctx, &cp); err != nil {
-		// The result is still in memory for this run; say that it will
-		// not survive a restart rather than drop that silently.
-		j.log.Error("job result not written to disk", "job", id, "err", err)
-	}
-	return &cp
+	// The result is still in memory for this run; if it cannot be written,
+	// say that it will not survive a restart rather than drop that silently.
+	return j.letGoLocked(ctx, rec, "job result not written to disk")
 }
 
 func (j *jobs) get(id string) (JobRecord, bool) {

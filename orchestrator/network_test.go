@@ -8,9 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // acceptedJobs are the jobs the backend accepted to run.
@@ -80,14 +77,7 @@ func newFakeMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*fake
 	cfg := LocalConfig()
 	nodes := make([]*fakeNode, n)
 	for i := range n {
-		key, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := peer.IDFromPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, id := testPeer(t)
 		h := fn.host(id)
 		b := &recordingBackend{fakeBackend: backends(i)}
 		withKey(b, key)

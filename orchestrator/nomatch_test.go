@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
@@ -175,14 +174,7 @@ func newPickyMesh(t *testing.T, backends []Backend) []*Service {
 	t.Cleanup(fn.Close)
 	var svcs []*Service
 	for _, b := range backends {
-		key, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := peer.IDFromPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, id := testPeer(t)
 		withKey(b, key)
 		svc, err := NewService(fn.host(id), key, b, LocalConfig())
 		if err != nil {

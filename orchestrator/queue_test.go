@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
@@ -253,14 +252,7 @@ func slotMesh(t *testing.T, providers ...*slotBackend) *Service {
 		backends = append(backends, p)
 	}
 	for i, b := range backends {
-		key, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := peer.IDFromPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, id := testPeer(t)
 		withKey(b, key)
 		svc, err := NewService(fn.host(id), key, b, cfg)
 		if err != nil {

@@ -542,32 +542,6 @@ func manifestHash(files []archive.File) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// invokeOne invokes one bid; a provider that refuses, or that the
-// invocation did not reach, is let go of its hold.
-func (r *Requester) invokeOne(ctx context.Context, st *staged, b *SignedBid, attempt int, progress func(Progress)) (string, error) {
-	msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: st.forWinner(b.Bid.Provider)}})
-	if err != nil {
-		return "", err
-	}
-	ictx, cancel := context.WithTimeout(ctx, r.cfg.InvokeTimeout)
-	data, err := r.host.Request(ictx, b.Provider, ProtocolInvoke, msg, MaxReplySize)
-	cancel()
-	var reply *InvokeReply
-	if err == nil {
-		reply, err = DecodeInvokeReply(data)
-	}
-	if err == nil && !reply.Accepted {
-		err = errors.New(reply.Reason)
-	}
-	if err != nil {
-		progress(Progress{Kind: ProgressRefused, JobID: st.job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, Message: err.Error()})
-		r.release([]*SignedBid{b})
-		return "", err
-	}
-	progress(Progress{Kind: ProgressAccepted, JobID: st.job.ID, Attempt: attempt, Time: r.now(), Provider: b.Bid.Provider, AllocationID: reply.AllocationID, Bid: &b.Bid})
-	return reply.AllocationID, nil
-}
-
 // connInfo is what a p2p host tells of its connections to a peer.
 type connInfo interface {
 	ConnInfo(p peer.ID) (addrs []string, direction string, latency time.Duration)

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/archive"
@@ -134,14 +133,7 @@ func replicaMesh(t *testing.T, providers ...Backend) (*Service, []peer.ID) {
 	var requester *Service
 	var ids []peer.ID
 	for i, b := range append([]Backend{&fakeBackend{holds: map[string]*fakeHold{}, allocs: map[string][]Event{}}}, providers...) {
-		key, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := peer.IDFromPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, id := testPeer(t)
 		withKey(b, key)
 		svc, err := NewService(fn.host(id), key, b, cfg)
 		if err != nil {

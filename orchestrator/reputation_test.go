@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/dms-project/dms/capability"
@@ -231,14 +230,7 @@ func reputationMesh(t *testing.T, cfg Config, providers ...*misbehaving) *Servic
 	fn := newFakeNet()
 	t.Cleanup(fn.Close)
 	start := func(b Backend) (*Service, peer.ID, *fakeHost) {
-		key, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, err := peer.IDFromPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, id := testPeer(t)
 		h := fn.host(id)
 		withKey(b, key) // honest providers seal receipts, as nodes do
 		svc, err := NewService(h, key, b, cfg)

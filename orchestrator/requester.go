@@ -1028,42 +1028,49 @@ func judge(req *BidRequest, b *Bid, now time.Time) (code, why string) {
 // invoke tries the bids best first until one provider accepts, then
 // releases the holds of the others.
 func (r *Requester) invoke(ctx context.Context, st *staged, bids []*SignedBid, attempt int, progress func(Progress)) (peer.ID, string, error) {
-	job := st.job
 	var reasons []string
 	for i, b := range bids {
-		msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: st.forWinner(b.Bid.Provider)}})
-		if err != nil {
-			return "", "", err
-		}
-		ictx, cancel := context.WithTimeout(ctx, r.cfg.InvokeTimeout)
-		data, err := r.host.Request(ictx, b.Provider, ProtocolInvoke, msg, MaxReplySize)
-		cancel()
-		var reply *InvokeReply
+		allocID, err := r.invokeOne(ctx, st, b, attempt, progress)
 		if err == nil {
-			reply, err = DecodeInvokeReply(data)
+			r.release(bids[i+1:])
+			return b.Provider, allocID, nil
 		}
-		if err == nil && !reply.Accepted {
-			err = errors.New(reply.Reason)
+		if ctx.Err() != nil {
+			r.release(bids[i+1:])
+			return "", "", ctx.Err()
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				r.release(bids[i+1:])
-				return "", "", ctx.Err()
-			}
-			reasons = append(reasons, fmt.Sprintf("%s: %v", b.Provider, err))
-			r.rep.Record(b.Provider, OutcomeRefused, job.ID)
-			progress(Progress{Kind: ProgressRefused, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, Message: err.Error()})
-			// A provider that never got the invocation (the stream failed)
-			// still holds for the job; let it go, so that a retry's fresh
-			// request finds it free rather than "already bid".
-			r.release([]*SignedBid{b})
-			continue
-		}
-		progress(Progress{Kind: ProgressAccepted, JobID: job.ID, Attempt: attempt, Time: r.now(), Provider: b.Bid.Provider, AllocationID: reply.AllocationID, Bid: &b.Bid})
-		r.release(bids[i+1:])
-		return b.Provider, reply.AllocationID, nil
+		reasons = append(reasons, fmt.Sprintf("%s: %v", b.Provider, err))
+		r.rep.Record(b.Provider, OutcomeRefused, st.job.ID)
 	}
 	return "", "", fmt.Errorf("%w: %v", ErrAllRefused, reasons)
+}
+
+// invokeOne invokes one bid; a provider that refuses, or that the
+// invocation did not reach, is let go of its hold (one that never got the
+// invocation still holds for the job: released, a retry's fresh request
+// finds it free rather than "already bid").
+func (r *Requester) invokeOne(ctx context.Context, st *staged, b *SignedBid, attempt int, progress func(Progress)) (string, error) {
+	msg, err := EncodeInvokeMessage(&InvokeMessage{Invocation: &Invocation{Bid: *b, Job: st.forWinner(b.Bid.Provider)}})
+	if err != nil {
+		return "", err
+	}
+	ictx, cancel := context.WithTimeout(ctx, r.cfg.InvokeTimeout)
+	data, err := r.host.Request(ictx, b.Provider, ProtocolInvoke, msg, MaxReplySize)
+	cancel()
+	var reply *InvokeReply
+	if err == nil {
+		reply, err = DecodeInvokeReply(data)
+	}
+	if err == nil && !reply.Accepted {
+		err = errors.New(reply.Reason)
+	}
+	if err != nil {
+		progress(Progress{Kind: ProgressRefused, JobID: st.job.ID, Attempt: attempt, Time: r.now(), Provider: b.Provider, Message: err.Error()})
+		r.release([]*SignedBid{b})
+		return "", err
+	}
+	progress(Progress{Kind: ProgressAccepted, JobID: st.job.ID, Attempt: attempt, Time: r.now(), Provider: b.Bid.Provider, AllocationID: reply.AllocationID, Bid: &b.Bid})
+	return reply.AllocationID, nil
 }
 
 // release tells losing bidders to drop their holds. It is best effort: a
