@@ -104,8 +104,13 @@ type BidRequest struct {
 	Attempt int `json:"attempt,omitempty"`
 	// Spread is the share of providers, by distance to the job ID, asked
 	// to bid (see storm.go); 0 means all.
-	Spread float64   `json:"spread,omitempty"`
-	SentAt time.Time `json:"sent_at"`
+	Spread float64 `json:"spread,omitempty"`
+	// Explain is the share of providers, by distance to the job ID, asked
+	// to say why they do not bid (decline.go); 0 asks none (a probe). It
+	// is about MaxExplainers of them however large the mesh, so that a job
+	// nobody can run does not draw a decline from every node.
+	Explain float64   `json:"explain,omitempty"`
+	SentAt  time.Time `json:"sent_at"`
 	// Constraints are the job's hard placement constraints: a provider
 	// whose labels do not meet them all does not bid (constraint.go).
 	Constraints []Constraint `json:"constraints,omitempty"`
@@ -593,6 +598,9 @@ func (r *BidRequest) check() error {
 	}
 	if !(r.Spread >= 0 && r.Spread <= 1) {
 		return invalid("spread %v: want 0 to 1", r.Spread)
+	}
+	if !(r.Explain >= 0 && r.Explain <= 1) {
+		return invalid("explain %v: want 0 to 1", r.Explain)
 	}
 	if r.Attempt < 0 || r.Attempt > 1000 {
 		return invalid("attempt %d: want 0 to 1000", r.Attempt)

@@ -261,14 +261,26 @@ func TestDeclinesOnlyFromProvidersTheRequestReached(t *testing.T) {
 	req.Spread = d / 2 // the provider is beyond it
 	provider.provider.HandleBidRequest(req)
 	req2 := *req
-	req2.Spread, req2.JobID = 1, NewJobID()
+	req2.Spread, req2.Explain, req2.JobID = 1, 1, NewJobID()
 	provider.provider.HandleBidRequest(&req2)
+	// Asked to bid but not to explain (a probe asks none; a large mesh,
+	// about MaxExplainers of its providers): no decline.
+	req3 := *req
+	req3.Spread, req3.JobID = 1, NewJobID()
+	req3.Explain = Distance(provider.host.ID(), req3.JobID) / 2
+	provider.provider.HandleBidRequest(&req3)
+	req4 := req3
+	req4.JobID, req4.Explain = NewJobID(), 0
+	provider.provider.HandleBidRequest(&req4)
 	provider.provider.wg.Wait() // the declines' sends
 	if !provider.provider.declines.allow(req, time.Now()) {
 		t.Fatal("the provider declined a request outside its spread")
 	}
 	if provider.provider.declines.allow(&req2, time.Now()) {
 		t.Fatal("the provider did not decline a request it was meant for")
+	}
+	if !provider.provider.declines.allow(&req3, time.Now()) || !provider.provider.declines.allow(&req4, time.Now()) {
+		t.Fatal("the provider explained a decline it was not asked to")
 	}
 	// The requester has no bidding open for either: a decline is refused.
 	data, _ := Encode(&Decline{JobID: req2.JobID, Nonce: req2.Nonce, Code: ReasonTooSmall, Text: "offers at most 1 core"})

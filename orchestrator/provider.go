@@ -391,7 +391,7 @@ func (p *Provider) bid(req *BidRequest, distance float64) error {
 // it (see decline.go). HandleBidRequest has checked that req was meant for
 // this provider (its spread).
 func (p *Provider) tellWhy(req *BidRequest, code, text string) {
-	if code == "" {
+	if code == "" || !Explains(Distance(p.host.ID(), req.JobID), req.Explain) {
 		return
 	}
 	p.declineMu.Lock()

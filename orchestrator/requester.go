@@ -753,6 +753,7 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, max
 		// spread too narrow (peers that left still counted) is made up
 		// for by widening.
 		Spread:      SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
+		Explain:     SpreadFor(MaxExplainers, r.host.EstimatePeers(), 1),
 		Constraints: job.Constraints,
 	}
 	if len(job.Module) > 0 {

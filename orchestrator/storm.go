@@ -40,6 +40,18 @@ func Eligible(d, spread float64) bool {
 	return spread <= 0 || spread >= 1 || d < spread
 }
 
+// MaxExplainers is about how many providers a request asks to say why they
+// do not bid: enough for a summary a user can act on, few enough that a
+// job nobody can run costs its requester a few dozen streams, not one per
+// node of the mesh.
+const MaxExplainers = 16
+
+// Explains reports whether a provider at distance d says why it does not
+// bid on a request that asks the given share to (0: none, 1: everyone).
+func Explains(d, explain float64) bool {
+	return explain >= 1 || (explain > 0 && d < explain)
+}
+
 // SpreadFor is the spread a requester asks for when it wants want bids and
 // estimates n providers in the mesh.
 func SpreadFor(want, n int, factor float64) float64 {
