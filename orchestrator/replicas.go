@@ -119,6 +119,10 @@ type Replica struct {
 	Error string `json:"error,omitempty"`
 	// Agrees is set on the replicas whose result was delivered.
 	Agrees bool `json:"agrees,omitempty"`
+	// Receipt is the receipt its provider signed for this result, as it
+	// came (verified; see receipt.go): with a disagreement, each side's
+	// signed account of what it ran, for dms receipt verify.
+	Receipt []byte `json:"receipt,omitempty"`
 }
 
 // voting reports whether the replica has a result to compare.
@@ -509,7 +513,7 @@ func (r *Requester) judgeReplica(ctx context.Context, provider peer.ID, alloc st
 		rr.Error = err.Error()
 		return rr
 	}
-	rr.State, rr.ExitCode, rr.StdoutTruncated = res.State, res.ExitCode, res.StdoutTruncated
+	rr.State, rr.ExitCode, rr.StdoutTruncated, rr.Receipt = res.State, res.ExitCode, res.StdoutTruncated, res.Receipt
 	rr.StdoutSHA256, rr.StderrSHA256 = hashOf(res.Stdout), hashOf(res.Stderr)
 	if res.Outputs != nil {
 		data, err := fetchBlob(ctx, r.host, provider, res.Outputs.Archive, MaxOutputSize)

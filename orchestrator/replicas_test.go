@@ -195,6 +195,12 @@ func TestReplicasAllWithOneForgerFailShowingBothHashes(t *testing.T) {
 		if r.Agrees {
 			t.Errorf("replica on %s marked as agreeing in a disagreement", r.Provider)
 		}
+		// Each side's signed receipt comes with the disagreement, and says
+		// what that side sent.
+		rc, err := OpenReceipt(r.Receipt)
+		if err != nil || rc.Provider != r.Provider || rc.StdoutSHA256 != r.StdoutSHA256 {
+			t.Errorf("replica on %s: receipt %+v, %v; want its provider's signed receipt", r.Provider, rc, err)
+		}
 	}
 	if byProvider[ids[0]] != honest || byProvider[ids[1]] != forged {
 		t.Errorf("replica hashes %v, want %s honest and %s forged", byProvider, ids[0], ids[1])

@@ -48,7 +48,7 @@ func (e *env) printAllocations(allocs []node.AllocationInfo) error {
 	fmt.Fprintln(tw, "ID\tJOB\tREQUESTER\tSTATE\tEXIT\tRUN TIME\tRESTARTS\tCREATED")
 	for _, a := range allocs {
 		exit := "-"
-		if a.Result != nil && a.State.Final() && a.State != orchestrator.StateCancelled {
+		if a.Result != nil && a.State.Final() && a.State != orchestrator.StateCancelled && a.Result.ExitCode >= 0 {
 			exit = strconv.Itoa(a.Result.ExitCode)
 		}
 		var run time.Duration

@@ -45,7 +45,9 @@ func (e *env) printJobList(jobs []node.JobRecord) error {
 	fmt.Fprintln(tw, "ID\tSTATE\tEXIT\tPROVIDER\tSUBMITTED\tTOOK\tNOTE")
 	for _, j := range jobs {
 		exit, provider := "-", "-"
-		if j.Result != nil && j.State != node.JobCancelled {
+		// A job stopped at its duration or from outside has no exit code
+		// of its own (-1): "-", as job status leaves it out.
+		if j.Result != nil && j.State != node.JobCancelled && j.Result.ExitCode >= 0 {
 			exit = strconv.Itoa(j.Result.ExitCode)
 		}
 		if j.Provider != "" {
