@@ -108,6 +108,7 @@ func (e *env) app() *cli.App {
 		}
 		// Groups keep "help" (dms job help); leaf commands have --help.
 		c.HideHelpCommand = len(c.Subcommands) == 0
+		withOwnHelp(c)
 	}
 	setUsage("dms", cmds)
 	v, _ := buildVersion()
@@ -265,4 +266,32 @@ func remoteClient(c *cli.Context, addr, dir string) (*api.Client, error) {
 		return nil, &usageError{msg: "--token-file: " + err.Error(), err: err}
 	}
 	return api.DialRemote(c.Context, addr, tok)
+}
+
+// withOwnHelp gives each command group in c's tree a "help" subcommand of
+// its own. urfave/cli otherwise adds one shared, package-level help command
+// to every group and writes to it each time a group runs, which is a data
+// race when two runs share a process (the tests run dms in-process, side
+// by side). It says what urfave/cli's own would.
+func withOwnHelp(c *cli.Command) {
+	if len(c.Subcommands) == 0 {
+		return
+	}
+	for _, sc := range c.Subcommands {
+		withOwnHelp(sc)
+	}
+	if c.Command("help") != nil || c.HideHelp || c.HideHelpCommand {
+		return
+	}
+	c.Subcommands = append(c.Subcommands, &cli.Command{
+		Name: "help", Aliases: []string{"h"}, Usage: "Shows a list of commands or help for one command", ArgsUsage: "[command]",
+		HideHelpCommand: true,
+		Action: func(ctx *cli.Context) error {
+			group := ctx.Lineage()[1]
+			if name := ctx.Args().First(); name != "" {
+				return cli.ShowCommandHelp(group, name)
+			}
+			return cli.ShowSubcommandHelp(group)
+		},
+	})
 }

@@ -73,7 +73,7 @@ func renderCLIDoc(app *cli.App) string {
 	var toc func(cmds []*cli.Command, depth int, prefix string)
 	toc = func(cmds []*cli.Command, depth int, prefix string) {
 		for _, c := range cmds {
-			if c.Hidden {
+			if c.Hidden || c.Name == "help" { // every group has one (app.go withOwnHelp)
 				continue
 			}
 			path := prefix + " " + c.Name
@@ -86,7 +86,7 @@ func renderCLIDoc(app *cli.App) string {
 	var walk func(cmds []*cli.Command, prefix string)
 	walk = func(cmds []*cli.Command, prefix string) {
 		for _, c := range cmds {
-			if c.Hidden {
+			if c.Hidden || c.Name == "help" { // every group has one (app.go withOwnHelp)
 				continue
 			}
 			path := prefix + " " + c.Name
