@@ -166,14 +166,16 @@ func TestForgerIsOutvoted(t *testing.T) {
 	}
 }
 
-// TestForgerFailsAJobAllMustAgreeOn: with two replicas that must all agree
-// and one of them the forger, the job does not complete: the results
-// disagree, and a disagreement is never resolved silently.
+// TestForgerFailsAJobAllMustAgreeOn: with replicas that must all agree and
+// one of them the forger, the job does not complete: the results disagree,
+// and a disagreement is never resolved silently. Every provider runs a
+// replica, so the forger surely is one of them (with fewer, which bids
+// arrive first decides).
 func TestForgerFailsAJobAllMustAgreeOn(t *testing.T) {
 	t.Parallel()
 	ln, c := cheatNetwork(t, cheat.Forge)
 	sub := tinyJob()
-	replicate(&sub, 2, orchestrator.AgreeAll)
+	replicate(&sub, len(ln.Nodes)-1, orchestrator.AgreeAll) // every node but the requester
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rec, err := ln.Nodes[requesterNode].SubmitJob(ctx, sub, nil)

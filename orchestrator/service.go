@@ -54,11 +54,13 @@ func LocalConfig() Config {
 	c.Provider.FollowTimeout = 5 * c.Requester.Keepalive
 	c.Provider.AbandonGrace = 3 * time.Second
 	c.Requester.DeadlineMargin = 2 * time.Second
-	c.Requester.StallTimeout = 2 * time.Second
-	// Long enough to show on a test network that an offender is left
-	// out; short enough that a provider a test stopped on purpose is
-	// taken again by the next test's jobs.
-	c.Reputation.Cooldown, c.Reputation.MaxCooldown = time.Minute, 15*time.Minute
+	// On one loaded machine an honest provider can be slow to say its first
+	// word, and one heartbeat late is "lost": the stall timeout is a real
+	// node's, and the cool-down short, so that such a false offence costs
+	// a test network seconds, not the rest of its run. Long enough still to
+	// show that an offender is left out.
+	c.Requester.StallTimeout = 5 * time.Second
+	c.Reputation.Cooldown, c.Reputation.MaxCooldown = 15*time.Second, 5*time.Minute
 	return c
 }
 
