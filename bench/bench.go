@@ -37,6 +37,9 @@ type Config struct {
 	Concurrency int
 	// FloorSamples is how many gossip messages measure the floor.
 	FloorSamples int
+	// TopicOnly sends every bid request on the topic, to every node, as
+	// before requests went straight to the nearest providers: to compare.
+	TopicOnly bool
 	// JobsProfile, if set, receives a CPU profile of the jobs phase alone.
 	JobsProfile io.Writer
 	// OnNetwork, if set, is given the network's nodes once they are up
@@ -202,6 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			// costs nothing when the machine keeps up; when a large run
 			// saturates it, jobs wait instead of failing for want of a bid.
 			c.Orchestrator.Requester.BiddingWindow = 10 * time.Second
+			c.Orchestrator.Requester.TopicOnly = cfg.TopicOnly
 		},
 	})
 	if err != nil {

@@ -47,6 +47,13 @@ func (n *fakeNet) host(id peer.ID) *fakeHost {
 	return h
 }
 
+// remove takes id off the network: nobody reaches it or counts it since.
+func (n *fakeNet) remove(id peer.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.nodes, id)
+}
+
 func (n *fakeNet) node(id peer.ID) (*fakeHost, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -68,16 +75,6 @@ func (n *fakeNet) others(id peer.ID) []*fakeHost {
 	return out
 }
 
-func compareIDs(a, b peer.ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 type fakeHandler struct {
 	maxReq  int
 	handler p2p.RequestHandler
@@ -97,9 +94,10 @@ type fakeHost struct {
 
 var _ Network = (*fakeHost)(nil)
 
-func (h *fakeHost) ID() peer.ID        { return h.id }
-func (h *fakeHost) Network() string    { return "fake" }
-func (h *fakeHost) EstimatePeers() int { return len(h.Peers()) }
+func (h *fakeHost) ID() peer.ID           { return h.id }
+func (h *fakeHost) Network() string       { return "fake" }
+func (h *fakeHost) EstimatePeers() int    { return len(h.Peers()) }
+func (h *fakeHost) KnownPeers() []peer.ID { return h.Peers() }
 
 func (h *fakeHost) Peers() []peer.ID {
 	var out []peer.ID

@@ -23,6 +23,9 @@ type Network interface {
 	// EstimatePeers is a lower bound of how many other nodes the network
 	// has; the requester sizes its spread by it.
 	EstimatePeers() int
+	// KnownPeers are the peers EstimatePeers counts; bid requests go
+	// straight to the ones nearest a job (direct.go).
+	KnownPeers() []peer.ID
 
 	// JoinTopic joins a gossip topic; validate runs on every message
 	// before it is delivered or forwarded.

@@ -72,9 +72,14 @@ type fakeNode struct {
 // nothing on the wire, every node hears every other at once.
 func newFakeMesh(t *testing.T, n int, backends func(i int) *fakeBackend) []*fakeNode {
 	t.Helper()
+	return newFakeMeshWith(t, n, LocalConfig(), backends)
+}
+
+// newFakeMeshWith is newFakeMesh with every service configured by cfg.
+func newFakeMeshWith(t *testing.T, n int, cfg Config, backends func(i int) *fakeBackend) []*fakeNode {
+	t.Helper()
 	fn := newFakeNet()
 	t.Cleanup(fn.Close)
-	cfg := LocalConfig()
 	nodes := make([]*fakeNode, n)
 	for i := range n {
 		key, id := testPeer(t)

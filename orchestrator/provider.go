@@ -256,14 +256,26 @@ func (p *Provider) Declined(jobID string) string { return p.book.declinedWhy(job
 // HandleBidRequest decides whether to bid on a validated request and, if so,
 // holds the capability and sends the bid. It returns at once; the bid goes
 // out from a goroutine so the topic's reader never waits on a stream.
-func (p *Provider) HandleBidRequest(req *BidRequest) {
+func (p *Provider) HandleBidRequest(req *BidRequest) { p.handle(req, false) }
+
+// HandleDirectRequest is HandleBidRequest for a request sent to this node
+// by name (direct.go): the requester chose it, so the spread does not
+// apply.
+func (p *Provider) HandleDirectRequest(req *BidRequest) { p.handle(req, true) }
+
+func (p *Provider) handle(req *BidRequest, direct bool) {
 	p.requestsSeen.Add(1)
 	if req.Requester == p.host.ID() || !p.backend.Onboarded() {
 		return
 	}
 	d := Distance(p.host.ID(), req.JobID)
-	if !Eligible(d, req.Spread) {
+	if !direct && !Eligible(d, req.Spread) {
 		return
+	}
+	if direct {
+		// Only the few asked hear it: waiting by distance would only
+		// delay the job; the wait by load still lets the idle answer first.
+		d = 0
 	}
 	if short, why := p.backend.Preferences().refusal(req); why != nil {
 		p.log.Debug("not bidding", "job", req.JobID, "reason", why)

@@ -66,6 +66,10 @@ type RequesterConfig struct {
 	// SpreadFactor sets how many providers are asked to bid: about
 	// SpreadFactor*WantBids of them (see storm.go); 0 asks everyone.
 	SpreadFactor float64
+	// TopicOnly sends every bid request on the topic, to every node, as
+	// before requests went straight to the nearest providers (direct.go):
+	// for comparing the two in dms bench.
+	TopicOnly bool
 	// Widen paces asking again for bids (widening.go); 0 never asks again.
 	// When fewer than WantBids bids have come Widen after the request (or
 	// twice the usual wait for a first bid, if longer), it is sent again
@@ -975,10 +979,11 @@ func (r *Requester) observeFirstBid(d time.Duration) {
 	}
 }
 
-// publish sends the bid request to the mesh. A node with no peer on the
-// topic that is onboarded itself bids for its own job instead (gossipsub
-// has nobody to send it to, and a provider ignores its own requests on the
-// topic).
+// publish sends the bid request: straight to the providers nearest the
+// job while it asks only a share of them (direct.go), else on the topic. A
+// node with no peer on the topic that is onboarded itself bids for its own
+// job instead (there is nobody to send it to, and a provider ignores its
+// own requests on the topic).
 func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
 	if len(r.topic.ListPeers()) == 0 && r.local != nil && r.local(req) {
 		r.log.Debug("alone on the topic: bidding for our own job", "job", req.JobID)
@@ -989,6 +994,16 @@ func (r *Requester) publish(ctx context.Context, req *BidRequest) error {
 			return fmt.Errorf("publish bid request: waiting for this requester's turn within its request rate: %w", err)
 		}
 	}
+	if targets := r.directTargets(req); len(targets) > 0 {
+		direct := *req
+		direct.Explain = 1 // a handful asked by name: each says why not
+		return r.sendDirect(ctx, &direct, targets)
+	}
+	return r.publishTopic(ctx, req)
+}
+
+// publishTopic publishes the bid request on the topic, to everyone.
+func (r *Requester) publishTopic(ctx context.Context, req *BidRequest) error {
 	data, err := SealBidRequest(req, r.key)
 	if err != nil {
 		return err

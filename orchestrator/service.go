@@ -153,6 +153,11 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 		s.provider.Close()
 		return nil, err
 	}
+	if err := host.HandleRequest(ProtocolBidRequest, MaxBidRequestSize+envelopeOverhead, s.handleDirect); err != nil {
+		s.provider.Close()
+		s.Requester.close()
+		return nil, err
+	}
 	if err := host.HandleStream(ProtocolFetch, s.handleFetch); err != nil {
 		s.provider.Close()
 		s.Requester.close()

@@ -369,7 +369,13 @@ func (h *Host) Network() string { return h.cfg.Network }
 // of providers asked to bid tenfold for that long. In a network larger
 // than this node sees it errs low, which only widens the spread; the
 // requester's floor from what bids show makes up for it.
-func (h *Host) EstimatePeers() int {
+func (h *Host) EstimatePeers() int { return len(h.KnownPeers()) }
+
+// KnownPeers are the peers this node knows to be there now, once each:
+// those it holds a connection to, and those of its DHT routing table that
+// answered a query of ours within answeredRecently (see EstimatePeers).
+// The requester sends bid requests straight to the ones nearest a job.
+func (h *Host) KnownPeers() []peer.ID {
 	var table []answeredPeer
 	if h.kad != nil {
 		if rt := h.kad.RoutingTable(); rt != nil {
@@ -394,19 +400,26 @@ type answeredPeer struct {
 	at time.Time
 }
 
-// livePeers counts, once each, the connected peers and the table's peers
+// livePeers lists, once each, the connected peers and the table's peers
 // that answered since since.
-func livePeers(connected []peer.ID, table []answeredPeer, since time.Time) int {
+func livePeers(connected []peer.ID, table []answeredPeer, since time.Time) []peer.ID {
 	seen := make(map[peer.ID]bool, len(connected)+len(table))
+	out := make([]peer.ID, 0, len(connected)+len(table))
+	add := func(p peer.ID) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
 	for _, p := range connected {
-		seen[p] = true
+		add(p)
 	}
 	for _, p := range table {
 		if p.at.After(since) {
-			seen[p.id] = true
+			add(p.id)
 		}
 	}
-	return len(seen)
+	return out
 }
 
 // ConnInfo describes our connections to p: the remote ends' addresses

@@ -57,7 +57,7 @@ func TestLivePeersCountsOnlyPeersKnownToBeThere(t *testing.T) {
 		{"a table peer that answered lately counts", []peer.ID{a}, []answeredPeer{{b, now.Add(-time.Second)}}, 2},
 		{"table peers silent too long, or never asked, do not", []peer.ID{a}, []answeredPeer{{c, now.Add(-time.Hour)}, {d, time.Time{}}}, 1},
 	} {
-		if got := livePeers(tc.connected, tc.table, now.Add(-answeredRecently)); got != tc.want {
+		if got := len(livePeers(tc.connected, tc.table, now.Add(-answeredRecently))); got != tc.want {
 			t.Errorf("%s: %d peers, want %d", tc.name, got, tc.want)
 		}
 	}

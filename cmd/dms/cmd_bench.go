@@ -31,6 +31,7 @@ func (e *env) benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "nodes", Value: 100, Usage: "how many nodes (at least 3)"},
 			&cli.IntFlag{Name: "jobs", Value: 200, Usage: "how many jobs to submit"},
 			&cli.IntFlag{Name: "concurrency", Value: 10, Usage: "how many submitters at once, each on its own node"},
+			&cli.BoolFlag{Name: "topic-only", Usage: "send every bid request on the topic to every node, as before requests went straight to the nearest providers (to compare)"},
 			&cli.IntFlag{Name: "floor-samples", Value: 50, Usage: "how many gossip messages measure the floor"},
 			&cli.IntFlag{Name: "procs", Usage: "also start this many separate dms run processes (a test network) and report each idle one's resident memory and CPU use; 0 skips it"},
 			&cli.DurationFlag{Name: "procs-window", Value: 10 * time.Second, Usage: "how long the idle processes are sampled"},
@@ -40,7 +41,7 @@ func (e *env) benchCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			cfg := bench.Config{
-				Nodes: c.Int("nodes"), Jobs: c.Int("jobs"), Concurrency: c.Int("concurrency"), FloorSamples: c.Int("floor-samples"),
+				Nodes: c.Int("nodes"), Jobs: c.Int("jobs"), Concurrency: c.Int("concurrency"), FloorSamples: c.Int("floor-samples"), TopicOnly: c.Bool("topic-only"),
 				Logger:   e.log.With("subsystem", "bench"),
 				Progress: func(s string) { fmt.Fprintf(e.stderr, "bench: %s\n", s) },
 			}
