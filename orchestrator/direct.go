@@ -105,7 +105,7 @@ func (r *Requester) directTargets(req *BidRequest) []peer.ID {
 	if r.cfg.TopicOnly {
 		return nil
 	}
-	known := r.host.KnownPeers()
+	known := r.host.KnownPeers(ProtocolBidRequest)
 	n := DirectCount(req.Spread, len(known))
 	if n == 0 {
 		return nil

@@ -94,10 +94,22 @@ type fakeHost struct {
 
 var _ Network = (*fakeHost)(nil)
 
-func (h *fakeHost) ID() peer.ID           { return h.id }
-func (h *fakeHost) Network() string       { return "fake" }
-func (h *fakeHost) EstimatePeers() int    { return len(h.Peers()) }
-func (h *fakeHost) KnownPeers() []peer.ID { return h.Peers() }
+func (h *fakeHost) ID() peer.ID     { return h.id }
+func (h *fakeHost) Network() string { return "fake" }
+
+// KnownPeers are the other nodes that handle requests on name.
+func (h *fakeHost) KnownPeers(name string) []peer.ID {
+	var out []peer.ID
+	for _, o := range h.net.others(h.id) {
+		o.mu.Lock()
+		_, ok := o.requests[name]
+		o.mu.Unlock()
+		if ok {
+			out = append(out, o.id)
+		}
+	}
+	return out
+}
 
 func (h *fakeHost) Peers() []peer.ID {
 	var out []peer.ID

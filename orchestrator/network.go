@@ -20,12 +20,11 @@ type Network interface {
 	Network() string
 	// Peers are the peers this node holds a connection to.
 	Peers() []peer.ID
-	// EstimatePeers is a lower bound of how many other nodes the network
-	// has; the requester sizes its spread by it.
-	EstimatePeers() int
-	// KnownPeers are the peers EstimatePeers counts; bid requests go
+	// KnownPeers are the peers this node knows to be there now that
+	// speak the protocol name: a lower bound of the network's providers.
+	// The requester sizes its spread by them, and sends bid requests
 	// straight to the ones nearest a job (direct.go).
-	KnownPeers() []peer.ID
+	KnownPeers(name string) []peer.ID
 
 	// JoinTopic joins a gossip topic; validate runs on every message
 	// before it is delivered or forwarded.

@@ -749,6 +749,7 @@ func (s *staged) unshare() {
 func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, maxPrice *float64, attempt, need int, progress func(Progress)) ([]*SignedBid, *BidRequest, error) {
 	now := r.now()
 	want := max(r.cfg.WantBids, need, 1)
+	providers := len(r.host.KnownPeers(ProtocolBidRequest))
 	req := &BidRequest{
 		JobID: job.ID, Requester: r.host.ID(), Requirements: job.Requirements, MaxPrice: maxPrice,
 		Duration: job.Duration, Executor: job.Executor, Image: job.Image, InputSize: int64(len(inputs)), Deadline: now.Add(r.cfg.BiddingWindow),
@@ -756,8 +757,8 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, max
 		// Erring low on the network's size only widens the spread; a
 		// spread too narrow (peers that left still counted) is made up
 		// for by widening.
-		Spread:      SpreadFor(want, r.host.EstimatePeers(), r.cfg.SpreadFactor),
-		Explain:     SpreadFor(MaxExplainers, r.host.EstimatePeers(), 1),
+		Spread:      SpreadFor(want, providers, r.cfg.SpreadFactor),
+		Explain:     SpreadFor(MaxExplainers, providers, 1),
 		Constraints: job.Constraints,
 	}
 	if len(job.Module) > 0 {

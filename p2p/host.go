@@ -369,13 +369,30 @@ func (h *Host) Network() string { return h.cfg.Network }
 // of providers asked to bid tenfold for that long. In a network larger
 // than this node sees it errs low, which only widens the spread; the
 // requester's floor from what bids show makes up for it.
-func (h *Host) EstimatePeers() int { return len(h.KnownPeers()) }
+func (h *Host) EstimatePeers() int { return len(h.KnownPeers("")) }
 
 // KnownPeers are the peers this node knows to be there now, once each:
 // those it holds a connection to, and those of its DHT routing table that
-// answered a query of ours within answeredRecently (see EstimatePeers).
-// The requester sends bid requests straight to the ones nearest a job.
-func (h *Host) KnownPeers() []peer.ID {
+// answered a query of ours within answeredRecently (see EstimatePeers);
+// with a protocol name, only those that identify says speak
+// /dms/<network>/<name>, so that hosts that only sit in the mesh (a
+// bootstrap relay, a crawler, fifty idle identities) count for nothing.
+// The requester sizes its spread by them and sends bid requests straight
+// to the ones nearest a job.
+func (h *Host) KnownPeers(name string) []peer.ID {
+	peers := h.knownPeers()
+	if name == "" {
+		return peers
+	}
+	pid := h.ProtocolID(name)
+	ps := h.host.Peerstore()
+	return slices.DeleteFunc(peers, func(p peer.ID) bool {
+		got, err := ps.SupportsProtocols(p, pid)
+		return err != nil || len(got) == 0
+	})
+}
+
+func (h *Host) knownPeers() []peer.ID {
 	var table []answeredPeer
 	if h.kad != nil {
 		if rt := h.kad.RoutingTable(); rt != nil {

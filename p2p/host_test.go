@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +40,29 @@ func TestConnInfoAndEstimatePeers(t *testing.T) {
 	}
 	if n := a.EstimatePeers(); n < 1 {
 		t.Fatalf("a connected host estimates %d peers, want at least 1", n)
+	}
+}
+
+// KnownPeers with a protocol name lists only the peers identify says
+// speak it: a host that merely sits in the mesh is not asked to bid.
+func TestKnownPeersByProtocol(t *testing.T) {
+	hosts := newTestHosts(t, 3)
+	a, speaker, idle := hosts[0], hosts[1], hosts[2]
+	if err := speaker.HandleRequest("echo/1", 16, func(_ context.Context, _ peer.ID, req []byte) ([]byte, error) { return req, nil }); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, h := range []*Host{speaker, idle} {
+		if err := a.Connect(ctx, h.AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Until(t, 20*time.Second, "a to learn that speaker speaks echo/1", func() bool {
+		return slices.Equal(a.KnownPeers("echo/1"), []peer.ID{speaker.ID()})
+	})
+	if all := a.KnownPeers(""); len(all) != 2 {
+		t.Fatalf("KnownPeers(\"\") = %v, want both connected peers", all)
 	}
 }
 
