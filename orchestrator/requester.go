@@ -810,10 +810,13 @@ func (r *Requester) collect(ctx context.Context, job JobSpec, inputs []byte, max
 		}
 	}()
 	take := func(b *SignedBid) {
-		if slices.ContainsFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider }) {
-			return // one bid per provider: the first stands
-		}
-		if len(bids) == 0 && len(unacceptable) == 0 {
+		// One bid per provider, the latest: a provider bids again for the
+		// same attempt only once its earlier bid is gone (expired, or
+		// pushed aside and asked again), and it honours only the one it
+		// holds now.
+		n := len(bids)
+		bids = slices.DeleteFunc(bids, func(o *SignedBid) bool { return o.Bid.Provider == b.Bid.Provider })
+		if n == 0 && len(unacceptable) == 0 {
 			r.observeFirstBid(r.now().Sub(now))
 		}
 		if r.shunned(b) {
