@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -257,4 +258,89 @@ func TestNoRequestIsLostAsTheNetworkGrowsAndShrinks(t *testing.T) {
 	}
 	submit(2)
 	t.Logf("%d jobs, each bid on by the provider nearest it, from 2 to 32 nodes and back", jobs)
+}
+
+// A provider that bids twice in one round (its first bid gone, expired or
+// pushed aside, and the request heard again) honours only the second: the
+// requester invokes the latest bid of each provider, not the first.
+func TestTheLatestBidOfAProviderStands(t *testing.T) {
+	fn := newFakeNet()
+	t.Cleanup(fn.Close)
+	reqKey, reqID := testPeer(t)
+	b := &recordingBackend{fakeBackend: newFakeBackend(0)}
+	b.onboarded = false
+	cfg := LocalConfig()
+	cfg.Requester.Grace = time.Second // both bids are in before bidding closes, however busy the machine
+	svc, err := NewService(fn.host(reqID), reqKey, b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+
+	provKey, provID := testPeer(t)
+	prov := fn.host(provID)
+	invoked := make(chan float64, 4)
+	// Speaks the direct protocol, so that the requester counts and asks it.
+	must(t, prov.HandleRequest(ProtocolBidRequest, MaxBidRequestSize+envelopeOverhead, func(ctx context.Context, from peer.ID, data []byte) ([]byte, error) {
+		req, err := OpenBidRequest(data)
+		if err != nil {
+			return nil, err
+		}
+		go func() {
+			for _, price := range []float64{1, 2} { // the second is dearer: only "latest" picks it
+				sb, err := SealBid(&Bid{JobID: req.JobID, Nonce: req.Nonce, Provider: provID, Requester: req.Requester,
+					Price: price, Offered: req.Requirements, HoldExpires: time.Now().Add(5 * time.Second)}, provKey)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := prov.Request(context.Background(), req.Requester, ProtocolBid, sb.Envelope, MaxReplySize); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+		return nil, nil
+	}))
+	must(t, prov.HandleRequest(ProtocolInvoke, MaxInvokeSize, func(_ context.Context, _ peer.ID, data []byte) ([]byte, error) {
+		msg, err := DecodeInvokeMessage(data)
+		if err != nil {
+			return nil, err
+		}
+		if msg.Invocation != nil {
+			invoked <- msg.Invocation.Bid.Bid.Price
+		}
+		return json.Marshal(InvokeReply{Reason: "refused by the test"})
+	}))
+	// Enough silent peers that the spread asks a share, so the request
+	// goes by name: they speak the protocol and never bid.
+	for range 9 {
+		_, id := testPeer(t)
+		must(t, fn.host(id).HandleRequest(ProtocolBidRequest, MaxBidRequestSize+envelopeOverhead, func(context.Context, peer.ID, []byte) ([]byte, error) { return nil, nil }))
+	}
+	sub := wasmJob("twice")
+	for i := 0; sub.Job.ID == ""; i++ { // a job the provider is nearest, so it is asked
+		if id := fmt.Sprintf("twice-%04d", i); Nearest(fn.nodeIDs(), reqID, id, 1)[0] == provID {
+			sub.Job.ID = id
+		}
+	}
+	sub.QueueTimeout = 0
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = svc.Submit(ctx, sub, nil) // the provider refuses: the job fails
+	t.Logf("submit: %v", err)
+	select {
+	case price := <-invoked:
+		if price != 2 {
+			t.Fatalf("invoked the bid at price %v, the provider's first; want its latest, at 2", price)
+		}
+	default:
+		t.Fatal("the provider was never invoked")
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -47,6 +47,17 @@ func (n *fakeNet) host(id peer.ID) *fakeHost {
 	return h
 }
 
+// nodeIDs are every node's ID.
+func (n *fakeNet) nodeIDs() []peer.ID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []peer.ID
+	for id := range n.nodes {
+		out = append(out, id)
+	}
+	return out
+}
+
 // remove takes id off the network: nobody reaches it or counts it since.
 func (n *fakeNet) remove(id peer.ID) {
 	n.mu.Lock()
