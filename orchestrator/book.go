@@ -779,3 +779,18 @@ func (b *book) throttledCount() int64 {
 	defer b.mu.Unlock()
 	return b.throttled
 }
+
+// withdrawAnswer is withdraw of the bid that answered the request with
+// nonce only. Releases travel apart from invocations: one sent for a
+// losing bid of an earlier attempt can arrive after the requester asked
+// again and this node bid anew for the same job, and must not take that
+// bid away from under its invocation.
+func (b *book) withdrawAnswer(requester peer.ID, jobID, nonce string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, pb := b.unclaimedLocked(requester, jobID, now); pb == nil || pb.Bid.Bid.Nonce != nonce {
+		return false
+	}
+	b.voidLocked(requester, jobID, now)
+	return true
+}

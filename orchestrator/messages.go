@@ -219,6 +219,10 @@ type Invocation struct {
 type InvokeMessage struct {
 	Invocation *Invocation `json:"invocation,omitempty"`
 	ReleaseJob string      `json:"release_job,omitempty"`
+	// ReleaseNonce, with ReleaseJob, names the request the released bid
+	// answered: a release that arrives late, after this node bid anew for
+	// a later attempt at the job, leaves that bid alone.
+	ReleaseNonce string `json:"release_nonce,omitempty"`
 }
 
 // InvokeReply answers an InvokeMessage.
@@ -419,6 +423,11 @@ func DecodeInvokeMessage(data []byte) (*InvokeMessage, error) {
 		if err := checkJobID(m.ReleaseJob); err != nil {
 			return nil, err
 		}
+		if n := len(m.ReleaseNonce); n != 0 && (n < 8 || n > 64) {
+			return nil, invalid("release nonce of %d characters: want 8 to 64", n)
+		}
+	case m.ReleaseNonce != "":
+		return nil, invalid("invoke message names a release nonce but no job")
 	default:
 		return nil, invalid("empty invoke message")
 	}

@@ -444,6 +444,9 @@ func (p *Provider) handleInvoke(ctx context.Context, from peer.ID, data []byte) 
 	if msg.ReleaseJob != "" {
 		// Only the requester's own bid can be released: bids are keyed by
 		// requester and job.
+		if msg.ReleaseNonce != "" {
+			return Encode(&InvokeReply{Accepted: p.book.withdrawAnswer(from, msg.ReleaseJob, msg.ReleaseNonce, p.now())})
+		}
 		return Encode(&InvokeReply{Accepted: p.book.withdraw(from, msg.ReleaseJob, p.now())})
 	}
 	reply := p.invoke(from, msg.Invocation)

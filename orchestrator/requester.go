@@ -1097,7 +1097,7 @@ func (r *Requester) invokeOne(ctx context.Context, st *staged, b *SignedBid, att
 // hold that is not released expires anyway.
 func (r *Requester) release(bids []*SignedBid) {
 	for _, b := range bids {
-		msg, err := EncodeInvokeMessage(&InvokeMessage{ReleaseJob: b.JobID})
+		msg, err := EncodeInvokeMessage(&InvokeMessage{ReleaseJob: b.JobID, ReleaseNonce: b.Bid.Nonce})
 		if err != nil {
 			continue
 		}
