@@ -126,6 +126,11 @@ type Report struct {
 	// CPUPerJob is the same CPU time divided by jobs alone: what one job
 	// costs the whole mesh, summed over its nodes.
 	CPUPerJob seconds.Duration `json:"cpu_per_job"`
+	// CPUPerJobAboveIdle is CPUPerJob less what the idle mesh would have
+	// used over the jobs phase anyway (IdleCPU times JobsWall): the work
+	// the jobs themselves made. The idle part grows with the nodes in the
+	// process, however few hear each job.
+	CPUPerJobAboveIdle seconds.Duration `json:"cpu_per_job_above_idle"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
 	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
 	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
@@ -257,6 +262,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cpu := processCPU() - cpu0
 	rep.CPUPerJobPerNode = seconds.Duration(cpu / time.Duration(cfg.Jobs*cfg.Nodes))
 	rep.CPUPerJob = seconds.Duration(cpu / time.Duration(cfg.Jobs))
+	idleCPU := time.Duration(rep.IdleCPU * float64(rep.JobsWall.Std()))
+	rep.CPUPerJobAboveIdle = seconds.Duration(max(cpu-idleCPU, 0) / time.Duration(cfg.Jobs))
 	if cfg.JobsProfile != nil {
 		pprof.StopCPUProfile()
 	}

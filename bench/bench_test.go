@@ -39,7 +39,7 @@ func TestSmoke(t *testing.T) {
 			gossip += n
 		}
 	}
-	if rep.BytesPerJob <= 0 || gossip <= 0 || gossip > rep.BytesPerJob || rep.CPUPerJob <= 0 || rep.PeakRSS == 0 || rep.Goroutines == 0 {
+	if rep.BytesPerJob <= 0 || gossip <= 0 || gossip > rep.BytesPerJob || rep.CPUPerJob <= 0 || rep.CPUPerJobAboveIdle > rep.CPUPerJob || rep.PeakRSS == 0 || rep.Goroutines == 0 {
 		t.Fatalf("report is missing figures: %+v", rep)
 	}
 	t.Logf("%+v", rep)
