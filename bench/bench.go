@@ -127,10 +127,12 @@ type Report struct {
 	// costs the whole mesh, summed over its nodes.
 	CPUPerJob seconds.Duration `json:"cpu_per_job"`
 	// CPUPerJobAboveIdle is CPUPerJob less what the idle mesh would have
-	// used over the jobs phase anyway (IdleCPU times JobsWall): the work
-	// the jobs themselves made. The idle part grows with the nodes in the
-	// process, however few hear each job.
-	CPUPerJobAboveIdle seconds.Duration `json:"cpu_per_job_above_idle"`
+	// used over the jobs phase anyway (IdleCoresBeforeJobs, measured over
+	// the 2 s just before the jobs, times JobsWall): the work the jobs
+	// themselves made. The idle part grows with the nodes in the process,
+	// however few hear each job.
+	CPUPerJobAboveIdle  seconds.Duration `json:"cpu_per_job_above_idle"`
+	IdleCoresBeforeJobs float64          `json:"idle_cores_before_jobs"`
 	// Bid traffic per job: what reached the requesters, what providers sent.
 	BidsReceivedPerJob float64 `json:"bids_received_per_job"`
 	BidsSentPerJob     float64 `json:"bids_sent_per_job"`
@@ -231,13 +233,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Goroutines = runtime.NumGoroutine()
 	// The idle mesh's own traffic (gossip heartbeats, DHT refreshes), to
 	// tell it from what the jobs send.
-	b0, t0 := wire.Sent(), time.Now()
+	b0, t0, c0 := wire.Sent(), time.Now(), processCPU()
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(2 * time.Second):
 	}
 	rep.IdleBytesPerSecond = float64(wire.Sent()-b0) / time.Since(t0).Seconds()
+	idleCores := (processCPU() - c0).Seconds() / time.Since(t0).Seconds()
 
 	runtime.GC()
 	var ms runtime.MemStats
@@ -262,7 +265,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cpu := processCPU() - cpu0
 	rep.CPUPerJobPerNode = seconds.Duration(cpu / time.Duration(cfg.Jobs*cfg.Nodes))
 	rep.CPUPerJob = seconds.Duration(cpu / time.Duration(cfg.Jobs))
-	idleCPU := time.Duration(rep.IdleCPU * float64(rep.JobsWall.Std()))
+	rep.IdleCoresBeforeJobs = idleCores
+	idleCPU := time.Duration(idleCores * float64(rep.JobsWall.Std()))
 	rep.CPUPerJobAboveIdle = seconds.Duration(max(cpu-idleCPU, 0) / time.Duration(cfg.Jobs))
 	if cfg.JobsProfile != nil {
 		pprof.StopCPUProfile()

@@ -128,7 +128,7 @@ func printBench(w io.Writer, r *bench.Report) {
 	fmt.Fprintf(tw, "throughput\t%.1f jobs/s\t\t\t(%d completed, %d failed)\n", r.JobsPerSecond, r.Completed, r.Failed)
 	fmt.Fprintf(tw, "CPU per job per node\t%d µs\t\t\t(what one job costs one node, whatever shares the machine)\n", r.CPUPerJobPerNode.Std().Microseconds())
 	fmt.Fprintf(tw, "CPU per job, summed over the mesh\t%s\t\t\t(all %d nodes; the job's run included)\n", ms(r.CPUPerJob.Std()), r.Nodes)
-	fmt.Fprintf(tw, "  of which above the idle mesh\t%s\t\t\t(less %.2f cores the idle mesh uses anyway, over the %s of jobs)\n", ms(r.CPUPerJobAboveIdle.Std()), r.IdleCPU, ms(r.JobsWall.Std()))
+	fmt.Fprintf(tw, "  of which above the idle mesh\t%s\t\t\t(less the %.2f cores the idle mesh used just before, over the %s of jobs)\n", ms(r.CPUPerJobAboveIdle.Std()), r.IdleCoresBeforeJobs, ms(r.JobsWall.Std()))
 	fmt.Fprintf(tw, "nodes that received each bid request\t%.1f\t\t\t(min %d, max %d over %d jobs; other than its requester)\n", r.Reach.Mean, r.Reach.Min, r.Reach.Max, r.Reach.N)
 	fmt.Fprintf(tw, "  requests delivered / signatures verified per job\t%.1f / %.1f\t\t\t(re-sent and widened requests included)\n", r.DeliveriesPerJob, r.VerifiedPerJob)
 	fmt.Fprintf(tw, "bytes sent per job (mesh)\t%.1f KiB\t\t\t(stream payload, before Noise and yamux framing%s)\n", r.BytesPerJob/1024, idleShare(r))
