@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/dms-project/dms/api"
@@ -64,10 +65,7 @@ func globalFlags(withEnv bool) []cli.Flag {
 		}
 		return nil
 	}
-	dir, err := home.DefaultDir()
-	if err != nil {
-		dir = "~/.dms"
-	}
+	dir := defaultHome()
 	return []cli.Flag{
 		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: dir, EnvVars: envs("DMS_HOME")},
 		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
@@ -76,6 +74,16 @@ func globalFlags(withEnv bool) []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "how logs are written to stderr: text (key=value) or json (one object per line)", EnvVars: envs("DMS_LOG_FORMAT")},
 	}
 }
+
+// defaultHome is --home's default, looked up once: every command carries
+// the global flags, so the command line is built with some forty copies.
+var defaultHome = sync.OnceValue(func() string {
+	dir, err := home.DefaultDir()
+	if err != nil {
+		return "~/.dms"
+	}
+	return dir
+})
 
 // global returns a global flag's value: from the command line after the
 // command, else before it (or its environment variable), else the default.
