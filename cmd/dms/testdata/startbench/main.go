@@ -119,7 +119,7 @@ func main() {
 	// The node's own time: a fresh connection per request, as a command's.
 	sock := filepath.Join(*dir, "dms.sock")
 	fmt.Println("\nthe node's own time, fresh connection each request (ms), median (p10-p90)")
-	for _, path := range []string{"/v1/status", "/v1/jobs"} {
+	for _, path := range []string{"/v1/status", "/v1/jobs", "/v1/jobs?view=summary"} {
 		var ws []float64
 		size := 0
 		for i := 0; i < *n; i++ {
@@ -140,7 +140,7 @@ func main() {
 			tr.CloseIdleConnections()
 		}
 		slices.Sort(ws)
-		fmt.Printf("GET %-12s %6.2f (%5.2f-%5.2f)  %d B\n", path, ws[len(ws)/2], ws[len(ws)/10], ws[len(ws)*9/10], size)
+		fmt.Printf("GET %-22s %6.2f (%5.2f-%5.2f)  %d B\n", path, ws[len(ws)/2], ws[len(ws)/10], ws[len(ws)*9/10], size)
 	}
 }
 
