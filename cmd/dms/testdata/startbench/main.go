@@ -11,6 +11,12 @@
 //	dms testnet up --nodes 1 --dir /tmp/tn
 //	go run ./cmd/dms/testdata/startbench -home /tmp/tn/node-0 /tmp/dms /tmp/dms.old
 //
+// Write every binary compared the same way, freshly (go build -o, or dd
+// with a large block size): how a file's pages came into the page cache
+// decides how many of them one fault maps, and a cp'd copy of the same
+// binary can fault a third more and start 25% slower. -floor takes a Go
+// program that does nothing, the start of any Go process here.
+//
 // docs/performance.md ("What a client command costs") has its figures.
 package main
 
