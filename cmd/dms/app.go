@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,7 +91,9 @@ var defaultHome = sync.OnceValue(func() string {
 // An empty value (DMS_HOME= ) counts as unset.
 func global(c *cli.Context, name string) (string, bool) {
 	for _, cc := range c.Lineage() {
-		if cc.Command != nil && cc.IsSet(name) && cc.String(name) != "" {
+		// Not cc.IsSet: of a flag not given, it passes every name of every
+		// flag of the command through a regexp (urfave/cli v2's FlagNames).
+		if cc.Command != nil && slices.Contains(cc.LocalFlagNames(), name) && cc.String(name) != "" {
 			return cc.String(name), true
 		}
 	}
