@@ -97,6 +97,18 @@ func TestAPIOverARunningNode(t *testing.T) {
 	if !errors.Is(err, onboarding.ErrActiveAllocations) || len(resp.Report.Affected) != 1 {
 		t.Fatalf("offboard with a job running: %v %+v, want ErrActiveAllocations listing one lock", err, resp)
 	}
+	// The list as a table asks for it: one summary per whole record.
+	full, err := requester.Jobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := requester.JobSummaries(ctx)
+	if err != nil || len(sum.Jobs) != 1 || len(full.Jobs) != 1 {
+		t.Fatalf("job summaries: %+v %v, want one beside the record %+v", sum, err, full)
+	}
+	if want := api.Summarise(full.Jobs[0]); sum.Jobs[0].ID != want.ID || sum.Jobs[0].State != want.State || sum.Jobs[0].Provider != want.Provider {
+		t.Errorf("summary %+v, want %+v", sum.Jobs[0], want)
+	}
 	if err := reqSrv.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,33 @@ import (
 type Client struct {
 	home string
 	http *http.Client
+
+	// probe is the connection Dial made to see that the node answers,
+	// kept for the first request: a command makes one or two calls in
+	// all, and a second connection would cost it and the node one more
+	// connect and accept each. Taken once; Close closes it if unused.
+	mu    sync.Mutex
+	probe net.Conn
+	when  time.Time
+}
+
+// probeFresh is how long Dial's connection is kept for the first request.
+// The node closes a connection that sends no request within its
+// ReadHeaderTimeout (10 s); a command that waits longer than this before
+// its first call dials afresh.
+const probeFresh = 2 * time.Second
+
+// takeProbe returns Dial's connection the first time, while it is fresh.
+func (c *Client) takeProbe() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conn := c.probe
+	c.probe = nil
+	if conn != nil && time.Since(c.when) > probeFresh {
+		conn.Close()
+		return nil
+	}
+	return conn
 }
 
 // Dial connects to the node running on the home in dir. When none answers
@@ -39,11 +67,15 @@ func Dial(ctx context.Context, dir string) (*Client, error) {
 	}
 	path := home.SocketPath(dir)
 	var d net.Dialer
-	c := &Client{home: dir, http: &http.Client{Transport: &http.Transport{
+	c := &Client{home: dir}
+	c.http = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			if conn := c.takeProbe(); conn != nil {
+				return conn, nil
+			}
 			return d.DialContext(ctx, "unix", path)
 		},
-	}}}
+	}}
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	conn, err := d.DialContext(dctx, "unix", path)
@@ -54,7 +86,7 @@ func Dial(ctx context.Context, dir string) (*Client, error) {
 		// No socket, or one a crashed node left that nobody answers on.
 		return nil, fmt.Errorf("%w on %s (start one with: dms --home %s run)", ErrNoNode, dir, home.ShellQuote(dir))
 	}
-	conn.Close()
+	c.probe, c.when = conn, time.Now()
 	return c, nil
 }
 
@@ -81,6 +113,9 @@ func (c *Client) Home() string { return c.home }
 
 // Close drops the client's idle connections.
 func (c *Client) Close() error {
+	if conn := c.takeProbe(); conn != nil {
+		conn.Close()
+	}
 	c.http.CloseIdleConnections()
 	return nil
 }
@@ -277,6 +312,13 @@ func (c *Client) SubmitJob(ctx context.Context, req SubmitJobRequest, progress f
 func (c *Client) Jobs(ctx context.Context) (JobListResponse, error) {
 	var r JobListResponse
 	return r, c.call(ctx, http.MethodGet, PathJobs, nil, &r)
+}
+
+// JobSummaries lists the jobs submitted from the node, oldest first, as
+// summaries: what a table of them shows.
+func (c *Client) JobSummaries(ctx context.Context) (JobSummaryListResponse, error) {
+	var r JobSummaryListResponse
+	return r, c.call(ctx, http.MethodGet, PathJobs+"?view="+ViewSummary, nil, &r)
 }
 
 func jobPath(id, suffix string) string { return PathJobs + "/" + url.PathEscape(id) + suffix }

@@ -98,7 +98,15 @@ func (s *Server) routes() {
 	})
 
 	stream(s, "POST "+PathJobs, s.submit)
-	get(s, PathJobs, func(*http.Request) (JobListResponse, error) {
+	get(s, PathJobs, func(r *http.Request) (any, error) {
+		if r.URL.Query().Get("view") == ViewSummary {
+			jobs := n.Jobs()
+			resp := JobSummaryListResponse{Jobs: make([]JobSummary, len(jobs))}
+			for i, j := range jobs {
+				resp.Jobs[i] = Summarise(j)
+			}
+			return resp, nil
+		}
 		return JobListResponse{Jobs: n.Jobs()}, nil
 	})
 	get(s, PathJobs+"/{id}", func(r *http.Request) (node.JobRecord, error) {

@@ -150,6 +150,53 @@ type JobListResponse struct {
 	Jobs []node.JobRecord `json:"jobs"`
 }
 
+// ViewSummary, as GET PathJobs?view=summary, asks for JobSummaries instead
+// of whole records. A node that predates it sends whole records, which
+// decode into JobSummaryListResponse all the same (the keys are theirs).
+const ViewSummary = "summary"
+
+// JobSummaryListResponse is the job book as a table of it shows it.
+type JobSummaryListResponse struct {
+	Jobs []JobSummary `json:"jobs"`
+}
+
+// JobSummary is what dms job list shows of a job: a node.JobRecord
+// without bids, progress, replicas, receipt or output, under the same JSON
+// keys. A whole record carries every bid the job drew, so a list of them
+// grows with the mesh; a summary does not, and is quick to decode for a
+// command that pays for every field at each start. The provider stays
+// the peer ID's text: a table needs no parsed peer.ID.
+type JobSummary struct {
+	ID          string         `json:"id"`
+	Submitted   time.Time      `json:"submitted"`
+	Ended       time.Time      `json:"ended,omitzero"`
+	State       node.JobState  `json:"state"`
+	Provider    string         `json:"provider,omitempty"`
+	Result      *ResultSummary `json:"result,omitempty"`
+	Error       string         `json:"error,omitempty"`
+	QueuedSince time.Time      `json:"queued_since,omitzero"`
+	QueueReason string         `json:"queue_reason,omitempty"`
+}
+
+// ResultSummary is what a JobSummary keeps of orchestrator.Result.
+type ResultSummary struct {
+	ExitCode int    `json:"exit_code"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Summarise cuts a job record down to its summary.
+func Summarise(j node.JobRecord) JobSummary {
+	s := JobSummary{ID: j.ID, Submitted: j.Submitted, Ended: j.Ended, State: j.State, Error: j.Error,
+		QueuedSince: j.QueuedSince, QueueReason: j.QueueReason}
+	if j.Provider != "" {
+		s.Provider = j.Provider.String()
+	}
+	if j.Result != nil {
+		s.Result = &ResultSummary{ExitCode: j.Result.ExitCode, Reason: j.Result.Reason}
+	}
+	return s
+}
+
 // JobLogsResponse is a job's output, as the provider sent it back.
 type JobLogsResponse struct {
 	ID              string        `json:"id"`

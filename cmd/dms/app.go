@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/dms-project/dms/api"
@@ -64,10 +66,7 @@ func globalFlags(withEnv bool) []cli.Flag {
 		}
 		return nil
 	}
-	dir, err := home.DefaultDir()
-	if err != nil {
-		dir = "~/.dms"
-	}
+	dir := defaultHome()
 	return []cli.Flag{
 		&cli.StringFlag{Name: "home", Usage: "the node's home directory: identity key, config, datastore", Value: dir, EnvVars: envs("DMS_HOME")},
 		&cli.StringFlag{Name: "log-level", Usage: "least severe log level: debug, info, warn or error (default: the config file's log_level, else info)", EnvVars: envs("DMS_LOG_LEVEL")},
@@ -77,12 +76,24 @@ func globalFlags(withEnv bool) []cli.Flag {
 	}
 }
 
+// defaultHome is --home's default, looked up once: every command carries
+// the global flags, so the command line is built with some forty copies.
+var defaultHome = sync.OnceValue(func() string {
+	dir, err := home.DefaultDir()
+	if err != nil {
+		return "~/.dms"
+	}
+	return dir
+})
+
 // global returns a global flag's value: from the command line after the
 // command, else before it (or its environment variable), else the default.
 // An empty value (DMS_HOME= ) counts as unset.
 func global(c *cli.Context, name string) (string, bool) {
 	for _, cc := range c.Lineage() {
-		if cc.Command != nil && cc.IsSet(name) && cc.String(name) != "" {
+		// Not cc.IsSet: of a flag not given, it passes every name of every
+		// flag of the command through a regexp (urfave/cli v2's FlagNames).
+		if cc.Command != nil && slices.Contains(cc.LocalFlagNames(), name) && cc.String(name) != "" {
 			return cc.String(name), true
 		}
 	}

@@ -22,12 +22,18 @@ func (e *env) jobListCommand() *cli.Command {
 		Before:    e.argsBefore(0, 0, "no arguments"),
 		Action: func(c *cli.Context) error {
 			return e.withClient(c, func(cl *api.Client) error {
-				resp, err := cl.Jobs(c.Context)
+				if c.Bool("json") {
+					resp, err := cl.Jobs(c.Context)
+					if err != nil {
+						return err
+					}
+					return printJSON(e.stdout, resp)
+				}
+				// The table asks for summaries: whole records carry every
+				// bid, which this command would decode for nothing.
+				resp, err := cl.JobSummaries(c.Context)
 				if err != nil {
 					return err
-				}
-				if c.Bool("json") {
-					return printJSON(e.stdout, resp)
 				}
 				return e.printJobList(resp.Jobs)
 			})
@@ -35,7 +41,7 @@ func (e *env) jobListCommand() *cli.Command {
 	}
 }
 
-func (e *env) printJobList(jobs []node.JobRecord) error {
+func (e *env) printJobList(jobs []api.JobSummary) error {
 	if len(jobs) == 0 {
 		fmt.Fprintln(e.stdout, "No jobs submitted from this node yet (dms job submit, or try dms demo).")
 		return nil
@@ -51,12 +57,12 @@ func (e *env) printJobList(jobs []node.JobRecord) error {
 			exit = strconv.Itoa(j.Result.ExitCode)
 		}
 		if j.Provider != "" {
-			provider = shortPeer(j.Provider)
+			provider = shortPeerText(j.Provider)
 		}
 		took := "-"
 		if !j.Ended.IsZero() {
 			took = formatElapsed(j.Ended.Sub(j.Submitted))
-		} else if !j.Final() {
+		} else if !j.State.Final() {
 			took = formatElapsed(time.Since(j.Submitted)) + " so far"
 		}
 		note := j.Error

@@ -63,8 +63,10 @@ func writeTrimmed(w io.Writer, text []byte) error {
 
 // shortPeer shows a peer ID by its last 8 characters: every Ed25519 peer
 // ID starts with the same 12D3KooW, so the end is what tells them apart.
-func shortPeer(p peer.ID) string {
-	s := p.String()
+func shortPeer(p peer.ID) string { return shortPeerText(p.String()) }
+
+// shortPeerText is shortPeer of a peer ID as text.
+func shortPeerText(s string) string {
 	if len(s) <= 8 {
 		return s
 	}
