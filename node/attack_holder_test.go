@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -64,8 +65,17 @@ func TestAKnownRequesterCannotHoldEveryOffer(t *testing.T) {
 func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	var log *slog.Logger
+	if path := os.Getenv("DMS_TEST_DEBUG_FILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	ln, err := testnet.StartLocal(ctx, testnet.LocalConfig{
-		Nodes: 4, Requesters: []int{1}, Wasm: sharedWasm,
+		Nodes: 4, Requesters: []int{1}, Wasm: sharedWasm, Logger: log,
 		Configure: func(i int, c *node.Config) {
 			if i == 1 {
 				// Asks every provider: attacking peers would otherwise
@@ -73,6 +83,13 @@ func holdEveryOffer(t *testing.T, identities int, every time.Duration) {
 				// share it asks to bid, another attack with a test of its
 				// own; this one is about holds.
 				c.Orchestrator.Requester.SpreadFactor = 0
+				// The longest window: a hundred requests a second
+				// under the race detector on a busy machine delay its
+				// requests and bids by seconds, and a request that
+				// arrives after its window is dropped unseen, which
+				// says nothing about holds. Bidding still closes a
+				// moment after the first bid.
+				c.Orchestrator.Requester.BiddingWindow = orchestrator.MaxBiddingWindow
 			}
 		},
 		Offer: capability.Capability{CPU: capability.CPU{MilliCores: 1000}, Memory: capability.GiB, Disk: capability.GiB},

@@ -38,8 +38,19 @@ import (
 // throttled: no bids, and its holds give way to anyone. Below that, the
 // holds of a requester beyond the share it has earned by running
 // (earnedShare) give way to a requester that owes less by IdleHoldMargin:
-// whoever has held more without running yields. The rules are pure
-// (account, mayDisplace); the book keeps their inputs.
+// whoever has held more without running yields.
+//
+// Identities cost nothing, and one tiny job makes each known: fifty of
+// them, each owing little, can hold the offer in turns. So the known
+// requesters that have earned little by running owe together too (the
+// pool). While the pool owes much, their holds give way, fresh or not, to
+// a requester that is no debtor of it like them: a newcomer, or one that
+// has run here far more than the holder (outranks); among themselves,
+// standing goes by what each really ran, so that they cannot push each
+// other's holds aside in turns, nor an honest requester's before it is
+// invoked, however slow that is; and none of them displaces a newcomer's
+// hold. The rules are pure (account, mayDisplace, outranks); the book
+// keeps their inputs.
 
 // Standing is how a provider sees a requester.
 type Standing int
@@ -700,13 +711,14 @@ func (a account) firm(cfg ProviderConfig) bool {
 // too), so that holding without running buys nothing. The margin is
 // about one hold of a whole offer kept to its end: a fresh hold stands
 // against anyone, and many identities, each owing little, cannot keep
-// the offer in fresh holds by pushing each other's aside. A known
-// requester also displaces a newcomer's hold, fresh or not, unless it
-// owes more than the newcomer by the margin, so that a crowd of fresh
-// identities never keeps the offer from requesters that run jobs here;
-// a newcomer pushed aside owes nothing for it (see place). But a fresh
-// hold of a newcomer gives way only to a requester that has earned by
-// running what it asks for: one tiny job makes a requester known, and
+// the offer in fresh holds by pushing each other's aside. While the known
+// that earned little owe much together, see the pool's case below. A
+// known requester also displaces a newcomer's hold unless it owes more
+// than the newcomer by the margin (or its pool does), so that a crowd of
+// fresh identities never keeps the offer from requesters that run jobs
+// here; a newcomer pushed aside owes nothing for it (see place). But a
+// fresh hold of a newcomer gives way only to a requester that has earned
+// by running what it asks for: one tiny job makes a requester known, and
 // identities known that way, taking turns, would otherwise push every
 // honest newcomer's bid aside in the moment between bid and invocation.
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
