@@ -34,13 +34,15 @@ import (
 //
 // Then fifty identities do the same, each at 2 requests a second, each
 // known by a tiny job on every provider: 100 requests a second in all, as
-// before, every offer held in turns. Together they owe what they held, and
-// having run no more than a tiny job each, none of them takes the place of
-// a hold of the others or of the honest requester, which displaces theirs
-// (a newcomer, or one that has run here far more than they have: see
-// orchestrator/book.go). Fifty hosts under the race detector load a small
-// machine, so this one runs 10 honest jobs on two providers (fifty
-// identities for two offers: a stronger attack, not a weaker one).
+// before, every offer held in turns. Each owes little, but together they
+// owe what they held; having run no more than a tiny job each, none of
+// them takes the honest requester's place on that debt, however slowly it
+// invokes, while it takes theirs (a newcomer, or one that has run here far
+// more than they have: see orchestrator/book.go; under the rule before
+// it, 2 and 8 of 10 honest jobs completed in two runs). Fifty hosts under
+// the race detector load a small machine, so this one runs 10 honest jobs
+// on two providers (fifty identities for two offers: a stronger attack,
+// not a weaker one).
 //
 // Not parallel: the attacker publishes 100 requests a second, and tests
 // beside it would then measure the load, not the protocol.
