@@ -38,8 +38,19 @@ import (
 // throttled: no bids, and its holds give way to anyone. Below that, the
 // holds of a requester beyond the share it has earned by running
 // (earnedShare) give way to a requester that owes less by IdleHoldMargin:
-// whoever has held more without running yields. The rules are pure
-// (account, mayDisplace); the book keeps their inputs.
+// whoever has held more without running yields.
+//
+// Identities cost nothing, and one tiny job makes each known: fifty of
+// them, each owing little, can hold the offer in turns. So the known
+// requesters that have earned little by running owe together too (the
+// pool). While the pool owes much, their holds give way, fresh or not, to
+// a requester that is no debtor of it like them: a newcomer, or one that
+// has run here far more than the holder (outranks); among themselves,
+// standing goes by what each really ran, so that they cannot push each
+// other's holds aside in turns, nor an honest requester's before it is
+// invoked, however slow that is; and none of them displaces a newcomer's
+// hold. The rules are pure (account, mayDisplace, outranks); the book
+// keeps their inputs.
 
 // Standing is how a provider sees a requester.
 type Standing int
@@ -132,10 +143,12 @@ type book struct {
 	byPeer map[peer.ID]*requesterRecord
 	// throttled counts requesters refused bids for holding without running.
 	throttled int64
-	// pool is what the requesters that have earned little here by running
-	// (earnedShare under 1) owe together, forgiven at one rate for all of
-	// them: fifty identities each known by one tiny job, holding the offer
-	// in turns, each owe little, but together they owe what they held.
+	// pool is what the known requesters that have earned little here by
+	// running (earnedShare under 1) owe together, forgiven at one rate for
+	// all of them: fifty identities each known by one tiny job, holding
+	// the offer in turns, each owe little, but together they owe what they
+	// held. Newcomers owe apart: their holds give way to known requesters
+	// anyway, and a flood of them must not make those look like debtors.
 	pool requesterRecord
 
 	// History, for RegisteredBids and Declined: every bid sent, invoked or
@@ -537,10 +550,10 @@ func (b *book) settleLocked(p peer.ID, jobID string, invoked, charge bool, now t
 }
 
 // chargeLocked charges r (negative: pays back), and the pool too while r
-// has earned little here by running.
+// is known here and has earned little by running.
 func (b *book) chargeLocked(r *requesterRecord, x float64, now time.Time) {
 	r.charge(x, now, b.cfg.IdleHoldForgiven)
-	if earnedShare(r.ran, b.cfg) < 1 {
+	if r.invoked > 0 && earnedShare(r.ran, b.cfg) < 1 {
 		b.pool.charge(x, now, b.cfg.IdleHoldForgiven)
 	}
 }
@@ -622,7 +635,7 @@ func (b *book) accountsLocked(p peer.ID, pKnown bool, now time.Time) map[peer.ID
 			a = &account{}
 			if r := b.byPeer[q]; r != nil {
 				b.lapseLocked(r, now)
-				a.Owed, a.Earned = r.owed(now, b.cfg.IdleHoldForgiven), earnedShare(r.ran, b.cfg)
+				a.Owed, a.Ran, a.Earned = r.owed(now, b.cfg.IdleHoldForgiven), r.ran, earnedShare(r.ran, b.cfg)
 			}
 
 			acc[q] = a
@@ -630,8 +643,8 @@ func (b *book) accountsLocked(p peer.ID, pKnown bool, now time.Time) map[peer.ID
 		return a
 	}
 	get(p).Known = pKnown
-	// What those that earned little hold unclaimed now counts against them
-	// together too, as it counts against each.
+	// What the known that earned little hold unclaimed now counts against
+	// them together too, as it counts against each.
 	pooled := b.pool.owed(now, b.cfg.IdleHoldForgiven)
 	for _, pb := range b.bids {
 		a := get(pb.Request.Requester)
@@ -640,7 +653,7 @@ func (b *book) accountsLocked(p peer.ID, pKnown bool, now time.Time) map[peer.ID
 		if !pb.claimed {
 			held := pb.share * max(0, now.Sub(pb.placed).Seconds())
 			a.Owed += held
-			if a.Earned < 1 {
+			if a.Earned < 1 && !pb.Newcomer {
 				pooled += held
 			}
 		}
@@ -668,14 +681,16 @@ type account struct {
 	// unclaimed holds have held so far.
 	Owed float64
 	// Holding is the share of the offer its open bids hold (for the one
-	// asking, with the bid it asks for); Earned, the share it may hold
-	// firmly, from what it ran (earnedShare).
-	Holding, Earned float64
+	// asking, with the bid it asks for); Ran, the offer-seconds it ran
+	// here; Earned, the share it may hold firmly, from what it ran
+	// (earnedShare).
+	Holding, Ran, Earned float64
 	// Fresh: the hold weighed was placed less than FreshHold ago (its
 	// requester is most likely about to invoke it).
 	Fresh bool
-	// Pooled is what the requesters that earned little here owe together
-	// (book.pool), for one of them; 0 for a requester that earned its share.
+	// Pooled is what the known requesters that earned little here owe
+	// together (book.pool), for one that earned little; 0 for a requester
+	// that earned its share.
 	Pooled float64
 }
 
@@ -696,13 +711,14 @@ func (a account) firm(cfg ProviderConfig) bool {
 // too), so that holding without running buys nothing. The margin is
 // about one hold of a whole offer kept to its end: a fresh hold stands
 // against anyone, and many identities, each owing little, cannot keep
-// the offer in fresh holds by pushing each other's aside. A known
-// requester also displaces a newcomer's hold, fresh or not, unless it
-// owes more than the newcomer by the margin, so that a crowd of fresh
-// identities never keeps the offer from requesters that run jobs here;
-// a newcomer pushed aside owes nothing for it (see place). But a fresh
-// hold of a newcomer gives way only to a requester that has earned by
-// running what it asks for: one tiny job makes a requester known, and
+// the offer in fresh holds by pushing each other's aside. While the known
+// that earned little owe much together, see the pool's case below. A
+// known requester also displaces a newcomer's hold unless it owes more
+// than the newcomer by the margin (or its pool does), so that a crowd of
+// fresh identities never keeps the offer from requesters that run jobs
+// here; a newcomer pushed aside owes nothing for it (see place). But a
+// fresh hold of a newcomer gives way only to a requester that has earned
+// by running what it asks for: one tiny job makes a requester known, and
 // identities known that way, taking turns, would otherwise push every
 // honest newcomer's bid aside in the moment between bid and invocation.
 func mayDisplace(r, q account, cfg ProviderConfig) bool {
@@ -711,19 +727,37 @@ func mayDisplace(r, q account, cfg ProviderConfig) bool {
 		return false
 	case q.throttled(cfg) || q.Owed > r.Owed+cfg.IdleHoldMargin:
 		return true
-	case q.Pooled > r.Owed+cfg.IdleHoldMargin && (!q.Fresh || (!r.Known && q.Known)):
-		// Those that earned little owe much together: their holds give
-		// way to one that owes little itself. A fresh one gives way only
-		// to a newcomer, and only if its holder is known: identities known
-		// by a tiny job would otherwise keep the offer in fresh holds by
-		// pushing each other's aside, while an honest newcomer's fresh bid
-		// still stands against them.
+	case q.Known && q.Pooled > r.Owed+cfg.IdleHoldMargin && (!r.Known || outranks(r, q)):
+		// Those that earned little owe much together: the holds of the
+		// known among them give way, fresh or not, to one that owes
+		// little itself and is no debtor of that pool like them: a
+		// newcomer, or one that has run here far more than the holder.
+		// One of them that ran no more than the holder does not take its
+		// place: identities known by a tiny job, each owing little, would
+		// otherwise push each other's holds aside in turns (keeping the
+		// offer in fresh holds), and an honest requester's before it is
+		// invoked, however soon that is.
 		return true
 	case q.Fresh && r.Holding > r.Earned:
 		return false
 	}
-	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin
+	// A known requester that is a debtor of a pool that owes much leaves
+	// a newcomer's hold alone, fresh or not: it is as likely one of the
+	// identities holding without running as a requester that runs, and an
+	// honest newcomer's invocation may be slow.
+	return r.Known && !q.Known && r.Owed <= q.Owed+cfg.IdleHoldMargin && r.Pooled <= q.Owed+cfg.IdleHoldMargin
 }
+
+// ranFactor: among requesters that earned little here, one outranks
+// another when it has run at least this many times as much here. Far
+// apart, so that identities that ran the same tiny job do not outrank
+// each other by its jitter.
+const ranFactor = 4
+
+// outranks says whether r has run here far more than q (ranFactor times
+// as much, and something): where both earned little, standing goes by
+// what each really ran, not by one tiny job.
+func outranks(r, q account) bool { return r.Ran > 0 && r.Ran >= ranFactor*q.Ran }
 
 // earnedShare is the share of the offer a requester that ran ran
 // offer-seconds here may hold firmly: all of it once it has run

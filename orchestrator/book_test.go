@@ -455,6 +455,9 @@ func TestMayDisplace(t *testing.T) {
 	fresh := func(a account) account { a.Fresh = true; return a }
 	m := cfg.IdleHoldMargin
 	earned := account{Known: true, Holding: 0.5, Earned: 0.5, Owed: 20}
+	pooled := func(a account) account { a.Pooled = 2.5 * m; return a }
+	ranFor := func(a account, ran float64) account { a.Ran = ran; return a }
+	tiny := ranFor(known, 0.01) // known by one tiny job
 	for _, tc := range []struct {
 		name string
 		r, q account
@@ -479,6 +482,16 @@ func TestMayDisplace(t *testing.T) {
 		{"a requester that earned what it asks for, a newcomer's fresh hold", ran, fresh(newcomer), true},
 		{"a newcomer, a fresh hold that owes more by the margin", newcomer, fresh(owing(known, 1.1*m)), true},
 		{"anyone, a throttled requester's fresh hold", known, fresh(owing(newcomer, 31)), true},
+		// While the known that earned little owe much together (Pooled):
+		{"one of them, another's hold past FreshHold", pooled(tiny), pooled(tiny), false},
+		{"one of them that ran no more, another's hold", pooled(ranFor(known, 0.03)), pooled(tiny), false},
+		{"one of them that ran far more, another's fresh hold", pooled(ranFor(known, 0.05)), fresh(pooled(tiny)), true},
+		{"a newcomer, a fresh hold of one of them", newcomer, fresh(pooled(tiny)), true},
+		{"a newcomer, a fresh hold of one that earned its share", newcomer, fresh(account{Known: true, Holding: 0.5, Earned: 0.5, Ran: 60}), false},
+		{"one of them, a newcomer's hold past FreshHold", pooled(tiny), newcomer, false},
+		{"one of them that ran far more, a newcomer's hold past FreshHold", pooled(ranFor(known, 1)), newcomer, false},
+		{"a newcomer, a newcomer's hold past FreshHold", pooled(newcomer), pooled(newcomer), false},
+		{"a known requester when they owe little together, a newcomer's hold past FreshHold", ranFor(known, 0.01), newcomer, true},
 	} {
 		if got := mayDisplace(tc.r, tc.q, cfg); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -573,5 +586,103 @@ func TestBookIdentitiesTakingTurnsOweTogether(t *testing.T) {
 	}
 	if _, err := tb.claim(honest, pb.Request.JobID, tb.now); err != nil {
 		t.Fatalf("the honest newcomer's invocation: %v", err)
+	}
+}
+
+// holderAttack is the attack of node's TestAKnownRequesterCannotHoldEveryOffer
+// on one provider's book, on a hand-moved clock: identities, each known by
+// a tiny job, ask for the whole offer in turn every 10 ms (100 a second
+// together) and release each hold half a second before it would lapse,
+// while an honest requester submits jobs of half the offer, invokes each
+// bid latency after it was placed, and runs it for 100 ms (five times what
+// each identity's tiny job ran: 10 millicores for 1 s). It returns how
+// many of the honest jobs got a bid, and how many of those were invoked.
+func holderAttack(t *testing.T, cfg ProviderConfig, identities, jobs int, latency time.Duration) (bid, invoked int) {
+	t.Helper()
+	tb := newTestBook(t, cfg, cpuCap(1000))
+	const hold = 7 * time.Second // a local network's HoldWindow and HoldGrace
+	attackers := make([]peer.ID, identities)
+	for i := range attackers {
+		_, attackers[i] = testPeer(t)
+		tb.invoke(tb.mustPlace(attackers[i], 10, true))
+		tb.ran(attackers[i], 0.01, time.Second, tb.now)
+	}
+	_, honest := testPeer(t)
+	type release struct {
+		at  time.Time
+		who peer.ID
+		job string
+	}
+	var releases []release
+	tick := func() {
+		tb.now = tb.now.Add(10 * time.Millisecond)
+		for len(releases) > 0 && !releases[0].at.After(tb.now) {
+			tb.withdraw(releases[0].who, releases[0].job, tb.now)
+			releases = releases[1:]
+		}
+	}
+	asked := 0
+	ask := func() {
+		a := attackers[asked%len(attackers)]
+		asked++
+		pb := tb.bid(a, 1000, false, hold)
+		if _, err := tb.book.place(pb, tb.reg, tb.now); err == nil {
+			releases = append(releases, release{tb.now.Add(hold - 500*time.Millisecond), a, pb.Request.JobID})
+		}
+	}
+	// The attack under way: every identity has held the offer.
+	for range 2 * identities * int(hold/(10*time.Millisecond)) / 10 {
+		tick()
+		ask()
+	}
+	for range jobs {
+		pb := tb.bid(honest, 500, tb.standing(honest, tb.now) == Newcomer, hold)
+		_, err := tb.book.place(pb, tb.reg, tb.now)
+		for end := tb.now.Add(latency); tb.now.Before(end); {
+			tick()
+			ask()
+		}
+		if err != nil {
+			continue
+		}
+		bid++
+		if _, err := tb.claim(honest, pb.Request.JobID, tb.now); err != nil {
+			continue
+		}
+		invoked++
+		id := HoldID(honest, pb.Request.JobID)
+		if err := tb.ledger.Promote(id, "alloc-"+pb.Request.JobID, nil); err != nil {
+			t.Fatal(err)
+		}
+		tb.invoked(honest, pb.Request.JobID, tb.now)
+		for end := tb.now.Add(100 * time.Millisecond); tb.now.Before(end); {
+			tick()
+			ask()
+		}
+		if err := tb.ledger.Unlock("alloc-" + pb.Request.JobID); err != nil {
+			t.Fatal(err)
+		}
+		tb.ran(honest, 0.5, 100*time.Millisecond, tb.now)
+		for range 50 { // half a second to the next job
+			tick()
+			ask()
+		}
+	}
+	return bid, invoked
+}
+
+// Fifty identities, each known by one tiny job, hold the whole offer in
+// turns and release each hold unrun just before it lapses; an honest
+// requester new to the provider gets a bid for every job and invokes it,
+// however slow its invocations are.
+func TestBookFiftyIdentitiesCannotKeepAnHonestRequesterOut(t *testing.T) {
+	for _, latency := range []time.Duration{50 * time.Millisecond, 400 * time.Millisecond, 2 * time.Second} {
+		t.Run(fmt.Sprint(latency), func(t *testing.T) {
+			const jobs = 20
+			bid, invoked := holderAttack(t, DefaultProviderConfig(), 50, jobs, latency)
+			if bid != jobs || invoked != jobs {
+				t.Fatalf("invoking %v after the bid: %d of %d honest jobs got a bid, %d were invoked", latency, bid, jobs, invoked)
+			}
+		})
 	}
 }
