@@ -261,24 +261,31 @@ func (m localMesh) probe(ctx context.Context) error {
 
 func (localMesh) exited() error { return nil } // a node in this process does not exit on its own
 
+// closeAtOnce bounds how many nodes Close stops at a time. Each node that
+// goes tells every peer it leaves, and each of those peers then looks for
+// a replacement: hundreds leaving at once on a small machine turned into
+// a storm of disconnections and re-dials that slowed every close.
+const closeAtOnce = 16
+
 // Close stops every node and removes their homes.
 func (ln *Local) Close() error {
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	slots := make(chan struct{}, closeAtOnce)
 	for _, n := range ln.Nodes {
 		if n == nil {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
 			if err := n.Close(); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if ln.wasm != nil && ln.ownWasm {
