@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,6 +188,13 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 		seen[p] = true
 		candidates = append(candidates, peer.AddrInfo{ID: p})
 	}
+	// Every node gets much the same rendezvous records in much the same
+	// order (the first ConnHigh that the few nodes nearest the key store),
+	// so taking the first few sent every node's dials to the same few
+	// peers, which then sat at their inbound limits and turned away the
+	// newcomers bootstrapping from them. A shuffle of both sources, the
+	// routing table being different at every node, spreads the dials.
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
 	if len(candidates) > want {
 		candidates = candidates[:want]
 	}
