@@ -244,13 +244,10 @@ func (m localMesh) names() []string {
 }
 
 func (m localMesh) statuses(context.Context) []meshStatus {
-	k := wantTopicPeers(len(m.ln.Nodes))
 	out := make([]meshStatus, len(m.ln.Nodes))
 	for i, n := range m.ln.Nodes {
 		out[i] = meshStatus{topicPeers: n.Diagnostics().TopicPeers(), requestsSeen: n.Diagnostics().Stats().RequestsSeen}
-		if out[i].topicPeers < k {
-			out[i].peers = len(n.Peers()) // only for the error, which names a node short of topic peers
-		}
+		out[i].peers = len(n.Peers()) // only for the errors, which name a node that falls short
 	}
 	return out
 }
