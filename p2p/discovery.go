@@ -109,7 +109,7 @@ func (h *Host) startDiscovery() error {
 				continue
 			case <-timer.C:
 			}
-			ready, dialed := h.discoverOnce(rd, &nextAdvertise)
+			ready, dialed, short := h.discoverOnce(rd, &nextAdvertise)
 			var wait time.Duration
 			switch {
 			case !ready:
@@ -118,6 +118,13 @@ func (h *Host) startDiscovery() error {
 			case dialed > 0:
 				idle = base
 				wait = base
+			case short:
+				// Below ConnLow because the lookup or the dials failed,
+				// as they do on a loaded machine: backing off for
+				// minutes left nodes of a 300-node test network with
+				// one connection each, hearing nothing; try again soon.
+				idle = base
+				wait = 2 * base
 			default:
 				idle = min(2*idle, max(16*base, maxDiscoveryIdle))
 				wait = min(idle, max(time.Until(nextAdvertise), base))
@@ -132,8 +139,10 @@ func (h *Host) startDiscovery() error {
 // discoverOnce is one round: re-dial the bootstrap peers when alone,
 // advertise when due, then dial peers from the rendezvous record and from
 // the DHT routing table until we hold ConnLow connections. ready is false
-// while the routing table is empty; dialed counts new connections.
-func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.Time) (ready bool, dialed int) {
+// while the routing table is empty; dialed counts new connections; short
+// says we are below ConnLow because the lookup or a dial failed, rather
+// than for want of peers we are not yet connected to.
+func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.Time) (ready bool, dialed int, short bool) {
 	ctx := h.ctx
 	log := h.logger("p2p.discovery")
 
@@ -143,7 +152,7 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 		}
 	}
 	if h.kad.RoutingTable().Size() == 0 {
-		return false, 0 // nobody to advertise to or ask yet
+		return false, 0, false // nobody to advertise to or ask yet
 	}
 
 	if now := time.Now(); !now.Before(*nextAdvertise) {
@@ -159,7 +168,7 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 
 	want := h.cfg.ConnLow - len(h.Peers())
 	if want <= 0 {
-		return true, 0
+		return true, 0, false
 	}
 	want = min(want, maxDialsPerRound)
 
@@ -168,7 +177,7 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 	found, err := rd.FindPeers(fctx, h.Rendezvous(), discovery.Limit(h.cfg.ConnHigh))
 	if err != nil {
 		log.Debug("find peers failed", "err", err)
-		return true, 0
+		return true, 0, true
 	}
 	var candidates []peer.AddrInfo
 	seen := make(map[peer.ID]bool)
@@ -214,7 +223,8 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 		})
 	}
 	wg.Wait()
-	return true, int(ok.Load())
+	n := int(ok.Load())
+	return true, n, n < len(candidates)
 }
 
 // queryTimeout bounds one DHT advertise or lookup.
