@@ -122,9 +122,10 @@ func (h *Host) startDiscovery() error {
 				// Below ConnLow because the lookup or the dials failed,
 				// as they do on a loaded machine: backing off for
 				// minutes left nodes of a 300-node test network with
-				// one connection each, hearing nothing; try again soon.
-				idle = base
-				wait = 2 * base
+				// one connection each, hearing nothing. Back off, so as
+				// not to add to a storm, but only to 16 intervals.
+				idle = min(2*idle, 16*base)
+				wait = idle
 			default:
 				idle = min(2*idle, max(16*base, maxDiscoveryIdle))
 				wait = min(idle, max(time.Until(nextAdvertise), base))
