@@ -78,8 +78,8 @@ func TestFitConnections(t *testing.T) {
 		wantLow, wantHi int
 	}{
 		{100, 20000, 32, 64}, // fits: a real node's marks
-		{300, 20000, 16, 33}, // 300 x 33 = 9,900 of 20,000
-		{300, 1024, 2, 4},    // never below a handful
+		{300, 20000, 8, 33},  // 300 x 33 = 9,900 of 20,000; dials to a quarter
+		{300, 1024, 1, 4},    // never below a handful
 		{300, 0, 32, 64},     // limit unknown: unchanged
 	} {
 		c := p2p.Config{ConnLow: 32, ConnHigh: 64}

@@ -151,8 +151,15 @@ type Config struct {
 	// that others can dial.
 	RelayService bool
 	// Reachability overrides AutoNAT: "auto" (AutoNAT decides), "public"
-	// or "private" (behind a NAT: reserve relay slots at once).
+	// or "private" (behind a NAT: reserve relay slots at once). Only auto
+	// runs AutoNAT's loop, a goroutine per host that reads every identify
+	// event.
 	Reachability string
+	// ObservedAddrs learns our own addresses from what peers say they see
+	// (identify), which is how a node behind a NAT finds its public
+	// address. Off, the host keeps no observed-address book and does not
+	// subscribe to identify events for it.
+	ObservedAddrs bool
 
 	// Metrics, if set, receives libp2p's own metrics (swarm, identify,
 	// relay, hole punching, AutoNAT, resource manager) and gossipsub's;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,7 +109,7 @@ func (h *Host) startDiscovery() error {
 				continue
 			case <-timer.C:
 			}
-			ready, dialed := h.discoverOnce(rd, &nextAdvertise)
+			ready, dialed, short := h.discoverOnce(rd, &nextAdvertise)
 			var wait time.Duration
 			switch {
 			case !ready:
@@ -117,6 +118,14 @@ func (h *Host) startDiscovery() error {
 			case dialed > 0:
 				idle = base
 				wait = base
+			case short:
+				// Below ConnLow because the lookup or the dials failed,
+				// as they do on a loaded machine: backing off for
+				// minutes left nodes of a 300-node test network with
+				// one connection each, hearing nothing. Back off, so as
+				// not to add to a storm, but only to 16 intervals.
+				idle = min(2*idle, 16*base)
+				wait = idle
 			default:
 				idle = min(2*idle, max(16*base, maxDiscoveryIdle))
 				wait = min(idle, max(time.Until(nextAdvertise), base))
@@ -131,8 +140,10 @@ func (h *Host) startDiscovery() error {
 // discoverOnce is one round: re-dial the bootstrap peers when alone,
 // advertise when due, then dial peers from the rendezvous record and from
 // the DHT routing table until we hold ConnLow connections. ready is false
-// while the routing table is empty; dialed counts new connections.
-func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.Time) (ready bool, dialed int) {
+// while the routing table is empty; dialed counts new connections; short
+// says we are below ConnLow because the lookup or a dial failed, rather
+// than for want of peers we are not yet connected to.
+func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.Time) (ready bool, dialed int, short bool) {
 	ctx := h.ctx
 	log := h.logger("p2p.discovery")
 
@@ -142,7 +153,7 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 		}
 	}
 	if h.kad.RoutingTable().Size() == 0 {
-		return false, 0 // nobody to advertise to or ask yet
+		return false, 0, false // nobody to advertise to or ask yet
 	}
 
 	if now := time.Now(); !now.Before(*nextAdvertise) {
@@ -158,7 +169,7 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 
 	want := h.cfg.ConnLow - len(h.Peers())
 	if want <= 0 {
-		return true, 0
+		return true, 0, false
 	}
 	want = min(want, maxDialsPerRound)
 
@@ -167,7 +178,7 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 	found, err := rd.FindPeers(fctx, h.Rendezvous(), discovery.Limit(h.cfg.ConnHigh))
 	if err != nil {
 		log.Debug("find peers failed", "err", err)
-		return true, 0
+		return true, 0, true
 	}
 	var candidates []peer.AddrInfo
 	seen := make(map[peer.ID]bool)
@@ -187,6 +198,13 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 		seen[p] = true
 		candidates = append(candidates, peer.AddrInfo{ID: p})
 	}
+	// Every node gets much the same rendezvous records in much the same
+	// order (the first ConnHigh that the few nodes nearest the key store),
+	// so taking the first few sent every node's dials to the same few
+	// peers, which then sat at their inbound limits and turned away the
+	// newcomers bootstrapping from them. A shuffle of both sources, the
+	// routing table being different at every node, spreads the dials.
+	rand.Shuffle(len(candidates), func(i, j int) { candidates[i], candidates[j] = candidates[j], candidates[i] })
 	if len(candidates) > want {
 		candidates = candidates[:want]
 	}
@@ -206,7 +224,8 @@ func (h *Host) discoverOnce(rd *drouting.RoutingDiscovery, nextAdvertise *time.T
 		})
 	}
 	wg.Wait()
-	return true, int(ok.Load())
+	n := int(ok.Load())
+	return true, n, n < len(candidates)
 }
 
 // queryTimeout bounds one DHT advertise or lookup.

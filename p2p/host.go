@@ -210,6 +210,9 @@ func newLibp2pHost(cfg *Config, version string, log *slog.Logger) (host.Host, er
 	if cfg.NATPortMap {
 		opts = append(opts, libp2p.NATPortMap())
 	}
+	if !cfg.ObservedAddrs {
+		opts = append(opts, libp2p.DisableIdentifyAddressDiscovery())
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		// libp2p closes the managers on some failure paths, not all; both

@@ -43,12 +43,14 @@ func DefaultConfig() Config {
 		NATPortMap:            true,
 		Relay:                 true,
 		Reachability:          "auto",
+		ObservedAddrs:         true,
 	}
 }
 
 // LocalConfig is for tests and the one-machine test network: 127.0.0.1 on a
 // free TCP port, DHT server mode (auto would stay a client on loopback),
-// short timeouts and intervals, no IP-colocation penalty.
+// short timeouts and intervals, no IP-colocation penalty, and none of the
+// NAT machinery (AutoNAT, observed addresses, relays, port mapping).
 func LocalConfig() Config {
 	c := DefaultConfig()
 	c.ListenAddrs = mustAddrs("/ip4/127.0.0.1/tcp/0")
@@ -70,6 +72,13 @@ func LocalConfig() Config {
 	c.NATService = false
 	c.NATPortMap = false
 	c.Relay = false
+	// Every node of a loopback network can dial every other, so there is
+	// nothing for AutoNAT or observed addresses to find out. Each would
+	// run per host, subscribed to every identify event: hundreds of hosts
+	// in one process paid for them, and a stalled AutoNAT loop kept a
+	// closing host waiting for good.
+	c.Reachability = "public"
+	c.ObservedAddrs = false
 	return c
 }
 

@@ -244,13 +244,10 @@ func (m localMesh) names() []string {
 }
 
 func (m localMesh) statuses(context.Context) []meshStatus {
-	k := wantTopicPeers(len(m.ln.Nodes))
 	out := make([]meshStatus, len(m.ln.Nodes))
 	for i, n := range m.ln.Nodes {
 		out[i] = meshStatus{topicPeers: n.Diagnostics().TopicPeers(), requestsSeen: n.Diagnostics().Stats().RequestsSeen}
-		if out[i].topicPeers < k {
-			out[i].peers = len(n.Peers()) // only for the error, which names a node short of topic peers
-		}
+		out[i].peers = len(n.Peers()) // only for the errors, which name a node that falls short
 	}
 	return out
 }
@@ -261,24 +258,31 @@ func (m localMesh) probe(ctx context.Context) error {
 
 func (localMesh) exited() error { return nil } // a node in this process does not exit on its own
 
+// closeAtOnce bounds how many nodes Close stops at a time. Each node that
+// goes tells every peer it leaves, and each of those peers then looks for
+// a replacement: hundreds leaving at once on a small machine turned into
+// a storm of disconnections and re-dials that slowed every close.
+const closeAtOnce = 16
+
 // Close stops every node and removes their homes.
 func (ln *Local) Close() error {
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	slots := make(chan struct{}, closeAtOnce)
 	for _, n := range ln.Nodes {
 		if n == nil {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
 			if err := n.Close(); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if ln.wasm != nil && ln.ownWasm {

@@ -98,7 +98,8 @@ func waitForMesh(ctx context.Context, m meshNodes, every, round time.Duration) e
 		}
 		next := time.Now().Add(round)
 		for {
-			for i, st := range m.statuses(ctx) {
+			sts := m.statuses(ctx)
+			for i, st := range sts {
 				switch {
 				case heard[i] || st.err != nil:
 				case base[i].err != nil:
@@ -110,7 +111,9 @@ func waitForMesh(ctx context.Context, m meshNodes, every, round time.Duration) e
 			short = short[:0]
 			for i, h := range heard {
 				if !h {
-					short = append(short, names[i])
+					// What it had, so that an error tells a node cut
+					// off from one that its peers stopped sending to.
+					short = append(short, fmt.Sprintf("%s: %d topic peers, %d connections", names[i], sts[i].topicPeers, sts[i].peers))
 				}
 			}
 			if len(short) == 0 {

@@ -110,7 +110,7 @@ func TestWaitForMeshNamesWhoFallsShort(t *testing.T) {
 	}
 	f = &fakeMesh{topicAt: []int{1, 1, 1}, heardAt: []int{0, 1, -1}}
 	err = waitForMesh(ctx, f, time.Millisecond, time.Minute)
-	if err == nil || !strings.Contains(err.Error(), "waiting for a probe from n0 to reach every node: --timeout 1s passed: 1 of 2 have not heard one (n2)") {
+	if err == nil || !strings.Contains(err.Error(), "waiting for a probe from n0 to reach every node: --timeout 1s passed: 1 of 2 have not heard one (n2: 3 topic peers, 5 connections)") {
 		t.Fatalf("a node that hears no probe: %v", err)
 	}
 	exit := errors.New("n1 exited (exit status 1)")
