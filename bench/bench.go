@@ -321,10 +321,12 @@ func realTimeouts(c *p2p.Config) error {
 // between two in-process nodes holds two descriptors, one per end, so n
 // nodes at ConnHigh hold n x ConnHigh. At 300 nodes a real node's 64 would
 // want 19,200 of the 20,000 allowed here; the network ran out while it
-// formed and never did, and did again with three quarters of the limit:
-// nodes that start at once overshoot the high-water mark until the
-// manager trims them. So half is kept for that, listeners and dials in
-// flight. Up to about 150 nodes at a limit of 20,000 nothing changes.
+// formed and never did, and did again with three quarters of the limit,
+// and with half once (DHT lookups dial past the mark until the manager
+// trims): nodes that start at once overshoot the high-water mark. So the
+// marks take a third; the rest is for that overshoot, listeners, the
+// nodes' other files and dials in flight. Up to about 100 nodes at a
+// limit of 20,000 nothing changes.
 //
 // Where it lowers them, the low-water mark is a quarter of the high one,
 // not a half: each node dials until it holds ConnLow connections and is
@@ -336,7 +338,7 @@ func fitConnections(nodes int, limit uint64) p2p.Option {
 		if limit == 0 || nodes < 1 {
 			return nil
 		}
-		high := int(limit / 2 / uint64(nodes))
+		high := int(limit / 3 / uint64(nodes))
 		if high >= c.ConnHigh {
 			return nil
 		}

@@ -73,21 +73,21 @@ func TestWireCounterAddsUpByProtocol(t *testing.T) {
 
 func TestFitConnections(t *testing.T) {
 	for _, tc := range []struct {
-		nodes           int
-		limit           uint64
-		wantLow, wantHi int
+		nodes                    int
+		limit                    uint64
+		wantLow, wantHi, wantFDs int
 	}{
-		{100, 20000, 32, 64}, // fits: a real node's marks
-		{300, 20000, 8, 33},  // 300 x 33 = 9,900 of 20,000; dials to a quarter
-		{300, 1024, 1, 4},    // never below a handful
-		{300, 0, 32, 64},     // limit unknown: unchanged
+		{100, 20000, 32, 64, 0}, // fits: a real node's marks
+		{300, 20000, 5, 22, 0},  // 300 x 22 = 6,600 of 20,000; dials to a quarter
+		{300, 1024, 1, 4, 0},    // never below a handful
+		{300, 0, 32, 64, 0},     // limit unknown: unchanged
 	} {
 		c := p2p.Config{ConnLow: 32, ConnHigh: 64}
 		if err := fitConnections(tc.nodes, tc.limit)(&c); err != nil {
 			t.Fatal(err)
 		}
-		if c.ConnLow != tc.wantLow || c.ConnHigh != tc.wantHi {
-			t.Errorf("%d nodes, limit %d: low %d high %d, want %d %d", tc.nodes, tc.limit, c.ConnLow, c.ConnHigh, tc.wantLow, tc.wantHi)
+		if c.ConnLow != tc.wantLow || c.ConnHigh != tc.wantHi || c.ResourceFDs != tc.wantFDs {
+			t.Errorf("%d nodes, limit %d: low %d high %d FDs %d, want %d %d %d", tc.nodes, tc.limit, c.ConnLow, c.ConnHigh, c.ResourceFDs, tc.wantLow, tc.wantHi, tc.wantFDs)
 		}
 	}
 }
