@@ -110,7 +110,34 @@ func (r *Requester) directTargets(req *BidRequest) []peer.ID {
 	if n == 0 {
 		return nil
 	}
-	return Nearest(known, r.host.ID(), req.JobID, n)
+	return Targets(known, r.host.Peers(), r.host.ID(), req.JobID, n)
+}
+
+// Targets picks n of known to send a request to: the nearest of those we
+// hold a connection to, then, if too few, the nearest of the rest. A
+// request to a peer we are not connected to costs a dial and a handshake
+// (milliseconds of CPU on both sides, and a descriptor each) and the
+// connection manager trims such connections again; jobs are spread over
+// the key space, so the nearest connected peers share the work as evenly
+// as the nearest of all.
+func Targets(known, connected []peer.ID, self peer.ID, jobID string, n int) []peer.ID {
+	isConn := make(map[peer.ID]bool, len(connected))
+	for _, p := range connected {
+		isConn[p] = true
+	}
+	var near, far []peer.ID
+	for _, p := range known {
+		if isConn[p] {
+			near = append(near, p)
+		} else {
+			far = append(far, p)
+		}
+	}
+	out := Nearest(near, self, jobID, n)
+	if len(out) < n {
+		out = append(out, Nearest(far, self, jobID, n-len(out))...)
+	}
+	return out
 }
 
 // sendDirect sends sealed (req, sealed) to each target at once and

@@ -66,6 +66,28 @@ func TestNearestIsByDistanceToTheJob(t *testing.T) {
 	}
 }
 
+// Targets asks the nearest connected peers first and fills up with the
+// nearest of the rest.
+func TestTargetsPreferConnectedPeers(t *testing.T) {
+	var known []peer.ID
+	for range 20 {
+		_, id := testPeer(t)
+		known = append(known, id)
+	}
+	connected := known[:4]
+	got := Targets(known, connected, "", "job-2", 6)
+	if len(got) != 6 {
+		t.Fatalf("got %d targets, want 6", len(got))
+	}
+	want := append(Nearest(connected, "", "job-2", 4), Nearest(known[4:], "", "job-2", 2)...)
+	if !slices.Equal(got, want) {
+		t.Fatalf("Targets = %v, want the 4 connected by distance, then the 2 nearest of the rest: %v", got, want)
+	}
+	if got := Targets(known, known, "", "job-2", 3); !slices.Equal(got, Nearest(known, "", "job-2", 3)) {
+		t.Fatalf("all connected: %v, want the 3 nearest", got)
+	}
+}
+
 // seenBy counts, per node, the bid requests its provider side heard.
 func seenBy(nodes []*fakeNode) []int64 {
 	out := make([]int64, len(nodes))
