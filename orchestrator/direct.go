@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,30 +75,12 @@ func Nearest(known []peer.ID, self peer.ID, jobID string, n int) []peer.ID {
 		seen[p] = true
 		all = append(all, near{p, Distance(p, jobID)})
 	}
-	slices.SortFunc(all, func(a, b near) int {
-		switch {
-		case a.d < b.d:
-			return -1
-		case a.d > b.d:
-			return 1
-		}
-		return compareIDs(a.id, b.id)
-	})
+	slices.SortFunc(all, func(a, b near) int { return cmp.Or(cmp.Compare(a.d, b.d), cmp.Compare(a.id, b.id)) })
 	out := make([]peer.ID, 0, min(n, len(all)))
 	for _, a := range all[:min(n, len(all))] {
 		out = append(out, a.id)
 	}
 	return out
-}
-
-func compareIDs(a, b peer.ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // directTargets is who req goes to directly (nil: the topic).

@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -82,7 +83,7 @@ func (n *fakeNet) others(id peer.ID) []*fakeHost {
 			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b *fakeHost) int { return compareIDs(a.id, b.id) })
+	slices.SortFunc(out, func(a, b *fakeHost) int { return cmp.Compare(a.id, b.id) })
 	return out
 }
 
