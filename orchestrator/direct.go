@@ -164,12 +164,8 @@ var errNotRequester = errors.New("a bid request sent directly must come from its
 // checks as the topic's validator, then the provider side, which bids
 // whatever the spread says (it was asked by name).
 func (s *Service) handleDirect(_ context.Context, from peer.ID, data []byte) ([]byte, error) {
-	req, err := s.validator.Validate(from, data)
+	req, err := s.admit(from, data)
 	if err != nil {
-		s.drops.note(from, err)
-		if errors.Is(err, ErrFlooding) {
-			s.host.Penalize(from)
-		}
 		return nil, err
 	}
 	if req.Requester != from {

@@ -104,10 +104,7 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 	s.blobs = newBlobs(s.log)
 	s.drops = newDropLog(s.log, nil)
 	s.topic, err = host.JoinTopic(TopicBidRequests, func(_ context.Context, via peer.ID, data []byte) (peer.ID, any, error) {
-		req, err := s.validator.Validate(via, data)
-		if err != nil {
-			s.drops.note(via, err)
-		}
+		req, err := s.admit(via, data)
 		switch {
 		case err == nil:
 			return req.Requester, req, nil
@@ -118,12 +115,7 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 			// delivered a rejected message, and an honest relay may have
 			// counted the requester's messages in another order and
 			// rightly accepted it. The peer that sent it loses gossip
-			// score when it is to blame (ErrFlooding): it relays one
-			// requester far over that requester's rate, or it is the
-			// requester itself over its own.
-			if errors.Is(err, ErrFlooding) {
-				host.Penalize(via)
-			}
+			// score when it is to blame (ErrFlooding, see admit).
 			return "", nil, fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
 		}
 		// Rejected: gossipsub lowers the score of via, which sent us
@@ -166,6 +158,21 @@ func NewService(host Network, key crypto.PrivKey, backend Backend, cfg Config) (
 	s.wg.Add(1)
 	go s.readLoop()
 	return s, nil
+}
+
+// admit runs the validator on a bid request that via sent us, on the
+// topic or by name, and notes a drop. The peer that sent it loses gossip
+// score when it is to blame (ErrFlooding): it relays one requester far over
+// that requester's rate, or it is the requester itself over its own.
+func (s *Service) admit(via peer.ID, data []byte) (*BidRequest, error) {
+	req, err := s.validator.Validate(via, data)
+	if err != nil {
+		s.drops.note(via, err)
+		if errors.Is(err, ErrFlooding) {
+			s.host.Penalize(via)
+		}
+	}
+	return req, err
 }
 
 // readLoop hands validated bid requests to the provider side. The topic
